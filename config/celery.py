@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("assent")
+# Every CELERY_* Django setting configures Celery, the beat schedule included.
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

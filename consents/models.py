@@ -1,0 +1,281 @@
+"""The system of record: contacts, topics, notices, the catalog, the ledger and its projections.
+
+Nothing here holds business logic: every write goes through ``consents.services``.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.db import models
+from django.utils.translation import get_language
+
+from consents.vocab import (
+    Channel,
+    ContactKind,
+    EventType,
+    Method,
+)
+
+LANGUAGES = [("fr", "Français"), ("en", "English")]
+
+
+def new_public_id() -> str:
+    # 128 random bits; URLs and exports name contacts by this, never by the primary key.
+    return secrets.token_urlsafe(16)
+
+
+class Topic(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name_fr = models.CharField(max_length=200)
+    name_en = models.CharField(max_length=200)
+    description_fr = models.TextField(blank=True)
+    description_en = models.TextField(blank=True)
+    purpose = models.CharField(max_length=32)
+    channels = models.JSONField(default=list, help_text="Channels this topic is offered on.")
+    frequencies = models.JSONField(
+        default=list, blank=True, help_text='Frequency choices, e.g. ["weekly", "monthly"].'
+    )
+    display_order = models.PositiveIntegerField(default=0)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["display_order", "slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def name(self) -> str:
+        return self.name_en if (get_language() or "").startswith("en") else self.name_fr
+
+    @property
+    def description(self) -> str:
+        en = (get_language() or "").startswith("en")
+        return self.description_en if en else self.description_fr
+
+
+class Notice(models.Model):
+    """A version of the wording shown when consent is collected. Immutable once published."""
+
+    topic = models.ForeignKey(
+        Topic, null=True, blank=True, on_delete=models.PROTECT, related_name="notices",
+        help_text="Empty for a notice that applies to every topic.",
+    )
+    language = models.CharField(max_length=2, choices=LANGUAGES)
+    version = models.PositiveIntegerField()
+    text = models.TextField()
+    sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    published_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["topic", "language", "version"], name="notice_unique_version"
+            ),
+            models.UniqueConstraint(
+                fields=["language", "version"],
+                condition=models.Q(topic__isnull=True),
+                name="global_notice_unique_version",
+            ),
+        ]
+        ordering = ["topic__slug", "language", "-version"]
+
+    def __str__(self) -> str:
+        scope = self.topic.slug if self.topic_id else "global"
+        return f"{scope} {self.language} v{self.version}"
+
+    @property
+    def is_published(self) -> bool:
+        return self.published_at is not None
+
+
+class Category(models.Model):
+    """A product category of the catalog; categories sharing a family are analogous."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    family = models.SlugField(max_length=64)
+    name = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["family", "slug"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return f"{self.slug} ({self.family})"
+
+
+class Store(models.Model):
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    address = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class Contact(models.Model):
+    public_id = models.CharField(
+        max_length=32, unique=True, default=new_public_id, editable=False
+    )
+    kind = models.CharField(
+        max_length=16, choices=ContactKind.choices, default=ContactKind.CONSUMER
+    )
+    # Normalised (trimmed, domain lower-cased); absent is NULL so that uniqueness holds.
+    email = models.CharField(max_length=254, null=True, blank=True, unique=True)
+    phone = models.CharField(max_length=16, blank=True, db_index=True, help_text="E.164")
+    first_name = models.CharField(max_length=150, blank=True)
+    postal_address = models.TextField(blank=True)
+    push_token = models.CharField(max_length=255, blank=True)
+    locale = models.CharField(max_length=2, choices=LANGUAGES, default="fr")
+    collected_at = models.DateTimeField()
+    informed_at_collection = models.BooleanField(default=False)
+    profession = models.CharField(max_length=64, blank=True)
+    link_version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.email or self.phone or self.public_id
+
+
+class Event(models.Model):
+    """One fact in the append-only ledger, chained to the contact's previous event."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="events")
+    seq = models.PositiveIntegerField(help_text="Position in the contact's chain, from 1.")
+    type = models.CharField(max_length=24, choices=EventType.choices)
+    topic = models.CharField(max_length=64, blank=True, help_text='A topic slug, or "*".')
+    channel = models.CharField(max_length=8, blank=True, help_text='A channel, or "*".')
+    occurred_at = models.DateTimeField(help_text="When the fact happened.")
+    recorded_at = models.DateTimeField(help_text="When the ledger recorded it.")
+    method = models.CharField(max_length=24, blank=True, choices=Method.choices)
+    actor = models.CharField(max_length=128, help_text='"person", "system", "staff:…", "api:…"')
+    collection_point = models.CharField(max_length=500, blank=True)
+    store = models.ForeignKey(Store, null=True, blank=True, on_delete=models.PROTECT)
+    notice = models.ForeignKey(Notice, null=True, blank=True, on_delete=models.PROTECT)
+    proof = models.CharField(
+        max_length=500, blank=True, help_text="Reference to the original evidence."
+    )
+    data = models.JSONField(default=dict, blank=True, help_text="Fields proper to the type.")
+    evidence_digest = models.CharField(max_length=64, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["contact", "seq"], name="event_chain_position"),
+        ]
+        ordering = ["contact_id", "seq"]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.type} {self.topic}/{self.channel}"
+
+
+class Evidence(models.Model):
+    """Personal evidence for one event, kept beside it so that erasure can wipe it.
+
+    The event's chain covers only ``Event.evidence_digest``, so wiping this row keeps the chain valid.
+    """
+
+    event = models.OneToOneField(
+        Event, on_delete=models.CASCADE, primary_key=True, related_name="evidence"
+    )
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "evidence"
+
+
+# --- Projections: derived from the ledger in the same transaction as each append ----------------
+
+
+class ContactFacts(models.Model):
+    """Per-contact facts the rules need, with the instants they imply already computed."""
+
+    contact = models.OneToOneField(
+        Contact, on_delete=models.CASCADE, primary_key=True, related_name="facts"
+    )
+    is_customer = models.BooleanField(default=False)
+    # NULL: never expires (an active contract).
+    expires_at = models.DateTimeField(null=True, blank=True)
+    undeliverable_email = models.BooleanField(default=False)
+    generic_email = models.BooleanField(default=False)
+    # A repermission ask was sent since the last person-initiated event.
+    repermission_asked = models.BooleanField(default=False)
+    callback_until = models.DateTimeField(null=True, blank=True)
+    last_seq = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "contact facts"
+
+
+class ChannelState(models.Model):
+    """Per contact and channel: what applies to every topic on that channel."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="channel_states")
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    # Opted out of a topic that has no event of its own on this channel (wildcard opt-outs).
+    opted_out = models.BooleanField(default=False)
+    pause_until = models.DateTimeField(null=True, blank=True)
+    # The latest opt-out of every topic here is later than the latest opt-in here (step 4).
+    repermission_opted_out = models.BooleanField(default=False)
+    has_valid_consent = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["contact", "channel"], name="channel_state_unique"),
+        ]
+
+
+class ConsentState(models.Model):
+    """Current state per contact x topic x channel, exactly as the ledger says."""
+
+    class Status(models.TextChoices):
+        OPTED_IN = "opted_in", "Opted in"
+        PENDING = "pending", "Pending confirmation"
+        INVALID = "invalid", "Invalid consent"
+        OPTED_OUT = "opted_out", "Opted out"
+        NONE = "none", "No choice"
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consent_states")
+    topic = models.CharField(max_length=64)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    since = models.DateTimeField(null=True, blank=True)
+    frequency = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact", "topic", "channel"], name="consent_state_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["topic", "channel", "status"])]
+
+
+class CatalogFact(models.Model):
+    """What a contact bought or subscribed to (categories and products), for the rules."""
+
+    class Kind(models.TextChoices):
+        PURCHASE = "purchase", "Purchase"
+        CONTRACT = "contract", "Contract"
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="catalog_facts")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    category = models.CharField(max_length=64, blank=True)
+    product = models.CharField(max_length=128, blank=True)
+    contract = models.CharField(max_length=128, blank=True)
+    active = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["contact", "kind"])]

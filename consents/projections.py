@@ -1,0 +1,219 @@
+"""Projections: what the ledger implies, rewritten in the same transaction as each append.
+
+Each append recomputes the contact's projections from the contact's whole history, with the same
+helpers that ``rules.decide`` uses, so that the two cannot drift. Instants the rules derive
+(expiry, pause end, callback validity) are computed here, in Python and in UTC; the audience query
+then only compares stored instants with ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+
+from consents import rules
+from consents.models import CatalogFact, ChannelState, ConsentState, Contact, ContactFacts, Event
+from consents.vocab import ANY, CHANNELS, EventType
+
+
+def _when(value: Any) -> datetime | None:
+    return parse_datetime(value) if isinstance(value, str) else None
+
+
+def fact_from_row(
+    *,
+    type: str,
+    occurred_at: datetime,
+    seq: int,
+    topic: str,
+    channel: str,
+    method: str,
+    proof: str,
+    data: dict[str, Any],
+) -> rules.Fact:
+    return rules.Fact(
+        type=type,
+        at=occurred_at,
+        seq=seq,
+        topic=topic or None,
+        channel=channel or None,
+        method=method or None,
+        proof=proof or None,
+        prechecked=bool(data.get("prechecked", False)),
+        bundled=bool(data.get("bundled", False)),
+        doi=data.get("doi", "none"),
+        until=_when(data.get("until")),
+        category=data.get("category") or None,
+        product=data.get("product") or None,
+        warranty_until=_when(data.get("warranty_until")),
+        contract=data.get("contract") or None,
+        kind=data.get("kind") or None,
+        hard=bool(data.get("hard", False)),
+        frequency=data.get("frequency") or None,
+    )
+
+
+def fact_from_event(event: Event) -> rules.Fact:
+    return fact_from_row(
+        type=event.type,
+        occurred_at=event.occurred_at,
+        seq=event.seq,
+        topic=event.topic,
+        channel=event.channel,
+        method=event.method,
+        proof=event.proof,
+        data=event.data,
+    )
+
+
+def person_from_contact(contact: Contact) -> rules.Person:
+    return rules.Person(
+        kind=contact.kind,
+        collected_at=contact.collected_at,
+        informed_at_collection=contact.informed_at_collection,
+        email=contact.email or None,
+        phone=contact.phone or None,
+        postal_address=contact.postal_address or None,
+        push_token=contact.push_token or None,
+        profession=contact.profession or None,
+    )
+
+
+@dataclass
+class Projection:
+    """Everything the projections hold for one contact, before it is written."""
+
+    facts: dict[str, Any]
+    channel_states: list[dict[str, Any]] = field(default_factory=list)
+    consent_states: list[dict[str, Any]] = field(default_factory=list)
+    catalog_facts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _topic_channels(h: Sequence[rules.Fact]) -> dict[str, set[str]]:
+    """Every (topic, channel) with an event of its own; ``opt_out(T, *)`` reaches every channel."""
+    pairs: dict[str, set[str]] = {}
+    for e in h:
+        if e.type not in (EventType.OPT_IN, EventType.DOI_CONFIRMED, EventType.OPT_OUT):
+            continue
+        if not e.topic or e.topic == ANY or not e.channel:
+            continue
+        channels = pairs.setdefault(e.topic, set())
+        channels.update(CHANNELS if e.channel == ANY else (e.channel,))
+    return pairs
+
+
+def _consent_state(
+    h: Sequence[rules.Fact], topic: str, channel: str, s: rules.RuleSettings
+) -> tuple[str, datetime | None]:
+    opt_out = rules.opted_out_event(h, topic, channel)
+    if opt_out is not None:
+        return ConsentState.Status.OPTED_OUT, opt_out.at
+    consent = rules.valid_consent_event(h, topic, channel, s)
+    if consent is not None:
+        return ConsentState.Status.OPTED_IN, consent.at
+    blocker = rules.consent_blocker(h, topic, channel, s)
+    latest = next(
+        (e for e in reversed(h) if e.type == EventType.OPT_IN and (e.topic, e.channel) == (topic, channel)),
+        None,
+    )
+    if blocker == rules.Reason.CONSENT_PENDING:
+        return ConsentState.Status.PENDING, latest.at if latest else None
+    if blocker == rules.Reason.INVALID_CONSENT:
+        return ConsentState.Status.INVALID, latest.at if latest else None
+    return ConsentState.Status.NONE, None
+
+
+def derive(
+    person: rules.Person, history: Iterable[rules.Fact], s: rules.RuleSettings
+) -> Projection:
+    h = rules.ordered(history)
+    callback = rules.latest_callback(h)
+    projection = Projection(
+        facts={
+            "is_customer": rules.is_customer(h),
+            "expires_at": rules.retention_expiry(person, h, s),
+            "undeliverable_email": rules.is_undeliverable(h),
+            "generic_email": rules.is_generic_address(person.email, s),
+            "repermission_asked": rules.repermission_asked(h),
+            "callback_until": callback.at + s.callback_validity if callback else None,
+            "last_seq": max((e.seq for e in h), default=0),
+        }
+    )
+    for channel in CHANNELS:
+        state = {
+            "channel": channel,
+            "opted_out": rules.opted_out_event(h, None, channel) is not None,
+            "pause_until": rules.pause_until(h, channel),
+            "repermission_opted_out": rules.repermission_opted_out(h, channel),
+            "has_valid_consent": rules.has_valid_consent_on(h, channel, s),
+        }
+        if any(v for k, v in state.items() if k != "channel"):
+            projection.channel_states.append(state)
+
+    frequencies: dict[str, str] = {}
+    for e in h:
+        if e.type == EventType.OPT_IN and e.topic and e.frequency:
+            frequencies[e.topic] = e.frequency
+    for topic, channels in sorted(_topic_channels(h).items()):
+        for channel in sorted(channels):
+            status, since = _consent_state(h, topic, channel, s)
+            projection.consent_states.append(
+                {
+                    "topic": topic,
+                    "channel": channel,
+                    "status": status,
+                    "since": since,
+                    "frequency": frequencies.get(topic, ""),
+                }
+            )
+
+    purchases: set[tuple[str, str]] = set()
+    for e in h:
+        if e.type == EventType.PURCHASE:
+            purchases.add((e.category or "", e.product or ""))
+    projection.catalog_facts += [
+        {"kind": CatalogFact.Kind.PURCHASE, "category": c, "product": p, "contract": "", "active": False}
+        for c, p in sorted(purchases)
+    ]
+    active = {id(e) for e in rules.active_contracts(h)}
+    contracts: set[tuple[str, str, bool]] = set()
+    for e in h:
+        if e.type == EventType.CONTRACT_START:
+            contracts.add((e.category or "", e.contract or "", id(e) in active))
+    projection.catalog_facts += [
+        {"kind": CatalogFact.Kind.CONTRACT, "category": c, "product": "", "contract": k, "active": a}
+        for c, k, a in sorted(contracts)
+    ]
+    return projection
+
+
+def projection_write(contact: Contact, projection: Projection) -> None:
+    ContactFacts.objects.update_or_create(contact=contact, defaults=projection.facts)
+    ChannelState.objects.filter(contact=contact).delete()
+    ConsentState.objects.filter(contact=contact).delete()
+    CatalogFact.objects.filter(contact=contact).delete()
+    ChannelState.objects.bulk_create(
+        [ChannelState(contact=contact, **row) for row in projection.channel_states]
+    )
+    ConsentState.objects.bulk_create(
+        [ConsentState(contact=contact, **row) for row in projection.consent_states]
+    )
+    CatalogFact.objects.bulk_create(
+        [CatalogFact(contact=contact, **row) for row in projection.catalog_facts]
+    )
+
+
+def projection_refresh(contact: Contact, s: rules.RuleSettings | None = None) -> Projection:
+    """Recompute and rewrite one contact's projections from its whole ledger history."""
+    s = s or rules.RuleSettings.from_django()
+    rows = Event.objects.filter(contact=contact).values(
+        "type", "occurred_at", "seq", "topic", "channel", "method", "proof", "data"
+    )
+    history = [fact_from_row(**row) for row in rows]
+    projection = derive(person_from_contact(contact), history, s)
+    projection_write(contact, projection)
+    return projection

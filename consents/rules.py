@@ -1,0 +1,530 @@
+"""The contactability engine: RULES.md, step by step.
+
+``decide`` is a pure function of facts: a person, their history, a message and an instant. Nothing
+here reads the database; ``consents.projections`` and the case-book runner adapt models to these
+types. The history helpers below are also what the projections are computed from, so that the
+set-based audience query (``consents.audience``) only has to compare stored facts and instants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from consents.vocab import (
+    ANY,
+    METHODS_NEEDING_PROOF,
+    Channel,
+    ContactKind,
+    Doi,
+    EventType,
+    InteractionKind,
+    Method,
+    Purpose,
+    Reason,
+)
+
+# --- Inputs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Person:
+    kind: str
+    collected_at: datetime
+    informed_at_collection: bool
+    email: str | None = None
+    phone: str | None = None
+    postal_address: str | None = None
+    push_token: str | None = None
+    profession: str | None = None
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One event of the history, as the rules see it. ``seq`` is the recorded order."""
+
+    type: str
+    at: datetime
+    seq: int
+    topic: str | None = None
+    channel: str | None = None
+    method: str | None = None
+    prechecked: bool = False
+    bundled: bool = False
+    doi: str = Doi.NONE
+    proof: str | None = None
+    until: datetime | None = None
+    category: str | None = None
+    product: str | None = None
+    warranty_until: datetime | None = None
+    contract: str | None = None
+    kind: str | None = None
+    hard: bool = False
+    frequency: str | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    channel: str
+    purpose: str
+    topic: str | None = None
+    category: str | None = None
+    product: str | None = None
+    professions: tuple[str, ...] = ()
+    contains_promotion: bool = False
+    automated: bool = False
+
+
+DEFAULT_GENERIC_LOCAL_PARTS = frozenset(
+    "info contact hello bonjour sales vente ventes commercial admin support service accueil office "
+    "team equipe marketing compta rh jobs recrutement direction secretariat reception".split()
+)
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    retention_years: int = 3
+    doi_ttl: timedelta = timedelta(days=7)
+    repermission_window: timedelta = timedelta(days=30)
+    callback_validity: timedelta = timedelta(days=30)
+    generic_local_parts: frozenset[str] = DEFAULT_GENERIC_LOCAL_PARTS
+
+    @classmethod
+    def from_django(cls) -> RuleSettings:
+        from django.conf import settings
+
+        return cls(
+            retention_years=settings.RETENTION_YEARS,
+            doi_ttl=settings.DOI_CONFIRM_TTL,
+            repermission_window=settings.REPERMISSION_WINDOW,
+            callback_validity=settings.CALLBACK_VALIDITY,
+            generic_local_parts=frozenset(p.lower() for p in settings.GENERIC_LOCAL_PARTS),
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    step: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+# Marketing purposes for which a consumer has no exception to consent (RULES.md, step 9).
+NO_CONSUMER_EXCEPTION = frozenset(
+    {Purpose.NEWSLETTER, Purpose.LOYALTY_ENROLMENT, Purpose.REACTIVATION, Purpose.PARTNER_OFFER}
+)
+
+# --- Time ---------------------------------------------------------------------------------------
+
+
+def add_years(at: datetime, years: int) -> datetime:
+    """RULES.md: add N to the UTC year; 29 February becomes 28 February."""
+    from datetime import UTC
+
+    utc = at.astimezone(UTC)
+    try:
+        return utc.replace(year=utc.year + years)
+    except ValueError:
+        return utc.replace(year=utc.year + years, day=28)
+
+
+# --- Derived facts over a history (a list ordered by (at, seq)) ---------------------------------
+
+
+def ordered(history: Iterable[Fact], now: datetime | None = None) -> list[Fact]:
+    """The events that count as of ``now``, in time order; same instants keep recorded order."""
+    events = history if now is None else (e for e in history if e.at <= now)
+    return sorted(events, key=lambda e: (e.at, e.seq))
+
+
+def is_person_initiated(e: Fact) -> bool:
+    if e.type == EventType.INTERACTION:
+        return e.kind in (InteractionKind.CLICK, InteractionKind.REPLY, InteractionKind.CONTACT)
+    if e.type == EventType.OPT_IN:
+        return e.method != Method.IMPORT
+    return e.type in (
+        EventType.PURCHASE,
+        EventType.CONTRACT_START,
+        EventType.DOI_CONFIRMED,
+        EventType.PAUSE,
+        EventType.CALLBACK_REQUEST,
+    )
+
+
+def is_customer(h: Sequence[Fact]) -> bool:
+    return any(e.type in (EventType.PURCHASE, EventType.CONTRACT_START) for e in h)
+
+
+def active_contracts(h: Sequence[Fact]) -> list[Fact]:
+    """Contract starts with no later end for the same contract."""
+    active: dict[str | None, Fact] = {}
+    for e in h:
+        if e.type == EventType.CONTRACT_START:
+            active[e.contract] = e
+        elif e.type == EventType.CONTRACT_END:
+            active.pop(e.contract, None)
+    return list(active.values())
+
+
+def retention_anchor(person: Person, h: Sequence[Fact]) -> datetime:
+    initiated = [e.at for e in h if is_person_initiated(e)]
+    if is_customer(h):
+        candidates = [e.at for e in h if e.type == EventType.PURCHASE]
+        candidates += [e.warranty_until for e in h if e.warranty_until is not None]
+        candidates += [e.at for e in h if e.type == EventType.CONTRACT_END]
+        candidates += initiated
+    else:
+        candidates = [person.collected_at, *initiated]
+    return max(candidates)
+
+
+def retention_expiry(person: Person, h: Sequence[Fact], s: RuleSettings) -> datetime | None:
+    """When the person's data expires; None while a contract is active (it never does)."""
+    if active_contracts(h):
+        return None
+    return add_years(retention_anchor(person, h), s.retention_years)
+
+
+def is_undeliverable(h: Sequence[Fact]) -> bool:
+    """A hard email bounce not followed by a confirmation, a click or reply, or a new address."""
+    undeliverable = False
+    for e in h:
+        if e.type == EventType.BOUNCE and e.channel == Channel.EMAIL and e.hard:
+            undeliverable = True
+        elif (
+            (e.type == EventType.DOI_CONFIRMED and e.channel == Channel.EMAIL)
+            or (e.type == EventType.INTERACTION and e.kind in (InteractionKind.CLICK, InteractionKind.REPLY))
+            or (e.type == EventType.ADDRESS_CHANGED and e.channel == Channel.EMAIL)
+        ):
+            undeliverable = False
+    return undeliverable
+
+
+def is_generic_address(email: str | None, s: RuleSettings) -> bool:
+    if not email or "@" not in email:
+        return False
+    local = email.rsplit("@", 1)[0].lower().split("+", 1)[0]
+    return local in s.generic_local_parts
+
+
+def family_of(category: str | None, catalog: Mapping[str, str]) -> str | None:
+    """A category missing from the catalog is its own family; no category, no family."""
+    if not category:
+        return None
+    return catalog.get(category, category)
+
+
+def covers(e: Fact, topic: str | None, channel: str) -> bool:
+    """Is ``e`` a covering opt-out for (topic, channel)?
+
+    ``topic=None`` stands for a topic with no event of its own: only wildcard opt-outs cover it.
+    """
+    if e.type == EventType.OPT_OUT:
+        topic_ok = e.topic == ANY or (topic is not None and e.topic == topic)
+        return topic_ok and e.channel in (channel, ANY)
+    return e.type == EventType.COMPLAINT and e.channel == channel
+
+
+def _is_own(e: Fact, topic: str | None, channel: str) -> bool:
+    return (
+        topic is not None
+        and e.type in (EventType.OPT_IN, EventType.DOI_CONFIRMED)
+        and e.topic == topic
+        and e.channel == channel
+    )
+
+
+def opted_out_event(h: Sequence[Fact], topic: str | None, channel: str) -> Fact | None:
+    """The covering opt-out that decides (T, C), if the person is opted out of it."""
+    latest: Fact | None = None
+    for e in h:
+        if (
+            covers(e, topic, channel)
+            or _is_own(e, topic, channel)
+            or (channel == Channel.PHONE and e.type == EventType.CALLBACK_REQUEST)
+        ):
+            latest = e
+    if latest is not None and covers(latest, topic, channel):
+        return latest
+    return None
+
+
+def _last_covering_index(h: Sequence[Fact], topic: str, channel: str) -> int:
+    last = -1
+    for i, e in enumerate(h):
+        if covers(e, topic, channel):
+            last = i
+    return last
+
+
+def _opt_ins_after_last_covering(h: Sequence[Fact], topic: str, channel: str) -> list[int]:
+    start = _last_covering_index(h, topic, channel) + 1
+    return [
+        i
+        for i in range(start, len(h))
+        if h[i].type == EventType.OPT_IN and h[i].topic == topic and h[i].channel == channel
+    ]
+
+
+def _confirmed_in_time(h: Sequence[Fact], i: int, s: RuleSettings) -> bool:
+    opt_in = h[i]
+    return any(
+        e.type == EventType.DOI_CONFIRMED
+        and e.topic == opt_in.topic
+        and e.channel == opt_in.channel
+        and e.at - opt_in.at <= s.doi_ttl
+        for e in h[i + 1 :]
+    )
+
+
+def _lacks_proof(e: Fact) -> bool:
+    return e.method in METHODS_NEEDING_PROOF and not e.proof
+
+
+def is_valid_opt_in(h: Sequence[Fact], i: int, s: RuleSettings) -> bool:
+    e = h[i]
+    if e.prechecked or e.bundled or _lacks_proof(e):
+        return False
+    return e.doi != Doi.PENDING or _confirmed_in_time(h, i, s)
+
+
+def valid_consent_event(
+    h: Sequence[Fact], topic: str, channel: str, s: RuleSettings
+) -> Fact | None:
+    """The latest valid opt-in that gives consent for (T, C) now, if any."""
+    if opted_out_event(h, topic, channel) is not None:
+        return None
+    for i in reversed(_opt_ins_after_last_covering(h, topic, channel)):
+        if is_valid_opt_in(h, i, s):
+            return h[i]
+    return None
+
+
+def consent_blocker(h: Sequence[Fact], topic: str, channel: str, s: RuleSettings) -> str | None:
+    """Step 10's first two reasons: why the latest opt-in since the last opt-out does not count."""
+    after = _opt_ins_after_last_covering(h, topic, channel)
+    if not after:
+        return None
+    i = after[-1]
+    e = h[i]
+    if e.doi == Doi.PENDING and not _confirmed_in_time(h, i, s):
+        return Reason.CONSENT_PENDING
+    if e.prechecked or e.bundled or _lacks_proof(e):
+        return Reason.INVALID_CONSENT
+    return None
+
+
+def pause_until(h: Sequence[Fact], channel: str) -> datetime | None:
+    """The end of the latest pause covering this channel."""
+    latest = None
+    for e in h:
+        if e.type == EventType.PAUSE and e.channel in (channel, ANY):
+            latest = e
+    return latest.until if latest is not None else None
+
+
+def latest_callback(h: Sequence[Fact]) -> Fact | None:
+    latest = None
+    for e in h:
+        if e.type == EventType.CALLBACK_REQUEST:
+            latest = e
+    return latest
+
+
+def repermission_opted_out(h: Sequence[Fact], channel: str) -> bool:
+    """Step 4: the latest opt-out of every topic on C (or a complaint) is later than any opt-in."""
+    state = False
+    for e in h:
+        if (e.type == EventType.OPT_OUT and e.topic == ANY and e.channel in (channel, ANY)) or (
+            e.type == EventType.COMPLAINT and e.channel == channel
+        ):
+            state = True
+        elif e.type == EventType.OPT_IN and e.channel == channel:
+            state = False
+    return state
+
+
+def has_valid_consent_on(h: Sequence[Fact], channel: str, s: RuleSettings) -> bool:
+    topics = {e.topic for e in h if e.type == EventType.OPT_IN and e.channel == channel}
+    return any(valid_consent_event(h, t, channel, s) is not None for t in topics if t)
+
+
+def has_marketing_basis(person: Person, h: Sequence[Fact], channel: str, s: RuleSettings) -> bool:
+    informed = person.informed_at_collection
+    consumer = person.kind == ContactKind.CONSUMER
+    return (
+        has_valid_consent_on(h, channel, s)
+        or (channel in (Channel.EMAIL, Channel.SMS) and consumer and is_customer(h) and informed)
+        or (channel == Channel.POSTAL and informed)
+        or (person.kind == ContactKind.PROFESSIONAL and informed)
+    )
+
+
+def repermission_asked(h: Sequence[Fact]) -> bool:
+    """A repermission ask was sent since the last person-initiated event (or ever, if none)."""
+    asked = False
+    for e in h:
+        if e.type == EventType.REPERMISSION_SENT:
+            asked = True
+        elif is_person_initiated(e):
+            asked = False
+    return asked
+
+
+def bought_families(h: Sequence[Fact], catalog: Mapping[str, str]) -> set[str]:
+    """Families of every purchase and contract, active or not (the soft-opt-in path)."""
+    return {
+        family_of(e.category, catalog) or ""
+        for e in h
+        if e.type in (EventType.PURCHASE, EventType.CONTRACT_START) and e.category
+    }
+
+
+def address_for(person: Person, channel: str) -> str | None:
+    return {
+        Channel.EMAIL: person.email,
+        Channel.SMS: person.phone,
+        Channel.PHONE: person.phone,
+        Channel.POSTAL: person.postal_address,
+        Channel.PUSH: person.push_token,
+    }[channel] or None
+
+
+# --- The decision -------------------------------------------------------------------------------
+
+
+def decide(
+    person: Person,
+    history: Iterable[Fact],
+    message: Message,
+    now: datetime,
+    *,
+    catalog: Mapping[str, str] | None = None,
+    settings: RuleSettings | None = None,
+) -> Decision:
+    """May we send ``message`` to ``person`` as of ``now``? The first step that applies wins."""
+    s = settings or RuleSettings()
+    catalog = catalog or {}
+    h = ordered(history, now)
+    channel, purpose, topic = message.channel, message.purpose, message.topic
+    facts: dict[str, Any] = {}
+
+    def allow(reason: str, step: str) -> Decision:
+        return Decision(True, reason, step, facts)
+
+    def deny(reason: str, step: str) -> Decision:
+        return Decision(False, reason, step, facts)
+
+    # 1. An address for the channel.
+    if address_for(person, channel) is None:
+        return deny(Reason.NO_ADDRESS, "1")
+
+    # 2. Retention: every purpose, service and repermission included.
+    expiry = retention_expiry(person, h, s)
+    facts["expires_at"] = expiry
+    if expiry is not None and now >= expiry:
+        return deny(Reason.RETENTION_EXPIRED, "2")
+
+    # 3. Undeliverable email.
+    if channel == Channel.EMAIL and is_undeliverable(h):
+        return deny(Reason.UNDELIVERABLE, "3")
+
+    # 4. Repermission: one neutral ask, near the end of retention.
+    if purpose == Purpose.REPERMISSION:
+        if channel == Channel.PHONE:
+            return deny(Reason.NO_CONSENT, "4")
+        if repermission_opted_out(h, channel):
+            return deny(Reason.OPTED_OUT, "4")
+        if not has_marketing_basis(person, h, channel, s):
+            return deny(Reason.NO_CONSENT, "4")
+        asked = repermission_asked(h)
+        facts["repermission_asked"] = asked
+        if expiry is not None and now >= expiry - s.repermission_window and not asked:
+            return allow(Reason.REPERMISSION, "4")
+        return deny(Reason.REPERMISSION_NOT_DUE, "4")
+
+    # 5. Service messages; one that contains a promotion is a promotion.
+    if purpose == Purpose.SERVICE:
+        if not message.contains_promotion:
+            return allow(Reason.SERVICE, "5")
+        purpose = Purpose.PROMOTION
+    if not topic:
+        raise ValueError("A marketing message needs a topic.")
+
+    # 6. Opted out.
+    opt_out = opted_out_event(h, topic, channel)
+    if opt_out is not None:
+        facts["opt_out_seq"] = opt_out.seq
+        return deny(Reason.OPTED_OUT, "6")
+
+    # 7. Paused.
+    until = pause_until(h, channel)
+    if until is not None and until > now:
+        facts["pause_until"] = until
+        return deny(Reason.PAUSED, "7")
+
+    # 8. Valid consent.
+    consent = valid_consent_event(h, topic, channel, s)
+    if consent is not None:
+        facts["opt_in_seq"] = consent.seq
+        return allow(Reason.OPT_IN, "8")
+
+    # 9. The paths that need no consent, in order.
+    informed = person.informed_at_collection
+    professional = person.kind == ContactKind.PROFESSIONAL
+    consumer = not professional
+    family = family_of(message.category, catalog)
+    if professional and channel == Channel.EMAIL and is_generic_address(person.email, s):
+        return allow(Reason.GENERIC_ADDRESS, "9.1")
+    if channel == Channel.POSTAL and informed:
+        return allow(Reason.LEGITIMATE_INTEREST, "9.2")
+    if professional and informed and person.profession and person.profession in message.professions:
+        return allow(Reason.B2B_PROFESSIONAL, "9.3")
+    if (
+        consumer
+        and channel == Channel.PHONE
+        and not message.automated
+        and purpose not in NO_CONSUMER_EXCEPTION
+    ):
+        for contract in active_contracts(h):
+            if family is not None and family_of(contract.category, catalog) == family:
+                facts["contract_seq"] = contract.seq
+                return allow(Reason.CONTRACT_IN_PROGRESS, "9.4")
+        callback = latest_callback(h)
+        if callback is not None and now - callback.at <= s.callback_validity:
+            facts["callback_seq"] = callback.seq
+            return allow(Reason.CALLBACK_REQUESTED, "9.4")
+    customer = is_customer(h)
+    facts["customer"] = customer
+    soft_path = consumer and channel in (Channel.EMAIL, Channel.SMS) and purpose == Purpose.PROMOTION
+    analogous = family is not None and family in bought_families(h, catalog)
+    if soft_path and customer and informed and analogous:
+        return allow(Reason.SOFT_OPT_IN, "9.5")
+    cart_path = (
+        consumer and channel in (Channel.EMAIL, Channel.SMS) and purpose == Purpose.CART_ABANDONMENT
+    )
+    bought_product = bool(message.product) and any(
+        e.type == EventType.PURCHASE and e.product == message.product for e in h
+    )
+    if cart_path and bought_product and informed:
+        return allow(Reason.ALREADY_BOUGHT_PRODUCT, "9.6")
+
+    # 10. Denied, with the first reason that fits.
+    blocker = consent_blocker(h, topic, channel, s)
+    if blocker is not None:
+        return deny(blocker, "10")
+    if not informed and (
+        channel == Channel.POSTAL
+        or professional
+        or (soft_path and customer)
+        or (cart_path and bought_product)
+    ):
+        return deny(Reason.NOT_INFORMED, "10")
+    if professional and informed:
+        return deny(Reason.NOT_PROFESSIONAL_RELEVANT, "10")
+    if soft_path and customer and informed:
+        return deny(Reason.NOT_ANALOGOUS, "10")
+    return deny(Reason.NO_CONSENT, "10")

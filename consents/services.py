@@ -1,0 +1,561 @@
+"""The only code that writes consent facts.
+
+One function per kind of fact, keyword-only and typed. Each validates everything before writing;
+a bad value raises ``ValidationError`` naming the field, and nothing is written. Appends take a row
+lock on the contact, chain the event to the contact's previous one and rewrite the contact's
+projections, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator
+from django.db import transaction
+from django.utils import timezone
+
+from consents import clock, ledger
+from consents.models import Category, Contact, Event, Evidence, Notice, Store, Topic
+from consents.projections import projection_refresh
+from consents.vocab import (
+    ANY,
+    CHANNELS,
+    METHODS,
+    TOPIC_PURPOSES,
+    Channel,
+    ContactKind,
+    Doi,
+    EventType,
+    InteractionKind,
+)
+
+# --- Addresses ----------------------------------------------------------------------------------
+
+_email_validator = EmailValidator()
+E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+
+
+def normalize_email(raw: str) -> str:
+    """Trim, lower-case the domain (the local part is the mailbox owner's business)."""
+    value = (raw or "").strip()
+    if "@" not in value:
+        raise ValidationError({"email": "Enter a valid email address."})
+    local, domain = value.rsplit("@", 1)
+    value = f"{local}@{domain.lower()}"
+    try:
+        _email_validator(value)
+    except ValidationError as exc:
+        raise ValidationError({"email": "Enter a valid email address."}) from exc
+    return value
+
+
+def normalize_phone(raw: str) -> str:
+    """E.164; French national formats such as ``06 12 34 56 78`` become ``+33612345678``."""
+    value = re.sub(r"[\s.\-()]", "", raw or "")
+    if value.startswith("00"):
+        value = "+" + value[2:]
+    elif re.fullmatch(r"0[1-9]\d{8}", value):
+        value = "+33" + value[1:]
+    if not E164.match(value):
+        raise ValidationError({"phone": "Enter a phone number in international format (+33…)."})
+    return value
+
+
+# --- Checks -------------------------------------------------------------------------------------
+
+
+def _check_instant(name: str, value: datetime | None, *, future_ok: bool = False) -> None:
+    if value is None:
+        raise ValidationError({name: "This field is required."})
+    if timezone.is_naive(value):
+        raise ValidationError({name: "Give a timezone-aware instant (with an offset)."})
+    if not future_ok and value > clock.now() + settings.LEDGER_MAX_CLOCK_SKEW:
+        raise ValidationError({name: "This instant is in the future."})
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...] | frozenset[str]) -> None:
+    if value not in allowed:
+        raise ValidationError({name: f"Unknown value {value!r}."})
+
+
+def _topic(slug: str, *, wildcard: bool = False) -> Topic | None:
+    if wildcard and slug == ANY:
+        return None
+    topic = Topic.objects.filter(slug=slug).first()
+    if topic is None:
+        raise ValidationError({"topic": f"Unknown topic {slug!r}."})
+    return topic
+
+
+# --- Proof --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proof:
+    """How a fact was collected: what a compliance officer needs to show it."""
+
+    method: str = ""
+    actor: str = "system"
+    collection_point: str = ""
+    store: Store | None = None
+    notice: Notice | None = None
+    reference: str = ""
+    # Personal evidence, kept beside the event (erasable):
+    ip_address: str | None = None
+    user_agent: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# --- Contacts, topics, notices, catalog --------------------------------------------------------
+
+
+@transaction.atomic
+def contact_create(
+    *,
+    email: str | None = None,
+    phone: str | None = None,
+    kind: str = ContactKind.CONSUMER,
+    first_name: str = "",
+    postal_address: str = "",
+    push_token: str = "",
+    locale: str = "fr",
+    collected_at: datetime | None = None,
+    informed_at_collection: bool = False,
+    profession: str = "",
+) -> Contact:
+    _check_choice("kind", kind, tuple(ContactKind.values))
+    _check_choice("locale", locale, ("fr", "en"))
+    email = normalize_email(email) if email else None
+    phone = normalize_phone(phone) if phone else ""
+    collected_at = collected_at or clock.now()
+    _check_instant("collected_at", collected_at)
+    if email and Contact.objects.filter(email=email).exists():
+        raise ValidationError({"email": "A contact with this email already exists."})
+    contact = Contact.objects.create(
+        email=email,
+        phone=phone,
+        kind=kind,
+        first_name=first_name[:150],
+        postal_address=postal_address,
+        push_token=push_token,
+        locale=locale,
+        collected_at=collected_at,
+        informed_at_collection=informed_at_collection,
+        profession=profession,
+    )
+    projection_refresh(contact)
+    return contact
+
+
+def contact_find(*, email: str) -> Contact | None:
+    try:
+        return Contact.objects.filter(email=normalize_email(email)).first()
+    except ValidationError:
+        return None
+
+
+@transaction.atomic
+def contact_revoke_links(*, contact: Contact) -> Contact:
+    """Every link already sent to this contact stops working."""
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    locked.link_version += 1
+    locked.save(update_fields=["link_version"])
+    return locked
+
+
+@transaction.atomic
+def topic_create(
+    *,
+    slug: str,
+    purpose: str,
+    channels: list[str],
+    name_fr: str,
+    name_en: str,
+    description_fr: str = "",
+    description_en: str = "",
+    frequencies: list[str] | None = None,
+    display_order: int = 0,
+    active: bool = True,
+) -> Topic:
+    _check_choice("purpose", purpose, TOPIC_PURPOSES)
+    if not channels:
+        raise ValidationError({"channels": "A topic is offered on at least one channel."})
+    for channel in channels:
+        _check_choice("channels", channel, CHANNELS)
+    if slug == ANY or Topic.objects.filter(slug=slug).exists():
+        raise ValidationError({"slug": "This slug is taken."})
+    topic = Topic(
+        slug=slug,
+        purpose=purpose,
+        channels=list(dict.fromkeys(channels)),
+        name_fr=name_fr,
+        name_en=name_en,
+        description_fr=description_fr,
+        description_en=description_en,
+        frequencies=list(frequencies or []),
+        display_order=display_order,
+        active=active,
+    )
+    topic.full_clean()
+    topic.save()
+    return topic
+
+
+@transaction.atomic
+def notice_publish(*, topic: Topic | None, language: str, text: str) -> Notice:
+    """Publish a new version of a notice's wording; published versions never change."""
+    _check_choice("language", language, ("fr", "en"))
+    if not text.strip():
+        raise ValidationError({"text": "The wording cannot be empty."})
+    latest = (
+        Notice.objects.select_for_update()
+        .filter(topic=topic, language=language)
+        .order_by("-version")
+        .first()
+    )
+    return Notice.objects.create(
+        topic=topic,
+        language=language,
+        version=(latest.version + 1) if latest else 1,
+        text=text,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        published_at=clock.now(),
+    )
+
+
+@transaction.atomic
+def category_set(*, slug: str, family: str, name: str = "") -> Category:
+    category, _ = Category.objects.update_or_create(
+        slug=slug, defaults={"family": family, "name": name}
+    )
+    return category
+
+
+# --- The ledger writer --------------------------------------------------------------------------
+
+
+def _append(
+    *,
+    contact: Contact,
+    type: str,
+    occurred_at: datetime | None,
+    proof: Proof,
+    topic: str = "",
+    channel: str = "",
+    data: dict[str, Any] | None = None,
+) -> Event:
+    """Append one event to the contact's chain and rewrite its projections.
+
+    Callers have validated everything; this must run inside ``transaction.atomic``.
+    """
+    occurred_at = occurred_at or clock.now()
+    _check_instant("occurred_at", occurred_at)
+    if proof.method:
+        _check_choice("method", proof.method, METHODS)
+    if not proof.actor:
+        raise ValidationError({"actor": "Who recorded this fact is required."})
+    # The row lock serialises appends for one contact; other contacts never wait.
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    previous = (
+        Event.objects.filter(contact=locked).order_by("-seq").values_list("seq", "hash").first()
+    )
+    seq, prev_hash = (previous[0] + 1, previous[1]) if previous else (1, ledger.GENESIS)
+    digest = ledger.evidence_digest(proof.ip_address, proof.user_agent, proof.details)
+    event = Event(
+        contact=locked,
+        seq=seq,
+        type=type,
+        topic=topic,
+        channel=channel,
+        occurred_at=occurred_at,
+        recorded_at=clock.now(),
+        method=proof.method,
+        actor=proof.actor[:128],
+        collection_point=proof.collection_point[:500],
+        store=proof.store,
+        notice=proof.notice,
+        proof=proof.reference[:500],
+        data=data or {},
+        evidence_digest=digest,
+        prev_hash=prev_hash,
+    )
+    event.hash = ledger.event_hash(event)
+    event.save(force_insert=True)
+    if digest:
+        Evidence.objects.create(
+            event=event,
+            ip_address=proof.ip_address,
+            user_agent=proof.user_agent,
+            details=proof.details,
+        )
+    projection_refresh(locked)
+    return event
+
+
+def _check_channel(channel: str, *, wildcard: bool = False) -> None:
+    allowed = (*CHANNELS, ANY) if wildcard else CHANNELS
+    _check_choice("channel", channel, allowed)
+
+
+@transaction.atomic
+def consent_grant(
+    *,
+    contact: Contact,
+    topic: str,
+    channel: str,
+    proof: Proof,
+    doi: str = Doi.NONE,
+    prechecked: bool = False,
+    bundled: bool = False,
+    frequency: str = "",
+    occurred_at: datetime | None = None,
+) -> Event:
+    """``opt_in``: the person said yes to this topic on this channel."""
+    topic_obj = _topic(topic)
+    _check_channel(channel)
+    assert topic_obj is not None
+    if channel not in topic_obj.channels:
+        raise ValidationError({"channel": f"Topic {topic!r} is not offered on {channel!r}."})
+    _check_choice("doi", doi, tuple(Doi.values))
+    if not proof.method:
+        raise ValidationError({"method": "How the consent was collected is required."})
+    if frequency and frequency not in topic_obj.frequencies:
+        raise ValidationError({"frequency": f"Topic {topic!r} does not offer {frequency!r}."})
+    data: dict[str, Any] = {"doi": doi, "prechecked": prechecked, "bundled": bundled}
+    if frequency:
+        data["frequency"] = frequency
+    return _append(
+        contact=contact, type=EventType.OPT_IN, occurred_at=occurred_at, proof=proof,
+        topic=topic, channel=channel, data=data,
+    )
+
+
+@transaction.atomic
+def consent_confirm(
+    *,
+    contact: Contact,
+    topic: str,
+    channel: str,
+    proof: Proof,
+    token_digest: str = "",
+    occurred_at: datetime | None = None,
+) -> Event:
+    """``doi_confirmed``: the person clicked the double opt-in confirmation."""
+    _topic(topic)
+    _check_channel(channel)
+    data = {"token_digest": token_digest} if token_digest else {}
+    return _append(
+        contact=contact, type=EventType.DOI_CONFIRMED, occurred_at=occurred_at, proof=proof,
+        topic=topic, channel=channel, data=data,
+    )
+
+
+@transaction.atomic
+def consent_withdraw(
+    *,
+    contact: Contact,
+    topic: str,
+    channel: str,
+    proof: Proof,
+    occurred_at: datetime | None = None,
+) -> Event:
+    """``opt_out``: refusal, withdrawal, objection or unsubscribe; ``*`` is a wildcard."""
+    _topic(topic, wildcard=True)
+    _check_channel(channel, wildcard=True)
+    if not proof.method:
+        raise ValidationError({"method": "How the opt-out was expressed is required."})
+    return _append(
+        contact=contact, type=EventType.OPT_OUT, occurred_at=occurred_at, proof=proof,
+        topic=topic, channel=channel,
+    )
+
+
+@transaction.atomic
+def complaint_record(
+    *,
+    contact: Contact,
+    proof: Proof,
+    channel: str = Channel.EMAIL,
+    occurred_at: datetime | None = None,
+) -> Event:
+    _check_channel(channel)
+    return _append(
+        contact=contact, type=EventType.COMPLAINT, occurred_at=occurred_at, proof=proof,
+        channel=channel,
+    )
+
+
+@transaction.atomic
+def marketing_pause(
+    *,
+    contact: Contact,
+    channel: str,
+    until: datetime,
+    proof: Proof,
+    occurred_at: datetime | None = None,
+) -> Event:
+    _check_channel(channel, wildcard=True)
+    _check_instant("until", until, future_ok=True)
+    if until <= (occurred_at or clock.now()):
+        raise ValidationError({"until": "A pause ends after it starts."})
+    return _append(
+        contact=contact, type=EventType.PAUSE, occurred_at=occurred_at, proof=proof,
+        channel=channel, data={"until": ledger.iso(until)},
+    )
+
+
+@transaction.atomic
+def purchase_record(
+    *,
+    contact: Contact,
+    category: str,
+    product: str,
+    proof: Proof,
+    warranty_until: datetime | None = None,
+    occurred_at: datetime | None = None,
+) -> Event:
+    if not category:
+        raise ValidationError({"category": "This field is required."})
+    data: dict[str, Any] = {"category": category, "product": product or ""}
+    if warranty_until is not None:
+        _check_instant("warranty_until", warranty_until, future_ok=True)
+        data["warranty_until"] = ledger.iso(warranty_until)
+    return _append(
+        contact=contact, type=EventType.PURCHASE, occurred_at=occurred_at, proof=proof, data=data
+    )
+
+
+@transaction.atomic
+def contract_start(
+    *,
+    contact: Contact,
+    contract: str,
+    category: str,
+    proof: Proof,
+    occurred_at: datetime | None = None,
+) -> Event:
+    if not contract:
+        raise ValidationError({"contract": "This field is required."})
+    if not category:
+        raise ValidationError({"category": "This field is required."})
+    return _append(
+        contact=contact, type=EventType.CONTRACT_START, occurred_at=occurred_at, proof=proof,
+        data={"contract": contract, "category": category},
+    )
+
+
+@transaction.atomic
+def contract_end(
+    *,
+    contact: Contact,
+    contract: str,
+    proof: Proof,
+    occurred_at: datetime | None = None,
+) -> Event:
+    if not contract:
+        raise ValidationError({"contract": "This field is required."})
+    return _append(
+        contact=contact, type=EventType.CONTRACT_END, occurred_at=occurred_at, proof=proof,
+        data={"contract": contract},
+    )
+
+
+@transaction.atomic
+def interaction_record(
+    *,
+    contact: Contact,
+    kind: str,
+    proof: Proof,
+    occurred_at: datetime | None = None,
+) -> Event:
+    _check_choice("kind", kind, tuple(InteractionKind.values))
+    return _append(
+        contact=contact, type=EventType.INTERACTION, occurred_at=occurred_at, proof=proof,
+        data={"kind": kind},
+    )
+
+
+@transaction.atomic
+def bounce_record(
+    *,
+    contact: Contact,
+    hard: bool,
+    proof: Proof,
+    channel: str = Channel.EMAIL,
+    occurred_at: datetime | None = None,
+) -> Event:
+    _check_channel(channel)
+    return _append(
+        contact=contact, type=EventType.BOUNCE, occurred_at=occurred_at, proof=proof,
+        channel=channel, data={"hard": bool(hard)},
+    )
+
+
+@transaction.atomic
+def address_change_record(
+    *,
+    contact: Contact,
+    channel: str,
+    proof: Proof,
+    occurred_at: datetime | None = None,
+) -> Event:
+    _check_channel(channel)
+    return _append(
+        contact=contact, type=EventType.ADDRESS_CHANGED, occurred_at=occurred_at, proof=proof,
+        channel=channel,
+    )
+
+
+@transaction.atomic
+def callback_request(
+    *,
+    contact: Contact,
+    proof: Proof,
+    channel: str = Channel.PHONE,
+    occurred_at: datetime | None = None,
+) -> Event:
+    _check_channel(channel)
+    return _append(
+        contact=contact, type=EventType.CALLBACK_REQUEST, occurred_at=occurred_at, proof=proof,
+        channel=channel,
+    )
+
+
+@transaction.atomic
+def repermission_record(
+    *,
+    contact: Contact,
+    channel: str,
+    proof: Proof,
+    occurred_at: datetime | None = None,
+) -> Event:
+    """``repermission_sent``: we asked whether they still want to hear from us."""
+    _check_channel(channel)
+    return _append(
+        contact=contact, type=EventType.REPERMISSION_SENT, occurred_at=occurred_at, proof=proof,
+        channel=channel,
+    )
+
+
+# For callers that hold a generic event description (imports, the case-book runner).
+RECORDERS = {
+    EventType.OPT_IN: consent_grant,
+    EventType.DOI_CONFIRMED: consent_confirm,
+    EventType.OPT_OUT: consent_withdraw,
+    EventType.COMPLAINT: complaint_record,
+    EventType.PAUSE: marketing_pause,
+    EventType.PURCHASE: purchase_record,
+    EventType.CONTRACT_START: contract_start,
+    EventType.CONTRACT_END: contract_end,
+    EventType.INTERACTION: interaction_record,
+    EventType.BOUNCE: bounce_record,
+    EventType.ADDRESS_CHANGED: address_change_record,
+    EventType.CALLBACK_REQUEST: callback_request,
+    EventType.REPERMISSION_SENT: repermission_record,
+}
