@@ -164,7 +164,10 @@ USE_TZ = True
 # --- Static files -------------------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Serve straight from the source folders too, so that no collectstatic is needed to try it out.
+WHITENOISE_USE_FINDERS = True
 
 # --- The contactability rules (RULES.md, "Settings") --------------------------------------------
 RETENTION_YEARS = env.int("RETENTION_YEARS", default=3)

@@ -132,6 +132,9 @@ def verify_range(lo: int, hi: int, chunk_size: int = 10000) -> tuple[int, dict[s
                     contact, expected_seq, expected_prev = contact_id, 1, GENESIS
                 if isinstance(data, str):  # SQLite hands JSON back as text
                     data = json.loads(data)
+                if occurred_at.tzinfo is None:  # and instants as naive UTC
+                    occurred_at = occurred_at.replace(tzinfo=UTC)
+                    recorded_at = recorded_at.replace(tzinfo=UTC)
                 problem = None
                 if seq != expected_seq:
                     problem = f"expected position {expected_seq}, found {seq} (a missing event)"

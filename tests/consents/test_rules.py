@@ -128,7 +128,12 @@ def repermission_sent(at, channel="email") -> Fact:
 
 def msg(**kw) -> Message:
     """A promotion by email on topic ``promotions`` promoting books."""
-    fields = {"channel": "email", "purpose": "promotion", "topic": "promotions", "category": "books"}
+    fields = {
+        "channel": "email",
+        "purpose": "promotion",
+        "topic": "promotions",
+        "category": "books",
+    }
     fields.update(kw)
     return Message(**fields)
 
@@ -203,7 +208,7 @@ def test_no_address_beats_repermission():
     assert run(p, [opt_in(DUE)], reperm()) == denied(Reason.NO_ADDRESS)
 
 
-# --- Step 2: RETENTION_EXPIRED and the retention anchor --------------------------------------------
+# --- Step 2: RETENTION_EXPIRED and the retention anchor ------------------------------------------
 
 
 def test_prospect_expires_three_years_after_collection():
@@ -341,9 +346,7 @@ def test_warranty_until_on_29_february_plus_three_years_is_28_february():
     history = [purchase(OLD, warranty_until=datetime(2024, 2, 29, 12, 0, tzinfo=UTC))]
     expiry = datetime(2027, 2, 28, 12, 0, tzinfo=UTC)
     assert run(p, history, service(), now=expiry) == denied(Reason.RETENTION_EXPIRED)
-    assert run(p, history, service(), now=expiry - timedelta(seconds=1)) == allowed(
-        Reason.SERVICE
-    )
+    assert run(p, history, service(), now=expiry - timedelta(seconds=1)) == allowed(Reason.SERVICE)
 
 
 def test_contract_end_extends_customer_retention():
@@ -1367,9 +1370,7 @@ def test_soft_opt_in_not_on_push():
 
 def test_soft_opt_in_not_on_phone():
     history = [purchase(ago(50))]
-    assert run(person(), history, msg(channel="phone", category="dvd")) == denied(
-        Reason.NO_CONSENT
-    )
+    assert run(person(), history, msg(channel="phone", category="dvd")) == denied(Reason.NO_CONSENT)
 
 
 def test_soft_opt_in_from_any_of_the_purchases():
@@ -1417,9 +1418,7 @@ def test_category_missing_from_catalog_is_its_own_family():
 
 def test_empty_catalog_makes_only_equal_categories_analogous():
     history = [purchase(ago(50), category="books")]
-    assert run(person(), history, msg(category="books"), catalog={}) == allowed(
-        Reason.SOFT_OPT_IN
-    )
+    assert run(person(), history, msg(category="books"), catalog={}) == allowed(Reason.SOFT_OPT_IN)
     assert run(person(), history, msg(category="dvd"), catalog={}) == denied(Reason.NOT_ANALOGOUS)
 
 

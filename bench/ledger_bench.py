@@ -1,0 +1,631 @@
+"""The ledger benchmark (``make bench``; PostgreSQL required). See bench/README.md.
+
+1. Generates a seeded population (default 1,000,000 contacts, about 5 events each) and loads it
+   through ``consents.bulk`` (chains and projections included), timed as a whole.
+2. VACUUM ANALYZE.
+3. Exports the audience of (topic ``promotions``, email, purpose promotion) to a CSV file, against
+   the floor, ``COPY (SELECT email FROM consents_contact) TO STDOUT`` to a file; best of 3 each,
+   each run in a fresh Python process so that its peak RSS is the export's own.
+4. Times ``manage.py verify_ledger`` over the whole ledger.
+
+Prints a table with the targets and writes it as JSON to ``<out>/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assent_bench"
+# The population is generated as of this instant (it must not be in the future: the ledger
+# refuses future facts) and the audience is computed as of it, so runs are comparable.
+NOW = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
+TARGETS = {"events_per_s": 10_000, "audience_ratio": 3.0, "peak_rss_mb": 150, "verify_s": 60}
+
+TOPICS = [
+    # slug, purpose, channels
+    ("promotions", "promotion", ["email", "sms", "push", "phone", "postal"]),
+    ("newsletter", "newsletter", ["email", "postal"]),
+    ("new-products", "promotion", ["email", "sms", "push"]),
+]
+CATALOG = {
+    "books": "culture",
+    "dvd": "culture",
+    "music": "culture",
+    "video-games": "culture",
+    "sofa": "home",
+    "lamp": "home",
+    "bedding": "home",
+    "kitchen": "home",
+    "laptop": "tech",
+    "smartphone": "tech",
+    "tv": "tech",
+    "bike": "sport",
+    "running-shoes": "sport",
+    "mobile-plan": "telecom",
+    "fibre": "telecom",
+}
+CATEGORIES = [c for c in CATALOG if CATALOG[c] != "telecom"]
+GENERIC = ["info", "contact", "sales", "commercial", "accueil", "office", "marketing"]
+PROFESSIONS = ["procurement", "it", "marketing", "hr", "facilities"]
+DOMAINS = [f"mail{n}.example" for n in range(40)] + ["gmail.example", "orange.example"]
+FIRST_NAMES = ["Marie", "Jean", "Léa", "Hugo", "Chloé", "Lucas", "Inès", "Louis", "Zoé", "Adam"]
+ASCII_NAMES = ["marie", "jean", "lea", "hugo", "chloe", "lucas", "ines", "louis", "zoe", "adam"]
+SITE = "https://shop.example"
+# Events of the population other than interactions, on average (measured on a seeded run):
+# interactions top the history up to --events-per-contact.
+BASE_EVENTS_PER_CONTACT = 1.55
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- Setup --------------------------------------------------------------------------------------
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        sys.exit(
+            "The ledger benchmark needs PostgreSQL (it loads with COPY and measures the "
+            f"PostgreSQL audience query); DATABASE_URL points to {connection.vendor}. Run e.g.\n"
+            f"  DATABASE_URL={DEFAULT_URL} make bench"
+        )
+
+
+def ensure_database() -> None:
+    """Create the database if it is missing (through the server's ``postgres`` database)."""
+    import psycopg
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    name = connection.settings_dict["NAME"]
+    params = {k: v for k, v in params.items() if k not in ("cursor_factory", "context")}
+    params["dbname"] = "postgres"
+    with psycopg.connect(**params, autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            log(f"creating database {name}")
+            admin.execute(f'CREATE DATABASE "{name}"')
+
+
+def migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def reset(own_database: bool, allowed: bool) -> None:
+    from django.db import connection
+
+    from consents.models import Contact
+
+    if not Contact.objects.exists():
+        return
+    if not (own_database or allowed):
+        sys.exit(
+            "The database already holds contacts. Pass --reset to empty it (TRUNCATE ... CASCADE "
+            "of the contacts and all that references them) or --skip-generate to reuse them."
+        )
+    log("emptying the contacts, the ledger and the projections (TRUNCATE ... CASCADE)")
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE consents_contact RESTART IDENTITY CASCADE")
+
+
+def ensure_reference_data() -> None:
+    from consents import services
+    from consents.models import Category, Topic
+
+    for slug, purpose, channels in TOPICS:
+        if not Topic.objects.filter(slug=slug).exists():
+            services.topic_create(
+                slug=slug,
+                purpose=purpose,
+                channels=channels,
+                name_fr=slug,
+                name_en=slug,
+                frequencies=["weekly", "monthly"],
+            )
+    for slug, family in CATALOG.items():
+        if not Category.objects.filter(slug=slug, family=family).exists():
+            services.category_set(slug=slug, family=family)
+
+
+# --- The population -----------------------------------------------------------------------------
+
+
+def population(
+    n: int, events_per_contact: float, seed: int
+) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """A seeded, deterministic population as of ``NOW``: (contact fields, events in time order)."""
+    from consents import bulk
+
+    rng = random.Random(seed)
+    r = rng.random
+    interactions_mean = max(0.0, events_per_contact - BASE_EVENTS_PER_CONTACT)
+    span = 4 * 365 * 86400
+
+    for i in range(n):
+        professional = r() < 0.06
+        collected_at = NOW - timedelta(seconds=rng.randrange(86400, span))
+        window = (NOW - collected_at).total_seconds()
+
+        def at(after: datetime | None = None, _c: datetime = collected_at) -> datetime:
+            lo = after or _c
+            return lo + timedelta(seconds=r() * (NOW - lo).total_seconds())
+
+        if professional and r() < 0.3:
+            email: str | None = f"{rng.choice(GENERIC)}@company-{i}.example"
+        elif r() < 0.96:
+            email = f"{rng.choice(ASCII_NAMES)}.{i}@{rng.choice(DOMAINS)}"
+        else:
+            email = None
+        has_phone = r() < 0.6
+        fields: dict[str, Any] = {
+            "public_id": f"b{seed}-{i:08d}",
+            "kind": "professional" if professional else "consumer",
+            "email": email,
+            "phone": f"+336{i:08d}" if has_phone else "",
+            "first_name": rng.choice(FIRST_NAMES),
+            "postal_address": f"{i % 200 + 1} rue de la Paix, 75002 Paris" if r() < 0.4 else "",
+            "push_token": f"push-{seed}-{i}" if r() < 0.1 else "",
+            "locale": "fr" if r() < 0.85 else "en",
+            "collected_at": collected_at,
+            "informed_at_collection": r() < 0.85,
+            "profession": rng.choice(PROFESSIONS) if professional else "",
+        }
+        events: list[dict[str, Any]] = []
+        add = events.append
+        web = {"actor": "person", "collection_point": f"{SITE}/subscribe/"}
+
+        def consent(
+            topic: str, channel: str, _web: dict[str, Any] = web, _add: Any = add
+        ) -> datetime:
+            when = at()
+            roll = r()
+            extra: dict[str, Any] = dict(_web)
+            if roll < 0.03:
+                method, extra = (
+                    "import",
+                    {"proof": "crm-2023:newsletter-form-v2", "actor": "staff:1"},
+                )
+            elif roll < 0.04:
+                method, extra = "import", {"actor": "staff:1"}  # no proof: invalid consent
+            elif roll < 0.2:
+                method = "store_tablet"
+                extra = {"actor": "person", "collection_point": f"store:{rng.randrange(30)}"}
+            elif roll < 0.35:
+                method = "preference_center"
+            else:
+                method = "web_form"
+            if method == "web_form" and r() < 0.3:
+                extra.update(
+                    ip_address=f"203.0.113.{rng.randrange(1, 255)}", user_agent="Mozilla/5.0"
+                )
+            pending = channel == "email" and method == "web_form" and r() < 0.4
+            _add(
+                bulk.opt_in(
+                    topic,
+                    channel,
+                    when,
+                    method=method,
+                    doi="pending" if pending else "none",
+                    prechecked=r() < 0.01,
+                    frequency=rng.choice(("", "weekly", "monthly")),
+                    **extra,
+                )
+            )
+            if pending and r() < 0.88:
+                # A few confirm after the link's lifetime: not consent.
+                late = r() < 0.05
+                delay = (
+                    rng.randrange(8 * 86400, 10 * 86400) if late else rng.randrange(60, 3 * 86400)
+                )
+                confirmed = when + timedelta(seconds=delay)
+                if confirmed <= NOW:
+                    _add(bulk.doi_confirmed(topic, channel, confirmed, actor="person"))
+                    when = confirmed
+            return when
+
+        promo = r() < 0.25
+        if promo and email:
+            since = consent("promotions", "email")
+            if r() < 0.12:
+                how = rng.choice(("unsubscribe_link", "one_click_unsubscribe"))
+                add(bulk.opt_out("promotions", "email", at(since), method=how, actor="person"))
+        if email and r() < 0.15:
+            consent("newsletter", "email")
+        if has_phone and r() < 0.08:
+            consent("new-products", "sms")
+        if has_phone and r() < 0.05:
+            consent("promotions", "sms")
+        if r() < 0.02:
+            add(
+                bulk.opt_out(
+                    "*", "*", at(), method=rng.choice(("web_form", "admin")), actor="person"
+                )
+            )
+        if r() < 0.01:
+            add(bulk.opt_out("promotions", "*", at(), method="preference_center", actor="person"))
+        if email and r() < 0.003:
+            add(bulk.complaint(at(), actor="system"))
+        if r() < 0.30:
+            count = 1 + min(int(rng.expovariate(0.7)), 9)
+            for _ in range(count):
+                category = rng.choice(CATEGORIES)
+                when = at()
+                warranty = when + timedelta(days=730) if r() < 0.2 else None
+                add(
+                    bulk.purchase(
+                        category,
+                        f"{category}-{rng.randrange(40)}",
+                        when,
+                        warranty_until=warranty,
+                        actor="system",
+                        collection_point=f"{SITE}/orders/",
+                    )
+                )
+        if r() < 0.03:
+            category = rng.choice(("mobile-plan", "fibre"))
+            contract = f"C-{i}"
+            started = at()
+            add(bulk.contract_start(contract, category, started, actor="system"))
+            if r() < 0.3:
+                add(bulk.contract_end(contract, at(started), actor="system"))
+        if r() < 0.02:
+            when = at()
+            until = when + timedelta(days=rng.randrange(30, 240))
+            add(bulk.pause(rng.choice(("email", "email", "*")), until, when, actor="person"))
+        if email and r() < 0.015:
+            bounced = at()
+            add(bulk.bounce(True, bounced, actor="system"))
+            if r() < 0.3:
+                add(bulk.address_changed("email", at(bounced), actor="person"))
+        elif email and r() < 0.03:
+            add(bulk.bounce(False, at(), actor="system"))
+        if has_phone and r() < 0.005:
+            add(bulk.callback_request(at(), actor="person"))
+        if r() < 0.02 and window > 2 * 365 * 86400:
+            add(bulk.repermission_sent("email", at(), actor="system"))
+        # Opens, clicks and replies top the history up to the requested average.
+        count = int(rng.expovariate(1 / interactions_mean)) if interactions_mean else 0
+        for _ in range(count):
+            roll = r()
+            kind = (
+                "open"
+                if roll < 0.55
+                else "click"
+                if roll < 0.9
+                else "reply"
+                if roll < 0.95
+                else "contact"
+            )
+            add(bulk.interaction(kind, at(), actor="person"))
+        events.sort(key=lambda e: e["occurred_at"])
+        yield fields, events
+
+
+# --- Measurements -------------------------------------------------------------------------------
+
+
+def generate(args: argparse.Namespace) -> dict[str, Any]:
+    from consents import bulk
+
+    spent = [0.0]
+
+    def timed(items: Iterator[Any]) -> Iterator[Any]:
+        while True:
+            t = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                spent[0] += time.perf_counter() - t
+                return
+            spent[0] += time.perf_counter() - t
+            yield item
+
+    started = time.perf_counter()
+    last = [started]
+
+    def progress(stats: bulk.LoadStats) -> None:
+        if stats.batches % args.log_every == 0 or stats.contacts == args.contacts:
+            now = time.perf_counter()
+            log(
+                f"  {stats.contacts:>9,} contacts {stats.events:>10,} events"
+                f"  {stats.events / (now - started):>8,.0f} events/s overall"
+            )
+            last[0] = now
+
+    log(f"generating {args.contacts:,} contacts (~{args.events_per_contact} events each)")
+    stats = bulk.load(
+        timed(population(args.contacts, args.events_per_contact, args.seed)),
+        batch_size=args.batch_size,
+        progress=progress,
+    )
+    elapsed = time.perf_counter() - started
+    return {
+        "contacts": stats.contacts,
+        "events": stats.events,
+        "evidence": stats.evidence,
+        "channel_states": stats.channel_states,
+        "consent_states": stats.consent_states,
+        "catalog_facts": stats.catalog_facts,
+        "seconds": round(elapsed, 2),
+        "synthetic_data_seconds": round(spent[0], 2),
+        "events_per_s": round(stats.events / elapsed),
+        "events_per_s_excluding_synthetic_data": round(stats.events / (elapsed - spent[0])),
+    }
+
+
+def vacuum_analyze() -> float:
+    from django.db import connection
+
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    return time.perf_counter() - started
+
+
+def dataset() -> dict[str, Any]:
+    from django.db import connection
+
+    tables = [
+        "consents_contact",
+        "consents_event",
+        "consents_evidence",
+        "consents_contactfacts",
+        "consents_channelstate",
+        "consents_consentstate",
+        "consents_catalogfact",
+    ]
+    out: dict[str, Any] = {}
+    with connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute(
+                f"SELECT count(*), pg_total_relation_size('{table}') FROM {table}"  # noqa: S608
+            )
+            rows, size = cursor.fetchone()
+            out[table] = {"rows": rows, "mb": round(size / 2**20)}
+    return out
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def child_audience(out: Path, in_transaction: bool) -> dict[str, Any]:
+    """Runs in a fresh process: iterate ``audience(...)`` into a CSV file."""
+    import contextlib
+
+    from django.db import transaction
+
+    from consents.audience import audience
+    from consents.rules import Message
+
+    message = Message(channel="email", purpose="promotion", topic="promotions")
+    baseline = _rss_kb()
+    rows = 0
+    started = time.perf_counter()
+    wrap = transaction.atomic() if in_transaction else contextlib.nullcontext()
+    with wrap, open(out / "audience.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(("public_id", "email", "reason"))
+        for row in audience(message, NOW):
+            writer.writerow((row.public_id, row.address, row.reason))
+            rows += 1
+    elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {
+        "seconds": elapsed,
+        "rows": rows,
+        "rss_before_mb": baseline / 1024,
+        "peak_rss_mb": peak / 1024,
+        "bytes": (out / "audience.csv").stat().st_size,
+    }
+
+
+def child_floor(out: Path) -> dict[str, Any]:
+    """Runs in a fresh process: the floor, COPY of every contact's email to a file."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    started = time.perf_counter()
+    with (
+        open(out / "floor.csv", "wb") as f,
+        connection.connection.cursor() as cursor,
+        cursor.copy("COPY (SELECT email FROM consents_contact) TO STDOUT") as copy,
+    ):
+        for data in copy:
+            f.write(data)
+    elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "seconds": elapsed,
+        "peak_rss_mb": peak / 1024,
+        "bytes": (out / "floor.csv").stat().st_size,
+    }
+
+
+def run_child(kind: str, out: Path, extra: list[str] | None = None) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", kind, "--out", str(out), *(extra or [])]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"{kind} run failed:\n{done.stdout}\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def export(out: Path, runs: int, in_transaction: bool) -> dict[str, Any]:
+    floors, audiences = [], []
+    extra = ["--audience-in-transaction"] if in_transaction else []
+    for n in range(runs):
+        floors.append(run_child("floor", out))
+        audiences.append(run_child("audience", out, extra))
+        log(
+            f"  run {n + 1}: floor {floors[-1]['seconds']:.2f} s, audience "
+            f"{audiences[-1]['seconds']:.2f} s ({audiences[-1]['rows']:,} rows, peak RSS "
+            f"{audiences[-1]['peak_rss_mb']:.0f} MB)"
+        )
+    best_floor = min(floors, key=lambda r: r["seconds"])
+    best_audience = min(audiences, key=lambda r: r["seconds"])
+    return {
+        "floor_s": round(best_floor["seconds"], 3),
+        "floor_bytes": best_floor["bytes"],
+        "audience_s": round(best_audience["seconds"], 3),
+        "audience_rows": best_audience["rows"],
+        "audience_bytes": best_audience["bytes"],
+        "ratio": round(best_audience["seconds"] / best_floor["seconds"], 2),
+        "peak_rss_mb": round(max(a["peak_rss_mb"] for a in audiences), 1),
+        "rss_before_export_mb": round(max(a["rss_before_mb"] for a in audiences), 1),
+        "all_floor_s": [round(f["seconds"], 3) for f in floors],
+        "all_audience_s": [round(a["seconds"], 3) for a in audiences],
+    }
+
+
+def verify_ledger() -> dict[str, Any]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "verify_ledger"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    elapsed = time.perf_counter() - started
+    output = (done.stdout + done.stderr).strip()
+    return {"seconds": round(elapsed, 2), "ok": done.returncode == 0, "output": output}
+
+
+# --- Report -------------------------------------------------------------------------------------
+
+
+def report(results: dict[str, Any]) -> str:
+    g, e, v = results.get("generation"), results["export"], results["verify"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    lines = [
+        f"{'measure':<44}{'value':>16}{'target':>14}  result",
+        "-" * 84,
+    ]
+    if g:
+        lines += [
+            f"{'bulk generation (chains + projections)':<44}{g['events_per_s']:>10,} ev/s"
+            f"{'>= 10,000':>14}  {verdict(g['events_per_s'] >= TARGETS['events_per_s'])}",
+            f"{'  events / contacts / seconds':<44}"
+            f"{g['events']:,} / {g['contacts']:,} / {g['seconds']:,.1f} s",
+            f"{'  of which synthetic data generation':<44}{g['synthetic_data_seconds']:>14.1f} s"
+            f"   (bulk path alone: {g['events_per_s_excluding_synthetic_data']:,} ev/s)",
+        ]
+    lines += [
+        f"{'audience export to CSV (best of 3)':<44}{e['audience_s']:>14.2f} s",
+        f"{'floor: COPY email TO STDOUT (best of 3)':<44}{e['floor_s']:>14.2f} s",
+        f"{'audience / floor':<44}{e['ratio']:>15.2f}x{'<= 3x':>14}"
+        f"  {verdict(e['ratio'] <= TARGETS['audience_ratio'])}",
+        f"{'  audience rows / contacts':<44}{e['audience_rows']:,} / "
+        f"{results['dataset']['consents_contact']['rows']:,}",
+        f"{'peak RSS of the audience process':<44}{e['peak_rss_mb']:>13.0f} MB{'<= 150 MB':>14}"
+        f"  {verdict(e['peak_rss_mb'] <= TARGETS['peak_rss_mb'])}",
+        f"{'  RSS before the export (Django loaded)':<44}{e['rss_before_export_mb']:>13.0f} MB",
+        f"{'verify_ledger, whole ledger':<44}{v['seconds']:>14.1f} s{'<= 60 s':>14}"
+        f"  {verdict(v['ok'] and v['seconds'] <= TARGETS['verify_s'])}",
+        f"{'  ':<4}{v['output'][:80]}",
+        "-" * 84,
+        "dataset: "
+        + ", ".join(
+            f"{t.removeprefix('consents_')} {d['rows']:,} rows {d['mb']:,} MB"
+            for t, d in results["dataset"].items()
+        ),
+    ]
+    if "vacuum_analyze_s" in results:
+        lines.append(f"VACUUM ANALYZE: {results['vacuum_analyze_s']:.1f} s")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--events-per-contact", type=float, default=5.0, help="on average")
+    parser.add_argument("--seed", type=int, default=20260801)
+    parser.add_argument("--batch-size", type=int, default=10_000, help="contacts per transaction")
+    parser.add_argument("--skip-generate", action="store_true", help="reuse the loaded dataset")
+    parser.add_argument("--reset", action="store_true", help="empty a non-bench database first")
+    parser.add_argument("--runs", type=int, default=3, help="export runs (the best is kept)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    parser.add_argument("--log-every", type=int, default=10, help="batches between progress lines")
+    parser.add_argument(
+        "--audience-in-transaction",
+        action="store_true",
+        help="run the audience export inside transaction.atomic() (no WITH HOLD cursor)",
+    )
+    parser.add_argument("--child", choices=("audience", "floor"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    own_database = "DATABASE_URL" not in os.environ
+    setup_django()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    if args.child == "audience":
+        print(json.dumps(child_audience(args.out, args.audience_in_transaction)))
+        return
+    if args.child == "floor":
+        print(json.dumps(child_floor(args.out)))
+        return
+
+    from django.db import connection
+
+    ensure_database()
+    migrate()
+    results: dict[str, Any] = {
+        "database": connection.settings_dict["NAME"],
+        "now": NOW.isoformat(),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "targets": TARGETS,
+    }
+    if not args.skip_generate:
+        reset(own_database, args.reset)
+        ensure_reference_data()
+        results["generation"] = generate(args)
+        log(f"loaded: {results['generation']}")
+        log("VACUUM ANALYZE")
+        results["vacuum_analyze_s"] = round(vacuum_analyze(), 2)
+    connection.close()
+    results["dataset"] = dataset()
+    connection.close()
+    log("audience export vs floor")
+    results["export"] = export(args.out, args.runs, args.audience_in_transaction)
+    log("verify_ledger")
+    results["verify"] = verify_ledger()
+    log(results["verify"]["output"])
+    table = report(results)
+    results["table"] = table.splitlines()
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print()
+    print(table)
+    print(f"\nwritten to {args.out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,720 @@
+"""A bulk import path into the ledger, for PostgreSQL: many contacts and their histories at once.
+
+``services`` is the one door for everyday writes: one event, one row lock, one transaction. An
+import of a whole customer base cannot go through that door a million times, so this module does,
+per contact and in Python, exactly what ``services._append`` does event by event:
+
+- the chain: ``seq`` from 1, ``prev_hash`` from ``ledger.GENESIS``,
+  ``hash = ledger.chain_hash(prev_hash, ledger.canonical_event(...))``, the evidence digest;
+- the projections: ``projections.derive`` over the contact's whole history, written as the same
+  rows ``projections.projection_write`` writes;
+
+then writes contacts, events, evidence and projections with ``COPY ... FROM STDIN``, one
+transaction per batch of contacts, with ids reserved from the tables' own sequences so that rows
+can reference each other. ``manage.py verify_ledger`` accepts what it writes, the audience query
+reads it, and ``projections.projection_refresh`` recomputes the same projections from it.
+
+Input: an iterable of ``(contact fields, event dicts)``. Contact fields are ``Contact`` field names
+(``collected_at`` is required; the rest take the model's defaults). An event dict holds the
+``Event`` fields: ``type`` and ``occurred_at`` (required), ``topic``, ``channel``, ``method``,
+``actor`` (default ``"system"``), ``collection_point``, ``store_id``, ``notice_id``, ``proof`` (the
+reference to the original evidence), ``data`` (exactly as the services store it: build it with the
+helpers below), ``recorded_at`` (default: when the batch is written), and the personal evidence
+``ip_address``, ``user_agent``, ``details``. Events are appended in list order, as the services
+would append them one call after another.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any, NamedTuple
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ValidationError
+from django.db import connection, models, transaction
+from django.db.models.fields import AutoFieldMixin
+from django.utils import timezone
+from psycopg import sql
+
+from consents import clock, ledger, projections, rules
+from consents.models import (
+    CatalogFact,
+    ChannelState,
+    ConsentState,
+    Contact,
+    ContactFacts,
+    Event,
+    Evidence,
+    Topic,
+)
+from consents.services import normalize_email, normalize_phone
+from consents.vocab import (
+    ANY,
+    CHANNELS,
+    EVENT_TYPES,
+    METHODS,
+    Channel,
+    ContactKind,
+    Doi,
+    EventType,
+    InteractionKind,
+)
+
+BATCH_CONTACTS = 10_000
+
+
+class BulkError(Exception):
+    """The input cannot be loaded; the message names the contact (by position) and the field."""
+
+
+# --- Event dicts, with ``data`` exactly as the services store it --------------------------------
+# Each mirrors one function of ``consents.services`` (same type, topic, channel and data).
+
+
+def opt_in(
+    topic: str,
+    channel: str,
+    at: datetime,
+    *,
+    method: str,
+    doi: str = Doi.NONE,
+    prechecked: bool = False,
+    bundled: bool = False,
+    frequency: str = "",
+    **proof: Any,
+) -> dict[str, Any]:
+    """``services.consent_grant``."""
+    data: dict[str, Any] = {"doi": doi, "prechecked": prechecked, "bundled": bundled}
+    if frequency:
+        data["frequency"] = frequency
+    return {
+        "type": EventType.OPT_IN,
+        "topic": topic,
+        "channel": channel,
+        "occurred_at": at,
+        "method": method,
+        "data": data,
+        **proof,
+    }
+
+
+def doi_confirmed(
+    topic: str, channel: str, at: datetime, *, token_digest: str = "", **proof: Any
+) -> dict[str, Any]:
+    """``services.consent_confirm``."""
+    data = {"token_digest": token_digest} if token_digest else {}
+    return {
+        "type": EventType.DOI_CONFIRMED,
+        "topic": topic,
+        "channel": channel,
+        "occurred_at": at,
+        "data": data,
+        **proof,
+    }
+
+
+def opt_out(topic: str, channel: str, at: datetime, *, method: str, **proof: Any) -> dict[str, Any]:
+    """``services.consent_withdraw``; ``topic`` and ``channel`` may be ``"*"``."""
+    return {
+        "type": EventType.OPT_OUT,
+        "topic": topic,
+        "channel": channel,
+        "occurred_at": at,
+        "method": method,
+        **proof,
+    }
+
+
+def complaint(at: datetime, *, channel: str = Channel.EMAIL, **proof: Any) -> dict[str, Any]:
+    """``services.complaint_record``."""
+    return {"type": EventType.COMPLAINT, "channel": channel, "occurred_at": at, **proof}
+
+
+def pause(channel: str, until: datetime, at: datetime, **proof: Any) -> dict[str, Any]:
+    """``services.marketing_pause``."""
+    return {
+        "type": EventType.PAUSE,
+        "channel": channel,
+        "occurred_at": at,
+        "data": {"until": ledger.iso(until)},
+        **proof,
+    }
+
+
+def purchase(
+    category: str,
+    product: str,
+    at: datetime,
+    *,
+    warranty_until: datetime | None = None,
+    **proof: Any,
+) -> dict[str, Any]:
+    """``services.purchase_record``."""
+    data: dict[str, Any] = {"category": category, "product": product or ""}
+    if warranty_until is not None:
+        data["warranty_until"] = ledger.iso(warranty_until)
+    return {"type": EventType.PURCHASE, "occurred_at": at, "data": data, **proof}
+
+
+def contract_start(contract: str, category: str, at: datetime, **proof: Any) -> dict[str, Any]:
+    """``services.contract_start``."""
+    return {
+        "type": EventType.CONTRACT_START,
+        "occurred_at": at,
+        "data": {"contract": contract, "category": category},
+        **proof,
+    }
+
+
+def contract_end(contract: str, at: datetime, **proof: Any) -> dict[str, Any]:
+    """``services.contract_end``."""
+    return {
+        "type": EventType.CONTRACT_END,
+        "occurred_at": at,
+        "data": {"contract": contract},
+        **proof,
+    }
+
+
+def interaction(kind: str, at: datetime, **proof: Any) -> dict[str, Any]:
+    """``services.interaction_record``."""
+    return {"type": EventType.INTERACTION, "occurred_at": at, "data": {"kind": kind}, **proof}
+
+
+def bounce(
+    hard: bool, at: datetime, *, channel: str = Channel.EMAIL, **proof: Any
+) -> dict[str, Any]:
+    """``services.bounce_record``."""
+    return {
+        "type": EventType.BOUNCE,
+        "channel": channel,
+        "occurred_at": at,
+        "data": {"hard": bool(hard)},
+        **proof,
+    }
+
+
+def address_changed(channel: str, at: datetime, **proof: Any) -> dict[str, Any]:
+    """``services.address_change_record``."""
+    return {"type": EventType.ADDRESS_CHANGED, "channel": channel, "occurred_at": at, **proof}
+
+
+def callback_request(at: datetime, *, channel: str = Channel.PHONE, **proof: Any) -> dict[str, Any]:
+    """``services.callback_request``."""
+    return {"type": EventType.CALLBACK_REQUEST, "channel": channel, "occurred_at": at, **proof}
+
+
+def repermission_sent(channel: str, at: datetime, **proof: Any) -> dict[str, Any]:
+    """``services.repermission_record``."""
+    return {"type": EventType.REPERMISSION_SENT, "channel": channel, "occurred_at": at, **proof}
+
+
+# --- Building one contact's rows, in Python -------------------------------------------------------
+
+# The columns of ``consents_event`` this module writes, in order; checked against the model.
+EVENT_COLUMNS = (
+    "id",
+    "contact_id",
+    "seq",
+    "type",
+    "topic",
+    "channel",
+    "occurred_at",
+    "recorded_at",
+    "method",
+    "actor",
+    "collection_point",
+    "store_id",
+    "notice_id",
+    "proof",
+    "data",
+    "evidence_digest",
+    "prev_hash",
+    "hash",
+)
+
+
+class EventRow(NamedTuple):
+    """One ``consents_event`` row, without its id (``EVENT_COLUMNS[1:]``)."""
+
+    contact_id: int
+    seq: int
+    type: str
+    topic: str
+    channel: str
+    occurred_at: datetime
+    recorded_at: datetime
+    method: str
+    actor: str
+    collection_point: str
+    store_id: int | None
+    notice_id: int | None
+    proof: str
+    data: str  # canonical JSON text
+    evidence_digest: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass
+class Prepared:
+    """Everything one contact's import writes, before it is written."""
+
+    contact: dict[str, Any]
+    events: list[EventRow]
+    # (index in ``events``, ip_address, user_agent, details) for events with personal evidence.
+    evidence: list[tuple[int, str | None, str, dict[str, Any]]]
+    projection: projections.Projection
+
+
+_EVENT_KEYS = frozenset(
+    {
+        "type",
+        "occurred_at",
+        "recorded_at",
+        "topic",
+        "channel",
+        "method",
+        "actor",
+        "collection_point",
+        "store_id",
+        "notice_id",
+        "proof",
+        "data",
+        "ip_address",
+        "user_agent",
+        "details",
+    }
+)
+_TYPES = frozenset(EVENT_TYPES)
+_METHODS = frozenset(METHODS)
+_CHANNELS = frozenset(CHANNELS)
+_CHANNELS_OR_ANY = _CHANNELS | {ANY}
+_DOI = frozenset(Doi.values)
+_KINDS = frozenset(InteractionKind.values)
+_NEEDS_METHOD = frozenset({EventType.OPT_IN, EventType.OPT_OUT})
+_NEEDS_CHANNEL = frozenset(
+    {
+        EventType.OPT_IN,
+        EventType.DOI_CONFIRMED,
+        EventType.OPT_OUT,
+        EventType.COMPLAINT,
+        EventType.PAUSE,
+        EventType.BOUNCE,
+        EventType.ADDRESS_CHANGED,
+        EventType.CALLBACK_REQUEST,
+        EventType.REPERMISSION_SENT,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What validation needs from the database: the topics, their channels and frequencies."""
+
+    topics: Mapping[str, tuple[frozenset[str], frozenset[str]]]
+    latest: datetime  # instants later than this are refused, as the services refuse them
+
+    @classmethod
+    def from_db(cls) -> Checks:
+        return cls(
+            topics={
+                slug: (frozenset(channels), frozenset(frequencies))
+                for slug, channels, frequencies in Topic.objects.values_list(
+                    "slug", "channels", "frequencies"
+                )
+            },
+            latest=clock.now() + django_settings.LEDGER_MAX_CLOCK_SKEW,
+        )
+
+
+def _instant(where: str, name: str, value: Any, latest: datetime | None) -> None:
+    if not isinstance(value, datetime) or timezone.is_naive(value):
+        raise BulkError(f"{where}, {name}: give a timezone-aware datetime, not {value!r}")
+    if latest is not None and value > latest:
+        raise BulkError(f"{where}, {name}: this instant is in the future")
+
+
+def _check_event(where: str, e: Mapping[str, Any], checks: Checks) -> None:
+    """The checks the services make before appending (see each recorder in services.py)."""
+    unknown = e.keys() - _EVENT_KEYS
+    if unknown:
+        raise BulkError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+    kind = e.get("type")
+    if kind not in _TYPES:
+        raise BulkError(f"{where}, type: unknown value {kind!r}")
+    _instant(where, "occurred_at", e.get("occurred_at"), checks.latest)
+    if e.get("recorded_at") is not None:
+        _instant(where, "recorded_at", e["recorded_at"], None)
+    method = e.get("method") or ""
+    if method and method not in _METHODS:
+        raise BulkError(f"{where}, method: unknown value {method!r}")
+    if kind in _NEEDS_METHOD and not method:
+        raise BulkError(f"{where}, method: required for {kind}")
+    if not e.get("actor", "system"):
+        raise BulkError(f"{where}, actor: who recorded this fact is required")
+    topic, channel = e.get("topic") or "", e.get("channel") or ""
+    data = e.get("data") or {}
+    if kind in _NEEDS_CHANNEL:
+        wildcard = kind in (EventType.OPT_OUT, EventType.PAUSE)
+        if channel not in (_CHANNELS_OR_ANY if wildcard else _CHANNELS):
+            raise BulkError(f"{where}, channel: unknown value {channel!r}")
+    scoped = kind in (EventType.OPT_IN, EventType.DOI_CONFIRMED, EventType.OPT_OUT)
+    if scoped and not (kind == EventType.OPT_OUT and topic == ANY) and topic not in checks.topics:
+        raise BulkError(f"{where}, topic: unknown topic {topic!r}")
+    if kind == EventType.OPT_IN:
+        channels, frequencies = checks.topics[topic]
+        if channel not in channels:
+            raise BulkError(f"{where}, channel: topic {topic!r} is not offered on {channel!r}")
+        if data.get("doi") not in _DOI:
+            raise BulkError(f"{where}, data.doi: unknown value {data.get('doi')!r}")
+        if data.get("frequency") and data["frequency"] not in frequencies:
+            raise BulkError(f"{where}, frequency: topic {topic!r} does not offer it")
+    elif kind == EventType.PAUSE:
+        until = projections._when(data.get("until"))
+        if until is None or until <= e["occurred_at"]:
+            raise BulkError(f"{where}, until: a pause ends after it starts (ISO text)")
+    elif kind == EventType.PURCHASE and not data.get("category"):
+        raise BulkError(f"{where}, category: required")
+    elif kind == EventType.CONTRACT_START and not (data.get("contract") and data.get("category")):
+        raise BulkError(f"{where}, contract and category: required")
+    elif kind == EventType.CONTRACT_END and not data.get("contract"):
+        raise BulkError(f"{where}, contract: required")
+    elif kind == EventType.INTERACTION and data.get("kind") not in _KINDS:
+        raise BulkError(f"{where}, kind: unknown value {data.get('kind')!r}")
+
+
+def _contact_defaults() -> list[tuple[str, Any]]:
+    """(attname, default) for every column of Contact but its id; ``None`` default is computed."""
+    out = []
+    for f in Contact._meta.concrete_fields:
+        if f.primary_key:
+            continue
+        out.append((f.attname, f))
+    return out
+
+
+_CONTACT_FIELDS = _contact_defaults()
+_CONTACT_NAMES = frozenset(name for name, _ in _CONTACT_FIELDS)
+
+
+def contact_row(
+    fields: Mapping[str, Any], *, now: datetime, checks: Checks | None, where: str = "contact"
+) -> dict[str, Any]:
+    """The Contact columns, with the model's defaults, normalised as ``contact_create`` does."""
+    unknown = fields.keys() - _CONTACT_NAMES
+    if unknown:
+        raise BulkError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+    row: dict[str, Any] = {}
+    for name, f in _CONTACT_FIELDS:
+        if name in fields:
+            row[name] = fields[name]
+        elif getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False):
+            row[name] = now
+        else:
+            row[name] = f.get_default()
+    if checks is not None:
+        if row["kind"] not in ContactKind.values:
+            raise BulkError(f"{where}, kind: unknown value {row['kind']!r}")
+        if row["locale"] not in ("fr", "en"):
+            raise BulkError(f"{where}, locale: unknown value {row['locale']!r}")
+        _instant(where, "collected_at", row["collected_at"], checks.latest)
+        try:
+            row["email"] = normalize_email(row["email"]) if row["email"] else None
+            row["phone"] = normalize_phone(row["phone"]) if row["phone"] else ""
+        except ValidationError as exc:
+            name = next(iter(exc.message_dict))
+            raise BulkError(f"{where}, {name}: {exc.message_dict[name][0]}") from exc
+        row["first_name"] = (row["first_name"] or "")[:150]
+    return row
+
+
+def prepare(
+    contact_id: int,
+    contact: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+    *,
+    recorded_at: datetime,
+    settings: rules.RuleSettings,
+) -> Prepared:
+    """One contact's chain and projections, as ``services._append`` would leave them.
+
+    ``contact`` is a full row (``contact_row``); events are appended in the order given.
+    """
+    canonical_event, chain_hash, fact_from_row = (
+        ledger.canonical_event,
+        ledger.chain_hash,
+        projections.fact_from_row,
+    )
+    prev = ledger.GENESIS
+    rows: list[EventRow] = []
+    facts: list[rules.Fact] = []
+    evidence: list[tuple[int, str | None, str, dict[str, Any]]] = []
+    for seq, e in enumerate(events, 1):
+        get = e.get
+        data = get("data") or {}
+        ip, ua, details = get("ip_address"), get("user_agent") or "", get("details") or {}
+        digest = ledger.evidence_digest(ip, ua, details) if (ip or ua or details) else ""
+        if digest:
+            evidence.append((seq - 1, ip, ua, details))
+        kind, topic, channel = e["type"], get("topic") or "", get("channel") or ""
+        occurred_at, method = e["occurred_at"], get("method") or ""
+        actor = (get("actor") or "system")[:128]
+        collection_point = (get("collection_point") or "")[:500]
+        store_id, notice_id = get("store_id"), get("notice_id")
+        proof = (get("proof") or "")[:500]
+        at = get("recorded_at") or recorded_at
+        digest_hash = chain_hash(
+            prev,
+            canonical_event(
+                contact_id=contact_id,
+                seq=seq,
+                type=kind,
+                topic=topic,
+                channel=channel,
+                occurred_at=occurred_at,
+                recorded_at=at,
+                method=method,
+                actor=actor,
+                collection_point=collection_point,
+                store_id=store_id,
+                notice_id=notice_id,
+                proof=proof,
+                data=data,
+                evidence_digest=digest,
+            ),
+        )
+        rows.append(
+            EventRow(
+                contact_id,
+                seq,
+                kind,
+                topic,
+                channel,
+                occurred_at,
+                at,
+                method,
+                actor,
+                collection_point,
+                store_id,
+                notice_id,
+                proof,
+                ledger.canonical_json(data),
+                digest,
+                prev,
+                digest_hash,
+            )
+        )
+        prev = digest_hash
+        facts.append(
+            fact_from_row(
+                type=kind,
+                occurred_at=occurred_at,
+                seq=seq,
+                topic=topic,
+                channel=channel,
+                method=method,
+                proof=proof,
+                data=data,
+            )
+        )
+    # person_from_contact reads attributes only: give it the row we are about to write.
+    person = projections.person_from_contact(SimpleNamespace(**contact))  # type: ignore[arg-type]
+    projection = projections.derive(person, facts, settings)
+    return Prepared(contact=dict(contact), events=rows, evidence=evidence, projection=projection)
+
+
+# --- Writing with COPY ----------------------------------------------------------------------------
+
+
+class _Table:
+    """A projection table: its columns and, for each, where the value comes from."""
+
+    def __init__(self, model: type[models.Model]) -> None:
+        self.model = model
+        self.fields = [
+            f
+            for f in model._meta.concrete_fields
+            if not (f.primary_key and isinstance(f, AutoFieldMixin))
+        ]
+        self.names = frozenset(f.name for f in self.fields)
+        self.columns = [f.column for f in self.fields]
+        self.table = model._meta.db_table
+        self._defaults = {f.name: f.get_default() for f in self.fields}
+        self._order = [f.name for f in self.fields]
+
+    def rows(self, contact_id: int, dicts: Iterable[Mapping[str, Any]]) -> Iterator[tuple]:
+        order, defaults = self._order, self._defaults
+        for d in dicts:
+            if not d.keys() <= self.names:
+                extra = sorted(d.keys() - self.names)
+                raise BulkError(f"{self.table}: the projection has no column {extra[0]!r}")
+            yield tuple(
+                contact_id if name == "contact" else d.get(name, defaults[name]) for name in order
+            )
+
+
+def _copy_sql(table: str, columns: Sequence[str]) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
+
+
+def _check_event_columns() -> None:
+    columns = {f.column for f in Event._meta.concrete_fields}
+    if columns != set(EVENT_COLUMNS):
+        raise BulkError(
+            "consents_event has changed; bulk.EVENT_COLUMNS must follow it: "
+            f"{sorted(columns ^ set(EVENT_COLUMNS))}"
+        )
+
+
+def _reserve(cursor: Any, table: str, column: str, n: int) -> list[int]:
+    if n == 0:
+        return []
+    cursor.execute(
+        "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+        [table, column, n],
+    )
+    return [row[0] for row in cursor.fetchall()]
+
+
+@dataclass
+class LoadStats:
+    contacts: int = 0
+    events: int = 0
+    evidence: int = 0
+    channel_states: int = 0
+    consent_states: int = 0
+    catalog_facts: int = 0
+    batches: int = 0
+    first_contact_id: int | None = None
+    last_contact_id: int | None = None
+    contact_ids: list[int] = field(default_factory=list)
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def load(
+    items: Iterable[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]],
+    *,
+    batch_size: int = BATCH_CONTACTS,
+    settings: rules.RuleSettings | None = None,
+    validate: bool = True,
+    keep_ids: bool = False,
+    progress: Callable[[LoadStats], None] | None = None,
+) -> LoadStats:
+    """Import contacts with their histories; one transaction per ``batch_size`` contacts.
+
+    Inside an ``atomic`` block each batch is a savepoint of it. A batch that fails (a duplicate
+    email, a bad event) is rolled back whole and the error raised; earlier batches stay.
+    ``keep_ids`` returns every new contact id in the stats (in input order).
+    """
+    connection.ensure_connection()
+    if connection.vendor != "postgresql":
+        raise BulkError(f"the bulk path needs PostgreSQL (COPY); this is {connection.vendor}")
+    _check_event_columns()
+    s = settings or rules.RuleSettings.from_django()
+    checks = Checks.from_db() if validate else None
+    tables = {
+        "facts": _Table(ContactFacts),
+        "channel_states": _Table(ChannelState),
+        "consent_states": _Table(ConsentState),
+        "catalog_facts": _Table(CatalogFact),
+    }
+    stats = LoadStats()
+    offset = 0
+    for batch in _batches(items, batch_size):
+        with transaction.atomic():
+            _load_batch(batch, offset, s, checks, tables, stats, keep_ids)
+        offset += len(batch)
+        stats.batches += 1
+        if progress is not None:
+            progress(stats)
+    return stats
+
+
+def _load_batch(
+    batch: list[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]],
+    offset: int,
+    s: rules.RuleSettings,
+    checks: Checks | None,
+    tables: dict[str, _Table],
+    stats: LoadStats,
+    keep_ids: bool,
+) -> None:
+    now = clock.now()
+    contacts = []
+    for i, (fields, events) in enumerate(batch):
+        where = f"contact #{offset + i + 1}"
+        contacts.append(contact_row(fields, now=now, checks=checks, where=where))
+        if checks is not None:
+            for j, e in enumerate(events):
+                _check_event(f"{where} event #{j + 1}", e, checks)
+    pg = connection.connection
+    contact_table, event_table = Contact._meta.db_table, Event._meta.db_table
+    with pg.cursor() as cursor:
+        contact_ids = _reserve(cursor, contact_table, "id", len(batch))
+        event_ids = iter(_reserve(cursor, event_table, "id", sum(len(e) for _, e in batch)))
+
+        contact_columns = ["id", *(f.column for _, f in _CONTACT_FIELDS)]
+        with cursor.copy(_copy_sql(contact_table, contact_columns)) as copy:
+            for contact_id, row in zip(contact_ids, contacts, strict=True):
+                copy.write_row((contact_id, *row.values()))
+
+        evidence_rows: list[tuple[Any, ...]] = []
+        projection_rows: dict[str, list[tuple]] = {name: [] for name in tables}
+        facts_t, channel_t = tables["facts"], tables["channel_states"]
+        consent_t, catalog_t = tables["consent_states"], tables["catalog_facts"]
+        with cursor.copy(_copy_sql(event_table, EVENT_COLUMNS)) as copy:
+            write_row = copy.write_row
+            for contact_id, row, (_, events) in zip(contact_ids, contacts, batch, strict=True):
+                prepared = prepare(contact_id, row, events, recorded_at=now, settings=s)
+                ids = [next(event_ids) for _ in prepared.events]
+                for event_id, event in zip(ids, prepared.events, strict=True):
+                    write_row((event_id, *event))
+                for index, ip, ua, details in prepared.evidence:
+                    evidence_rows.append((ids[index], ip, ua, ledger.canonical_json(details), None))
+                p = prepared.projection
+                projection_rows["facts"].extend(facts_t.rows(contact_id, [p.facts]))
+                projection_rows["channel_states"].extend(
+                    channel_t.rows(contact_id, p.channel_states)
+                )
+                projection_rows["consent_states"].extend(
+                    consent_t.rows(contact_id, p.consent_states)
+                )
+                projection_rows["catalog_facts"].extend(catalog_t.rows(contact_id, p.catalog_facts))
+                stats.events += len(prepared.events)
+
+        if evidence_rows:
+            evidence_columns = ["event_id", "ip_address", "user_agent", "details", "erased_at"]
+            with cursor.copy(_copy_sql(Evidence._meta.db_table, evidence_columns)) as copy:
+                for evidence_row in evidence_rows:
+                    copy.write_row(evidence_row)
+        for name, table in tables.items():
+            rows = projection_rows[name]
+            if not rows:
+                continue
+            with cursor.copy(_copy_sql(table.table, table.columns)) as copy:
+                for projection_row in rows:
+                    copy.write_row(projection_row)
+
+    stats.contacts += len(batch)
+    stats.evidence += len(evidence_rows)
+    stats.channel_states += len(projection_rows["channel_states"])
+    stats.consent_states += len(projection_rows["consent_states"])
+    stats.catalog_facts += len(projection_rows["catalog_facts"])
+    if contact_ids:
+        if stats.first_contact_id is None:
+            stats.first_contact_id = contact_ids[0]
+        stats.last_contact_id = contact_ids[-1]
+    if keep_ids:
+        stats.contact_ids.extend(contact_ids)

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.db import DatabaseError, connection, transaction
+
+from consents import services
+from consents.ledger import event_hash
+from consents.models import Event
+
+
+@pytest.fixture
+def ledger(make_topic, make_contact, web_proof):
+    make_topic()
+    people = [make_contact() for _ in range(3)]
+    for person in people:
+        services.consent_grant(contact=person, topic="promotions", channel="email", proof=web_proof)
+        services.interaction_record(contact=person, kind="click", proof=web_proof)
+        services.consent_withdraw(contact=person, topic="*", channel="*", proof=web_proof)
+    return people
+
+
+def _tamper(sql: str, params: list) -> None:
+    """Change a ledger row behind the application's back, as an attacker with SQL access would."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Deferred foreign-key checks count as pending trigger events: run them first.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("ALTER TABLE consents_event DISABLE TRIGGER consents_event_append_only")
+        cursor.execute(sql, params)
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE consents_event ENABLE TRIGGER consents_event_append_only")
+
+
+@pytest.mark.django_db
+def test_stored_hashes_match_their_content(ledger):
+    for event in Event.objects.all():
+        assert event_hash(event) == event.hash
+
+
+@pytest.mark.django_db
+def test_verify_ledger_passes_on_an_intact_ledger(ledger, capsys):
+    call_command("verify_ledger", workers=1)
+    assert "OK: 9 events in 3 chains" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_verify_ledger_names_the_first_altered_event(ledger, capsys):
+    victim = Event.objects.get(contact=ledger[1], seq=2)
+    _tamper("UPDATE consents_event SET method = %s WHERE id = %s", ["admin", victim.id])
+    with pytest.raises(SystemExit) as exc:
+        call_command("verify_ledger", workers=1)
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert f"contact {ledger[1].public_id}" in err
+    assert "event #2" in err
+    assert "altered" in err
+
+
+@pytest.mark.django_db
+def test_verify_ledger_finds_a_removed_event(ledger, capsys):
+    victim = Event.objects.get(contact=ledger[0], seq=2)
+    victim.evidence.delete()
+    _tamper("DELETE FROM consents_event WHERE id = %s", [victim.id])
+    with pytest.raises(SystemExit):
+        call_command("verify_ledger", workers=1)
+    err = capsys.readouterr().err
+    assert f"contact {ledger[0].public_id}" in err
+    assert "missing" in err
+
+
+@pytest.mark.django_db
+def test_verify_ledger_finds_a_rewritten_chain_link(ledger, capsys):
+    victim = Event.objects.get(contact=ledger[2], seq=3)
+    _tamper("UPDATE consents_event SET prev_hash = %s WHERE id = %s", ["f" * 64, victim.id])
+    with pytest.raises(SystemExit):
+        call_command("verify_ledger", workers=1)
+    assert "event #3" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_postgres_refuses_update_of_a_ledger_row(ledger):
+    event = Event.objects.first()
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE consents_event SET type = 'opt_in' WHERE id = %s", [event.id])
+    event.refresh_from_db()
+    assert event.type != "opt_in" or event.seq == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_postgres_refuses_delete_of_a_ledger_row(ledger):
+    count = Event.objects.count()
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM consents_event")
+    assert Event.objects.count() == count
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_postgres_refuses_orm_update_too(ledger):
+    with pytest.raises(DatabaseError), transaction.atomic():
+        Event.objects.update(actor="someone else")
+    assert not Event.objects.filter(actor="someone else").exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_verify_ledger_runs_in_parallel_workers(ledger, capsys):
+    call_command("verify_ledger", workers=2)
+    assert "OK: 9 events" in capsys.readouterr().out
