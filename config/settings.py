@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -119,7 +120,12 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "ledger-verify-nightly": {
+        "task": "consents.tasks.ledger_verify",
+        "schedule": crontab(hour=3, minute=17),
+    },
+}
 
 # --- Email --------------------------------------------------------------------------------------
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
@@ -176,10 +182,31 @@ REPERMISSION_WINDOW = timedelta(days=env.int("REPERMISSION_WINDOW_DAYS", default
 CALLBACK_VALIDITY = timedelta(days=env.int("CALLBACK_VALIDITY_DAYS", default=30))
 GENERIC_LOCAL_PARTS = env.list(
     "GENERIC_LOCAL_PARTS",
-    default=(
-        "info contact hello bonjour sales vente ventes commercial admin support service accueil "
-        "office team equipe marketing compta rh jobs recrutement direction secretariat reception"
-    ).split(),
+    default=[
+        "info",
+        "contact",
+        "hello",
+        "bonjour",
+        "sales",
+        "vente",
+        "ventes",
+        "commercial",
+        "admin",
+        "support",
+        "service",
+        "accueil",
+        "office",
+        "team",
+        "equipe",
+        "marketing",
+        "compta",
+        "rh",
+        "jobs",
+        "recrutement",
+        "direction",
+        "secretariat",
+        "reception",
+    ],
 )
 # Events dated further ahead than this are refused as a clock or data error.
 LEDGER_MAX_CLOCK_SKEW = timedelta(minutes=env.int("LEDGER_MAX_CLOCK_SKEW_MINUTES", default=5))

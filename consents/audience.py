@@ -56,7 +56,9 @@ class _Sql:
         return "%s"
 
 
-def _reason_cases(message: rules.Message, now: datetime, s: rules.RuleSettings, q: _Sql) -> list[str]:
+def _reason_cases(
+    message: rules.Message, now: datetime, s: rules.RuleSettings, q: _Sql
+) -> list[str]:
     """The WHEN branches of the decision for this message, in the order of RULES.md."""
     channel, purpose = message.channel, message.purpose
     informed = "c.informed_at_collection"
@@ -125,8 +127,7 @@ def _reason_cases(message: rules.Message, now: datetime, s: rules.RuleSettings, 
             contract = bought("cf.kind = 'contract' AND cf.active AND")
             cases.append(f"WHEN {consumer} AND {contract} THEN '{Reason.CONTRACT_IN_PROGRESS}'")
         cases.append(
-            f"WHEN {consumer} AND f.callback_until >= {q.p(now)}"
-            f" THEN '{Reason.CALLBACK_REQUESTED}'"
+            f"WHEN {consumer} AND f.callback_until >= {q.p(now)} THEN '{Reason.CALLBACK_REQUESTED}'"
         )
     if channel in (Channel.EMAIL, Channel.SMS):
         if purpose == Purpose.PROMOTION and family is not None:

@@ -263,7 +263,9 @@ def parse(data: Any) -> Casebook:
     for slug, purpose in topics.items():
         if purpose not in TOPIC_PURPOSES:
             raise top.fail("topics", f"topic {slug!r} has unknown purpose {purpose!r}")
-    book = Casebook(settings=_parse_settings(top.get("settings", {})), catalog=catalog, topics=topics)
+    book = Casebook(
+        settings=_parse_settings(top.get("settings", {})), catalog=catalog, topics=topics
+    )
     seen: set[str] = set()
     for index, raw in enumerate(top.get("cases", types=(list,))):
         r = _Reader(raw, f"case #{index + 1}")
@@ -303,7 +305,7 @@ def load(path: str) -> Casebook:
     return parse(data)
 
 
-# --- Running ---------------------------------------------------------------------------------------
+# --- Running ----------------------------------------------------------------------------------
 
 
 def rule_settings(book: Casebook) -> dict[str, Any]:
@@ -312,7 +314,8 @@ def rule_settings(book: Casebook) -> dict[str, Any]:
     s = book.settings
     return {
         "RETENTION_YEARS": s.get("retention_years", defaults.retention_years),
-        "DOI_CONFIRM_TTL": timedelta(days=s["doi_ttl_days"]) if "doi_ttl_days" in s
+        "DOI_CONFIRM_TTL": timedelta(days=s["doi_ttl_days"])
+        if "doi_ttl_days" in s
         else defaults.doi_ttl,
         "REPERMISSION_WINDOW": timedelta(days=s["repermission_window_days"])
         if "repermission_window_days" in s
@@ -320,9 +323,7 @@ def rule_settings(book: Casebook) -> dict[str, Any]:
         "CALLBACK_VALIDITY": timedelta(days=s["callback_validity_days"])
         if "callback_validity_days" in s
         else defaults.callback_validity,
-        "GENERIC_LOCAL_PARTS": s.get(
-            "generic_local_parts", sorted(defaults.generic_local_parts)
-        ),
+        "GENERIC_LOCAL_PARTS": s.get("generic_local_parts", sorted(defaults.generic_local_parts)),
     }
 
 
@@ -334,8 +335,12 @@ def _record(contact: Any, event: dict[str, Any]) -> None:
     common = {"contact": contact, "proof": proof, "occurred_at": event["at"]}
     if kind == EventType.OPT_IN:
         services.consent_grant(
-            **common, topic=event["topic"], channel=event["channel"], doi=event["doi"],
-            prechecked=event["prechecked"], bundled=event["bundled"],
+            **common,
+            topic=event["topic"],
+            channel=event["channel"],
+            doi=event["doi"],
+            prechecked=event["prechecked"],
+            bundled=event["bundled"],
             frequency=event["frequency"] or "",
         )
     elif kind == EventType.DOI_CONFIRMED:
@@ -346,7 +351,9 @@ def _record(contact: Any, event: dict[str, Any]) -> None:
         services.marketing_pause(**common, channel=event["channel"], until=event["until"])
     elif kind == EventType.PURCHASE:
         services.purchase_record(
-            **common, category=event["category"], product=event["product"] or "",
+            **common,
+            category=event["category"],
+            product=event["product"] or "",
             warranty_until=event["warranty_until"],
         )
     elif kind == EventType.CONTRACT_START:
@@ -363,8 +370,14 @@ def _record(contact: Any, event: dict[str, Any]) -> None:
 
 def run_case(book: Casebook, case: Case) -> Result:
     result = Result(
-        id=case.id, allowed=None, reason=None, audience=None, audience_reason=None, ok=False,
-        expect_allowed=case.expect_allowed, expect_reason=case.expect_reason,
+        id=case.id,
+        allowed=None,
+        reason=None,
+        audience=None,
+        audience_reason=None,
+        ok=False,
+        expect_allowed=case.expect_allowed,
+        expect_reason=case.expect_reason,
     )
     with override_settings(**rule_settings(book)), clock.frozen(case.now), transaction.atomic():
         try:
@@ -384,8 +397,12 @@ def run_case(book: Casebook, case: Case) -> Result:
             history = [fact_from_event(e) for e in Event.objects.filter(contact=contact)]
             catalog = dict(Category.objects.values_list("slug", "family"))
             decision = rules.decide(
-                person_from_contact(contact), history, case.message, case.now,
-                catalog=catalog, settings=settings,
+                person_from_contact(contact),
+                history,
+                case.message,
+                case.now,
+                catalog=catalog,
+                settings=settings,
             )
             rows = list(
                 audience(case.message, case.now, settings=settings, contact_ids=[contact.id])

@@ -70,9 +70,7 @@ def chain_hash(prev_hash: str, canonical: str) -> str:
     return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
 
 
-def evidence_digest(
-    ip_address: str | None, user_agent: str, details: dict[str, Any] | None
-) -> str:
+def evidence_digest(ip_address: str | None, user_agent: str, details: dict[str, Any] | None) -> str:
     """Digest of the personal evidence; empty when there is none."""
     if not ip_address and not user_agent and not details:
         return ""
@@ -104,7 +102,7 @@ def event_hash(event: Any) -> str:
     )
 
 
-# --- Verification ---------------------------------------------------------------------------------
+# --- Verification -----------------------------------------------------------------------------
 
 _VERIFY_SQL = (
     "SELECT e.id, e.contact_id, e.seq, e.type, e.topic, e.channel, e.occurred_at, e.recorded_at,"
@@ -125,9 +123,26 @@ def verify_range(lo: int, hi: int, chunk_size: int = 10000) -> tuple[int, dict[s
         cursor.execute(_VERIFY_SQL, [lo, hi])
         while rows := cursor.fetchmany(chunk_size):
             for row in rows:
-                (event_id, contact_id, seq, type_, topic, channel, occurred_at, recorded_at,
-                 method, actor, collection_point, store_id, notice_id, proof, data,
-                 evidence, prev_hash, stored_hash) = row
+                (
+                    event_id,
+                    contact_id,
+                    seq,
+                    type_,
+                    topic,
+                    channel,
+                    occurred_at,
+                    recorded_at,
+                    method,
+                    actor,
+                    collection_point,
+                    store_id,
+                    notice_id,
+                    proof,
+                    data,
+                    evidence,
+                    prev_hash,
+                    stored_hash,
+                ) = row
                 if contact_id != contact:
                     contact, expected_seq, expected_prev = contact_id, 1, GENESIS
                 if isinstance(data, str):  # SQLite hands JSON back as text
@@ -142,17 +157,29 @@ def verify_range(lo: int, hi: int, chunk_size: int = 10000) -> tuple[int, dict[s
                     problem = "prev_hash does not match the previous event's hash"
                 else:
                     canonical = canonical_event(
-                        contact_id=contact_id, seq=seq, type=type_, topic=topic,
-                        channel=channel, occurred_at=occurred_at, recorded_at=recorded_at,
-                        method=method, actor=actor, collection_point=collection_point,
-                        store_id=store_id, notice_id=notice_id, proof=proof, data=data,
+                        contact_id=contact_id,
+                        seq=seq,
+                        type=type_,
+                        topic=topic,
+                        channel=channel,
+                        occurred_at=occurred_at,
+                        recorded_at=recorded_at,
+                        method=method,
+                        actor=actor,
+                        collection_point=collection_point,
+                        store_id=store_id,
+                        notice_id=notice_id,
+                        proof=proof,
+                        data=data,
                         evidence_digest=evidence,
                     )
                     if chain_hash(prev_hash, canonical) != stored_hash:
                         problem = "the event's content does not match its hash (altered)"
                 if problem:
                     return checked, {
-                        "contact_id": contact_id, "event_id": event_id, "seq": seq,
+                        "contact_id": contact_id,
+                        "event_id": event_id,
+                        "seq": seq,
                         "problem": problem,
                     }
                 checked += 1

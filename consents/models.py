@@ -59,7 +59,11 @@ class Notice(models.Model):
     """A version of the wording shown when consent is collected. Immutable once published."""
 
     topic = models.ForeignKey(
-        Topic, null=True, blank=True, on_delete=models.PROTECT, related_name="notices",
+        Topic,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="notices",
         help_text="Empty for a notice that applies to every topic.",
     )
     language = models.CharField(max_length=2, choices=LANGUAGES)
@@ -119,9 +123,7 @@ class Store(models.Model):
 
 
 class Contact(models.Model):
-    public_id = models.CharField(
-        max_length=32, unique=True, default=new_public_id, editable=False
-    )
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
     kind = models.CharField(
         max_length=16, choices=ContactKind.choices, default=ContactKind.CONSUMER
     )
@@ -181,7 +183,7 @@ class Event(models.Model):
 class Evidence(models.Model):
     """Personal evidence for one event, kept beside it so that erasure can wipe it.
 
-    The event's chain covers only ``Event.evidence_digest``, so wiping this row keeps the chain valid.
+    The event's chain covers only ``Event.evidence_digest``: wiping this row keeps it valid.
     """
 
     event = models.OneToOneField(
@@ -194,6 +196,9 @@ class Evidence(models.Model):
 
     class Meta:
         verbose_name_plural = "evidence"
+
+    def __str__(self) -> str:
+        return f"evidence of event {self.event_id}"
 
 
 # --- Projections: derived from the ledger in the same transaction as each append ----------------
@@ -218,6 +223,9 @@ class ContactFacts(models.Model):
     class Meta:
         verbose_name_plural = "contact facts"
 
+    def __str__(self) -> str:
+        return f"facts of contact {self.contact_id}"
+
 
 class ChannelState(models.Model):
     """Per contact and channel: what applies to every topic on that channel."""
@@ -235,6 +243,9 @@ class ChannelState(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["contact", "channel"], name="channel_state_unique"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} of contact {self.contact_id}"
 
 
 class ConsentState(models.Model):
@@ -262,6 +273,9 @@ class ConsentState(models.Model):
         ]
         indexes = [models.Index(fields=["topic", "channel", "status"])]
 
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.channel}: {self.status}"
+
 
 class CatalogFact(models.Model):
     """What a contact bought or subscribed to (categories and products), for the rules."""
@@ -279,3 +293,6 @@ class CatalogFact(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["contact", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.category} {self.product or self.contract}".strip()

@@ -117,7 +117,11 @@ def _consent_state(
         return ConsentState.Status.OPTED_IN, consent.at
     blocker = rules.consent_blocker(h, topic, channel, s)
     latest = next(
-        (e for e in reversed(h) if e.type == EventType.OPT_IN and (e.topic, e.channel) == (topic, channel)),
+        (
+            e
+            for e in reversed(h)
+            if e.type == EventType.OPT_IN and (e.topic, e.channel) == (topic, channel)
+        ),
         None,
     )
     if blocker == rules.Reason.CONSENT_PENDING:
@@ -176,7 +180,13 @@ def derive(
         if e.type == EventType.PURCHASE:
             purchases.add((e.category or "", e.product or ""))
     projection.catalog_facts += [
-        {"kind": CatalogFact.Kind.PURCHASE, "category": c, "product": p, "contract": "", "active": False}
+        {
+            "kind": CatalogFact.Kind.PURCHASE,
+            "category": c,
+            "product": p,
+            "contract": "",
+            "active": False,
+        }
         for c, p in sorted(purchases)
     ]
     active = {id(e) for e in rules.active_contracts(h)}
@@ -185,7 +195,13 @@ def derive(
         if e.type == EventType.CONTRACT_START:
             contracts.add((e.category or "", e.contract or "", id(e) in active))
     projection.catalog_facts += [
-        {"kind": CatalogFact.Kind.CONTRACT, "category": c, "product": "", "contract": k, "active": a}
+        {
+            "kind": CatalogFact.Kind.CONTRACT,
+            "category": c,
+            "product": "",
+            "contract": k,
+            "active": a,
+        }
         for c, k, a in sorted(contracts)
     ]
     return projection

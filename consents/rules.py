@@ -78,8 +78,31 @@ class Message:
 
 
 DEFAULT_GENERIC_LOCAL_PARTS = frozenset(
-    "info contact hello bonjour sales vente ventes commercial admin support service accueil office "
-    "team equipe marketing compta rh jobs recrutement direction secretariat reception".split()
+    [
+        "info",
+        "contact",
+        "hello",
+        "bonjour",
+        "sales",
+        "vente",
+        "ventes",
+        "commercial",
+        "admin",
+        "support",
+        "service",
+        "accueil",
+        "office",
+        "team",
+        "equipe",
+        "marketing",
+        "compta",
+        "rh",
+        "jobs",
+        "recrutement",
+        "direction",
+        "secretariat",
+        "reception",
+    ]
 )
 
 
@@ -196,7 +219,10 @@ def is_undeliverable(h: Sequence[Fact]) -> bool:
             undeliverable = True
         elif (
             (e.type == EventType.DOI_CONFIRMED and e.channel == Channel.EMAIL)
-            or (e.type == EventType.INTERACTION and e.kind in (InteractionKind.CLICK, InteractionKind.REPLY))
+            or (
+                e.type == EventType.INTERACTION
+                and e.kind in (InteractionKind.CLICK, InteractionKind.REPLY)
+            )
             or (e.type == EventType.ADDRESS_CHANGED and e.channel == Channel.EMAIL)
         ):
             undeliverable = False
@@ -499,7 +525,9 @@ def decide(
             return allow(Reason.CALLBACK_REQUESTED, "9.4")
     customer = is_customer(h)
     facts["customer"] = customer
-    soft_path = consumer and channel in (Channel.EMAIL, Channel.SMS) and purpose == Purpose.PROMOTION
+    soft_path = (
+        consumer and channel in (Channel.EMAIL, Channel.SMS) and purpose == Purpose.PROMOTION
+    )
     analogous = family is not None and family in bought_families(h, catalog)
     if soft_path and customer and informed and analogous:
         return allow(Reason.SOFT_OPT_IN, "9.5")

@@ -331,8 +331,13 @@ def consent_grant(
     if frequency:
         data["frequency"] = frequency
     return _append(
-        contact=contact, type=EventType.OPT_IN, occurred_at=occurred_at, proof=proof,
-        topic=topic, channel=channel, data=data,
+        contact=contact,
+        type=EventType.OPT_IN,
+        occurred_at=occurred_at,
+        proof=proof,
+        topic=topic,
+        channel=channel,
+        data=data,
     )
 
 
@@ -351,8 +356,13 @@ def consent_confirm(
     _check_channel(channel)
     data = {"token_digest": token_digest} if token_digest else {}
     return _append(
-        contact=contact, type=EventType.DOI_CONFIRMED, occurred_at=occurred_at, proof=proof,
-        topic=topic, channel=channel, data=data,
+        contact=contact,
+        type=EventType.DOI_CONFIRMED,
+        occurred_at=occurred_at,
+        proof=proof,
+        topic=topic,
+        channel=channel,
+        data=data,
     )
 
 
@@ -371,8 +381,12 @@ def consent_withdraw(
     if not proof.method:
         raise ValidationError({"method": "How the opt-out was expressed is required."})
     return _append(
-        contact=contact, type=EventType.OPT_OUT, occurred_at=occurred_at, proof=proof,
-        topic=topic, channel=channel,
+        contact=contact,
+        type=EventType.OPT_OUT,
+        occurred_at=occurred_at,
+        proof=proof,
+        topic=topic,
+        channel=channel,
     )
 
 
@@ -386,7 +400,10 @@ def complaint_record(
 ) -> Event:
     _check_channel(channel)
     return _append(
-        contact=contact, type=EventType.COMPLAINT, occurred_at=occurred_at, proof=proof,
+        contact=contact,
+        type=EventType.COMPLAINT,
+        occurred_at=occurred_at,
+        proof=proof,
         channel=channel,
     )
 
@@ -405,8 +422,12 @@ def marketing_pause(
     if until <= (occurred_at or clock.now()):
         raise ValidationError({"until": "A pause ends after it starts."})
     return _append(
-        contact=contact, type=EventType.PAUSE, occurred_at=occurred_at, proof=proof,
-        channel=channel, data={"until": ledger.iso(until)},
+        contact=contact,
+        type=EventType.PAUSE,
+        occurred_at=occurred_at,
+        proof=proof,
+        channel=channel,
+        data={"until": ledger.iso(until)},
     )
 
 
@@ -445,7 +466,10 @@ def contract_start(
     if not category:
         raise ValidationError({"category": "This field is required."})
     return _append(
-        contact=contact, type=EventType.CONTRACT_START, occurred_at=occurred_at, proof=proof,
+        contact=contact,
+        type=EventType.CONTRACT_START,
+        occurred_at=occurred_at,
+        proof=proof,
         data={"contract": contract, "category": category},
     )
 
@@ -461,7 +485,10 @@ def contract_end(
     if not contract:
         raise ValidationError({"contract": "This field is required."})
     return _append(
-        contact=contact, type=EventType.CONTRACT_END, occurred_at=occurred_at, proof=proof,
+        contact=contact,
+        type=EventType.CONTRACT_END,
+        occurred_at=occurred_at,
+        proof=proof,
         data={"contract": contract},
     )
 
@@ -476,7 +503,10 @@ def interaction_record(
 ) -> Event:
     _check_choice("kind", kind, tuple(InteractionKind.values))
     return _append(
-        contact=contact, type=EventType.INTERACTION, occurred_at=occurred_at, proof=proof,
+        contact=contact,
+        type=EventType.INTERACTION,
+        occurred_at=occurred_at,
+        proof=proof,
         data={"kind": kind},
     )
 
@@ -492,8 +522,12 @@ def bounce_record(
 ) -> Event:
     _check_channel(channel)
     return _append(
-        contact=contact, type=EventType.BOUNCE, occurred_at=occurred_at, proof=proof,
-        channel=channel, data={"hard": bool(hard)},
+        contact=contact,
+        type=EventType.BOUNCE,
+        occurred_at=occurred_at,
+        proof=proof,
+        channel=channel,
+        data={"hard": bool(hard)},
     )
 
 
@@ -507,7 +541,10 @@ def address_change_record(
 ) -> Event:
     _check_channel(channel)
     return _append(
-        contact=contact, type=EventType.ADDRESS_CHANGED, occurred_at=occurred_at, proof=proof,
+        contact=contact,
+        type=EventType.ADDRESS_CHANGED,
+        occurred_at=occurred_at,
+        proof=proof,
         channel=channel,
     )
 
@@ -522,7 +559,10 @@ def callback_request(
 ) -> Event:
     _check_channel(channel)
     return _append(
-        contact=contact, type=EventType.CALLBACK_REQUEST, occurred_at=occurred_at, proof=proof,
+        contact=contact,
+        type=EventType.CALLBACK_REQUEST,
+        occurred_at=occurred_at,
+        proof=proof,
         channel=channel,
     )
 
@@ -538,7 +578,10 @@ def repermission_record(
     """``repermission_sent``: we asked whether they still want to hear from us."""
     _check_channel(channel)
     return _append(
-        contact=contact, type=EventType.REPERMISSION_SENT, occurred_at=occurred_at, proof=proof,
+        contact=contact,
+        type=EventType.REPERMISSION_SENT,
+        occurred_at=occurred_at,
+        proof=proof,
         channel=channel,
     )
 

@@ -41,7 +41,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
     if settings.REDIS_URL:
         checks["broker"] = _broker_ok()
     down = [name for name, ok in checks.items() if not ok]
-    body = {"status": "down" if down else "ok", "checks": {k: "ok" if v else "down" for k, v in checks.items()}}
+    body = {
+        "status": "down" if down else "ok",
+        "checks": {k: "ok" if v else "down" for k, v in checks.items()},
+    }
     if down:
         body["down"] = down
     return JsonResponse(body, status=503 if down else 200)

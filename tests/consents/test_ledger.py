@@ -82,9 +82,12 @@ def test_verify_ledger_finds_a_rewritten_chain_link(ledger, capsys):
 @pytest.mark.django_db
 def test_postgres_refuses_update_of_a_ledger_row(ledger):
     event = Event.objects.first()
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("UPDATE consents_event SET type = 'opt_in' WHERE id = %s", [event.id])
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE consents_event SET type = 'opt_in' WHERE id = %s", [event.id])
     event.refresh_from_db()
     assert event.type != "opt_in" or event.seq == 1
 
@@ -93,9 +96,12 @@ def test_postgres_refuses_update_of_a_ledger_row(ledger):
 @pytest.mark.django_db
 def test_postgres_refuses_delete_of_a_ledger_row(ledger):
     count = Event.objects.count()
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM consents_event")
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("DELETE FROM consents_event")
     assert Event.objects.count() == count
 
 
@@ -112,3 +118,15 @@ def test_postgres_refuses_orm_update_too(ledger):
 def test_verify_ledger_runs_in_parallel_workers(ledger, capsys):
     call_command("verify_ledger", workers=2)
     assert "OK: 9 events" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_nightly_verification_task_reports_a_broken_chain(ledger, caplog):
+    from consents.tasks import ledger_verify
+
+    assert ledger_verify.apply().get() == {"checked": 9, "broken": None}
+    victim = Event.objects.get(contact=ledger[0], seq=1)
+    _tamper("UPDATE consents_event SET actor = %s WHERE id = %s", ["mallory", victim.id])
+    result = ledger_verify.apply().get()
+    assert result["broken"]["event_id"] == victim.id
+    assert "ledger verification failed" in caplog.text

@@ -43,9 +43,7 @@ class Command(BaseCommand):
                 continue
             expected = f"{'allow' if result.expect_allowed else 'deny'} {result.expect_reason}"
             got = (
-                f"{'allow' if result.allowed else 'deny'} {result.reason}"
-                if result.reason
-                else "-"
+                f"{'allow' if result.allowed else 'deny'} {result.reason}" if result.reason else "-"
             )
             audience = "-" if result.audience is None else ("in" if result.audience else "out")
             mark = "ok" if result.ok else "FAIL"

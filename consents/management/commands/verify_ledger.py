@@ -26,7 +26,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--workers", type=int, default=0,
+            "--workers",
+            type=int,
+            default=0,
             help="Processes (PostgreSQL only; default: one per CPU).",
         )
 
@@ -53,9 +55,11 @@ class Command(BaseCommand):
         elapsed = time.monotonic() - started
         if broken:
             first = min(broken, key=lambda b: (b["contact_id"], b["seq"]))
-            public_id = Contact.objects.filter(pk=first["contact_id"]).values_list(
-                "public_id", flat=True
-            ).first()
+            public_id = (
+                Contact.objects.filter(pk=first["contact_id"])
+                .values_list("public_id", flat=True)
+                .first()
+            )
             self.stderr.write(
                 f"BROKEN: contact {public_id} (id {first['contact_id']}), event #{first['seq']} "
                 f"(id {first['event_id']}): {first['problem']}."
