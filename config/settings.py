@@ -115,12 +115,22 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Longer than the longest send (acks_late: an unacknowledged task is redelivered after this).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "outbox-sweep": {"task": "consents.tasks.outbox_sweep", "schedule": 60.0},
+    "signups-purge": {
+        "task": "preferences.tasks.signups_purge",
+        "schedule": crontab(minute=23),
+    },
     "ledger-verify-nightly": {
         "task": "consents.tasks.ledger_verify",
         "schedule": crontab(hour=3, minute=17),
@@ -132,6 +142,9 @@ EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.filebase
 EMAIL_FILE_PATH = VAR_DIR / "mail"
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Assent <no-reply@assent.localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Rows still unsent after this are handed to the broker again by the sweep (every minute).
+OUTBOX_SWEEP_AFTER = timedelta(minutes=env.int("OUTBOX_SWEEP_AFTER_MINUTES", default=3))
+OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=10)
 # Every ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"], e.g. ANYMAIL_SENDGRID_API_KEY.
 ANYMAIL = {
     key.removeprefix("ANYMAIL_"): value
@@ -208,6 +221,11 @@ GENERIC_LOCAL_PARTS = env.list(
         "reception",
     ],
 )
+# --- Links and sign-up ------------------------------------------------------------------------
+PREFERENCE_LINK_TTL = timedelta(days=env.int("PREFERENCE_LINK_TTL_DAYS", default=60))
+SIGNUP_MAX_EMAILS_PER_ADDRESS = env.int("SIGNUP_MAX_EMAILS_PER_ADDRESS", default=3)
+SIGNUP_MAX_PER_IP_PER_HOUR = env.int("SIGNUP_MAX_PER_IP_PER_HOUR", default=20)
+
 # Events dated further ahead than this are refused as a clock or data error.
 LEDGER_MAX_CLOCK_SKEW = timedelta(minutes=env.int("LEDGER_MAX_CLOCK_SKEW_MINUTES", default=5))
 

@@ -8,5 +8,7 @@ from consents.views import healthz
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    # Email-service tracking events (bounces, complaints, clicks...), with anymail's own auth.
+    path("webhooks/anymail/", include("anymail.urls")),
     path("", include("preferences.urls")),
 ]

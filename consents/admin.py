@@ -256,7 +256,7 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(ContactSearchMixin, admin.ModelAdmin):
+class EventAdmin(ReadOnlyAdminMixin, ContactSearchMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "contact",

@@ -30,7 +30,7 @@ import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -441,12 +441,33 @@ def contact_row(
 # batch: if the ledger's canonical form ever changes, the bulk path falls back to calling it (and
 # says so in ``CANONICAL_TEMPLATE``), so that it never writes a hash the ledger would not.
 _encode = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) does to a str
+# ledger.canonical_json's encoder (sort_keys, compact separators, ensure_ascii=False), built once
+# instead of once per call.
+_c_encoder = json.encoder.c_make_encoder
+_json_chunks = (
+    _c_encoder(None, json.JSONEncoder().default, _encode, None, ":", ",", True, False, True)
+    if _c_encoder is not None
+    else None
+)
+
+
+def _json(value: Any) -> str:
+    if _json_chunks is None or type(value) is not dict:
+        return ledger.canonical_json(value)
+    return "".join(_json_chunks(value, 0))
+
+
+def _iso(at: datetime) -> str:
+    utc = at.astimezone(UTC)
+    if utc.year < 1000:  # strftime does not pad the year
+        return ledger.iso(utc)  # type: ignore[return-value]
+    return utc.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def _number(value: Any) -> str:
     if value is None:
         return "null"
-    return str(value) if type(value) is int else ledger.canonical_json(value)
+    return str(value) if type(value) is int else _json(value)
 
 
 def _template(
@@ -485,22 +506,22 @@ def _template_agrees(fields: Mapping[str, Any]) -> bool:
         fields["type"],
         fields["topic"],
         fields["channel"],
-        ledger.iso(fields["occurred_at"]),
-        ledger.iso(fields["recorded_at"]),
+        _iso(fields["occurred_at"]),
+        _iso(fields["recorded_at"]),
         fields["method"],
         fields["actor"],
         fields["collection_point"],
         fields["store_id"],
         fields["notice_id"],
         fields["proof"],
-        ledger.canonical_json(fields["data"]),
+        _json(fields["data"]),
         fields["evidence_digest"],
     )
     return actual == expected
 
 
 def _self_test() -> bool:
-    from datetime import UTC, timedelta
+    from datetime import timedelta
     from datetime import timezone as tz
 
     at = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=tz(timedelta(hours=2)))
@@ -520,6 +541,12 @@ def _self_test() -> bool:
             "store_id": 7, "notice_id": 3, "proof": "réf. «1»",
             "data": {"product": "ü\"x", "category": "books", "n": [1, None, True, 1.5]},
             "evidence_digest": "a" * 64,
+        },
+        {
+            "contact_id": 5, "seq": 2, "type": "pause", "topic": "", "channel": "*",
+            "occurred_at": datetime(1999, 12, 31, tzinfo=UTC), "recorded_at": at, "method": "",
+            "actor": "system", "collection_point": "", "store_id": None, "notice_id": 9,
+            "proof": "", "data": {}, "evidence_digest": "",
         },
     ]  # fmt: skip
     try:
@@ -545,8 +572,12 @@ def prepare(
     ``contact`` is a full row (``contact_row``); events are appended in the order given.
     ``check_template`` compares the first event's canonical text with ``ledger.canonical_event``.
     """
-    canonical_json, iso, chain_hash = ledger.canonical_json, ledger.iso, ledger.chain_hash
-    fact_from_row, template = projections.fact_from_row, CANONICAL_TEMPLATE
+    chain_hash, fact_from_row, template = (
+        ledger.chain_hash,
+        projections.fact_from_row,
+        CANONICAL_TEMPLATE,
+    )
+    canonical_json, iso = (_json, _iso) if template else (ledger.canonical_json, ledger.iso)
     prev = ledger.GENESIS
     rows: list[EventRow] = []
     facts: list[rules.Fact] = []

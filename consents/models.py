@@ -211,6 +211,7 @@ class ContactFacts(models.Model):
         Contact, on_delete=models.CASCADE, primary_key=True, related_name="facts"
     )
     is_customer = models.BooleanField(default=False)
+    retention_anchor = models.DateTimeField(null=True, blank=True)
     # NULL: never expires (an active contract).
     expires_at = models.DateTimeField(null=True, blank=True)
     undeliverable_email = models.BooleanField(default=False)
@@ -296,3 +297,41 @@ class CatalogFact(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.category} {self.product or self.contract}".strip()
+
+
+class Outbox(models.Model):
+    """Every email (and later webhook) leaves from here: written in the transaction of the change
+    that causes it, sent by a Celery task, swept again if its task never ran. The row is part of
+    the proof: what was sent, to whom, when, with the provider's message id."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.PROTECT, related_name="outbox"
+    )
+    template = models.CharField(max_length=64, help_text="templates/emails/<template>-*.txt")
+    to = models.CharField(max_length=254)
+    language = models.CharField(max_length=2, choices=LANGUAGES, default="fr")
+    context = models.JSONField(default=dict, blank=True)
+    is_service = models.BooleanField(
+        default=False, help_text="A pure service message: no List-Unsubscribe header."
+    )
+    status = models.CharField(
+        max_length=8, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "outbox"
+        indexes = [models.Index(fields=["to", "template", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.template} to {self.to} ({self.status})"

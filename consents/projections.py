@@ -139,6 +139,7 @@ def derive(
     projection = Projection(
         facts={
             "is_customer": rules.is_customer(h),
+            "retention_anchor": rules.retention_anchor(person, h),
             "expires_at": rules.retention_expiry(person, h, s),
             "undeliverable_email": rules.is_undeliverable(h),
             "generic_email": rules.is_generic_address(person.email, s),

@@ -161,6 +161,32 @@ def contact_find(*, email: str) -> Contact | None:
 
 
 @transaction.atomic
+def contact_update_details(
+    *,
+    contact: Contact,
+    first_name: str | None = None,
+    phone: str | None = None,
+    locale: str | None = None,
+) -> Contact:
+    """Details the person gave us themselves (their name, phone, language)."""
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    fields = []
+    if first_name is not None:
+        locked.first_name = first_name.strip()[:150]
+        fields.append("first_name")
+    if phone is not None:
+        locked.phone = normalize_phone(phone) if phone else ""
+        fields.append("phone")
+    if locale is not None:
+        _check_choice("locale", locale, ("fr", "en"))
+        locked.locale = locale
+        fields.append("locale")
+    if fields:
+        locked.save(update_fields=fields)
+    return locked
+
+
+@transaction.atomic
 def contact_revoke_links(*, contact: Contact) -> Contact:
     """Every link already sent to this contact stops working."""
     locked = Contact.objects.select_for_update().get(pk=contact.pk)

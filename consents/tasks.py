@@ -8,6 +8,7 @@ from django.db.models import Max, Min
 
 from consents.ledger import verify_range
 from consents.models import Event
+from consents.outbox import OutboxSendError, outbox_deliver, outbox_due, queue_send
 
 logger = logging.getLogger(__name__)
 
@@ -24,3 +25,27 @@ def ledger_verify() -> dict[str, Any]:
     else:
         logger.info("ledger verified: %d events", checked)
     return {"checked": checked, "broken": broken}
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(OutboxSendError,),
+    retry_backoff=30,
+    retry_backoff_max=3600,
+    retry_jitter=True,
+    max_retries=8,
+)
+def outbox_send(outbox_id: int) -> str:
+    """Send one outbox row; idempotent (running it twice sends once)."""
+    return outbox_deliver(outbox_id)
+
+
+@shared_task(acks_late=True)
+def outbox_sweep() -> int:
+    """Re-queue rows still pending after a while, e.g. when the broker was down at commit time."""
+    due = outbox_due()
+    for outbox_id in due:
+        queue_send(outbox_id)
+    if due:
+        logger.info("outbox sweep: re-queued %d rows", len(due))
+    return len(due)

@@ -130,3 +130,30 @@ def test_nightly_verification_task_reports_a_broken_chain(ledger, caplog):
     result = ledger_verify.apply().get()
     assert result["broken"]["event_id"] == victim.id
     assert "ledger verification failed" in caplog.text
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_postgres_refuses_to_change_a_published_notice(make_topic):
+    from consents.models import Notice
+
+    notice = services.notice_publish(topic=make_topic(), language="fr", text="Offres par email")
+    with pytest.raises(DatabaseError, match="immutable"), transaction.atomic():
+        Notice.objects.filter(pk=notice.pk).update(text="Autre chose")
+    with pytest.raises(DatabaseError, match="cannot be deleted"), transaction.atomic():
+        Notice.objects.filter(pk=notice.pk).delete()
+    notice.refresh_from_db()
+    assert notice.text == "Offres par email"
+
+
+@pytest.mark.django_db
+def test_publishing_again_makes_a_new_version_with_its_digest(make_topic):
+    import hashlib
+
+    topic = make_topic()
+    first = services.notice_publish(topic=topic, language="fr", text="v1")
+    second = services.notice_publish(topic=topic, language="fr", text="v2")
+    english = services.notice_publish(topic=topic, language="en", text="v1 en")
+    assert (first.version, second.version, english.version) == (1, 2, 1)
+    assert second.sha256 == hashlib.sha256(b"v2").hexdigest()
+    assert first.is_published and second.is_published
