@@ -174,6 +174,7 @@ class ContactFactsInline(ReadOnlyInline):
     verbose_name_plural = _("Facts the rules use")
     fields = readonly_fields = (
         "is_customer",
+        "retention_anchor",
         "expires_at",
         "undeliverable_email",
         "generic_email",
@@ -233,6 +234,15 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False  # erasure is a data-subject request with its own log, not a delete button
+
+    def save_model(
+        self, request: HttpRequest, obj: Contact, form: forms.Form, change: bool
+    ) -> None:
+        services.contact_update_details(
+            contact=obj,
+            first_name=form.cleaned_data["first_name"],
+            locale=form.cleaned_data["locale"],
+        )
 
     @admin.display(boolean=True, description=_("customer"))
     def is_customer(self, obj: Contact) -> bool | None:

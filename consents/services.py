@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from consents import clock, ledger
@@ -137,20 +137,41 @@ def contact_create(
     _check_instant("collected_at", collected_at)
     if email and Contact.objects.filter(email=email).exists():
         raise ValidationError({"email": "A contact with this email already exists."})
-    contact = Contact.objects.create(
-        email=email,
-        phone=phone,
-        kind=kind,
-        first_name=first_name[:150],
-        postal_address=postal_address,
-        push_token=push_token,
-        locale=locale,
-        collected_at=collected_at,
-        informed_at_collection=informed_at_collection,
-        profession=profession,
-    )
+    try:
+        # A savepoint: a concurrent creation of the same address fails alone, cleanly.
+        with transaction.atomic():
+            contact = Contact.objects.create(
+                email=email,
+                phone=phone,
+                kind=kind,
+                first_name=first_name[:150],
+                postal_address=postal_address,
+                push_token=push_token,
+                locale=locale,
+                collected_at=collected_at,
+                informed_at_collection=informed_at_collection,
+                profession=profession,
+            )
+    except IntegrityError as exc:
+        raise ValidationError({"email": "A contact with this email already exists."}) from exc
     projection_refresh(contact)
     return contact
+
+
+@transaction.atomic
+def contact_get_or_create(*, email: str, locale: str = "fr") -> tuple[Contact, bool]:
+    """The contact with this address, created if new; safe against a concurrent creation."""
+    address = normalize_email(email)
+    existing = Contact.objects.filter(email=address).first()
+    if existing is not None:
+        return existing, False
+    try:
+        return contact_create(email=address, locale=locale), True
+    except ValidationError:
+        existing = Contact.objects.filter(email=address).first()
+        if existing is None:
+            raise
+        return existing, False
 
 
 def contact_find(*, email: str) -> Contact | None:

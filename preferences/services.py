@@ -108,9 +108,7 @@ def signup_submit(
     if _recent_emails(address) >= settings.SIGNUP_MAX_EMAILS_PER_ADDRESS:
         return SignupOutcome.RATE_LIMITED
 
-    contact = Contact.objects.filter(email=address).first() or services.contact_create(
-        email=address, locale=language
-    )
+    contact, _ = services.contact_get_or_create(email=address, locale=language)
     confirmed = set(
         ConsentState.objects.filter(
             contact=contact, status=ConsentState.Status.OPTED_IN

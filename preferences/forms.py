@@ -1,0 +1,186 @@
+"""Forms of the public pages. They check shape and size; the services decide what is recorded."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.translation import get_language
+from django.utils.translation import gettext_lazy as _
+
+from consents import services
+from consents.models import LANGUAGES, Notice, Topic
+from preferences.services import PHONE_CHANNELS, SIGNUP_CHANNELS, notice_for
+
+# A real form never sends more than a few dozen choices; anything beyond is not a person.
+MAX_CHOICES = 100
+MAX_CHOICE_LENGTH = 80
+# A first name is greeted in the confirmation email: keep links and markup out of it, so that
+# the form cannot be used to send someone else a message of the sender's choosing.
+NOT_A_NAME = re.compile(r"[<>@/\\]|://|www\.|\bhttps?\b", re.IGNORECASE)
+
+
+def channel_label(channel: str) -> str:
+    return {
+        "email": _("Email"),
+        "sms": _("Text message (SMS)"),
+        "phone": _("Phone call"),
+        "push": _("Notification"),
+        "postal": _("Post"),
+    }.get(channel, channel)
+
+
+@dataclass(frozen=True)
+class ChoiceOption:
+    value: str  # "topic:channel"
+    channel: str
+    label: str
+    needs_phone: bool
+
+    @property
+    def dom_id(self) -> str:
+        return "choice-" + re.sub(r"[^\w-]", "-", self.value)
+
+
+@dataclass(frozen=True)
+class TopicGroup:
+    topic: Topic
+    notice: Notice | None
+    options: list[ChoiceOption]
+
+
+def topic_groups(topics: list[Topic], language: str) -> list[TopicGroup]:
+    """What the form offers: each topic, its channels on this form, and the wording shown."""
+    groups = []
+    for topic in topics:
+        options = [
+            ChoiceOption(
+                value=f"{topic.slug}:{channel}",
+                channel=channel,
+                label=str(channel_label(channel)),
+                needs_phone=channel in PHONE_CHANNELS,
+            )
+            for channel in topic.channels
+            if channel in SIGNUP_CHANNELS
+        ]
+        if options:
+            groups.append(TopicGroup(topic, notice_for(topic, language), options))
+    return groups
+
+
+class AnyChoiceField(forms.MultipleChoiceField):
+    """Accepts any value: the form checks them against the topics itself, with a clear message."""
+
+    def valid_value(self, value: Any) -> bool:
+        return True
+
+
+class SubscribeForm(forms.Form):
+    email = forms.EmailField(
+        label=_("Email address"),
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "spellcheck": "false"}),
+    )
+    first_name = forms.CharField(
+        label=_("First name (optional)"),
+        max_length=150,
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "given-name"}),
+    )
+    phone = forms.CharField(
+        label=_("Mobile phone (optional)"),
+        help_text=_("Only needed for text messages and calls. For example 06 12 34 56 78."),
+        max_length=32,
+        required=False,
+        widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "tel"}),
+    )
+    language = forms.ChoiceField(
+        label=_("Language of our messages"),
+        choices=LANGUAGES,
+        widget=forms.RadioSelect,
+    )
+    choice = AnyChoiceField(required=False)
+    # Bots fill every field; people never see this one (visually hidden, out of the tab order).
+    website = forms.CharField(
+        label=_("Leave this field empty"),
+        max_length=200,
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}),
+    )
+
+    def __init__(self, *args: Any, groups: list[TopicGroup], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.groups = groups
+        self.offered = {o.value: o for g in groups for o in g.options}
+        language = (get_language() or "fr")[:2]
+        self.fields["language"].initial = language if language in ("fr", "en") else "fr"
+
+    @property
+    def is_bot(self) -> bool:
+        return bool(self.data.get("website"))
+
+    def clean_email(self) -> str:
+        try:
+            return services.normalize_email(self.cleaned_data["email"])
+        except ValidationError:
+            raise ValidationError(_("Enter a valid email address."), code="invalid") from None
+
+    def clean_first_name(self) -> str:
+        value = " ".join(self.cleaned_data["first_name"].split())
+        if NOT_A_NAME.search(value):
+            raise ValidationError(_("Enter only your first name."), code="invalid")
+        return value
+
+    def clean_phone(self) -> str:
+        raw = self.cleaned_data["phone"]
+        if not raw.strip():
+            return ""
+        try:
+            return services.normalize_phone(raw)
+        except ValidationError:
+            raise ValidationError(
+                _("Enter a phone number such as 06 12 34 56 78 or +33 6 12 34 56 78."),
+                code="invalid",
+            ) from None
+
+    def clean_choice(self) -> list[str]:
+        values = self.cleaned_data["choice"]
+        if len(values) > MAX_CHOICES or any(len(v) > MAX_CHOICE_LENGTH for v in values):
+            raise ValidationError(_("This choice is not offered."), code="invalid_choice")
+        return list(dict.fromkeys(values))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        values = cleaned.get("choice")
+        if values is None:
+            return cleaned
+        if any(v not in self.offered for v in values):
+            # Only a tampered or outdated form gets here: say it once, for the whole form.
+            raise ValidationError(
+                _("One of your choices is no longer offered. Please check them again."),
+                code="invalid_choice",
+            )
+        if not values:
+            self.add_error("choice", _("Choose at least one topic and how to receive it."))
+        elif "phone" in cleaned and not cleaned["phone"]:
+            if any(self.offered[v].needs_phone for v in values):
+                self.add_error(
+                    "phone", _("Enter your phone number to receive text messages or calls.")
+                )
+        return cleaned
+
+    @property
+    def choices(self) -> list[tuple[str, str]]:
+        """The (topic, channel) pairs ticked, once the form is valid."""
+        pairs = []
+        for value in self.cleaned_data["choice"]:
+            slug, _sep, channel = value.partition(":")
+            pairs.append((slug, channel))
+        return pairs
+
+    def ticked(self) -> set[str]:
+        """The values to show ticked again when the form is redisplayed."""
+        return {v for v in self.data.getlist("choice") if v in self.offered} if self.is_bound else set()

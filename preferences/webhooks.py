@@ -1,0 +1,211 @@
+"""Email-service tracking events (django-anymail's ``tracking`` signal) as ledger facts.
+
+Anymail authenticates the webhook (basic auth, plus the ESP's signature where it has one) and
+normalises the payload; this receiver maps the few events that are facts of RULES.md:
+
+=================  =====================================================================
+anymail event      ledger fact
+=================  =====================================================================
+``bounced``        ``bounce`` on email, ``hard`` unless the ESP's own payload says soft
+``complained``     ``complaint`` on email
+``unsubscribed``   ``opt_out`` of ``*`` on email, method ``unsubscribe_link``
+``clicked``        ``interaction`` click (person-initiated: extends retention)
+``opened``         ``interaction`` open (does not)
+=================  =====================================================================
+
+Everything else is ignored, ``deferred`` included: anymail documents it as a delay the ESP keeps
+retrying, followed by ``bounced`` if it gives up, so it is not a delivery failure yet.
+
+ESPs retry webhooks, so each fact carries the ESP's event reference in ``Event.proof`` and an
+event already in the contact's ledger with the same type, actor and reference is not recorded again.
+Nothing here answers the ESP with a 500 for a bad event: unknown recipients and invalid facts are
+logged and dropped. Database errors still propagate, so that the ESP retries later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from anymail.signals import AnymailTrackingEvent
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from consents import clock, services
+from consents.models import Contact, Event
+from consents.vocab import ANY, Channel, EventType, InteractionKind, Method
+
+logger = logging.getLogger(__name__)
+
+
+def _first(raw: Any) -> Any:
+    # SparkPost wraps each event as {"msys": {"<class>_event": {...}}}.
+    return next(iter(raw["msys"].values()))
+
+
+# Anymail reports soft bounces as "bounced" too for these ESPs; their raw payload tells which
+# bounces are permanent. An ESP missing here only reports permanent failures as "bounced" (its
+# temporary ones become "deferred": Mailgun, Mailtrap, Postal, Unisender Go).
+_HARD_BOUNCE: dict[str, Callable[[Any], bool]] = {
+    "Postmark": lambda raw: "HardBounce" in (raw.get("Type"), raw.get("SuppressionReason")),
+    "Brevo": lambda raw: raw.get("event") in ("hard_bounce", "invalid_email"),
+    "SendinBlue": lambda raw: raw.get("event") in ("hard_bounce", "invalid_email"),
+    "Mandrill": lambda raw: raw.get("event") == "hard_bounce",
+    "MailerSend": lambda raw: raw["data"]["type"] == "hard_bounced",
+    "Amazon SES": lambda raw: raw["bounce"]["bounceType"] == "Permanent",
+    "Resend": lambda raw: raw["data"]["bounce"]["type"] == "Permanent",
+    # "bounce" is a hard bounce, "blocked" a block by the receiving server.
+    "SendGrid": lambda raw: raw.get("type", "bounce") == "bounce",
+    "Mailjet": lambda raw: bool(raw.get("hard_bounce")),
+    # SparkPost's hard bounce classes: 10 invalid recipient, 30 no RCPT (90 is an unsubscribe).
+    "SparkPost": lambda raw: str(_first(raw).get("bounce_class")) in ("10", "30"),
+}
+
+
+def bounce_is_hard(esp_name: str, event: AnymailTrackingEvent) -> bool:
+    test = _HARD_BOUNCE.get(esp_name)
+    if test is None:
+        return True
+    try:
+        return test(event.esp_event)
+    except (KeyError, TypeError, AttributeError, StopIteration):
+        return False  # not shown to be permanent
+
+
+def _is_persons_unsubscribe(esp_name: str, event: AnymailTrackingEvent) -> bool:
+    """Postmark also reports suppressions added by the account or by its staff."""
+    if esp_name == "Postmark":
+        try:
+            return event.esp_event.get("Origin", "Recipient") == "Recipient"
+        except AttributeError:
+            return True
+    return True
+
+
+def occurred_at(event: AnymailTrackingEvent) -> datetime:
+    """The ESP's instant; now when it has none or dates it beyond the allowed clock skew."""
+    now = clock.now()
+    at = event.timestamp
+    if not isinstance(at, datetime):
+        return now
+    if timezone.is_naive(at):
+        at = at.replace(tzinfo=UTC)
+    if at > now + settings.LEDGER_MAX_CLOCK_SKEW:
+        return now
+    return at
+
+
+def reference(event: AnymailTrackingEvent) -> str:
+    """The ESP's reference for this event, the same on every redelivery."""
+    parts = []
+    if event.event_id:
+        parts.append(f"event:{event.event_id}")
+    if event.message_id:
+        parts.append(f"message:{event.message_id}")
+    if not event.event_id and isinstance(event.timestamp, datetime):
+        # Without an event id (Postmark opens and clicks, Mailjet), the message and the ESP's
+        # instant identify the event.
+        parts.append(f"at:{event.timestamp.isoformat()}")
+    return " ".join(parts)[: Event._meta.get_field("proof").max_length]
+
+
+def find_contact(recipient: str | None) -> Contact | None:
+    if not recipient:
+        return None
+    contact = services.contact_find(email=recipient)
+    if contact is not None:
+        return contact
+    # Some ESPs lower-case the whole address; normalize_email keeps the local part's case.
+    try:
+        email = services.normalize_email(recipient)
+    except ValidationError:
+        return None
+    matches = list(Contact.objects.filter(email__iexact=email)[:2])
+    return matches[0] if len(matches) == 1 else None
+
+
+def _record(contact: Contact, fact: str, esp_name: str, event: AnymailTrackingEvent) -> None:
+    proof = services.Proof(
+        method=Method.UNSUBSCRIBE_LINK if fact == EventType.OPT_OUT else "",
+        actor=f"esp:{esp_name}",
+        collection_point=esp_name,
+        reference=reference(event),
+    )
+    with transaction.atomic():
+        # Lock the contact first: two deliveries of one event must not both pass the check.
+        contact = Contact.objects.select_for_update().get(pk=contact.pk)
+        if (
+            proof.reference
+            and Event.objects.filter(
+                contact=contact, type=fact, actor=proof.actor, proof=proof.reference
+            ).exists()
+        ):
+            logger.info(
+                "%s %s event %s already recorded", esp_name, event.event_type, proof.reference
+            )
+            return
+        at = occurred_at(event)
+        if fact == EventType.BOUNCE:
+            services.bounce_record(
+                contact=contact,
+                hard=bounce_is_hard(esp_name, event),
+                proof=proof,
+                channel=Channel.EMAIL,
+                occurred_at=at,
+            )
+        elif fact == EventType.COMPLAINT:
+            services.complaint_record(
+                contact=contact, proof=proof, channel=Channel.EMAIL, occurred_at=at
+            )
+        elif fact == EventType.OPT_OUT:
+            services.consent_withdraw(
+                contact=contact, topic=ANY, channel=Channel.EMAIL, proof=proof, occurred_at=at
+            )
+        else:
+            kind = InteractionKind.CLICK if event.event_type == "clicked" else InteractionKind.OPEN
+            services.interaction_record(contact=contact, kind=kind, proof=proof, occurred_at=at)
+
+
+FACTS = {
+    "bounced": EventType.BOUNCE,
+    "complained": EventType.COMPLAINT,
+    "unsubscribed": EventType.OPT_OUT,
+    "clicked": EventType.INTERACTION,
+    "opened": EventType.INTERACTION,
+}
+
+
+def tracking_received(
+    sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any
+) -> None:
+    """Receiver of ``anymail.signals.tracking``, connected in ``PreferencesConfig.ready``."""
+    fact = FACTS.get(event.event_type)
+    if fact is None:
+        return
+    if fact == EventType.OPT_OUT and not _is_persons_unsubscribe(esp_name, event):
+        logger.info("%s suppression not made by the recipient: not an opt-out", esp_name)
+        return
+    contact = find_contact(event.recipient)
+    if contact is None:
+        domain = (event.recipient or "").rpartition("@")[2] or "-"
+        logger.info(
+            "%s %s event for an unknown recipient (domain %s) ignored",
+            esp_name,
+            event.event_type,
+            domain,
+        )
+        return
+    try:
+        _record(contact, fact, esp_name, event)
+    except ValidationError as exc:
+        logger.warning(
+            "%s %s event for contact %s not recorded: %s",
+            esp_name,
+            event.event_type,
+            contact.public_id,
+            exc,
+        )

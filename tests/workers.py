@@ -1,0 +1,186 @@
+"""Helpers for tests that use real Celery components: the broker the web side publishes to, a
+real worker process, and the mail files the file backend writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from django.conf import settings
+from kombu import pools
+
+from config.celery import app
+
+BASE_DIR = Path(settings.BASE_DIR)
+# Nothing listens on port 1: connecting is refused at once.
+UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
+# What Django's file backend writes after each message.
+MAIL_SEPARATOR = b"\n" + b"-" * 79 + b"\n"
+
+
+def reset_broker_connections() -> None:
+    """Forget every pooled broker connection and cached route, so the next publish connects
+    afresh with the app's current configuration."""
+    pools.reset()
+    app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+        amqp._rtable = None
+        amqp.__dict__.pop("router", None)
+
+
+@contextlib.contextmanager
+def celery_publishing(
+    broker_url: str, *, eager: bool = False, queue: str | None = None
+) -> Iterator[None]:
+    """Make this process's Celery app publish to ``broker_url`` (and ``queue``), then restore."""
+    keys = ("broker_url", "task_always_eager", "task_routes")
+    saved = {key: app.conf[key] for key in keys}
+    app.conf.broker_url = broker_url
+    app.conf.task_always_eager = eager
+    if queue:
+        app.conf.task_routes = {"consents.tasks.*": {"queue": queue}}
+    reset_broker_connections()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            app.conf[key] = value
+        reset_broker_connections()
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def read_mails(mail_dir: Path) -> list[EmailMessage]:
+    """Every complete message in the file backend's directory (a file may hold several)."""
+    messages = []
+    for path in sorted(mail_dir.glob("*.log")) if mail_dir.is_dir() else []:
+        chunks = path.read_bytes().split(MAIL_SEPARATOR)
+        # The last chunk is empty when the file is complete, or a message still being written.
+        for chunk in chunks[:-1]:
+            messages.append(
+                email.message_from_bytes(chunk.strip(b"\n"), policy=email.policy.default)
+            )
+    return messages
+
+
+def text_body(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    return part.get_content() if part is not None else ""
+
+
+def database_url(settings_dict: dict[str, Any]) -> str:
+    """A DATABASE_URL naming the database this test process uses (the test database)."""
+    user = quote(settings_dict.get("USER") or "", safe="")
+    password = quote(settings_dict.get("PASSWORD") or "", safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or "5432"
+    return f"postgres://{credentials}{host}:{port}/{quote(settings_dict['NAME'], safe='')}"
+
+
+class CeleryWorker:
+    """A real ``celery worker`` process consuming one queue, logging to a file."""
+
+    READY = re.compile(r"\bready\.")
+    SUCCEEDED = re.compile(r"Task consents\.tasks\.outbox_send\[([0-9a-f-]+)\] succeeded in [^:]+: (.*)")
+
+    def __init__(self, *, queue: str, env: dict[str, str], log_path: Path) -> None:
+        self.queue = queue
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        command = [
+            str(Path(sys.executable).parent / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "-Q",
+            self.queue,
+            "-n",
+            f"{self.queue}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "INFO",
+        ]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - our own command line
+                command,
+                cwd=BASE_DIR,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so that stop() gets it all
+            )
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the worker exited at start:\n{self.log()[-3000:]}")
+            return bool(self.READY.search(self.log()))
+
+        try:
+            wait_for(ready, timeout=timeout, what="the Celery worker to be ready")
+        except BaseException:
+            self.stop()
+            raise
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def results(self) -> dict[str, str]:
+        """Task id -> the repr of the value each finished ``outbox_send`` returned."""
+        return {m.group(1): m.group(2).strip() for m in self.SUCCEEDED.finditer(self.log())}
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()  # warm shutdown
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def purge_queue(broker_url: str, queue: str) -> None:
+    """Remove a test queue and whatever is left in it from the broker."""
+    with app.connection_for_write(broker_url) as connection:
+        with contextlib.suppress(Exception):
+            connection.default_channel.queue_delete(queue)
