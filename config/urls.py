@@ -10,5 +10,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     # Email-service tracking events (bounces, complaints, clicks...), with anymail's own auth.
     path("webhooks/anymail/", include("anymail.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("", include("preferences.urls")),
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils.translation import get_language
 
 from consents.vocab import (
@@ -127,8 +128,9 @@ class Contact(models.Model):
     kind = models.CharField(
         max_length=16, choices=ContactKind.choices, default=ContactKind.CONSUMER
     )
-    # Normalised (trimmed, domain lower-cased); absent is NULL so that uniqueness holds.
-    email = models.CharField(max_length=254, null=True, blank=True, unique=True)
+    # Normalised (trimmed, domain lower-cased) and unique whatever the case of the local part,
+    # which mailbox providers ignore in practice; absent is NULL so that uniqueness holds.
+    email = models.CharField(max_length=254, null=True, blank=True)
     phone = models.CharField(max_length=16, blank=True, db_index=True, help_text="E.164")
     first_name = models.CharField(max_length=150, blank=True)
     postal_address = models.TextField(blank=True)
@@ -142,6 +144,10 @@ class Contact(models.Model):
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            # Also the index behind ``email__iexact`` lookups on PostgreSQL (UPPER(email) = ...).
+            models.UniqueConstraint(Upper("email"), name="contact_email_unique_ci"),
+        ]
 
     def __str__(self) -> str:
         return self.email or self.phone or self.public_id

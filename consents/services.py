@@ -135,7 +135,7 @@ def contact_create(
     phone = normalize_phone(phone) if phone else ""
     collected_at = collected_at or clock.now()
     _check_instant("collected_at", collected_at)
-    if email and Contact.objects.filter(email=email).exists():
+    if email and Contact.objects.filter(email__iexact=email).exists():
         raise ValidationError({"email": "A contact with this email already exists."})
     try:
         # A savepoint: a concurrent creation of the same address fails alone, cleanly.
@@ -162,13 +162,13 @@ def contact_create(
 def contact_get_or_create(*, email: str, locale: str = "fr") -> tuple[Contact, bool]:
     """The contact with this address, created if new; safe against a concurrent creation."""
     address = normalize_email(email)
-    existing = Contact.objects.filter(email=address).first()
+    existing = Contact.objects.filter(email__iexact=address).first()
     if existing is not None:
         return existing, False
     try:
         return contact_create(email=address, locale=locale), True
     except ValidationError:
-        existing = Contact.objects.filter(email=address).first()
+        existing = Contact.objects.filter(email__iexact=address).first()
         if existing is None:
             raise
         return existing, False
@@ -176,7 +176,7 @@ def contact_get_or_create(*, email: str, locale: str = "fr") -> tuple[Contact, b
 
 def contact_find(*, email: str) -> Contact | None:
     try:
-        return Contact.objects.filter(email=normalize_email(email)).first()
+        return Contact.objects.filter(email__iexact=normalize_email(email)).first()
     except ValidationError:
         return None
 

@@ -71,6 +71,10 @@ def topic_groups(topics: list[Topic], language: str) -> list[TopicGroup]:
     return groups
 
 
+class TelInput(forms.TextInput):
+    input_type = "tel"
+
+
 class AnyChoiceField(forms.MultipleChoiceField):
     """Accepts any value: the form checks them against the topics itself, with a clear message."""
 
@@ -95,7 +99,7 @@ class SubscribeForm(forms.Form):
         help_text=_("Only needed for text messages and calls. For example 06 12 34 56 78."),
         max_length=32,
         required=False,
-        widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "tel"}),
+        widget=TelInput(attrs={"autocomplete": "tel"}),
     )
     language = forms.ChoiceField(
         label=_("Language of our messages"),

@@ -79,7 +79,9 @@ def validate_choices(
 def _recent_emails(address: str) -> int:
     since = clock.now() - timedelta(hours=24)
     return Outbox.objects.filter(
-        to=address, template__in=(CONFIRM_TEMPLATE, ALREADY_TEMPLATE), created_at__gte=since
+        to__iexact=address,
+        template__in=(CONFIRM_TEMPLATE, ALREADY_TEMPLATE),
+        created_at__gte=since,
     ).count()
 
 

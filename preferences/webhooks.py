@@ -166,7 +166,7 @@ def _record(contact: Contact, fact: str, esp_name: str, event: AnymailTrackingEv
                 contact=contact, topic=ANY, channel=Channel.EMAIL, proof=proof, occurred_at=at
             )
         else:
-            kind = InteractionKind.CLICK if event.event_type == "clicked" else InteractionKind.OPEN
+            kind = INTERACTION_KINDS[event.event_type]
             services.interaction_record(contact=contact, kind=kind, proof=proof, occurred_at=at)
 
 
@@ -177,6 +177,7 @@ FACTS = {
     "clicked": EventType.INTERACTION,
     "opened": EventType.INTERACTION,
 }
+INTERACTION_KINDS = {"clicked": InteractionKind.CLICK, "opened": InteractionKind.OPEN}
 
 
 def tracking_received(

@@ -108,7 +108,9 @@ class CeleryWorker:
     """A real ``celery worker`` process consuming one queue, logging to a file."""
 
     READY = re.compile(r"\bready\.")
-    SUCCEEDED = re.compile(r"Task consents\.tasks\.outbox_send\[([0-9a-f-]+)\] succeeded in [^:]+: (.*)")
+    SUCCEEDED = re.compile(
+        r"Task consents\.tasks\.outbox_send\[([0-9a-f-]+)\] succeeded in [^:]+: (.*)"
+    )
 
     def __init__(self, *, queue: str, env: dict[str, str], log_path: Path) -> None:
         self.queue = queue
@@ -181,6 +183,5 @@ class CeleryWorker:
 
 def purge_queue(broker_url: str, queue: str) -> None:
     """Remove a test queue and whatever is left in it from the broker."""
-    with app.connection_for_write(broker_url) as connection:
-        with contextlib.suppress(Exception):
-            connection.default_channel.queue_delete(queue)
+    with app.connection_for_write(broker_url) as connection, contextlib.suppress(Exception):
+        connection.default_channel.queue_delete(queue)

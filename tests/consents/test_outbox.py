@@ -14,6 +14,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.db import transaction
 
+from config.celery import app as celery_app
 from consents import clock, outbox
 from consents.models import Contact, Outbox
 from consents.outbox import OutboxSendError, email_enqueue, outbox_deliver, outbox_due, queue_send
@@ -94,11 +95,14 @@ class TestWrittenWithTheChange:
     def test_a_rollback_leaves_neither_the_change_nor_the_row_and_sends_nothing(
         self, make_contact, django_capture_on_commit_callbacks
     ):
-        with django_capture_on_commit_callbacks(execute=True) as callbacks:
-            with pytest.raises(RuntimeError), transaction.atomic():
-                contact = make_contact(email="rolled@example.fr")
-                enqueue(contact, to=contact.email)
-                raise RuntimeError("the change fails after its email was written")
+        with (
+            django_capture_on_commit_callbacks(execute=True) as callbacks,
+            pytest.raises(RuntimeError),
+            transaction.atomic(),
+        ):
+            contact = make_contact(email="rolled@example.fr")
+            enqueue(contact, to=contact.email)
+            raise RuntimeError("the change fails after its email was written")
         assert not Contact.objects.filter(email="rolled@example.fr").exists()
         assert not Outbox.objects.exists()
         assert callbacks == []
@@ -173,21 +177,24 @@ class TestDelivery:
         assert mail.outbox == []
         assert outbox_due(timedelta(0)) == []  # the sweep leaves failed rows alone
 
-    def test_the_task_retries_transport_errors_with_backoff(self, settings):
+    def test_the_task_retries_transport_errors_with_backoff(self, settings, monkeypatch):
         assert OutboxSendError in outbox_send.autoretry_for
         assert outbox_send.retry_backoff and outbox_send.max_retries
         assert outbox_send.acks_late
         settings.EMAIL_BACKEND = "tests.consents.test_outbox.FlakyBackend"
+        # Run eagerly, Celery runs each retry at once instead of after the backoff; it only
+        # raises the Retry when eager exceptions propagate.
+        monkeypatch.setitem(celery_app.conf, "task_eager_propagates", False)
         row = enqueue()
-        # Run eagerly, Celery runs the retry at once instead of after the backoff.
         assert outbox_send.apply(args=[row.pk]).get() == "sent"
         row.refresh_from_db()
         assert (row.status, row.attempts) == (Outbox.Status.SENT, 2)
         assert "TimeoutError" not in row.last_error
         assert len(mail.outbox) == 1
 
-    def test_the_task_stops_retrying_once_the_row_failed(self, settings):
+    def test_the_task_stops_retrying_once_the_row_failed(self, settings, monkeypatch):
         settings.EMAIL_BACKEND = "tests.consents.test_outbox.BrokenBackend"
+        monkeypatch.setitem(celery_app.conf, "task_eager_propagates", False)
         settings.OUTBOX_MAX_ATTEMPTS = 3
         row = enqueue()
         assert outbox_send.apply(args=[row.pk]).get() == "failed"

@@ -268,3 +268,14 @@ class TestLedgerAppend:
         assert (
             services.contact_revoke_links(contact=contact).link_version == contact.link_version + 1
         )
+
+
+@pytest.mark.django_db
+def test_an_address_in_other_case_is_the_same_person(make_contact):
+    first = make_contact(email="Marie.Dupont@example.fr")
+    with pytest.raises(ValidationError):
+        make_contact(email="marie.dupont@EXAMPLE.FR")
+    found, created = services.contact_get_or_create(email=" MARIE.DUPONT@example.fr ")
+    assert (found.pk, created) == (first.pk, False)
+    assert services.contact_find(email="marie.dupont@example.fr") == first
+    assert Contact.objects.count() == 1
