@@ -118,6 +118,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Longer than the longest send (acks_late: an unacknowledged task is redelivered after this).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
+    # Publishing tries to connect once: during a broker outage a request must not wait, the
+    # outbox sweep sends later.
+    "max_retries": 0,
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
 }

@@ -18,7 +18,15 @@ FILE_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 SEPARATOR = re.compile(rb"^-{79}$", re.MULTILINE)
 # Names the file backend gives its files, e.g. 20260110-101500-140234.log; nothing else is read.
 FILE_NAME = re.compile(r"^[\w-]{1,100}\.log$")
-SHOWN_HEADERS = ("From", "To", "Cc", "Reply-To", "Date", "List-Unsubscribe", "List-Unsubscribe-Post")
+SHOWN_HEADERS = (
+    "From",
+    "To",
+    "Cc",
+    "Reply-To",
+    "Date",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+)
 
 
 @dataclass(frozen=True)

@@ -169,11 +169,12 @@ class SubscribeForm(forms.Form):
             )
         if not values:
             self.add_error("choice", _("Choose at least one topic and how to receive it."))
-        elif "phone" in cleaned and not cleaned["phone"]:
-            if any(self.offered[v].needs_phone for v in values):
-                self.add_error(
-                    "phone", _("Enter your phone number to receive text messages or calls.")
-                )
+        elif (
+            "phone" in cleaned  # absent when invalid: that error is already shown
+            and not cleaned["phone"]
+            and any(self.offered[v].needs_phone for v in values)
+        ):
+            self.add_error("phone", _("Enter your phone number to receive text messages or calls."))
         return cleaned
 
     @property
@@ -187,4 +188,8 @@ class SubscribeForm(forms.Form):
 
     def ticked(self) -> set[str]:
         """The values to show ticked again when the form is redisplayed."""
-        return {v for v in self.data.getlist("choice") if v in self.offered} if self.is_bound else set()
+        return (
+            {v for v in self.data.getlist("choice") if v in self.offered}
+            if self.is_bound
+            else set()
+        )

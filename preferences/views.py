@@ -19,7 +19,7 @@ from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from consents import clock
 from consents.models import ConsentState, Contact, Event, Topic
@@ -128,7 +128,9 @@ def _preferences_path(contact: Contact, payload: dict[str, Any]) -> str | None:
 
 
 def _choice_rows(signup: PendingSignup) -> list[dict[str, str]]:
-    topics = {t.slug: t for t in Topic.objects.filter(slug__in=[c["topic"] for c in signup.choices])}
+    topics = {
+        t.slug: t for t in Topic.objects.filter(slug__in=[c["topic"] for c in signup.choices])
+    }
     return [
         {
             "topic": topics[c["topic"]].name if c["topic"] in topics else c["topic"],
@@ -205,7 +207,9 @@ def _service_errors(form: SubscribeForm, exc: ValidationError) -> None:
     if "phone" in fields:
         form.add_error("phone", _("Enter your phone number to receive text messages or calls."))
     if not fields.keys() & {"email", "phone"}:
-        form.add_error(None, _("One of your choices is no longer offered. Please check them again."))
+        form.add_error(
+            None, _("One of your choices is no longer offered. Please check them again.")
+        )
 
 
 def _done_url(embed: bool) -> str:
@@ -301,8 +305,11 @@ def _confirm_expired(
 
 
 @never_cache
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 def confirm_resend(request: HttpRequest, token: str) -> HttpResponse:
+    if request.method != "POST":
+        # Only a POST sends; a GET here (the language switch, a reload) goes back to the link.
+        return redirect("confirm", token=token)
     # An expired link is the reason to be here: its signature must hold, not its age.
     try:
         link = links.read_token("confirm", token, max_age=None, check_version=False)
@@ -319,10 +326,9 @@ def confirm_resend(request: HttpRequest, token: str) -> HttpResponse:
     if signup is None or not link.contact.email:
         return _confirm_expired(request, token, link.contact, None)
     first_event = signup.choices[0].get("event") if signup.choices else None
-    collection_point = (
-        Event.objects.filter(pk=first_event).values_list("collection_point", flat=True).first()
-        or links.absolute(reverse("subscribe"))
-    )
+    collection_point = Event.objects.filter(pk=first_event).values_list(
+        "collection_point", flat=True
+    ).first() or links.absolute(reverse("subscribe"))
     try:
         signup_submit(
             email=link.contact.email,
@@ -438,9 +444,7 @@ def preferences(request: HttpRequest) -> HttpResponse:
     ]
     context = {
         "rows": rows,
-        "unsubscribe_path": reverse(
-            "unsubscribe", args=[links.make_token("unsubscribe", contact)]
-        ),
+        "unsubscribe_path": reverse("unsubscribe", args=[links.make_token("unsubscribe", contact)]),
     }
     return render(request, "preferences/preferences.html", context)
 

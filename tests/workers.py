@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import redis
 from django.conf import settings
 from kombu import pools
 
@@ -181,7 +182,15 @@ class CeleryWorker:
             process.wait(timeout=10)
 
 
-def purge_queue(broker_url: str, queue: str) -> None:
-    """Remove a test queue and whatever is left in it from the broker."""
-    with app.connection_for_write(broker_url) as connection, contextlib.suppress(Exception):
-        connection.default_channel.queue_delete(queue)
+def purge_queue(redis_url: str, queue: str) -> None:
+    """Remove a test queue, its bindings and whatever is left in it from Redis.
+
+    The queue name is unique to one test, so every key that contains it is that test's.
+    """
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"*{queue}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
