@@ -400,17 +400,8 @@ def _check_event(where: str, e: Mapping[str, Any], checks: Checks) -> None:
         raise BulkError(f"{where}, kind: unknown value {data.get('kind')!r}")
 
 
-def _contact_defaults() -> list[tuple[str, Any]]:
-    """(attname, default) for every column of Contact but its id; ``None`` default is computed."""
-    out = []
-    for f in Contact._meta.concrete_fields:
-        if f.primary_key:
-            continue
-        out.append((f.attname, f))
-    return out
-
-
-_CONTACT_FIELDS = _contact_defaults()
+# (attname, field) for every column of Contact but its id, in the model's order.
+_CONTACT_FIELDS = [(f.attname, f) for f in Contact._meta.concrete_fields if not f.primary_key]
 _CONTACT_KINDS = frozenset(ContactKind.values)
 _CONTACT_NAMES = frozenset(name for name, _ in _CONTACT_FIELDS)
 
@@ -430,6 +421,9 @@ def contact_row(
             row[name] = now
         else:
             row[name] = f.get_default()
+    # As contact_create stores them: no email is NULL (emails are unique), no phone is "".
+    row["email"] = row["email"] or None
+    row["phone"] = row["phone"] or ""
     if checks is not None:
         if row["kind"] not in _CONTACT_KINDS:
             raise BulkError(f"{where}, kind: unknown value {row['kind']!r}")

@@ -222,6 +222,7 @@ def test_missing_csrf_token_is_refused() -> None:
     client = Client(enforce_csrf_checks=True)
     response = client.post("/subscribe/", signup_data())
     assert response.status_code == 403
+    assert "Ce formulaire a expiré" in page(response)  # our page, not Django's technical one
     assert nothing_written()
 
 

@@ -1,0 +1,107 @@
+"""The whole sign-up in a real browser (Debian's Chromium), in French and English: the form, the
+mail read at /dev/mail/, the confirmation link, the thank-you page; axe-core on every page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consents.models import Event
+from tests.conftest import SCREENSHOTS, axe_violations
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("pages", "topics"),
+]
+
+TEXTS = {
+    "fr": {
+        "done": "Consultez votre boîte de réception",
+        "confirm": "Confirmez votre abonnement",
+        "thanks": "Merci, votre abonnement est confirmé",
+        "unsubscribe": "Se désabonner de tous nos messages commerciaux",
+        "unsubscribed": "Vous êtes désabonné(e)",
+    },
+    "en": {
+        "done": "Check your inbox",
+        "confirm": "Confirm your subscription",
+        "thanks": "Thank you, your subscription is confirmed",
+        "unsubscribe": "Unsubscribe from all our marketing",
+        "unsubscribed": "You are unsubscribed",
+    },
+}
+
+
+@pytest.fixture
+def site(pages: None, settings: Any, tmp_path: Path, live_server: Any) -> None:
+    """The embedded default: mail written to files and shown at /dev/mail/."""
+    settings.DEBUG = True
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    settings.EMAIL_FILE_PATH = tmp_path
+    settings.SITE_URL = live_server.url
+
+
+def accessible(page: Any) -> None:
+    violations = axe_violations(page)
+    assert violations == [], [(v["id"], [n["target"] for n in v["nodes"]]) for v in violations]
+
+
+@pytest.mark.usefixtures("site")
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_sign_up_read_the_mail_confirm_and_leave(page: Any, language: str) -> None:
+    text = TEXTS[language]
+    page.set_extra_http_headers({"Accept-Language": language})
+    page.goto("/subscribe/")
+    assert page.get_attribute("html", "lang") == language
+    accessible(page)
+
+    # A mistake first: the summary takes the focus and leads to the field.
+    page.check("#choice-promotions-sms")
+    page.click("main button[type=submit]")
+    assert page.evaluate("document.activeElement.id") == "error-summary"
+    accessible(page)
+
+    page.fill("#id_email", f"browser-{language}@example.fr")
+    page.fill("#id_phone", "06 12 34 56 78")
+    page.check("#choice-newsletter-email")
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/subscribe/done/")
+    assert page.inner_text("h1") == text["done"]
+    accessible(page)
+
+    page.goto("/dev/mail/")
+    page.click("main table a")
+    page.click("pre.mail-text a[href*='/confirm/']")
+    assert page.inner_text("h1") == text["confirm"]
+    accessible(page)
+    assert not Event.objects.filter(type="doi_confirmed").exists()
+
+    page.click("main button[type=submit]")
+    assert page.inner_text("h1") == text["thanks"]
+    accessible(page)
+    assert Event.objects.filter(type="doi_confirmed").count() == 2
+
+    page.click("main a.button")  # into the preference center
+    page.wait_for_url("**/preferences/")
+    accessible(page)
+    page.click(f"main a:has-text('{text['unsubscribe']}')")
+    accessible(page)
+    page.click("main button[type=submit]")
+    assert page.inner_text("h1") == text["unsubscribed"]
+    accessible(page)
+
+    page.goto("/confirm/not-a-token/")
+    accessible(page)
+
+
+def test_sign_up_page_screenshots_at_360_and_1280(page: Any, live_server: Any) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for width in (360, 1280):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto("/subscribe/")
+        # Nothing wider than the screen: no sideways scrolling on a phone.
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(SCREENSHOTS / f"subscribe-{width}.png"), full_page=True)
