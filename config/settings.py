@@ -228,6 +228,10 @@ GENERIC_LOCAL_PARTS = env.list(
 PREFERENCE_LINK_TTL = timedelta(days=env.int("PREFERENCE_LINK_TTL_DAYS", default=60))
 SIGNUP_MAX_EMAILS_PER_ADDRESS = env.int("SIGNUP_MAX_EMAILS_PER_ADDRESS", default=3)
 SIGNUP_MAX_PER_IP_PER_HOUR = env.int("SIGNUP_MAX_PER_IP_PER_HOUR", default=20)
+# Who may frame the embeddable sign-up form (?embed=1): a CSP frame-ancestors source list.
+EMBED_FRAME_ANCESTORS = env("EMBED_FRAME_ANCESTORS", default="*")
+# Reverse proxies in front of Assent that append to X-Forwarded-For (for rate limits, evidence).
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 
 # Events dated further ahead than this are refused as a clock or data error.
 LEDGER_MAX_CLOCK_SKEW = timedelta(minutes=env.int("LEDGER_MAX_CLOCK_SKEW_MINUTES", default=5))

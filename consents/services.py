@@ -47,7 +47,12 @@ def normalize_email(raw: str) -> str:
     if "@" not in value:
         raise ValidationError({"email": "Enter a valid email address."})
     local, domain = value.rsplit("@", 1)
-    value = f"{local}@{domain.lower()}"
+    try:
+        # One spelling per domain: internationalised names in their ASCII (IDNA) form.
+        domain = domain.lower().encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValidationError({"email": "Enter a valid email address."}) from exc
+    value = f"{local}@{domain}"
     try:
         _email_validator(value)
     except ValidationError as exc:

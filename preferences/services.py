@@ -7,7 +7,7 @@ sign-up state and which emails go out.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -97,11 +97,15 @@ def signup_submit(
     source: str = "",
     ip_address: str | None = None,
     user_agent: str = "",
+    notice_language: str | None = None,
+    notices: Mapping[str, Notice | None] | None = None,
 ) -> SignupOutcome:
     """Record a sign-up: pending opt-ins in the ledger and a confirmation email in the outbox.
 
     The caller shows the same page whatever the outcome, so that nobody learns whether an
-    address is known.
+    address is known. The ledger names the wording the person was shown: the notices of the
+    page's language (``notice_language``, default ``language``, the language of the emails), or
+    exactly ``notices`` when the caller knows them (a fresh link for an earlier sign-up).
     """
     address = services.normalize_email(email)
     phone = services.normalize_phone(phone) if phone else ""
@@ -125,7 +129,11 @@ def signup_submit(
             method=Method.WEB_FORM,
             actor="person",
             collection_point=collection_point[:500],
-            notice=notice_for(topic, language),
+            notice=(
+                notices[topic.slug]
+                if notices is not None and topic.slug in notices
+                else notice_for(topic, notice_language or language)
+            ),
             ip_address=ip_address,
             user_agent=user_agent[:1000],
             details={"source": source} if source else {},

@@ -56,6 +56,13 @@ STATUS_LABELS = {
 
 
 def _ip(request: HttpRequest) -> str | None:
+    """The client's address; behind ``NUM_PROXIES`` trusted proxies, the one they saw."""
+    proxies = settings.NUM_PROXIES
+    if proxies:
+        forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        forwarded = [a for a in forwarded if a]
+        if len(forwarded) >= proxies:
+            return forwarded[-proxies]
     return request.META.get("REMOTE_ADDR") or None
 
 
@@ -81,7 +88,7 @@ def _is_embed(request: HttpRequest) -> bool:
 def _framable(response: HttpResponse) -> HttpResponse:
     """Let a brand's own site show this one response in an iframe; every other page is DENY."""
     response.xframe_options_exempt = True  # type: ignore[attr-defined]
-    ancestors = getattr(settings, "EMBED_FRAME_ANCESTORS", "*")
+    ancestors = settings.EMBED_FRAME_ANCESTORS
     response["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
     return response
 
@@ -172,6 +179,7 @@ def _subscribe(request: HttpRequest, *, embed: bool) -> HttpResponse:
                     email=data["email"],
                     choices=form.choices,
                     language=data["language"],
+                    notice_language=_language(),
                     first_name=data["first_name"],
                     phone=data["phone"],
                     collection_point=request.build_absolute_uri(),
@@ -329,11 +337,18 @@ def confirm_resend(request: HttpRequest, token: str) -> HttpResponse:
     collection_point = Event.objects.filter(pk=first_event).values_list(
         "collection_point", flat=True
     ).first() or links.absolute(reverse("subscribe"))
+    shown = {
+        event.topic: event.notice
+        for event in Event.objects.filter(
+            pk__in=[c.get("event") for c in signup.choices]
+        ).select_related("notice")
+    }
     try:
         signup_submit(
             email=link.contact.email,
             choices=[(c["topic"], c["channel"]) for c in signup.choices],
             language=signup.locale,
+            notices=shown,  # the wording they were shown when they signed up
             first_name=signup.first_name,
             phone=signup.phone,
             # Where the consent was collected: the original form, not this link.
