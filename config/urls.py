@@ -11,5 +11,6 @@ urlpatterns = [
     # Email-service tracking events (bounces, complaints, clicks...), with anymail's own auth.
     path("webhooks/anymail/", include("anymail.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("store/", include("preferences.store_urls")),
     path("", include("preferences.urls")),
 ]

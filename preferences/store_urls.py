@@ -1,0 +1,5 @@
+"""The store tablet and phone capture, under /store/ (see the delegated-consent issue)."""
+
+from __future__ import annotations
+
+urlpatterns: list = []
