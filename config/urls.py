@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 from django.contrib import admin
 from django.urls import include, path
 
@@ -14,3 +16,6 @@ urlpatterns = [
     path("store/", include("preferences.store_urls")),
     path("", include("preferences.urls")),
 ]
+# The preference-center benchmark's floor (bench/preferences_bench.py); off unless asked for.
+if os.environ.get("BENCH_FLOOR_VIEW") == "1":
+    urlpatterns.insert(0, path("bench/floor/", include("bench.floor")))

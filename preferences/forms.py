@@ -193,3 +193,84 @@ class SubscribeForm(forms.Form):
             if self.is_bound
             else set()
         )
+
+
+# --- The preference center ----------------------------------------------------------------------
+
+MAX_CELLS = 2000
+NOT_OFFERED = _("One of your choices is no longer offered. Please check them again.")
+
+
+class LinkRequestForm(forms.Form):
+    email = forms.EmailField(
+        label=_("Your email address"),
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "spellcheck": "false"}),
+    )
+
+    def clean_email(self) -> str:
+        try:
+            return services.normalize_email(self.cleaned_data["email"])
+        except ValidationError:
+            raise ValidationError(_("Enter a valid email address."), code="invalid") from None
+
+
+def frequency_label(value: str) -> str:
+    return str(
+        {
+            "daily": _("Every day"),
+            "weekly": _("Once a week"),
+            "biweekly": _("Every two weeks"),
+            "monthly": _("Once a month"),
+            "quarterly": _("Once every three months"),
+        }.get(value, value)
+    )
+
+
+@dataclass(frozen=True)
+class PreferencesChoice:
+    """What a preference-center form says, once checked against the topics offered."""
+
+    shown: list[tuple[str, str]]
+    wanted: list[tuple[str, str]]
+    frequencies: dict[str, str]
+    notice_ids: dict[str, int]
+
+
+def _pair(value: str, topics: dict[str, Topic]) -> tuple[str, str]:
+    slug, _sep, channel = value.partition(":")
+    topic = topics.get(slug)
+    if topic is None or not topic.active or channel not in topic.channels:
+        raise ValidationError(NOT_OFFERED)
+    return slug, channel
+
+
+def preferences_choice(data: Any, topics: dict[str, Topic]) -> PreferencesChoice:
+    """Parse the preference-center form; any topic, channel or frequency not offered is refused.
+
+    Only a tampered or outdated form names one: the whole form is refused, nothing is recorded.
+    """
+    shown_raw, wanted_raw = data.getlist("shown"), data.getlist("on")
+    if len(shown_raw) > MAX_CELLS or len(wanted_raw) > MAX_CELLS:
+        raise ValidationError(_("This choice is not offered."))
+    shown = [_pair(v, topics) for v in dict.fromkeys(shown_raw)]
+    wanted = [_pair(v, topics) for v in dict.fromkeys(wanted_raw)]
+    if not set(wanted) <= set(shown):
+        raise ValidationError(NOT_OFFERED)
+    frequencies: dict[str, str] = {}
+    notice_ids: dict[str, int] = {}
+    for key in data:
+        if key.startswith("frequency-"):
+            slug = key.removeprefix("frequency-")
+            value = data.get(key, "")
+            topic = topics.get(slug)
+            if topic is None or not topic.active or (value and value not in topic.frequencies):
+                raise ValidationError(_("This frequency is not offered."))
+            if value:
+                frequencies[slug] = value
+        elif key.startswith("notice-"):
+            slug = key.removeprefix("notice-")
+            value = data.get(key, "")
+            if slug in topics and value.isdigit():
+                notice_ids[slug] = int(value)
+    return PreferencesChoice(shown, wanted, frequencies, notice_ids)

@@ -7,6 +7,7 @@ exception is RFC 8058 one-click unsubscribe, a POST that carries no cookie and n
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -15,17 +16,27 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import translation
+from django.utils import formats, timezone, translation
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
 from consents import clock
-from consents.models import ConsentState, Contact, Event, Topic
-from consents.vocab import Method
-from preferences import devmail, links, ratelimit
-from preferences.forms import SubscribeForm, channel_label, topic_groups
+from consents.models import ConsentState, Contact, Event, Notice, Topic
+from consents.vocab import ANY, EventType, Method, Reason
+from preferences import center, devmail, links, ratelimit
+from preferences.center import preferences_link_send
+from preferences.forms import (
+    LinkRequestForm,
+    SubscribeForm,
+    channel_label,
+    frequency_label,
+    preferences_choice,
+    topic_groups,
+)
 from preferences.links import Link, LinkError
 from preferences.models import PendingSignup
 from preferences.services import (
@@ -42,6 +53,9 @@ logger = logging.getLogger(__name__)
 # The preference center remembers who opened it, never the token itself.
 SESSION_CONTACT = "preferences_contact"
 SESSION_LINK_VERSION = "preferences_link_version"
+# When the link was opened: the session's authorisation lasts as long as a link does.
+SESSION_GRANTED_AT = "preferences_granted_at"
+SESSION_FLASH = "preferences_saved"
 
 STATUS_LABELS = {
     ConsentState.Status.OPTED_IN: _("Subscribed"),
@@ -145,10 +159,6 @@ def _choice_rows(signup: PendingSignup) -> list[dict[str, str]]:
         }
         for c in signup.choices
     ]
-
-
-def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "preferences/home.html")
 
 
 # --- Sign-up ------------------------------------------------------------------------------------
@@ -412,6 +422,40 @@ def _unsubscribe_page(request: HttpRequest, link: Link) -> HttpResponse:
 # --- The way into the preference center ---------------------------------------------------------
 
 
+def _link_request_page(
+    request: HttpRequest, template: str, context: dict[str, Any], status: int = 200
+) -> HttpResponse:
+    return render(request, template, context, status=status)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def home(request: HttpRequest) -> HttpResponse:
+    """Ask for a link: the answer is the same whether the address is known or not."""
+    if request.method == "POST":
+        if not ratelimit.allow(
+            "preferences-link-ip",
+            _ip(request) or "unknown",
+            limit=settings.SIGNUP_MAX_PER_IP_PER_HOUR,
+            window_seconds=3600,
+        ):
+            return _too_many(request)
+        form = LinkRequestForm(request.POST)
+        if form.is_valid():
+            preferences_link_send(email=form.cleaned_data["email"], language=_language())
+            return redirect(reverse("home") + "?sent=1")
+    else:
+        form = LinkRequestForm()
+    context = {"form": form, "sent": request.GET.get("sent") == "1"}
+    return render(request, "preferences/home.html", context)
+
+
+def _link_form_for(payload: dict[str, Any]) -> LinkRequestForm:
+    """The link-request form, prefilled with the address the old link was sent to."""
+    contact = Contact.objects.filter(public_id=payload.get("c")).first()
+    email = contact.email if contact is not None and contact.email else ""
+    return LinkRequestForm(initial={"email": email})
+
+
 @never_cache
 @require_GET
 def preferences_open(request: HttpRequest, token: str) -> HttpResponse:
@@ -419,49 +463,458 @@ def preferences_open(request: HttpRequest, token: str) -> HttpResponse:
         link = links.read_token("preferences", token, max_age=settings.PREFERENCE_LINK_TTL)
     except LinkError as exc:
         if exc.reason in ("expired", "revoked"):
-            return render(request, "preferences/link_expired.html", {"reason": exc.reason})
+            context = {"reason": exc.reason, "form": _link_form_for(exc.payload)}
+            return render(request, "preferences/link_expired.html", context)
         return _bad_link(request, exc.reason)
     # A new session key: whatever was in this browser's session before is not carried over
     # under the same id (session fixation), and the token leaves the address bar.
     request.session.cycle_key()
     request.session[SESSION_CONTACT] = link.contact.public_id
     request.session[SESSION_LINK_VERSION] = link.contact.link_version
+    request.session[SESSION_GRANTED_AT] = clock.now().timestamp()
     return redirect("preferences")
 
 
 def _session_contact(request: HttpRequest) -> Contact | None:
+    """The person this session may act for: granted by a link, for as long as a link lives."""
     public_id = request.session.get(SESSION_CONTACT)
-    if not isinstance(public_id, str):
+    granted_at = request.session.get(SESSION_GRANTED_AT)
+    if not isinstance(public_id, str) or not isinstance(granted_at, int | float):
+        return None
+    age = clock.now().timestamp() - granted_at
+    if not 0 <= age <= settings.PREFERENCE_LINK_TTL.total_seconds():
         return None
     contact = Contact.objects.filter(public_id=public_id).first()
     if contact is None or contact.link_version != request.session.get(SESSION_LINK_VERSION):
-        return None  # erased, or signed out of all links since
+        return None  # signed out of all links since
     return contact
 
 
+def _center_request(request: HttpRequest) -> center.Request:
+    return center.Request(
+        ip_address=_ip(request),
+        user_agent=_user_agent(request),
+        collection_point=links.absolute(reverse("preferences")),
+    )
+
+
 @never_cache
-@require_GET
+@require_http_methods(["GET", "HEAD", "POST"])
 def preferences(request: HttpRequest) -> HttpResponse:
     contact = _session_contact(request)
     if contact is None:
-        return render(request, "preferences/preferences_closed.html")
-    states = list(ConsentState.objects.filter(contact=contact).order_by("topic", "channel"))
-    topics = {t.slug: t for t in Topic.objects.filter(slug__in={s.topic for s in states})}
-    rows = [
-        {
-            "topic": topics[s.topic].name if s.topic in topics else s.topic,
-            "channel": channel_label(s.channel),
-            "status": s.status,
-            "status_label": STATUS_LABELS.get(s.status, s.status),
-            "since": s.since,
-        }
-        for s in states
-    ]
+        for key in (SESSION_CONTACT, SESSION_LINK_VERSION, SESSION_GRANTED_AT):
+            request.session.pop(key, None)
+        status = 403 if request.method == "POST" else 200
+        context = {"form": LinkRequestForm()}
+        return render(request, "preferences/preferences_closed.html", context, status=status)
+    # The page speaks the language the person chose here, remembered on the contact.
+    translation.activate(contact.locale)
+    request.LANGUAGE_CODE = contact.locale
+    if request.method == "POST":
+        action = request.POST.get("action", "save")
+        handler = _ACTIONS.get(action)
+        if handler is None:
+            return _preferences_page(request, contact, error=_("This action is not offered."))
+        return handler(request, contact)
+    flash = request.session.pop(SESSION_FLASH, None)
+    return _preferences_page(request, contact, flash=flash)
+
+
+def _preferences_page(
+    request: HttpRequest,
+    contact: Contact,
+    *,
+    flash: dict[str, Any] | None = None,
+    error: str = "",
+) -> HttpResponse:
+    language = _language()
+    state = center.center_state(contact=contact, language=language)
+    words = _Words()
     context = {
-        "rows": rows,
-        "unsubscribe_path": reverse("unsubscribe", args=[links.make_token("unsubscribe", contact)]),
+        "state": state,
+        "topics": [_topic_context(view, words) for view in state.topics],
+        "history": [_history_row(e, state.topic_names) for e in state.history if _shown(e)],
+        "saved": _flash_lines(flash, state.topic_names) if flash else None,
+        "error": error,
+        "pause_months": center.PAUSE_MONTHS,
     }
-    return render(request, "preferences/preferences.html", context)
+    return render(request, "preferences/preferences.html", context, status=400 if error else 200)
+
+
+NO_ADDRESS = {
+    "email": _("We have no email address for you."),
+    "sms": _("We have no mobile phone number for you."),
+    "phone": _("We have no phone number for you."),
+    "postal": _("We have no postal address for you."),
+    "push": _("Notifications need our app, which you have not installed."),
+}
+STATE_LABELS = {
+    **STATUS_LABELS,
+    ConsentState.Status.NONE: _("Not subscribed"),
+    "covered": _("Sent to you without a subscription"),
+}
+COVERED_EXPLANATIONS = {
+    Reason.SOFT_OPT_IN: _(
+        "You bought from us: the law lets us send you offers for similar products until you "
+        "say no. Untick the box to stop them."
+    ),
+    Reason.LEGITIMATE_INTEREST: _(
+        "The law lets us send you offers by post until you say no. Untick the box to stop them."
+    ),
+    Reason.GENERIC_ADDRESS: _(
+        "This is a company mailbox: the law lets us write to it until you say no. Untick the box "
+        "to stop."
+    ),
+    Reason.CONTRACT_IN_PROGRESS: _(
+        "You have a contract with us for a related product: we may call you about it until you "
+        "say no. Untick the box to stop."
+    ),
+    Reason.CALLBACK_REQUESTED: _(
+        "You asked us to call you back: we may do so for 30 days. Untick the box to cancel."
+    ),
+}
+COVERED_DEFAULT = _(
+    "The law lets us send you these messages without a subscription, until you say no. Untick "
+    "the box to stop them."
+)
+
+
+SINCE = _("since %(date)s")
+STATE_EXPLANATIONS = {
+    ConsentState.Status.PENDING: _(
+        "Open the email we sent you and click its link to confirm. Nothing is sent to you "
+        "before that."
+    ),
+    ConsentState.Status.INVALID: _(
+        "Your earlier agreement was not given properly. Tick the box to say yes again."
+    ),
+    ConsentState.Status.OPTED_OUT: _("You said no: we do not send you these."),
+    ConsentState.Status.OPTED_IN: _("You said yes: we send you these."),
+    ConsentState.Status.NONE: _("We do not send you these."),
+}
+CHANNEL_LABELS = {c: channel_label(c) for c in ("email", "sms", "phone", "push", "postal")}
+
+
+class _Words:
+    """Each lazy translation turned into text once per page: a page has dozens of boxes."""
+
+    def __init__(self) -> None:
+        self.cache: dict[int, str] = {}
+
+    def __call__(self, lazy: Any) -> str:
+        key = id(lazy)
+        if key not in self.cache:
+            self.cache[key] = str(lazy)
+        return self.cache[key]
+
+
+def _cell_context(cell: center.Cell, words: _Words) -> dict[str, Any]:
+    """Everything one box shows, as plain strings."""
+    state = cell.state
+    since = ""
+    if cell.since and state not in ("covered", ConsentState.Status.NONE):
+        date = formats.date_format(timezone.localtime(cell.since), "DATE_FORMAT")
+        since = " · " + words(SINCE) % {"date": date}
+    if not cell.has_address:
+        explanation = words(NO_ADDRESS.get(cell.channel, ""))
+    elif state == "covered":
+        explanation = words(COVERED_EXPLANATIONS.get(cell.covered_by or "", COVERED_DEFAULT))
+    else:
+        explanation = words(STATE_EXPLANATIONS.get(state, STATE_EXPLANATIONS["none"]))
+    return {
+        "value": cell.value,
+        "id": cell.dom_id,
+        "shown": cell.has_address,
+        "checked": cell.receiving,
+        "label": words(CHANNEL_LABELS.get(cell.channel, cell.channel)),
+        "state": state,
+        "state_label": words(STATE_LABELS.get(state, state)),
+        "since": since,
+        "explanation": explanation,
+    }
+
+
+# One box of the page, built with format_html rather than template tags: a page shows dozens of
+# them, and this is the hot loop of its rendering (see bench/PREFERENCES.md).
+CELL_HTML = (
+    '<li class="cell">{shown}<div class="check">'
+    '<input type="checkbox" name="on" value="{value}" id="{id}"{checked}{disabled}'
+    ' aria-describedby="{id}-state"><label for="{id}">{label}</label></div>'
+    '<p class="state state-{state}" id="{id}-state"><strong class="state-label">{state_label}'
+    "</strong>{since}. {explanation}</p></li>"
+)
+SHOWN_HTML = '<input type="hidden" name="shown" value="{}">'
+RADIO_HTML = (
+    '<div class="check"><input type="radio" name="frequency-{slug}" value="{value}"'
+    ' id="frequency-{slug}-{value}"{checked}><label for="frequency-{slug}-{value}">{label}'
+    "</label></div>"
+)
+
+
+def _cell_html(c: dict[str, Any]) -> str:
+    return format_html(
+        CELL_HTML,
+        shown=format_html(SHOWN_HTML, c["value"]) if c["shown"] else "",
+        value=c["value"],
+        id=c["id"],
+        checked=mark_safe(" checked") if c["checked"] else "",
+        disabled="" if c["shown"] else mark_safe(" disabled"),
+        label=c["label"],
+        state=c["state"],
+        state_label=c["state_label"],
+        since=c["since"],
+        explanation=c["explanation"],
+    )
+
+
+def _topic_context(view: center.TopicView, words: _Words) -> dict[str, Any]:
+    topic = view.topic
+    radios = [
+        format_html(
+            RADIO_HTML,
+            slug=topic.slug,
+            value=value,
+            checked=mark_safe(" checked") if value == view.frequency else "",
+            label=frequency_label(value),
+        )
+        for value in topic.frequencies
+    ]
+    return {
+        "slug": topic.slug,
+        "name": topic.name,
+        "description": topic.description,
+        "notice": view.notice,
+        "cells": mark_safe("".join(_cell_html(_cell_context(c, words)) for c in view.cells)),
+        "frequencies": mark_safe("".join(radios)),
+    }
+
+
+HISTORY_TYPES = {
+    EventType.OPT_IN,
+    EventType.DOI_CONFIRMED,
+    EventType.OPT_OUT,
+    EventType.PAUSE,
+    EventType.COMPLAINT,
+    EventType.CALLBACK_REQUEST,
+}
+METHOD_LABELS = {
+    Method.WEB_FORM: _("On our website"),
+    Method.DOUBLE_OPT_IN: _("By clicking the link in our email"),
+    Method.PREFERENCE_CENTER: _("On this page"),
+    Method.STORE_TABLET: _("In a store"),
+    Method.PHONE_CALL: _("On the phone"),
+    Method.UNSUBSCRIBE_LINK: _("With the unsubscribe link of an email"),
+    Method.ONE_CLICK_UNSUBSCRIBE: _("With the unsubscribe button of your email program"),
+    Method.API: _("Through one of our systems"),
+    Method.IMPORT: _("Brought over from one of our earlier systems"),
+    Method.ADMIN: _("Recorded by our customer service"),
+}
+
+
+def _shown(event: Event) -> bool:
+    return event.type in HISTORY_TYPES
+
+
+def _topic_name(slug: str, topics: dict[str, Topic]) -> str:
+    return topics[slug].name if slug in topics else slug
+
+
+CHANNEL_WORDS = {
+    "email": _("email"),
+    "sms": _("text message"),
+    "phone": _("phone"),
+    "push": _("notification"),
+    "postal": _("post"),
+}
+
+
+def _channel_words(channel: str) -> str:
+    """A channel inside a sentence: "by email", "par SMS"."""
+    return str(CHANNEL_WORDS.get(channel, channel))
+
+
+def _history_choice(event: Event, topics: dict[str, Topic]) -> str:
+    topic = _topic_name(event.topic, topics)
+    channel = _channel_words(event.channel)
+    if event.type == EventType.OPT_IN:
+        if event.data.get("doi") == "pending":
+            return _("Yes to “%(topic)s” by %(channel)s, to be confirmed by email") % {
+                "topic": topic,
+                "channel": channel,
+            }
+        return _("Yes to “%(topic)s” by %(channel)s") % {"topic": topic, "channel": channel}
+    if event.type == EventType.DOI_CONFIRMED:
+        return _("Confirmed “%(topic)s” by %(channel)s") % {"topic": topic, "channel": channel}
+    if event.type == EventType.OPT_OUT:
+        if event.topic == ANY and event.channel == ANY:
+            return str(_("Unsubscribed from all marketing"))
+        if event.topic == ANY:
+            return _("No to all marketing by %(channel)s") % {"channel": channel}
+        if event.channel == ANY:
+            return _("No to “%(topic)s” on every channel") % {"topic": topic}
+        return _("No to “%(topic)s” by %(channel)s") % {"topic": topic, "channel": channel}
+    if event.type == EventType.PAUSE:
+        if center.is_resume(event):
+            return str(_("Messages resumed"))
+        until = event.data.get("until", "")
+        end = formats.date_format(
+            timezone.localtime(datetime.fromisoformat(until.replace("Z", "+00:00"))),
+            "DATE_FORMAT",
+        )
+        return _("All marketing paused until %(date)s") % {"date": end}
+    if event.type == EventType.COMPLAINT:
+        return str(_("Reported one of our emails as spam"))
+    return str(_("Asked us to call back"))
+
+
+def _history_row(event: Event, topics: dict[str, Topic]) -> dict[str, Any]:
+    how = METHOD_LABELS.get(event.method, event.method) if event.method else ""
+    if event.type == EventType.COMPLAINT:
+        how = _("From your email program")
+    return {
+        "at": event.occurred_at,
+        "choice": _history_choice(event, topics),
+        "how": how,
+        "notice": event.notice,
+    }
+
+
+def _flash_lines(flash: dict[str, Any], topics: dict[str, Topic]) -> list[str]:
+    """What was saved, in words."""
+    kind = flash.get("kind")
+    if kind == "paused":
+        until = datetime.fromisoformat(flash["until"])
+        date = formats.date_format(timezone.localtime(until), "DATE_FORMAT")
+        return [_("All our marketing is paused until %(date)s.") % {"date": date}]
+    if kind == "resumed":
+        return [str(_("Your messages have resumed: you receive again what you chose."))]
+    if kind == "not_paused":
+        return [str(_("Nothing was paused: nothing has changed."))]
+    if kind == "unsubscribed":
+        return [
+            str(
+                _(
+                    "You are unsubscribed from all our marketing. Messages about your orders and "
+                    "your account continue."
+                )
+            )
+        ]
+    if kind == "already_unsubscribed":
+        return [str(_("You were already unsubscribed from everything: nothing has changed."))]
+    if kind == "language":
+        return [str(_("This page and our messages are now in English."))]
+    lines = []
+    for change in flash.get("changes", []):
+        values = {
+            "topic": _topic_name(change["topic"], topics),
+            "channel": _channel_words(change["channel"]),
+            "frequency": frequency_label(change["frequency"]).lower(),
+        }
+        lines.append(
+            {
+                center.ChangeKind.SUBSCRIBED: _("You now receive “%(topic)s” by %(channel)s."),
+                center.ChangeKind.PENDING: _(
+                    "“%(topic)s” by %(channel)s: we have sent you an email to confirm. Nothing "
+                    "is sent to you before you click its link."
+                ),
+                center.ChangeKind.UNSUBSCRIBED: _(
+                    "You no longer receive “%(topic)s” by %(channel)s."
+                ),
+                center.ChangeKind.FREQUENCY: _("“%(topic)s”: %(frequency)s from now on."),
+            }[center.ChangeKind(change["kind"])]
+            % values
+        )
+    return lines or [str(_("Nothing has changed: your choices were already saved."))]
+
+
+def _done(request: HttpRequest, flash: dict[str, Any]) -> HttpResponse:
+    request.session[SESSION_FLASH] = flash
+    return redirect("preferences")
+
+
+def _save(request: HttpRequest, contact: Contact) -> HttpResponse:
+    topics = {t.slug: t for t in Topic.objects.filter(active=True)}
+    try:
+        choice = preferences_choice(request.POST, topics)
+    except ValidationError as exc:
+        return _preferences_page(request, contact, error=" ".join(exc.messages))
+    language = _language()
+    shown_notices = center.notices_for(topics.values(), language)
+    # The wording the page showed, when it is still one of the topic's own (or the global one).
+    posted = {
+        n.pk: n
+        for n in Notice.objects.filter(
+            pk__in=choice.notice_ids.values(), published_at__isnull=False
+        )
+    }
+    for slug, notice_id in choice.notice_ids.items():
+        notice = posted.get(notice_id)
+        if notice is not None and notice.topic_id in (None, topics[slug].pk):
+            shown_notices[slug] = notice
+    changes = center.preferences_save(
+        contact=contact,
+        shown=choice.shown,
+        wanted=choice.wanted,
+        frequencies=choice.frequencies,
+        notices=shown_notices,
+        language=language,
+        request=_center_request(request),
+    )
+    return _done(request, {"kind": "saved", "changes": [c.as_dict() for c in changes]})
+
+
+def _pause(request: HttpRequest, contact: Contact) -> HttpResponse:
+    months = request.POST.get("months", "")
+    if not months.isdigit() or int(months) not in center.PAUSE_MONTHS:
+        return _preferences_page(request, contact, error=_("This pause is not offered."))
+    until = center.preferences_pause(
+        contact=contact, months=int(months), request=_center_request(request)
+    )
+    return _done(request, {"kind": "paused", "until": until.isoformat()})
+
+
+def _resume(request: HttpRequest, contact: Contact) -> HttpResponse:
+    resumed = center.preferences_resume(contact=contact, request=_center_request(request))
+    return _done(request, {"kind": "resumed" if resumed else "not_paused"})
+
+
+def _unsubscribe_all(request: HttpRequest, contact: Contact) -> HttpResponse:
+    done = center.preferences_unsubscribe_all(contact=contact, request=_center_request(request))
+    return _done(request, {"kind": "unsubscribed" if done else "already_unsubscribed"})
+
+
+def _switch_language(request: HttpRequest, contact: Contact) -> HttpResponse:
+    language = request.POST.get("language", "")
+    if language not in ("fr", "en"):
+        return _preferences_page(request, contact, error=_("This language is not offered."))
+    center.preferences_language(contact=contact, language=language)
+    translation.activate(language)
+    response = _done(request, {"kind": "language"})
+    response.set_cookie(
+        settings.LANGUAGE_COOKIE_NAME,
+        language,
+        max_age=settings.LANGUAGE_COOKIE_AGE,
+        samesite="Lax",
+        secure=settings.SESSION_COOKIE_SECURE,
+    )
+    return response
+
+
+def _sign_out(request: HttpRequest, contact: Contact) -> HttpResponse:
+    center.preferences_sign_out(contact=contact)
+    request.session.flush()
+    return render(request, "preferences/signed_out.html", {"form": LinkRequestForm()})
+
+
+_ACTIONS = {
+    "save": _save,
+    "pause": _pause,
+    "resume": _resume,
+    "unsubscribe_all": _unsubscribe_all,
+    "language": _switch_language,
+    "sign_out": _sign_out,
+}
 
 
 # --- /dev/mail/: the mail the embedded default wrote to files -----------------------------------

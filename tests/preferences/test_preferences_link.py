@@ -37,7 +37,7 @@ def test_opening_the_link_moves_it_into_the_session_and_redirects(
     page = client.get("/preferences/").content.decode()
     assert "La lettre d&#x27;information" in page and "Abonné(e)" in page
     assert "Bons plans" in page and "Désabonné(e)" in page
-    assert 'href="/unsubscribe/' in page
+    assert 'name="action" value="unsubscribe_all"' in page
     assert client.session.session_key == session_key
     assert "no-store" in client.get("/preferences/")["Cache-Control"]
 
@@ -67,7 +67,8 @@ def test_revoked_link_explains_and_leads_home(client: Client, marie: Contact) ->
     response = client.get(old)
     assert response.status_code == 200
     page = response.content.decode()
-    assert "Ce lien ne fonctionne plus" in page and 'href="/"' in page
+    # It explains, and offers the form that emails a new link.
+    assert "Ce lien ne fonctionne plus" in page and 'action="/"' in page
     assert "preferences_contact" not in client.session
 
 

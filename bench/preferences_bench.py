@@ -1,0 +1,354 @@
+"""The preference-center benchmark: requests/s of the page against the floor. See PREFERENCES.md.
+
+Needs PostgreSQL and ``wrk``. On a fresh database ``assent_prefs_bench`` it creates 20 topics (with
+FR and EN notices) and a few people with some history, starts gunicorn (``config.wsgi``, 2 sync
+workers, production settings, ``BENCH_FLOOR_VIEW=1``), and measures for ``--seconds`` each:
+
+- GET ``/preferences/`` with a session opened by a preference link;
+- POST ``/preferences/`` (the save form, each request ticking or unticking one box: one ledger
+  event, its projections, the session's "saved" message); one person per wrk thread;
+- GET ``/bench/floor/?n=N``: a bare Django view running the same number N of ``SELECT 1`` as the
+  page's GET (counted here, with Django's query capture).
+
+Target: GET >= 0.6 x floor. Prints a table and writes ``<out>/preferences.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DEFAULT_SERVER = "postgres://postgres@127.0.0.1:5432"
+DEFAULT_DB = "assent_prefs_bench"
+TOPICS = 20
+TARGET = 0.6
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANYMAIL_", "CELERY_", "EMAIL_", "DJANGO_", "REDIS_"))
+    }
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "PYTHONPATH": str(ROOT),
+            "DATABASE_URL": f"{args.server_url}/{args.database}",
+            "DEBUG": "False",
+            "SECRET_KEY": args.secret_key,
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "SECURE_COOKIES": "False",
+            "SITE_URL": f"http://127.0.0.1:{args.port}",
+            "CONN_MAX_AGE": str(args.conn_max_age),
+            "BENCH_FLOOR_VIEW": "1",
+            "CELERY_TASK_ALWAYS_EAGER": "True",
+            "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+            "VAR_DIR": str(args.out / "prefs-var"),
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    return env
+
+
+def run(args: argparse.Namespace, *command: str) -> str:
+    result = subprocess.run(
+        command, cwd=ROOT, env=server_env(args), capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+# --- Child: seed the database and count the page's queries (runs with Django set up) ----------
+
+
+def child_seed(people: int) -> None:
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from consents import services
+    from preferences import links
+
+    for i in range(TOPICS):
+        topic = services.topic_create(
+            slug=f"topic-{i:02d}",
+            purpose="promotion" if i % 2 else "newsletter",
+            channels=["email", "sms", "postal"] if i % 3 else ["email", "sms", "push"],
+            name_fr=f"Thème {i}",
+            name_en=f"Topic {i}",
+            description_fr="Nos nouveautés et nos offres, une fois par mois au plus.",
+            description_en="What is new and our offers, once a month at most.",
+            frequencies=["weekly", "monthly"],
+        )
+        for language in ("fr", "en"):
+            services.notice_publish(
+                topic=topic, language=language, text=f"J'accepte {i} / I agree {i}."
+            )
+    proof = services.Proof(method="web_form", actor="person", ip_address="203.0.113.1")
+    tokens = []
+    for p in range(people):
+        contact = services.contact_create(
+            email=f"bench{p}@example.fr",
+            phone="+33612345678",
+            collected_at=services.clock.now(),
+            informed_at_collection=True,
+        )
+        services.purchase_record(contact=contact, category="books", product="b", proof=proof)
+        for i in range(0, TOPICS, 2):
+            services.consent_grant(
+                contact=contact, topic=f"topic-{i:02d}", channel="email", proof=proof
+            )
+        services.consent_withdraw(contact=contact, topic="topic-01", channel="sms", proof=proof)
+        tokens.append(links.make_token("preferences", contact))
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.get(f"/preferences/{tokens[0]}/")
+    client.get("/preferences/")
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get("/preferences/")
+    assert response.status_code == 200, response.status_code
+    print(json.dumps({"tokens": tokens, "queries": len(captured)}))
+
+
+# --- Parent ---------------------------------------------------------------------------------------
+
+
+def recreate_database(args: argparse.Namespace) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{args.server_url}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{args.database}"')
+        conn.execute(f'CREATE DATABASE "{args.database}"')
+
+
+def spare_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port: int, method: str, path: str, cookie: str = "", body: str = "") -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Cookie": cookie} if cookie else {}
+    if body:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    conn.request(method, path, body=body or None, headers=headers)
+    response = conn.getresponse()
+    response.read_body = response.read()  # type: ignore[attr-defined]
+    conn.close()
+    return response
+
+
+def cookies_of(response: Any) -> dict[str, str]:
+    jar = {}
+    for header in response.headers.get_all("Set-Cookie") or []:
+        name, _, rest = header.partition("=")
+        jar[name.strip()] = rest.split(";", 1)[0]
+    return jar
+
+
+def open_session(port: int, token: str) -> tuple[str, str]:
+    """A browser that opened its link: (Cookie header, the save form's urlencoded body)."""
+    from urllib.parse import urlencode
+
+    jar = cookies_of(request(port, "GET", f"/preferences/{token}/"))
+    cookie = f"sessionid={jar['sessionid']}"
+    page = request(port, "GET", "/preferences/", cookie)
+    jar.update(cookies_of(page))
+    html = page.read_body.decode()
+    cookie += f"; csrftoken={jar['csrftoken']}"
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+    form = html[html.index('name="action" value="save"') :]
+    form = form[: form.index("</form>")]
+    fields: list[tuple[str, str]] = [("csrfmiddlewaretoken", csrf), ("action", "save")]
+    fields += [("shown", v) for v in re.findall(r'name="shown" value="([^"]+)"', form)]
+    for tag, value in re.findall(r'(<input type="checkbox" name="on" value="([^"]+)"[^>]*>)', form):
+        if " checked" in tag and " disabled" not in tag and value != "topic-02:sms":
+            fields.append(("on", value))
+    for name, value in re.findall(
+        r'<input type="hidden" name="(notice-[^"]+)" value="(\d+)"', form
+    ):
+        fields.append((name, value))
+    return cookie, urlencode(fields)
+
+
+def wrk(args: argparse.Namespace, path: str, script: Path | None, threads: int) -> dict[str, Any]:
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{args.connections}",
+        f"-d{args.seconds}s",
+        "--latency",
+    ]
+    if script is not None:
+        command += ["-s", str(script)]
+    command.append(f"http://127.0.0.1:{args.port}{path}")
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    p50 = re.search(r"50%\s+(\S+)", out)
+    return {
+        "rps": rps,
+        "p50": p50.group(1) if p50 else "",
+        "non_2xx_3xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1) if errors else "",
+        "raw": out,
+    }
+
+
+def lua_get(cookie: str) -> str:
+    return f'wrk.method = "GET"\nwrk.headers["Cookie"] = "{cookie}"\n'
+
+
+def lua_post(sessions: list[tuple[str, str]]) -> str:
+    """Each wrk thread is one person; its requests alternately tick and untick one box."""
+    rows = ",\n".join(f'  {{cookie = "{c}", body = "{b}"}}' for c, b in sessions)
+    return f"""
+local sessions = {{
+{rows}
+}}
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("index", counter)
+end
+function init(args)
+  me = sessions[tonumber(index)]
+  flip = false
+end
+function request()
+  flip = not flip
+  local body = me.body
+  if flip then body = body .. "&on=topic-02%3Asms" end
+  return wrk.format("POST", "/preferences/", {{
+    ["Cookie"] = me.cookie,
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+  }}, body)
+end
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server-url", default=DEFAULT_SERVER)
+    parser.add_argument("--database", default=DEFAULT_DB)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--post-threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--conn-max-age", type=int, default=60)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    parser.add_argument("--child-seed", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_seed:
+        child_seed(args.child_seed)
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install -y wrk")
+    args.secret_key = secrets.token_urlsafe(38)[:50]
+    args.port = spare_port()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "prefs-var").mkdir(exist_ok=True)
+
+    log(f"fresh database {args.database}, migrate, {TOPICS} topics")
+    recreate_database(args)
+    run(args, str(BIN / "python"), "manage.py", "migrate", "--noinput", "-v0")
+    seeded = json.loads(
+        run(
+            args,
+            str(BIN / "python"),
+            str(Path(__file__)),
+            "--child-seed",
+            str(1 + args.post_threads),
+        )
+    )
+    queries = seeded["queries"]
+    log(f"the page's GET runs {queries} queries")
+
+    log(f"gunicorn, {args.workers} workers, port {args.port}")
+    server = subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            "config.wsgi",
+            "-w",
+            str(args.workers),
+            "-b",
+            f"127.0.0.1:{args.port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=server_env(args),
+        start_new_session=True,
+    )
+    results: dict[str, Any] = {"topics": TOPICS, "queries_per_get": queries}
+    try:
+        for _ in range(100):
+            try:
+                if request(args.port, "GET", "/healthz").status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        get_cookie, _body = open_session(args.port, seeded["tokens"][0])
+        posters = [open_session(args.port, t) for t in seeded["tokens"][1:]]
+        assert request(args.port, "GET", "/preferences/", get_cookie).status == 200
+        assert request(args.port, "GET", f"/bench/floor/?n={queries}").status == 200
+
+        scripts = args.out / "prefs-lua"
+        scripts.mkdir(exist_ok=True)
+        (scripts / "get.lua").write_text(lua_get(get_cookie))
+        (scripts / "post.lua").write_text(lua_post(posters))
+        for name, path, script, threads in [
+            ("floor", f"/bench/floor/?n={queries}", None, 2),
+            ("get", "/preferences/", scripts / "get.lua", 2),
+            ("post", "/preferences/", scripts / "post.lua", len(posters)),
+        ]:
+            log(f"{name}: {args.seconds} s, {args.connections} connections")
+            results[name] = wrk(args, path, script, threads)
+            log(f"{name}: {results[name]['rps']:.1f} requests/s")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    results["get_over_floor"] = results["get"]["rps"] / results["floor"]["rps"]
+    results["post_over_floor"] = results["post"]["rps"] / results["floor"]["rps"]
+    results["target"] = TARGET
+    (args.out / "preferences.json").write_text(json.dumps(results, indent=2))
+    print()
+    print("| measure | requests/s | p50 | non-2xx/3xx |")
+    print("|---|---:|---:|---:|")
+    for name in ("floor", "get", "post"):
+        r = results[name]
+        print(f"| {name} | {r['rps']:.1f} | {r['p50']} | {r['non_2xx_3xx']} |")
+    ratio = results["get_over_floor"]
+    verdict = "meets" if ratio >= TARGET else "misses"
+    print(
+        f"\nGET / floor = {ratio:.2f} ({verdict} the target {TARGET}); queries per GET: {queries}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,528 @@
+"""The preference center: what a person sees of their own choices, and the changes they make.
+
+Reads load the person's whole history once and ask ``rules.decide`` per topic x channel, so that
+the page costs a constant number of queries whatever the number of topics. Writes are keyword-only
+functions, one transaction each, that call ``consents.services`` for every ledger fact; they lock
+the contact first and compare the form with the state *at that moment*, so that two tabs saving
+one after the other both land, in order, and the later one wins.
+"""
+
+from __future__ import annotations
+
+import calendar
+import enum
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+
+from consents import clock, rules, services
+from consents.models import ConsentState, Contact, Event, Notice, Outbox, Topic
+from consents.outbox import email_enqueue
+from consents.projections import fact_from_event, person_from_contact
+from consents.vocab import ANY, Channel, Doi, EventType, Method, Reason
+from preferences import links
+from preferences.models import PendingSignup
+from preferences.services import CONFIRM_TEMPLATE, unsubscribe_all
+
+LINK_TEMPLATE = "preferences-link"
+COLLECTION_POINT = "preference center"
+# A pause cannot end when it starts (``marketing_pause``): "resume" is a pause of one microsecond.
+RESUME_LENGTH = timedelta(microseconds=1)
+PAUSE_MONTHS = (1, 3)
+# Channels whose opt-in from the preference center needs the owner of the address to confirm.
+CONFIRMED_CHANNELS = (Channel.EMAIL,)
+STATUS = ConsentState.Status
+
+
+# --- Reading ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    """One topic on one channel, as the page shows it."""
+
+    topic: Topic
+    channel: str
+    status: str
+    since: datetime | None
+    has_address: bool
+    # The legal basis that lets us send without consent (RULES.md step 9), if any.
+    covered_by: str | None = None
+
+    @property
+    def value(self) -> str:
+        return f"{self.topic.slug}:{self.channel}"
+
+    @property
+    def dom_id(self) -> str:
+        return f"cell-{self.topic.slug}-{self.channel}"
+
+    @property
+    def receiving(self) -> bool:
+        """What the box shows ticked: the person gets (or asked for) these messages."""
+        return self.status in (STATUS.OPTED_IN, STATUS.PENDING) or self.covered_by is not None
+
+    @property
+    def state(self) -> str:
+        """``covered`` or a ``ConsentState.Status`` value."""
+        if self.covered_by is not None and self.status not in (STATUS.OPTED_IN, STATUS.PENDING):
+            return "covered"
+        return self.status
+
+
+@dataclass
+class TopicView:
+    topic: Topic
+    notice: Notice | None
+    cells: list[Cell]
+    frequency: str
+
+    @property
+    def receiving(self) -> bool:
+        return any(c.receiving for c in self.cells)
+
+
+@dataclass
+class CenterState:
+    contact: Contact
+    topics: list[TopicView]
+    history: list[Event]
+    topic_names: dict[str, Topic]
+    pause_until: datetime | None
+    unsubscribed_all: bool
+    # Topics the person once validly consented to by email: saying yes again needs no email.
+    confirmed_email_topics: set[str] = field(default_factory=set)
+
+    def cell(self, slug: str, channel: str) -> Cell | None:
+        for view in self.topics:
+            if view.topic.slug == slug:
+                return next((c for c in view.cells if c.channel == channel), None)
+        return None
+
+    def topic(self, slug: str) -> TopicView | None:
+        return next((v for v in self.topics if v.topic.slug == slug), None)
+
+
+def notices_for(topics: Collection[Topic], language: str) -> dict[str, Notice | None]:
+    """Per topic, the wording shown: its latest published notice, else the global one.
+
+    One query for every topic (``preferences.services.notice_for`` costs two per topic).
+    """
+    latest: dict[int | None, Notice] = {}
+    published = Notice.objects.filter(language=language, published_at__isnull=False).order_by(
+        "version"
+    )
+    for notice in published:
+        latest[notice.topic_id] = notice
+    return {t.slug: latest.get(t.pk, latest.get(None)) for t in topics}
+
+
+class _Bases:
+    """Answers "may we send this topic on this channel without consent?" for one person.
+
+    ``decide`` only looks at a topic through the events that name it: topics with no event of
+    their own, of the same purpose, get the same answer on a channel, so it is asked once.
+    """
+
+    def __init__(
+        self, person: rules.Person, h: list[rules.Fact], now: datetime, s: rules.RuleSettings
+    ) -> None:
+        # Asked without the pauses, which the page shows on their own.
+        self.h = [f for f in h if f.type != EventType.PAUSE]
+        self.person, self.now, self.s = person, now, s
+        self.own = {f.topic for f in self.h if f.topic and f.topic != ANY}
+        # A topic names no product category: for a customer, ask once per category bought,
+        # since the soft opt-in only covers analogous products.
+        self.categories: list[str | None] = [None] + sorted(
+            {
+                f.category
+                for f in self.h
+                if f.type in (EventType.PURCHASE, EventType.CONTRACT_START) and f.category
+            }
+        )
+        self.answers: dict[tuple[str, str, str], str | None] = {}
+
+    def covered_by(self, topic: Topic, channel: str) -> str | None:
+        key = (topic.slug if topic.slug in self.own else "", topic.purpose, channel)
+        if key not in self.answers:
+            self.answers[key] = self._ask(topic, channel)
+        return self.answers[key]
+
+    def _ask(self, topic: Topic, channel: str) -> str | None:
+        for category in self.categories:
+            message = rules.Message(
+                channel=channel, purpose=topic.purpose, topic=topic.slug, category=category
+            )
+            decision = rules.decide(self.person, self.h, message, self.now, settings=self.s)
+            if decision.allowed:
+                return None if decision.reason == Reason.OPT_IN else decision.reason
+            if decision.reason not in (Reason.NOT_ANALOGOUS, Reason.NO_CONSENT):
+                return None
+        return None
+
+
+def center_state(*, contact: Contact, language: str) -> CenterState:
+    """Everything the page shows, in a constant number of queries."""
+    now = clock.now()
+    s = rules.RuleSettings.from_django()
+    all_topics = {t.slug: t for t in Topic.objects.all()}
+    active = [t for t in all_topics.values() if t.active]
+    states = {(row.topic, row.channel): row for row in ConsentState.objects.filter(contact=contact)}
+    events = list(Event.objects.filter(contact=contact).select_related("notice").order_by("seq"))
+    notices = notices_for(active, language)
+    h = rules.ordered(fact_from_event(e) for e in events)
+    h_now = [f for f in h if f.at <= now]
+    person = person_from_contact(contact)
+    bases = _Bases(person, h_now, now, s)
+    views = []
+    for topic in active:
+        cells = []
+        frequency = ""
+        for channel in topic.channels:
+            state = states.get((topic.slug, channel))
+            frequency = frequency or (state.frequency if state else "")
+            has_address = rules.address_for(person, channel) is not None
+            cell = Cell(
+                topic=topic,
+                channel=channel,
+                status=state.status if state else STATUS.NONE,
+                since=state.since if state else None,
+                has_address=has_address,
+            )
+            if has_address and cell.status not in (STATUS.OPTED_IN, STATUS.OPTED_OUT):
+                cell.covered_by = bases.covered_by(topic, channel)
+            cells.append(cell)
+        # The frequency the page shows chosen: the one recorded, else the topic's first.
+        frequency = frequency or (topic.frequencies[0] if topic.frequencies else "")
+        views.append(TopicView(topic, notices[topic.slug], cells, frequency))
+
+    pause = next(
+        (f for f in reversed(h_now) if f.type == EventType.PAUSE and f.channel == ANY), None
+    )
+    confirmed_email = {
+        h[i].topic
+        for i in range(len(h))
+        if h[i].type == EventType.OPT_IN
+        and h[i].channel == Channel.EMAIL
+        and h[i].topic
+        and rules.is_valid_opt_in(h, i, s)
+    }
+    return CenterState(
+        contact=contact,
+        topics=views,
+        history=list(reversed(events)),
+        topic_names=all_topics,
+        pause_until=pause.until if pause and pause.until and pause.until > now else None,
+        unsubscribed_all=_unsubscribed_from_all(h_now),
+        confirmed_email_topics={t for t in confirmed_email if t},
+    )
+
+
+def _unsubscribed_from_all(h: list[rules.Fact]) -> bool:
+    """The person's latest word is "unsubscribe from everything"."""
+    out = False
+    for f in h:
+        if f.type == EventType.OPT_OUT and f.topic == ANY and f.channel == ANY:
+            out = True
+        elif f.type in (EventType.OPT_IN, EventType.DOI_CONFIRMED, EventType.CALLBACK_REQUEST):
+            out = False
+    return out
+
+
+# --- Writing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """Who is asking, from where: the evidence every event of the page carries."""
+
+    ip_address: str | None = None
+    user_agent: str = ""
+    collection_point: str = COLLECTION_POINT
+
+    def proof(self, notice: Notice | None = None) -> services.Proof:
+        return services.Proof(
+            method=Method.PREFERENCE_CENTER,
+            actor="person",
+            collection_point=self.collection_point[:500],
+            notice=notice,
+            ip_address=self.ip_address,
+            user_agent=self.user_agent[:1000],
+        )
+
+
+class ChangeKind(enum.StrEnum):
+    SUBSCRIBED = "subscribed"
+    PENDING = "pending"  # subscribed, waiting for the email confirmation
+    UNSUBSCRIBED = "unsubscribed"
+    FREQUENCY = "frequency"
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: ChangeKind
+    topic: str
+    channel: str = ""
+    frequency: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "kind": self.kind.value,
+            "topic": self.topic,
+            "channel": self.channel,
+            "frequency": self.frequency,
+        }
+
+
+def _lock(contact: Contact) -> Contact:
+    # Serialises the saves of one person (two tabs): the second reads the state the first left.
+    return Contact.objects.select_for_update().get(pk=contact.pk)
+
+
+@transaction.atomic
+def preferences_save(
+    *,
+    contact: Contact,
+    shown: Collection[tuple[str, str]],
+    wanted: Collection[tuple[str, str]],
+    frequencies: Mapping[str, str],
+    notices: Mapping[str, Notice | None],
+    language: str,
+    request: Request,
+) -> list[Change]:
+    """Record what changed between the boxes ticked and the ledger's state, nothing else.
+
+    ``shown`` are the (topic, channel) boxes the page showed, ``wanted`` those ticked; a box not
+    shown is left alone. ``notices`` is the wording shown per topic. The form has checked that
+    every pair and frequency is offered; the services check again.
+    """
+    locked = _lock(contact)
+    state = center_state(contact=locked, language=language)
+    now = clock.now()
+    wanted_set, shown_set = set(wanted), set(shown)
+    changes: list[Change] = []
+    pending: list[dict[str, object]] = []
+    granted_topics: set[str] = set()
+    for slug, channel in dict.fromkeys(shown):
+        cell = state.cell(slug, channel)
+        if cell is None or not cell.has_address:
+            continue
+        yes = (slug, channel) in wanted_set
+        if yes == cell.receiving:
+            continue
+        view = state.topic(slug)
+        assert view is not None
+        notice = notices.get(slug, view.notice)
+        if yes:
+            needs_confirmation = (
+                channel in CONFIRMED_CHANNELS and slug not in state.confirmed_email_topics
+            )
+            frequency = frequencies.get(slug) or view.frequency
+            event = services.consent_grant(
+                contact=locked,
+                topic=slug,
+                channel=channel,
+                proof=request.proof(notice),
+                doi=Doi.PENDING if needs_confirmation else Doi.NONE,
+                frequency=frequency if frequency in view.topic.frequencies else "",
+                occurred_at=now,
+            )
+            granted_topics.add(slug)
+            if needs_confirmation:
+                pending.append({"topic": slug, "channel": channel, "event": event.pk})
+                changes.append(Change(ChangeKind.PENDING, slug, channel))
+            else:
+                changes.append(Change(ChangeKind.SUBSCRIBED, slug, channel))
+        else:
+            services.consent_withdraw(
+                contact=locked, topic=slug, channel=channel, proof=request.proof()
+            )
+            changes.append(Change(ChangeKind.UNSUBSCRIBED, slug, channel))
+
+    for slug, frequency in frequencies.items():
+        view = state.topic(slug)
+        if view is None or not frequency or frequency == view.frequency:
+            continue
+        if slug in granted_topics:
+            changes.append(Change(ChangeKind.FREQUENCY, slug, frequency=frequency))
+            continue
+        # A new frequency is a new "yes" with it, on a channel the person still receives.
+        still = [
+            c
+            for c in view.cells
+            if c.has_address
+            and c.status in (STATUS.OPTED_IN, STATUS.PENDING)
+            and ((slug, c.channel) in wanted_set or (slug, c.channel) not in shown_set)
+        ]
+        if not still:
+            continue
+        cell = next((c for c in still if c.status == STATUS.OPTED_IN), still[0])
+        services.consent_grant(
+            contact=locked,
+            topic=slug,
+            channel=cell.channel,
+            proof=request.proof(notices.get(slug, view.notice)),
+            doi=Doi.PENDING if cell.status == STATUS.PENDING else Doi.NONE,
+            frequency=frequency,
+            occurred_at=now,
+        )
+        changes.append(Change(ChangeKind.FREQUENCY, slug, frequency=frequency))
+
+    if pending:
+        _send_confirmation(contact=locked, choices=pending, language=language, now=now)
+    return changes
+
+
+def _send_confirmation(
+    *, contact: Contact, choices: list[dict[str, object]], language: str, now: datetime
+) -> None:
+    """The double opt-in email, exactly as the sign-up form sends it."""
+    signup = PendingSignup.objects.create(
+        contact=contact,
+        choices=choices,
+        first_name=contact.first_name,
+        phone=contact.phone,
+        locale=language,
+        source="preference-center",
+        created_at=now,
+        expires_at=now + settings.DOI_CONFIRM_TTL,
+    )
+    names = {t.slug: t for t in Topic.objects.filter(slug__in=[c["topic"] for c in choices])}
+    assert contact.email
+    email_enqueue(
+        to=contact.email,
+        template=CONFIRM_TEMPLATE,
+        language=language,
+        contact=contact,
+        context={
+            "confirm_url": links.confirm_url(contact, signup.nonce),
+            "first_name": signup.first_name,
+            "choices": [
+                {
+                    "topic": (
+                        names[str(c["topic"])].name_en
+                        if language == "en"
+                        else names[str(c["topic"])].name_fr
+                    ),
+                    "channel": c["channel"],
+                }
+                for c in choices
+            ],
+            "expires_days": settings.DOI_CONFIRM_TTL.days,
+        },
+        unsubscribe_url=links.unsubscribe_url(contact),
+    )
+
+
+def add_months(at: datetime, months: int) -> datetime:
+    """The same day ``months`` later; the month's last day when it has no such day."""
+    month = at.month - 1 + months
+    year, month = at.year + month // 12, month % 12 + 1
+    day = min(at.day, calendar.monthrange(year, month)[1])
+    return at.replace(year=year, month=month, day=day)
+
+
+@transaction.atomic
+def preferences_pause(*, contact: Contact, months: int, request: Request) -> datetime:
+    """Pause all marketing, on every channel, for ``months`` months; returns the end."""
+    if months not in PAUSE_MONTHS:
+        raise ValueError(f"A pause lasts {PAUSE_MONTHS} months, not {months}.")
+    locked = _lock(contact)
+    now = clock.now()
+    until = add_months(now, months)
+    services.marketing_pause(
+        contact=locked, channel=ANY, until=until, proof=request.proof(), occurred_at=now
+    )
+    return until
+
+
+@transaction.atomic
+def preferences_resume(*, contact: Contact, request: Request) -> bool:
+    """End the pause now; False (nothing written) when no pause is running."""
+    locked = _lock(contact)
+    now = clock.now()
+    until = rules.pause_until(
+        rules.ordered(
+            (
+                fact_from_event(e)
+                for e in Event.objects.filter(contact=locked, type=EventType.PAUSE, channel=ANY)
+            ),
+            now,
+        ),
+        ANY,
+    )
+    if until is None or until <= now:
+        return False
+    services.marketing_pause(
+        contact=locked,
+        channel=ANY,
+        until=now + RESUME_LENGTH,
+        proof=request.proof(),
+        occurred_at=now,
+    )
+    return True
+
+
+def is_resume(event: Event) -> bool:
+    """A pause recorded by ``preferences_resume``."""
+    until = event.data.get("until") if event.type == EventType.PAUSE else None
+    if not isinstance(until, str):
+        return False
+    end = datetime.fromisoformat(until.replace("Z", "+00:00"))
+    return end - event.occurred_at <= timedelta(seconds=1)
+
+
+def preferences_unsubscribe_all(*, contact: Contact, request: Request) -> bool:
+    return unsubscribe_all(
+        contact=contact,
+        method=Method.PREFERENCE_CENTER,
+        ip_address=request.ip_address,
+        user_agent=request.user_agent,
+        collection_point=request.collection_point,
+    )
+
+
+@transaction.atomic
+def preferences_language(*, contact: Contact, language: str) -> Contact:
+    return services.contact_update_details(contact=contact, locale=language)
+
+
+@transaction.atomic
+def preferences_sign_out(*, contact: Contact) -> Contact:
+    """Every preference link already sent stops working, and so does every open session."""
+    return services.contact_revoke_links(contact=contact)
+
+
+class LinkOutcome(enum.Enum):
+    SENT = "sent"
+    UNKNOWN = "unknown"
+    RATE_LIMITED = "rate_limited"
+
+
+@transaction.atomic
+def preferences_link_send(*, email: str, language: str) -> LinkOutcome:
+    """Email a fresh preference link to a known address. The caller answers the same way always."""
+    contact = services.contact_find(email=email)
+    if contact is None or not contact.email:
+        return LinkOutcome.UNKNOWN
+    since = clock.now() - timedelta(hours=24)
+    recent = Outbox.objects.filter(
+        contact=contact, template=LINK_TEMPLATE, created_at__gte=since
+    ).count()
+    if recent >= settings.SIGNUP_MAX_EMAILS_PER_ADDRESS:
+        return LinkOutcome.RATE_LIMITED
+    email_enqueue(
+        to=contact.email,
+        template=LINK_TEMPLATE,
+        language=language,
+        contact=contact,
+        context={
+            "preferences_url": links.preferences_url(contact),
+            "valid_days": settings.PREFERENCE_LINK_TTL.days,
+        },
+        unsubscribe_url=links.unsubscribe_url(contact),
+    )
+    return LinkOutcome.SENT

@@ -1,0 +1,43 @@
+"""Rendering the preference page costs the same number of queries whatever the number of topics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from consents import services
+from consents.models import Contact
+from tests.preferences.center_fixtures import open_session
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("pages")]
+
+
+def person_with_topics(make_topic: Any, make_contact: Any, count: int, tag: str) -> Contact:
+    contact = make_contact(email=f"{tag}@example.fr", phone="+33612345678")
+    proof = services.Proof(method="web_form", actor="person")
+    services.purchase_record(contact=contact, category="books", product="b", proof=proof)
+    for i in range(count):
+        topic = make_topic(f"{tag}-{i}", channels=["email", "sms", "postal"])
+        services.notice_publish(topic=topic, language="fr", text=f"Texte {i}")
+        services.consent_grant(contact=contact, topic=topic.slug, channel="email", proof=proof)
+        services.consent_withdraw(contact=contact, topic=topic.slug, channel="sms", proof=proof)
+    return contact
+
+
+def queries_for_page(client: Client, contact: Contact) -> int:
+    open_session(client, contact)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get("/preferences/")
+    assert response.status_code == 200
+    return len(captured)
+
+
+def test_page_queries_do_not_grow_with_topics(make_topic: Any, make_contact: Any) -> None:
+    few = queries_for_page(Client(), person_with_topics(make_topic, make_contact, 3, "few"))
+    many = queries_for_page(Client(), person_with_topics(make_topic, make_contact, 30, "many"))
+    assert few == many
+    assert few <= 8
