@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
 from django.db import models
 
-from consents.models import LANGUAGES, Contact
+from consents.models import LANGUAGES, Contact, Store
 
 
 def new_nonce() -> str:
@@ -35,3 +36,69 @@ class PendingSignup(models.Model):
 
     def __str__(self) -> str:
         return f"sign-up {self.pk} of contact {self.contact_id}"
+
+
+# --- Delegated consent: stores, their staff and tablets -------------------------------------------
+
+
+def new_device_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class StoreMembership(models.Model):
+    """A staff account belongs to one or more stores; it captures consent only for those."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="store_memberships"
+    )
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="memberships")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "store"], name="store_membership_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.store}"
+
+
+class Device(models.Model):
+    """A store tablet, named by a signed cookie set when a store manager enrols it."""
+
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="devices")
+    name = models.CharField(max_length=100)
+    # Also in the signed cookie: revoking the row (or rotating this) disowns the cookie.
+    secret = models.CharField(max_length=64, default=new_device_secret, editable=False)
+    enrolled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    enrolled_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["store", "name"]
+        permissions = [("manage_devices", "Can enrol and revoke the tablets of their stores")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.store.code})"
+
+
+class Capture(models.Model):
+    """One submitted capture, by its idempotency key: a retry finds it and records nothing."""
+
+    key = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16)  # "store" or "phone"
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.PROTECT)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    # Event ids and the outcome, never what the person typed.
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [("capture_consent", "Can capture consent in a store or on the phone")]
+
+    def __str__(self) -> str:
+        return f"capture {self.key}"

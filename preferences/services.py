@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,7 +17,16 @@ from django.db import transaction
 from django.db.models import Q
 
 from consents import clock, services
-from consents.models import ConsentState, Contact, Event, Evidence, Notice, Outbox, Topic
+from consents.models import (
+    ConsentState,
+    Contact,
+    Event,
+    Evidence,
+    Notice,
+    Outbox,
+    Store,
+    Topic,
+)
 from consents.outbox import email_enqueue
 from consents.vocab import ANY, Channel, EventType, Method
 from preferences import links
@@ -99,6 +109,10 @@ def signup_submit(
     user_agent: str = "",
     notice_language: str | None = None,
     notices: Mapping[str, Notice | None] | None = None,
+    method: str = Method.WEB_FORM,
+    actor: str = "person",
+    store: Store | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> SignupOutcome:
     """Record a sign-up: pending opt-ins in the ledger and a confirmation email in the outbox.
 
@@ -106,6 +120,8 @@ def signup_submit(
     address is known. The ledger names the wording the person was shown: the notices of the
     page's language (``notice_language``, default ``language``, the language of the emails), or
     exactly ``notices`` when the caller knows them (a fresh link for an earlier sign-up).
+    A store tablet passes its own ``method``, ``actor`` (the staff member), ``store`` and
+    ``details`` (the device, the capture).
     """
     address = services.normalize_email(email)
     phone = services.normalize_phone(phone) if phone else ""
@@ -126,9 +142,10 @@ def signup_submit(
         if (topic.slug, channel) in confirmed:
             continue  # never downgrade a confirmed consent to pending
         proof = services.Proof(
-            method=Method.WEB_FORM,
-            actor="person",
+            method=method,
+            actor=actor,
             collection_point=collection_point[:500],
+            store=store,
             notice=(
                 notices[topic.slug]
                 if notices is not None and topic.slug in notices
@@ -136,7 +153,7 @@ def signup_submit(
             ),
             ip_address=ip_address,
             user_agent=user_agent[:1000],
-            details={"source": source} if source else {},
+            details={**({"source": source} if source else {}), **(details or {})},
         )
         event = services.consent_grant(
             contact=contact,

@@ -2,4 +2,18 @@
 
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from preferences import store_views as views
+
+urlpatterns = [
+    path("", views.store_home, name="store_home"),
+    path("login/", views.store_login, name="store_login"),
+    path("logout/", views.store_logout, name="store_logout"),
+    path("capture/", views.capture, name="store_capture"),
+    path("thanks/", views.thanks, name="store_thanks"),
+    path("phone/", views.phone, name="store_phone"),
+    path("phone/done/", views.phone_done, name="store_phone_done"),
+    path("devices/", views.devices, name="store_devices"),
+    path("devices/<int:pk>/revoke/", views.device_revoke, name="store_device_revoke"),
+]

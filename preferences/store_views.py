@@ -1,0 +1,382 @@
+"""The store tablet and the phone capture, under /store/.
+
+Staff log in with Django auth. On top of Django's session expiry, a staff-side idle timeout
+(``STAFF_SESSION_IDLE_TIMEOUT``, 15 minutes) is checked on every request here: a tablet left
+alone logs itself out. Automatic requests (the customer screen's idle reset, the thank-you
+screen's advance) carry ``?auto=1`` and do not count as activity.
+
+Every page here is ``Cache-Control: no-store`` and every form ``autocomplete="off"``: nothing of one
+customer may be shown to the next, by the cache, the back button or autofill.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import logout
+from django.contrib.auth.views import LoginView, redirect_to_login
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import translation
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from consents.models import Store
+from preferences import store
+from preferences.forms import topic_groups
+from preferences.models import Device
+from preferences.services import signup_topics
+from preferences.store_forms import (
+    DeviceEnrolForm,
+    PhoneCaptureForm,
+    StoreCaptureForm,
+    new_key,
+)
+
+CAPTURE = "preferences.capture_consent"
+MANAGE_DEVICES = "preferences.manage_devices"
+SESSION_LAST_SEEN = "store_last_seen"
+SESSION_STORE = "store_pk"
+
+View = Callable[..., HttpResponse]
+
+
+def idle_timeout() -> timedelta:
+    return getattr(settings, "STAFF_SESSION_IDLE_TIMEOUT", timedelta(minutes=15))
+
+
+def customer_idle_seconds() -> int:
+    return getattr(settings, "STORE_CUSTOMER_IDLE_SECONDS", 120)
+
+
+def thanks_seconds() -> int:
+    return getattr(settings, "STORE_THANKS_SECONDS", 6)
+
+
+def _language(request: HttpRequest) -> str:
+    language = (translation.get_language() or "fr")[:2]
+    return language if language in ("fr", "en") else "fr"
+
+
+def _session_expired(request: HttpRequest) -> HttpResponse:
+    """A capture posted after the staff session ended: refused, clearly, and shown nowhere."""
+    posted = request.POST.get("language", "")
+    with translation.override(posted if posted in ("fr", "en") else _language(request)):
+        return render(request, "store/session_expired.html", status=401)
+
+
+def staff_view(permission: str) -> Callable[[View], View]:
+    """Logged in, not idle for longer than the staff timeout, and holding ``permission``."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            user = request.user
+            now = time.time()
+            if user.is_authenticated:
+                last_seen = request.session.get(SESSION_LAST_SEEN)
+                # Absent when the login happened elsewhere (the admin): it starts now.
+                if (
+                    isinstance(last_seen, int | float)
+                    and now - last_seen > idle_timeout().total_seconds()
+                ):
+                    logout(request)
+            if not request.user.is_authenticated:
+                if request.method == "POST":
+                    return _session_expired(request)
+                return redirect_to_login(request.get_full_path(), reverse("store_login"))
+            if not request.user.has_perm(permission):
+                raise PermissionDenied
+            if request.GET.get("auto") != "1":
+                request.session[SESSION_LAST_SEEN] = now
+            return view(request, *args, **kwargs)
+
+        return never_cache(wrapped)
+
+    return decorator
+
+
+class StaffLoginView(LoginView):
+    template_name = "store/login.html"
+    redirect_authenticated_user = False
+
+    def get_default_redirect_url(self) -> str:
+        return reverse("store_home")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        self.request.session[SESSION_LAST_SEEN] = time.time()
+        return response
+
+
+store_login = never_cache(StaffLoginView.as_view())
+
+
+@require_POST
+def store_logout(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return redirect("store_login")
+
+
+# --- Helpers ------------------------------------------------------------------------------------
+
+
+def _current_store(request: HttpRequest) -> Store | None:
+    stores = store.stores_of(request.user)
+    chosen = request.session.get(SESSION_STORE)
+    for candidate in stores:
+        if candidate.pk == chosen:
+            return candidate
+    return stores[0] if len(stores) == 1 else None
+
+
+def _device(request: HttpRequest) -> Device | None:
+    return store.device_from_cookie(request.COOKIES.get(store.DEVICE_COOKIE))
+
+
+def _not_enrolled(request: HttpRequest, current: Store) -> HttpResponse:
+    return render(request, "store/not_enrolled.html", {"store": current}, status=403)
+
+
+def _service_errors(form: Any, exc: ValidationError) -> None:
+    fields = exc.message_dict if hasattr(exc, "error_dict") else {}
+    named = {"email": "email", "phone": "phone", "choices": "choice"}
+    named.update({"purchase_category": "purchase_category", "call_reference": "call_reference"})
+    for key, messages in fields.items():
+        field = named.get(key)
+        if field in form.fields:
+            form.add_error(field, messages)
+        else:
+            form.add_error(None, messages)
+    if not fields:
+        form.add_error(None, exc.messages)
+
+
+# --- Staff screens ------------------------------------------------------------------------------
+
+
+@staff_view(CAPTURE)
+@require_http_methods(["GET", "HEAD", "POST"])
+def store_home(request: HttpRequest) -> HttpResponse:
+    stores = store.stores_of(request.user)
+    if request.method == "POST":
+        wanted = request.POST.get("store", "")
+        chosen = next((s for s in stores if str(s.pk) == wanted), None)
+        if chosen is None:
+            raise PermissionDenied  # a store this account does not belong to
+        request.session[SESSION_STORE] = chosen.pk
+        return redirect("store_home")
+    current = _current_store(request)
+    device = _device(request)
+    context = {
+        "stores": stores,
+        "current": current,
+        "device": device,
+        "device_ok": device is not None and current is not None and device.store_id == current.pk,
+        "can_manage": request.user.has_perm(MANAGE_DEVICES),
+    }
+    return render(request, "store/home.html", context)
+
+
+@staff_view(MANAGE_DEVICES)
+@require_http_methods(["GET", "HEAD", "POST"])
+def devices(request: HttpRequest) -> HttpResponse:
+    stores = store.stores_of(request.user)
+    form = DeviceEnrolForm(request.POST or None, stores=stores)
+    if request.method == "POST" and form.is_valid():
+        chosen = next(s for s in stores if str(s.pk) == form.cleaned_data["store"])
+        try:
+            device = store.device_enrol(
+                store=chosen, name=form.cleaned_data["name"], enrolled_by=request.user
+            )
+        except ValidationError as exc:
+            _service_errors(form, exc)
+        else:
+            request.session[SESSION_STORE] = chosen.pk
+            response = redirect("store_devices")
+            response.set_cookie(
+                store.DEVICE_COOKIE,
+                store.device_cookie_value(device),
+                max_age=store.DEVICE_COOKIE_MAX_AGE,
+                secure=settings.SESSION_COOKIE_SECURE,
+                httponly=True,
+                samesite="Lax",
+            )
+            return response
+    context = {
+        "form": form,
+        "devices": Device.objects.filter(store__in=stores).select_related("store", "enrolled_by"),
+        "this_device": _device(request),
+    }
+    return render(request, "store/devices.html", context)
+
+
+@staff_view(MANAGE_DEVICES)
+@require_POST
+def device_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    device = get_object_or_404(Device, pk=pk, store__in=store.stores_of(request.user))
+    this = _device(request)
+    store.device_revoke(device=device)
+    response = redirect("store_devices")
+    if this is not None and this.pk == device.pk:
+        response.delete_cookie(store.DEVICE_COOKIE)
+    return response
+
+
+# --- Customer mode --------------------------------------------------------------------------------
+
+
+@staff_view(CAPTURE)
+@require_http_methods(["GET", "HEAD", "POST"])
+def capture(request: HttpRequest) -> HttpResponse:
+    current = _current_store(request)
+    if current is None:
+        return redirect("store_home")
+    device = _device(request)
+    if device is None or device.store_id != current.pk:
+        return _not_enrolled(request, current)
+
+    posted_language = request.POST.get("language", "")
+    language = posted_language if posted_language in ("fr", "en") else _language(request)
+    switch = request.POST.get("switch_language", "")
+    if switch in ("fr", "en"):
+        language = switch
+    with translation.override(language):
+        groups = topic_groups(signup_topics(), language)
+        status = 200
+        if request.method == "POST" and switch in ("fr", "en"):
+            # The same capture in the other language: what was typed stays, no error yet.
+            initial = {name: request.POST.get(name, "") for name in ("email", "phone", "key")}
+            initial.update(first_name=request.POST.get("first_name", ""), language=language)
+            initial["purchase"] = bool(request.POST.get("purchase"))
+            initial["purchase_category"] = request.POST.get("purchase_category", "")
+            form = StoreCaptureForm(initial=initial, groups=groups)
+            ticked = {v for v in request.POST.getlist("choice") if v in form.offered}
+        elif request.method == "POST":
+            form = StoreCaptureForm(request.POST, groups=groups)
+            ticked = form.ticked()
+            if form.is_valid():
+                response = _capture_submit(request, form, current, device, language)
+                if response is not None:
+                    return response
+            status = 400
+        else:
+            form = StoreCaptureForm(initial={"key": new_key(), "language": language}, groups=groups)
+            ticked = set()
+        if form.is_bound:
+            form.describe_errors()
+        context = {
+            "form": form,
+            "groups": groups,
+            "ticked": ticked,
+            "language": language,
+            "idle_seconds": customer_idle_seconds(),
+            "expires_days": settings.DOI_CONFIRM_TTL.days,
+        }
+        return render(request, "store/capture.html", context, status=status)
+
+
+def _capture_submit(
+    request: HttpRequest, form: StoreCaptureForm, current: Store, device: Device, language: str
+) -> HttpResponse | None:
+    data = form.cleaned_data
+    if not store.capture_rate_allowed(f"device:{device.pk}"):
+        response = render(request, "store/too_many.html", status=429)
+        response["Retry-After"] = "600"
+        return response
+    try:
+        store.store_capture(
+            key=data["key"],
+            user=request.user,
+            store=current,
+            device=device,
+            email=data["email"],
+            phone=data["phone"],
+            first_name=data["first_name"],
+            choices=form.choices,
+            confirm=data["confirm"],
+            language=language,
+            purchase_category=data["purchase_category"] if data["purchase"] else "",
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        )
+    except ValidationError as exc:
+        _service_errors(form, exc)
+        return None
+    # POST/redirect/GET to a screen that holds nothing the customer typed.
+    return redirect("store_thanks")
+
+
+@staff_view(CAPTURE)
+def thanks(request: HttpRequest) -> HttpResponse:
+    context = {"seconds": thanks_seconds()}
+    return render(request, "store/thanks.html", context)
+
+
+# --- On the phone ---------------------------------------------------------------------------------
+
+
+@staff_view(CAPTURE)
+@require_http_methods(["GET", "HEAD", "POST"])
+def phone(request: HttpRequest) -> HttpResponse:
+    posted_language = request.POST.get("language", "")
+    language = posted_language if posted_language in ("fr", "en") else _language(request)
+    switch = request.POST.get("switch_language", "")
+    if switch in ("fr", "en"):
+        language = switch
+    with translation.override(language):
+        groups = topic_groups(signup_topics(), language)
+        status = 200
+        if request.method == "POST" and switch in ("fr", "en"):
+            initial = {
+                name: request.POST.get(name, "")
+                for name in ("email", "phone", "first_name", "call_reference", "key")
+            }
+            initial.update(language=language, callback=bool(request.POST.get("callback")))
+            form = PhoneCaptureForm(initial=initial, groups=groups)
+            ticked = {v for v in request.POST.getlist("choice") if v in form.offered}
+        elif request.method == "POST":
+            form = PhoneCaptureForm(request.POST, groups=groups)
+            ticked = form.ticked()
+            if form.is_valid():
+                if not store.capture_rate_allowed(f"user:{request.user.pk}"):
+                    response = render(request, "store/too_many.html", status=429)
+                    response["Retry-After"] = "600"
+                    return response
+                data = form.cleaned_data
+                try:
+                    store.phone_capture(
+                        key=data["key"],
+                        user=request.user,
+                        call_reference=data["call_reference"],
+                        email=data["email"],
+                        phone=data["phone"],
+                        first_name=data["first_name"],
+                        answers=form.choices,
+                        callback=data["callback"],
+                        language=language,
+                        store=_current_store(request),
+                    )
+                except ValidationError as exc:
+                    _service_errors(form, exc)
+                else:
+                    return redirect("store_phone_done")
+            status = 400
+        else:
+            form = PhoneCaptureForm(initial={"key": new_key(), "language": language}, groups=groups)
+            ticked = set()
+        if form.is_bound:
+            form.describe_errors()
+        context = {"form": form, "groups": groups, "ticked": ticked, "language": language}
+        return render(request, "store/phone.html", context, status=status)
+
+
+@staff_view(CAPTURE)
+def phone_done(request: HttpRequest) -> HttpResponse:
+    return render(request, "store/phone_done.html")

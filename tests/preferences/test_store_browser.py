@@ -1,0 +1,226 @@
+"""The store tablet in a real browser (Debian's Chromium) at tablet sizes: staff login, customer
+captures confirmed here and by email, the thank-you screen and the reset, the back button, the
+network lost mid-capture, the idle reset; axe-core on the staff and customer screens, FR and EN."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consents.models import Event
+from preferences import store
+from preferences.models import Capture
+from tests.conftest import SCREENSHOTS, axe_violations
+from tests.preferences.store_fixtures import *  # noqa: F403  (the store fixtures)
+from tests.preferences.store_fixtures import PASSWORD
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("pages", "topics"),
+]
+
+LANDSCAPE = {"width": 1024, "height": 768}
+PORTRAIT = {"width": 768, "height": 1024}
+
+
+@pytest.fixture
+def site(pages: None, settings: Any, tmp_path: Path, live_server: Any) -> None:
+    """The embedded default: mail written to files and shown at /dev/mail/."""
+    settings.DEBUG = True
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    settings.EMAIL_FILE_PATH = tmp_path
+    settings.SITE_URL = live_server.url
+    settings.STORE_THANKS_SECONDS = 1
+
+
+@pytest.fixture
+def tablet_page(browser: Any, live_server: Any, tablet: Any, request: Any) -> Iterator[Any]:
+    """A browser at a tablet size, enrolled as the store's tablet (its signed cookie set)."""
+    viewport = getattr(request, "param", LANDSCAPE)
+    context = browser.new_context(base_url=live_server.url, viewport=viewport)
+    context.add_cookies(
+        [
+            {
+                "name": store.DEVICE_COOKIE,
+                "value": store.device_cookie_value(tablet),
+                "url": live_server.url,
+            }
+        ]
+    )
+    page = context.new_page()
+    page.viewport = viewport
+    yield page
+    context.close()
+
+
+def accessible(page: Any) -> None:
+    violations = axe_violations(page)
+    assert violations == [], [(v["id"], [n["target"] for n in v["nodes"]]) for v in violations]
+
+
+def staff_login(page: Any) -> None:
+    page.goto("/store/")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/store/")
+
+
+def blank(page: Any) -> None:
+    assert page.input_value("#id_email") == ""
+    assert page.input_value("#id_phone") == ""
+    assert page.input_value("#id_first_name") == ""
+    assert page.locator("input[name=choice]:checked").count() == 0
+
+
+@pytest.mark.usefixtures("site", "staff")
+@pytest.mark.parametrize(
+    "tablet_page", [LANDSCAPE, PORTRAIT], indirect=True, ids=["1024x768", "768x1024"]
+)
+def test_two_customers_confirm_here_then_by_email(tablet_page: Any, settings: Any) -> None:
+    page = tablet_page
+    size = f"{page.viewport['width']}x{page.viewport['height']}"
+    staff_login(page)
+    page.click("#new-customer")
+    page.wait_for_url("**/store/capture/")
+    blank(page)
+    assert page.locator(".staff-nav").count() == 0
+    # Touch targets of at least 48 px in customer mode.
+    for selector in ("#confirm-here", "#confirm-email", "#id_email", ".check"):
+        assert page.locator(selector).first.bounding_box()["height"] >= 48, selector
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport["width"]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"store-capture-{size}.png"), full_page=True)
+
+    # First customer: confirms here.
+    page.fill("#id_email", "first.customer@example.fr")
+    page.fill("#id_first_name", "Firstcustomer")
+    page.check("#choice-newsletter-email")
+    page.click("#confirm-here")
+    page.wait_for_url("**/store/thanks/")
+    assert "first.customer" not in page.content() and "Firstcustomer" not in page.content()
+    page.wait_for_url("**/store/capture/?auto=1")  # the thank-you screen advances by itself
+    blank(page)
+    opt_in = Event.objects.get(type="opt_in")
+    assert opt_in.data["doi"] == "none" and opt_in.method == "store_tablet"
+
+    # Second customer: confirms by email, then taps "next customer" (no auto-advance race).
+    settings.STORE_THANKS_SECONDS = 600
+    page.fill("#id_email", "second.customer@example.fr")
+    page.check("#choice-promotions-email")
+    page.click("#confirm-email")
+    page.wait_for_url("**/store/thanks/")
+    page.click("#next-customer")
+    page.wait_for_url(re.compile(r"/store/capture/$"))
+    blank(page)
+
+    # The back button shows nothing of either customer.
+    for _ in range(3):
+        page.go_back()
+        page.wait_for_load_state()
+        html = page.content()
+        assert "first.customer" not in html and "second.customer" not in html
+        assert "Firstcustomer" not in html
+        if page.locator("#id_email").count():
+            blank(page)
+
+    # The second customer confirms from the email.
+    page.goto("/dev/mail/")
+    page.click("main table a")
+    page.click("pre.mail-text a[href*='/confirm/']")
+    page.click("main button[type=submit]")
+    confirmed = Event.objects.get(type="doi_confirmed")
+    assert (confirmed.topic, confirmed.channel) == ("promotions", "email")
+    assert Event.objects.filter(type="opt_in").count() == 2
+
+
+@pytest.mark.usefixtures("site", "staff")
+def test_lost_network_keeps_the_form_and_a_retry_records_once(tablet_page: Any) -> None:
+    page = tablet_page
+    staff_login(page)
+    page.goto("/store/capture/")
+    page.fill("#id_email", "offline@example.fr")
+    page.check("#choice-newsletter-email")
+    page.context.set_offline(True)
+    page.click("#confirm-here")
+    status = page.locator("#capture-status")
+    status.wait_for(state="visible")
+    assert status.inner_text()
+    assert page.input_value("#id_email") == "offline@example.fr"
+    assert page.is_checked("#choice-newsletter-email")
+    page.context.set_offline(False)
+    page.click("#confirm-here")
+    page.wait_for_url("**/store/thanks/")
+    assert Event.objects.filter(type="opt_in").count() == 1
+    assert Capture.objects.count() == 1
+
+
+@pytest.mark.usefixtures("site", "staff")
+def test_idle_customer_screen_resets_itself(tablet_page: Any, settings: Any) -> None:
+    settings.STORE_CUSTOMER_IDLE_SECONDS = 2
+    page = tablet_page
+    staff_login(page)
+    page.goto("/store/capture/")
+    page.fill("#id_email", "walked.away@example.fr")
+    page.wait_for_url("**/store/capture/?auto=1", timeout=10_000)
+    blank(page)
+    assert not Event.objects.exists()
+
+
+@pytest.mark.usefixtures("site", "staff", "sofas")
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_staff_and_customer_screens_are_accessible(
+    tablet_page: Any, language: str, manager: Any
+) -> None:
+    page = tablet_page
+    page.set_extra_http_headers({"Accept-Language": language})
+    page.goto("/store/login/")
+    assert page.get_attribute("html", "lang") == language
+    accessible(page)
+    staff_login(page)
+    accessible(page)  # staff home
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"store-home-{language}.png"), full_page=True)
+    page.goto("/store/phone/")
+    accessible(page)
+    page.click("main form[data-phone] button[type=submit]:not([name])")
+    page.locator("#error-summary").wait_for()
+    accessible(page)
+
+    page.goto("/store/capture/")
+    assert page.get_attribute("html", "lang") == language
+    accessible(page)
+    # Errors shown in customer mode.
+    page.click("#confirm-here")
+    page.locator("#error-summary").wait_for()
+    assert page.evaluate("document.activeElement.id") == "error-summary"
+    accessible(page)
+    page.screenshot(path=str(SCREENSHOTS / f"store-capture-errors-{language}.png"), full_page=True)
+    # The customer switches language on the spot; what was typed stays.
+    other = "en" if language == "fr" else "fr"
+    page.fill("#id_email", "switch@example.fr")
+    page.click("button[name=switch_language]")
+    page.wait_for_function(f"document.documentElement.lang === '{other}'")
+    assert page.input_value("#id_email") == "switch@example.fr"
+    accessible(page)
+    page.check("#choice-newsletter-email")
+    page.click("#confirm-here")
+    page.wait_for_url("**/store/thanks/")
+    accessible(page)
+    assert Event.objects.get(type="opt_in").notice.language == other
+    page.wait_for_url("**/store/capture/?auto=1")  # let the thank-you screen advance first
+
+    # The manager's tablet page.
+    page.context.clear_cookies()
+    page.goto("/store/login/")
+    page.fill("#id_username", "marc")
+    page.fill("#id_password", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/store/")
+    page.goto("/store/devices/")
+    accessible(page)
