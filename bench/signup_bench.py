@@ -61,6 +61,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 # --- Environment, database, Redis -----------------------------------------------------------------
 
 
+def redis_db(args: argparse.Namespace, backend: str) -> int:
+    """Each stack has its own Redis database: its own queue and rate-limit cache."""
+    return args.redis_db + list(BACKENDS).index(backend)
+
+
 def server_env(args: argparse.Namespace, backend: str, port: int | None = None) -> dict[str, str]:
     """The environment of every Assent process of the bench: production-like, rate limits off."""
     env = {
@@ -73,7 +78,7 @@ def server_env(args: argparse.Namespace, backend: str, port: int | None = None) 
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "PYTHONPATH": str(ROOT),
             "DATABASE_URL": f"{args.server_url}/{args.database}",
-            "REDIS_URL": f"{args.redis_url}/{args.redis_db}",
+            "REDIS_URL": f"{args.redis_url}/{redis_db(args, backend)}",
             "DEBUG": "False",
             "SECRET_KEY": args.secret_key,
             "ALLOWED_HOSTS": "127.0.0.1",
@@ -87,6 +92,10 @@ def server_env(args: argparse.Namespace, backend: str, port: int | None = None) 
             "LOG_LEVEL": "WARNING",
         }
     )
+    if args.conn_max_age is not None:
+        env["CONN_MAX_AGE"] = str(args.conn_max_age)
+    else:
+        env.pop("CONN_MAX_AGE", None)
     if port is not None:
         env["SITE_URL"] = f"http://127.0.0.1:{port}"
     return env
@@ -120,16 +129,17 @@ def manage(args: argparse.Namespace, *command: str) -> None:
         raise RuntimeError(f"manage.py {' '.join(command)} failed:\n{done.stdout}{done.stderr}")
 
 
-def redis_claim_and_flush(args: argparse.Namespace) -> None:
-    """Empty the bench's Redis database; refuse one that holds someone else's keys."""
+def redis_claim_and_flush(args: argparse.Namespace, backend: str) -> None:
+    """Empty a Redis database of the bench; refuse one that holds someone else's keys."""
     import redis
 
-    client = redis.Redis.from_url(f"{args.redis_url}/{args.redis_db}")
+    db = redis_db(args, backend)
+    client = redis.Redis.from_url(f"{args.redis_url}/{db}")
     try:
         if client.dbsize() and not client.exists(REDIS_MARKER):
             sys.exit(
-                f"Redis database {args.redis_db} is not empty and not this benchmark's: "
-                "choose another with --redis-db."
+                f"Redis database {db} is not empty and not this benchmark's: choose others "
+                "with --redis-db (it uses that one and the next)."
             )
         client.flushdb()
         client.set(REDIS_MARKER, "bench/signup_bench.py")
@@ -185,6 +195,22 @@ class Process:
             os.killpg(self.popen.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=5)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (the Celery pool), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids, total = [pid], 0.0
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = path.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:  # ppid
+                pids.append(int(path.parent.name))
+    for p in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -353,12 +379,12 @@ def p95(values: list[float]) -> float:
 # --- Phases ---------------------------------------------------------------------------------------
 
 
-def outbox_counts(args: argparse.Namespace, first_id: int) -> dict[str, int]:
+def outbox_counts(args: argparse.Namespace, first_id: int, like: str = "%") -> dict[str, int]:
     row = db_query(
         args,
         "SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status = "
-        "'pending'), count(*) FROM consents_outbox WHERE id > %s",
-        (first_id,),
+        "'pending'), count(*) FROM consents_outbox WHERE id > %s AND \"to\" LIKE %s",
+        (first_id, like),
     )
     return {"sent": row[0], "pending": row[1], "rows": row[2]}
 
@@ -367,55 +393,98 @@ def max_outbox_id(args: argparse.Namespace) -> int:
     return db_query(args, "SELECT coalesce(max(id), 0) FROM consents_outbox")[0]
 
 
-def latency_phase(args: argparse.Namespace, backend: str, run_id: str) -> dict[str, Any]:
-    log(f"[{backend}] starting gunicorn ({args.gunicorn_workers} workers) and one Celery worker")
-    redis_claim_and_flush(args)
-    port = spare_port()
+def block_order(blocks: int) -> list[str]:
+    """instant, slow | slow, instant | instant, slow ...: each backend goes first as often."""
+    order: list[str] = []
+    for n in range(blocks):
+        pair = list(BACKENDS)
+        order += pair if n % 2 == 0 else pair[::-1]
+    return order
+
+
+def latency_phase(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
+    """Both stacks run side by side; the POSTs go to one at a time, in alternating blocks.
+
+    A stack that is not being posted to is idle (the slow worker sleeps through its backlog),
+    and before a slow block the instant worker has finished its sends: each block measures its
+    own stack, while load from outside the bench falls on both backends alike.
+    """
+    results: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
-        worker = start_worker(args, backend, backend)
-        stack.callback(worker.stop)
-        server = start_gunicorn(args, backend, port)
-        stack.callback(server.stop)
-        load_before = os.getloadavg()[0]
-        for i in range(args.warmup):
-            email = f"warmup-{run_id}-{backend}-{i}@bench.test"
-            _elapsed, status, _location = signup_post(port, email)
-            if status != 302:
-                raise RuntimeError(f"warm-up POST answered {status}")
+        ports: dict[str, int] = {}
+        processes: list[Process] = []
+        for backend in BACKENDS:
+            log(
+                f"[{backend}] starting gunicorn ({args.gunicorn_workers} workers) and one "
+                f"Celery worker (Redis db {redis_db(args, backend)})"
+            )
+            redis_claim_and_flush(args, backend)
+            ports[backend] = spare_port()
+            worker = start_worker(args, backend, backend)
+            stack.callback(worker.stop)
+            server = start_gunicorn(args, backend, ports[backend])
+            stack.callback(server.stop)
+            processes += [worker, server]
+            for i in range(args.warmup):
+                email = f"warmup-{run_id}-{backend}-{i}@bench.test"
+                _elapsed, status, _location = signup_post(ports[backend], email)
+                if status != 302:
+                    raise RuntimeError(f"{backend} warm-up POST answered {status}")
         first_id = max_outbox_id(args)
-        log(f"[{backend}] {args.requests} sign-up POSTs (after {args.warmup} warm-up ones)")
-        times: list[float] = []
-        started = time.perf_counter()
-        for i in range(args.requests):
-            elapsed, status, location = signup_post(port, f"s-{run_id}-{backend}-{i}@bench.test")
-            if status != 302 or not location.endswith("/subscribe/done/"):
-                raise RuntimeError(f"POST {i} answered {status} {location!r}, not 302")
-            times.append(elapsed)
-        wall = time.perf_counter() - started
-        # Evidence of where the sends happen: with the slow backend, most are still queued.
-        outbox = outbox_counts(args, first_id)
-        worker.check_alive()
-        server.check_alive()
-        result = {
-            "backend": BACKENDS[backend],
-            "requests": len(times),
-            "median_ms": round(statistics.median(times) * 1000, 2),
-            "p95_ms": round(p95(times) * 1000, 2),
-            "mean_ms": round(statistics.fmean(times) * 1000, 2),
-            "min_ms": round(min(times) * 1000, 2),
-            "max_ms": round(max(times) * 1000, 2),
-            "wall_s_including_gets": round(wall, 2),
-            "outbox_after_posts": outbox,
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg()[0],
-            "all_ms": [round(t * 1000, 2) for t in times],
-        }
+        blocks = max(1, math.ceil(args.requests / args.block))
+        times: dict[str, list[float]] = {backend: [] for backend in BACKENDS}
+        loads: dict[str, list[float]] = {backend: [] for backend in BACKENDS}
         log(
-            f"[{backend}] median {result['median_ms']} ms, p95 {result['p95_ms']} ms; outbox "
-            f"rows sent {outbox['sent']} / pending {outbox['pending']} when the last POST returned"
+            f"{args.requests} sign-up POSTs per backend (after {args.warmup} warm-up ones), in "
+            f"alternating blocks of {args.block}"
         )
-        log(f"[{backend}] stopping")
-    return result
+
+        def instant_idle() -> bool:
+            return outbox_counts(args, 0, f"%-{run_id}-instant-%")["pending"] == 0
+
+        previous = ""
+        for backend in block_order(blocks):
+            if previous == "instant":
+                wait_until(instant_idle, 60, "the instant worker to finish its sends", 0.02)
+            previous = backend
+            todo = min(args.block, args.requests - len(times[backend]))
+            loads[backend].append(os.getloadavg()[0])
+            for _ in range(todo):
+                i = len(times[backend])
+                email = f"s-{run_id}-{backend}-{i}@bench.test"
+                elapsed, status, location = signup_post(ports[backend], email)
+                if status != 302 or not location.endswith("/subscribe/done/"):
+                    raise RuntimeError(f"{backend} POST {i}: {status} {location!r}, not 302")
+                times[backend].append(elapsed)
+            for process in processes:
+                process.check_alive()
+        for backend in BACKENDS:
+            t = times[backend]
+            # Evidence of where the sends happen: with the slow backend most are still queued.
+            outbox = outbox_counts(args, first_id, f"s-{run_id}-{backend}-%")
+            results[backend] = {
+                "backend": BACKENDS[backend],
+                "requests": len(t),
+                "median_ms": round(statistics.median(t) * 1000, 2),
+                "p95_ms": round(p95(t) * 1000, 2),
+                "mean_ms": round(statistics.fmean(t) * 1000, 2),
+                "min_ms": round(min(t) * 1000, 2),
+                "max_ms": round(max(t) * 1000, 2),
+                "outbox_at_end": outbox,
+                "load_average_at_each_block": loads[backend],
+                "block_medians_ms": [
+                    round(statistics.median(t[k : k + args.block]) * 1000, 1)
+                    for k in range(0, len(t), args.block)
+                ],
+                "all_ms": [round(x * 1000, 2) for x in t],
+            }
+            log(
+                f"[{backend}] median {results[backend]['median_ms']} ms, p95 "
+                f"{results[backend]['p95_ms']} ms; its outbox rows at the end: sent "
+                f"{outbox['sent']}, pending {outbox['pending']}"
+            )
+        log("stopping both stacks")
+    return results
 
 
 def child_enqueue(count: int, run_id: str) -> None:
@@ -441,7 +510,7 @@ def child_enqueue(count: int, run_id: str) -> None:
 
 
 def emails_phase(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
-    redis_claim_and_flush(args)
+    redis_claim_and_flush(args, "instant")
     first_id = max_outbox_id(args)
     log(f"[emails/s] queueing {args.emails} confirmation emails (signup_submit), no worker running")
     done = subprocess.run(  # noqa: S603 - our own command line
@@ -464,6 +533,7 @@ def emails_phase(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
         worker = start_worker(args, "instant", "emails")
         stack.callback(worker.stop)
         ready = time.perf_counter()
+        cpu_before = tree_cpu_seconds(worker.popen.pid)
         load_before = os.getloadavg()[0]
 
         def all_sent() -> bool:
@@ -472,6 +542,7 @@ def emails_phase(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
 
         wait_until(all_sent, 60 + args.emails / 5, "every row to be sent", interval=0.1)
         finished = time.perf_counter()
+        cpu = tree_cpu_seconds(worker.popen.pid) - cpu_before
         load_after = os.getloadavg()[0]
     span = db_query(
         args,
@@ -486,6 +557,9 @@ def emails_phase(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
         "seconds_from_ready_to_all_sent": round(seconds, 2),
         "emails_per_s": round(args.emails / seconds, 1),
         "first_to_last_sent_at_s": round(float(span), 2),
+        # Load-independent: what the worker's processes spent (not PostgreSQL's or Redis's).
+        "worker_cpu_s": round(cpu, 2),
+        "worker_cpu_ms_per_email": round(cpu / args.emails * 1000, 2),
         "emails_per_s_by_sent_at": round((args.emails - 1) / float(span), 1) if span else None,
         "load_average_before": load_before,
         "load_average_after": load_after,
@@ -510,28 +584,33 @@ def report(results: dict[str, Any]) -> str:
         f"{'ratio slow / instant (medians)':<48}{ratio:>13.2f}x{'<= 1.5x':>12}"
         f"  {'met' if ratio <= TARGET_RATIO else 'MISSED'}",
         f"{'sign-up POST p95, instant / slow':<48}{inst['p95_ms']:.1f} / {slow['p95_ms']:.1f} ms",
-        f"{'  outbox when the last POST returned, instant':<48}"
-        f"sent {inst['outbox_after_posts']['sent']}, pending "
-        f"{inst['outbox_after_posts']['pending']}",
-        f"{'  outbox when the last POST returned, slow':<48}"
-        f"sent {slow['outbox_after_posts']['sent']}, pending "
-        f"{slow['outbox_after_posts']['pending']}",
+        f"{'  median of the per-block ratios':<48}{results['ratio_of_block_medians']:>13.2f}x",
     ]
+    for name, r in (("instant", inst), ("slow", slow)):
+        lines.append(
+            f"{'  its outbox rows when the POSTs ended, ' + name:<48}"
+            f"sent {r['outbox_at_end']['sent']}, pending {r['outbox_at_end']['pending']}"
+        )
     if em:
         lines += [
             f"{'emails/s, one worker (prefork, 1), instant':<48}{em['emails_per_s']:>9.1f} /s",
             f"{'  ' + str(em['emails']) + ' rows, ready to all sent':<48}"
             f"{em['seconds_from_ready_to_all_sent']:>12.1f} s"
             f"   (by sent_at: {em['emails_per_s_by_sent_at']} /s)",
+            f"{'  worker CPU (parent + pool) per email':<48}"
+            f"{em['worker_cpu_ms_per_email']:>11.1f} ms",
         ]
     c = results["config"]
     m = results["machine"]
+    conn_max_age = "Assent's default" if c["conn_max_age"] is None else c["conn_max_age"]
     lines += [
         "-" * 82,
-        f"{c['requests']} sequential POSTs per backend after {c['warmup']} warm-up, each after an "
-        f"untimed GET; gunicorn {c['gunicorn_workers']} sync workers, 1 Celery worker;",
-        f"PostgreSQL database {c['database']}, Redis db {c['redis_db']}; {m['cpus']} CPUs, "
-        f"load average {m['load_average_before']:.2f} at start",
+        f"{c['requests']} POSTs per backend, one at a time, in alternating blocks of {c['block']} "
+        f"(after {c['warmup']} warm-up), each after an untimed GET;",
+        f"per backend: gunicorn {c['gunicorn_workers']} sync workers + 1 Celery worker "
+        f"(prefork, 1); CONN_MAX_AGE {conn_max_age};",
+        f"PostgreSQL database {c['database']}, Redis dbs {c['redis_db']}-{c['redis_db'] + 1}; "
+        f"{m['cpus']} CPUs, load average {m['load_average_before']:.2f} at start",
     ]
     return "\n".join(lines)
 
@@ -548,14 +627,25 @@ def signals_raise() -> Iterator[None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="timed POSTs per backend")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed POSTs first")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed POSTs first, each")
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=20,
+        help="POSTs per block; blocks alternate between the backends (>= --requests: one each)",
+    )
+    parser.add_argument(
+        "--conn-max-age", type=int, help="CONN_MAX_AGE for every process (default: Assent's)"
+    )
     parser.add_argument("--emails", type=int, default=2000, help="rows for emails/s (0: skip)")
     parser.add_argument("--slow-seconds", type=float, default=2.0, help="slow backend, per send")
     parser.add_argument("--gunicorn-workers", type=int, default=2)
     parser.add_argument("--server-url", default=DEFAULT_SERVER, help="PostgreSQL, no database")
     parser.add_argument("--database", default=DEFAULT_DB, help="dropped and recreated")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS, help="Redis, no database number")
-    parser.add_argument("--redis-db", type=int, default=11, help="emptied: the bench's own")
+    parser.add_argument(
+        "--redis-db", type=int, default=11, help="this one and the next: emptied, the bench's own"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--child-enqueue", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--run-id", default="", help=argparse.SUPPRESS)
@@ -578,6 +668,8 @@ def main() -> None:
             "slow_seconds": args.slow_seconds,
             "gunicorn_workers": args.gunicorn_workers,
             "celery_worker": "prefork, concurrency 1",
+            "block": args.block,
+            "conn_max_age": args.conn_max_age,
             "database": args.database,
             "redis_db": args.redis_db,
         },
@@ -588,13 +680,17 @@ def main() -> None:
         recreate_database(args)
         manage(args, "migrate", "--noinput")
         manage(args, "demo_data", "--allow-production")
-        results["instant"] = latency_phase(args, "instant", run_id)
-        results["slow"] = latency_phase(args, "slow", run_id)
+        results.update(latency_phase(args, run_id))
         results["ratio"] = round(results["slow"]["median_ms"] / results["instant"]["median_ms"], 3)
         results["target_met"] = results["ratio"] <= TARGET_RATIO
+        pairs = zip(
+            results["instant"]["block_medians_ms"], results["slow"]["block_medians_ms"], strict=True
+        )
+        results["ratio_of_block_medians"] = round(statistics.median(s / i for i, s in pairs), 3)
         if args.emails:
             results["emails"] = emails_phase(args, run_id)
-        redis_claim_and_flush(args)
+        for backend in BACKENDS:
+            redis_claim_and_flush(args, backend)
     table = report(results)
     results["table"] = table.splitlines()
     (args.out / "signup.json").write_text(json.dumps(results, indent=2) + "\n")
