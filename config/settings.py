@@ -43,13 +43,17 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 BRAND_NAME = env("BRAND_NAME", default="Assent")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin site with a second factor (consents.adminsite.AssentAdminSite).
+    "consents.adminapp.AssentAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "anymail",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "consents",
     "preferences",
 ]
@@ -62,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -138,6 +143,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "consents.tasks.ledger_verify",
         "schedule": crontab(hour=3, minute=17),
     },
+    "notice-reconfirm-campaigns": {
+        "task": "consents.tasks.reconfirm_campaigns",
+        "schedule": 60.0,
+    },
+    "retention-daily": {
+        "task": "consents.tasks.retention_daily",
+        "schedule": crontab(hour=4, minute=7),
+    },
 }
 
 # --- Email --------------------------------------------------------------------------------------
@@ -174,6 +187,19 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 315
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
 if env.bool("BEHIND_HTTPS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Every admin login needs a TOTP second factor. Only the embedded default (DEBUG on) may turn it
+# off, for its demo accounts; with DEBUG off it is always required, whatever this says.
+ADMIN_REQUIRE_2FA = env.bool("ADMIN_REQUIRE_2FA", default=not DEBUG)
+OTP_TOTP_ISSUER = BRAND_NAME
+# The suppression list keeps opted-out addresses only as HMACs under this key: a dedicated key,
+# derived from SECRET_KEY unless set, so that the list is useless without the deployment's secret.
+SUPPRESSION_KEY = env("SUPPRESSION_KEY", default="")
+# Rectification (new email) and "keep me" (retention) links.
+RECTIFY_LINK_TTL = timedelta(days=env.int("RECTIFY_LINK_TTL_DAYS", default=7))
+RETENTION_KEEP_LINK_TTL = timedelta(days=env.int("RETENTION_KEEP_LINK_TTL_DAYS", default=60))
+# Notice re-confirmation campaigns: at most this many emails per run of the campaign task.
+RECONFIRM_MAX_PER_RUN = env.int("RECONFIRM_MAX_PER_RUN", default=500)
 
 # --- Internationalisation ----------------------------------------------------------------------
 LANGUAGE_CODE = "fr"

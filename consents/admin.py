@@ -9,37 +9,55 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
-from django.contrib import admin
-from django.core.exceptions import ValidationError
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Model, Q, QuerySet
 from django.forms import BaseInlineFormSet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 
-from consents import ledger, services
+from consents import clock, ledger, notices, proof, rules, services
 from consents.models import (
+    AccessLog,
     CatalogFact,
     Category,
     ChannelState,
     ConsentState,
     Contact,
     ContactFacts,
+    Erasure,
     Event,
     Evidence,
     Notice,
+    Outbox,
+    ReconfirmCampaign,
     Store,
+    Suppression,
     Topic,
 )
-from consents.vocab import TOPIC_PURPOSES, Channel, Purpose
+from consents.vocab import PURPOSES, TOPIC_PURPOSES, Channel, Purpose
 
-admin.site.site_header = _("Assent: consent ledger")
-admin.site.site_title = _("Assent admin")
-admin.site.index_title = _("Compliance")
+
+def ledger_site() -> str:
+    from django.conf import settings
+
+    return settings.SITE_URL
+
+
+def method_decorator_post(fn: Any) -> Any:
+    from django.utils.decorators import method_decorator
+
+    return method_decorator(require_POST)(fn)
+
 
 PUBLIC_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
 SEARCH_HELP = _("An email address, a phone number (+33… or 06…), or a contact's public id.")
@@ -191,8 +209,72 @@ class CatalogFactInline(ReadOnlyInline):
     fields = readonly_fields = ("kind", "category", "product", "contract", "active")
 
 
+class DecisionForm(forms.Form):
+    """The decision panel: a message, an instant, and ``decide``'s answer for this person."""
+
+    channel = forms.ChoiceField(label=_("channel"), choices=Channel.choices)
+    purpose = forms.ChoiceField(
+        label=_("purpose"), choices=[(p, Purpose(p).label) for p in PURPOSES]
+    )
+    topic = forms.ChoiceField(label=_("topic"), required=False)
+    category = forms.CharField(label=_("category"), required=False, max_length=64)
+    product = forms.CharField(label=_("product"), required=False, max_length=128)
+    professions = forms.CharField(
+        label=_("professions"), required=False, help_text=_("Comma-separated.")
+    )
+    automated = forms.BooleanField(label=_("automated call"), required=False)
+    contains_promotion = forms.BooleanField(label=_("contains a promotion"), required=False)
+    at = forms.DateTimeField(
+        label=_("as of (UTC)"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text=_("Empty: now."),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, prefix="decide", **kwargs)
+        self.fields["topic"].choices = [("", "-")] + [
+            (slug, slug) for slug in Topic.objects.values_list("slug", flat=True)
+        ]
+
+    def message(self) -> rules.Message:
+        data = self.cleaned_data
+        return rules.Message(
+            channel=data["channel"],
+            purpose=data["purpose"],
+            topic=data["topic"] or None,
+            category=data["category"] or None,
+            product=data["product"] or None,
+            professions=tuple(p.strip() for p in data["professions"].split(",") if p.strip()),
+            contains_promotion=data["contains_promotion"],
+            automated=data["automated"],
+        )
+
+    def instant(self) -> datetime:
+        at = self.cleaned_data.get("at")
+        if at is None:
+            return clock.now()
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
+class EraseForm(forms.Form):
+    reason = forms.CharField(
+        label=_("reason"),
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("E.g. the person's request of 12 March, ticket #1234."),
+    )
+
+
+class RectifyForm(forms.Form):
+    email = forms.CharField(label=_("new email address"), max_length=254)
+
+    def clean_email(self) -> str:
+        return services.normalize_email(self.cleaned_data["email"])
+
+
 @admin.register(Contact)
 class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
+    change_form_template = "admin/consents/contact/change_form.html"
     contact_prefix = ""
     search_fields = ("=public_id", "email", "phone")
     list_display = ("__str__", "phone", "first_name", "kind", "locale", "is_customer", "created_at")
@@ -263,6 +345,178 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
         return format_html(
             'Intact: {} events verified. <a href="{}">All events</a>', checked, events_url
         )
+
+    # --- The compliance officer's tools on a person ---------------------------------------------
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        contact = self.get_object(request, object_id)
+        if contact is None or not self.has_view_or_change_permission(request, contact):
+            return super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET":
+            proof.access_log(user=request.user, action="view_contact", contact=contact)
+        _, facts = proof.history(contact)  # once, for the grid and the panel
+        now = clock.now()
+        form = DecisionForm(request.GET if "decide-channel" in request.GET else None)
+        decision = None
+        if form.is_bound and form.is_valid():
+            decision = proof.decide_for(contact, facts, form.message(), form.instant())
+        user = request.user
+        context = {
+            **(extra_context or {}),
+            "grid": proof.state_grid(contact, facts, now),
+            "decision_form": form,
+            "decision": decision,
+            "decision_facts": sorted((decision.facts if decision else {}).items()),
+            "erasure": Erasure.objects.filter(contact=contact).first(),
+            "can_export": user.has_perm("consents.export_contact"),
+            "can_erase": user.has_perm("consents.erase_contact"),
+            "can_rectify": user.has_perm("consents.rectify_contact"),
+        }
+        return super().change_view(request, object_id, form_url, context)
+
+    def get_urls(self) -> list:
+        def view(fn: Any) -> Any:
+            return self.admin_site.admin_view(fn)
+
+        urls = [
+            path("<int:pk>/proof.json", view(self.proof_view), name="consents_contact_proof"),
+            path("<int:pk>/receipt/", view(self.receipt_view), name="consents_contact_receipt"),
+            path("<int:pk>/access.json", view(self.access_view), name="consents_contact_access"),
+            path("<int:pk>/verify/", view(self.verify_view), name="consents_contact_verify"),
+            path("<int:pk>/erase/", view(self.erase_view), name="consents_contact_erase"),
+            path("<int:pk>/rectify/", view(self.rectify_view), name="consents_contact_rectify"),
+        ]
+        return urls + super().get_urls()
+
+    def _contact(self, request: HttpRequest, pk: int, perm: str) -> Contact:
+        if not request.user.has_perm(perm):
+            raise PermissionDenied
+        return get_object_or_404(Contact, pk=pk)
+
+    def _back(self, contact: Contact) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:consents_contact_change", args=[contact.pk]))
+
+    def proof_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        contact = self._contact(request, pk, "consents.export_contact")
+        proof.access_log(user=request.user, action="export_proof", contact=contact)
+        response = JsonResponse(
+            proof.proof_export(contact), json_dumps_params={"indent": 2, "ensure_ascii": False}
+        )
+        response["Content-Disposition"] = f'attachment; filename="proof-{contact.public_id}.json"'
+        return response
+
+    def access_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        contact = self._contact(request, pk, "consents.export_contact")
+        proof.access_log(user=request.user, action="export_access", contact=contact)
+        response = JsonResponse(
+            proof.access_export(contact, clock.now()),
+            json_dumps_params={"indent": 2, "ensure_ascii": False},
+        )
+        response["Content-Disposition"] = f'attachment; filename="data-{contact.public_id}.json"'
+        return response
+
+    def receipt_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        contact = self._contact(request, pk, "consents.export_contact")
+        proof.access_log(user=request.user, action="export_receipt", contact=contact)
+        context = {"contact": contact, "receipts": proof.receipts(contact), "now": clock.now()}
+        return render(request, "consents/receipt.html", context)
+
+    @method_decorator_post
+    def verify_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        contact = self._contact(request, pk, "consents.view_contact")
+        checked, broken = ledger.verify_range(contact.pk, contact.pk + 1)
+        proof.access_log(
+            user=request.user,
+            action="verify",
+            contact=contact,
+            detail=f"broken at #{broken['seq']}" if broken else f"intact, {checked} events",
+        )
+        if broken:
+            messages.error(
+                request,
+                _("Chain BROKEN at event #%(seq)s: %(problem)s") % broken,
+            )
+        else:
+            messages.success(request, _("Chain intact: %(n)s events verified.") % {"n": checked})
+        return self._back(contact)
+
+    def erase_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        contact = self._contact(request, pk, "consents.erase_contact")
+        form = EraseForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            reason = form.cleaned_data["reason"]
+            try:
+                with transaction.atomic():
+                    services.contact_erase(
+                        contact=contact, reason=reason, actor=f"staff:{request.user.get_username()}"
+                    )
+                    proof.access_log(
+                        user=request.user, action="erase", contact=contact, detail=reason
+                    )
+            except ValidationError as exc:
+                messages.error(request, "; ".join(exc.messages))
+            else:
+                messages.success(request, _("The contact's personal data was erased."))
+            return self._back(contact)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Erase this contact's personal data"),
+            "contact": contact,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/consents/contact/erase.html", context)
+
+    def rectify_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        from consents.outbox import email_enqueue
+        from consents.public_views import email_token
+
+        contact = self._contact(request, pk, "consents.rectify_contact")
+        form = RectifyForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            new_email = form.cleaned_data["email"]
+            if Contact.objects.filter(email__iexact=new_email).exclude(pk=contact.pk).exists():
+                form.add_error("email", _("Another contact has this address."))
+            else:
+                url = reverse("admin:email_confirm", args=[email_token(contact, new_email)])
+                with transaction.atomic():
+                    # A service email to the new address: nothing changes until its owner confirms.
+                    email_enqueue(
+                        to=new_email,
+                        template="email-confirm",
+                        context={"confirm_url": f"{ledger_site()}{url}"},
+                        language=contact.locale,
+                        contact=contact,
+                        is_service=True,
+                    )
+                    proof.access_log(
+                        user=request.user,
+                        action="rectify_request",
+                        contact=contact,
+                        detail="confirmation sent to the new email address",
+                    )
+                messages.success(
+                    request,
+                    _(
+                        "A confirmation link was sent to the new address; "
+                        "nothing changes until it is used."
+                    ),
+                )
+                return self._back(contact)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Change this contact's email address"),
+            "contact": contact,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/consents/contact/rectify.html", context)
 
 
 @admin.register(Event)
@@ -465,10 +719,17 @@ class TopicAdmin(admin.ModelAdmin):
 
 @admin.register(Notice)
 class NoticeAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "topic", "language", "version", "published_at", "sha256")
+    """Drafts are written and edited here; publishing (a button) fixes the wording for good."""
+
+    change_form_template = "admin/consents/notice/change_form.html"
+    list_display = ("__str__", "topic", "language", "version", "status", "published_at", "sha256")
     list_filter = ("language", "topic")
     list_select_related = ("topic",)
     search_fields = ("topic__slug", "text")
+
+    @admin.display(description=_("status"))
+    def status(self, obj: Notice) -> str:
+        return _("published") if obj.is_published else _("draft")
 
     def get_fields(self, request: HttpRequest, obj: Notice | None = None) -> tuple:
         if obj is None:
@@ -476,7 +737,11 @@ class NoticeAdmin(admin.ModelAdmin):
         return ("topic", "language", "version", "text", "sha256", "published_at", "created_at")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Notice | None = None) -> tuple:
-        return () if obj is None else self.get_fields(request, obj)
+        if obj is None:
+            return ()
+        if obj.is_published:
+            return self.get_fields(request, obj)
+        return ("topic", "language", "version", "sha256", "published_at", "created_at")
 
     def has_change_permission(self, request: HttpRequest, obj: Notice | None = None) -> bool:
         if obj is not None and obj.is_published:
@@ -488,15 +753,73 @@ class NoticeAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Notice, form: forms.Form, change: bool) -> None:
         if change:
-            obj.save()
-            return
-        published = services.notice_publish(
-            topic=form.cleaned_data["topic"],
-            language=form.cleaned_data["language"],
-            text=form.cleaned_data["text"],
-        )
+            saved = services.notice_draft_update(notice=obj, text=form.cleaned_data["text"])
+        else:
+            saved = services.notice_draft_create(
+                topic=form.cleaned_data["topic"],
+                language=form.cleaned_data["language"],
+                text=form.cleaned_data["text"],
+            )
         for field in Notice._meta.concrete_fields:
-            setattr(obj, field.attname, getattr(published, field.attname))
+            setattr(obj, field.attname, getattr(saved, field.attname))
+
+    def get_urls(self) -> list:
+        publish = self.admin_site.admin_view(self.publish_view)
+        reconfirm = self.admin_site.admin_view(self.reconfirm_view)
+        return [
+            path("<int:pk>/publish/", publish, name="consents_notice_publish"),
+            path("<int:pk>/reconfirm/", reconfirm, name="consents_notice_reconfirm"),
+        ] + super().get_urls()
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        notice = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if notice is not None:
+            older = notices.older_consents(notice)
+            context["older_consents"] = older.count() if notice.topic_id else None
+            context["older_by_email"] = older.filter(channel=Channel.EMAIL).count()
+            context["campaigns"] = notice.campaigns.all()
+            context["can_publish"] = not notice.is_published and request.user.has_perm(
+                "consents.change_notice"
+            )
+        return super().change_view(request, object_id, form_url, context)
+
+    @method_decorator_post
+    def publish_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not request.user.has_perm("consents.change_notice"):
+            raise PermissionDenied
+        notice = get_object_or_404(Notice, pk=pk)
+        try:
+            published = services.notice_draft_publish(notice=notice)
+        except ValidationError as exc:
+            messages.error(request, "; ".join(exc.messages))
+        else:
+            messages.success(
+                request, _("Published; its hash is %(sha)s.") % {"sha": published.sha256}
+            )
+        return HttpResponseRedirect(reverse("admin:consents_notice_change", args=[pk]))
+
+    @method_decorator_post
+    def reconfirm_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not request.user.has_perm("consents.change_notice"):
+            raise PermissionDenied
+        notice = get_object_or_404(Notice, pk=pk)
+        try:
+            notices.campaign_start(notice=notice, actor=f"staff:{request.user.get_username()}")
+        except ValueError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(
+                request,
+                _("Re-confirmation started: the emails leave in batches, through the outbox."),
+            )
+        return HttpResponseRedirect(reverse("admin:consents_notice_change", args=[pk]))
 
 
 @admin.register(Category)
@@ -519,3 +842,67 @@ class CategoryAdmin(admin.ModelAdmin):
 class StoreAdmin(admin.ModelAdmin):
     list_display = ("code", "name")
     search_fields = ("code", "name")
+
+
+# --- Compliance records: read-only for everyone -------------------------------------------------
+
+
+@admin.register(AccessLog)
+class AccessLogAdmin(ReadOnlyAdminMixin, ContactSearchMixin, admin.ModelAdmin):
+    list_display = ("at", "username", "action", "contact", "detail")
+    list_filter = ("action",)
+    list_select_related = ("contact",)
+    list_per_page = 100
+    show_full_result_count = False
+    search_fields = ("=contact__public_id", "username")
+
+
+@admin.register(Erasure)
+class ErasureAdmin(ReadOnlyAdminMixin, ContactSearchMixin, admin.ModelAdmin):
+    list_display = ("erased_at", "contact", "actor", "reason", "suppressed")
+    list_select_related = ("contact",)
+    search_fields = ("=contact__public_id",)
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("digest", "kind", "created_at", "reason")
+    list_filter = ("kind",)
+    search_fields = ("=digest",)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        # An officer types an address; the list only knows its keyed hash.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            kind = "email" if "@" in term else "phone"
+            return queryset.filter(digest=services.suppression_digest(kind, term)), False
+        except ValidationError:
+            return queryset.none(), False
+
+
+@admin.register(ReconfirmCampaign)
+class ReconfirmCampaignAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("notice", "started_at", "started_by", "finished_at", "asked", "confirmed")
+    list_select_related = ("notice__topic",)
+
+    @admin.display(description=_("asked"))
+    def asked(self, obj: ReconfirmCampaign) -> int:
+        return obj.requests.count()
+
+    @admin.display(description=_("confirmed"))
+    def confirmed(self, obj: ReconfirmCampaign) -> int:
+        return obj.requests.filter(confirmed_at__isnull=False).count()
+
+
+@admin.register(Outbox)
+class OutboxAdmin(ReadOnlyAdminMixin, ContactSearchMixin, admin.ModelAdmin):
+    list_display = ("id", "template", "to", "status", "created_at", "sent_at", "attempts")
+    list_filter = ("status", "template")
+    list_select_related = ("contact",)
+    list_per_page = 50
+    show_full_result_count = False
+    ordering = ("-pk",)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Upper
 from django.utils.translation import get_language
@@ -144,6 +145,13 @@ class Contact(models.Model):
 
     class Meta:
         ordering = ["id"]
+        permissions = [
+            ("export_contact", "Can export a contact's proof and data (access request)"),
+            ("erase_contact", "Can erase a contact's personal data"),
+            ("rectify_contact", "Can ask a contact to confirm a new email address"),
+            ("run_retention", "Can run retention (repermission and erasure)"),
+            ("view_dashboard", "Can view the dashboards"),
+        ]
         constraints = [
             # Also the index behind ``email__iexact`` lookups on PostgreSQL (UPPER(email) = ...).
             models.UniqueConstraint(Upper("email"), name="contact_email_unique_ci"),
@@ -179,6 +187,33 @@ class Event(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["contact", "seq"], name="event_chain_position"),
+        ]
+        # The dashboards count events per week of a type from these alone (index-only scans on
+        # PostgreSQL), without reading the ledger's rows.
+        indexes = [
+            models.Index(
+                fields=["type", "occurred_at"],
+                include=["channel", "topic", "store", "method"],
+                name="event_type_occurred_cover",
+            ),
+            models.Index(
+                fields=["occurred_at"],
+                include=["contact", "seq", "topic", "channel"],
+                condition=models.Q(type="opt_in", data__doi="pending"),
+                name="event_doi_pending",
+            ),
+            models.Index(
+                fields=["contact", "topic", "channel", "seq"],
+                include=["occurred_at"],
+                condition=models.Q(type="doi_confirmed"),
+                name="event_doi_confirmed",
+            ),
+            models.Index(
+                fields=["occurred_at"],
+                include=["channel"],
+                condition=models.Q(type="bounce", data__hard=True),
+                name="event_hard_bounce",
+            ),
         ]
         ordering = ["contact_id", "seq"]
 
@@ -341,3 +376,101 @@ class Outbox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.template} to {self.to} ({self.status})"
+
+
+# --- Compliance records: who looked, who was erased, who may never come back -------------------
+
+
+class AccessLog(models.Model):
+    """Every view of a contact's page and every export: who, when, what. Never edited."""
+
+    at = models.DateTimeField(db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150)
+    action = models.CharField(max_length=32)
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.PROTECT, related_name="access_log"
+    )
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "access log entry"
+        verbose_name_plural = "access log"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.username} {self.action}"
+
+
+class Erasure(models.Model):
+    """A contact whose personal data was wiped; the ledger events and their chain stay."""
+
+    contact = models.OneToOneField(Contact, on_delete=models.PROTECT, related_name="erasure")
+    erased_at = models.DateTimeField()
+    actor = models.CharField(max_length=150)
+    reason = models.TextField()
+    suppressed = models.PositiveIntegerField(default=0, help_text="Addresses added to the list.")
+
+    class Meta:
+        ordering = ["-erased_at"]
+
+    def __str__(self) -> str:
+        return f"erasure of contact {self.contact_id}"
+
+
+class Suppression(models.Model):
+    """An opted-out address, kept only as a keyed hash (HMAC): enough to refuse its re-import,
+    useless to anyone without the deployment's key."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=8, help_text="email or phone")
+    created_at = models.DateTimeField()
+    reason = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.digest[:12]}…"
+
+
+class ReconfirmCampaign(models.Model):
+    """Ask the people who consented under older versions of a notice to confirm under this one.
+
+    Sent in batches (``RECONFIRM_MAX_PER_RUN`` a minute, by the beat task), through the outbox.
+    """
+
+    notice = models.ForeignKey(Notice, on_delete=models.PROTECT, related_name="campaigns")
+    started_at = models.DateTimeField()
+    started_by = models.CharField(max_length=150)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"re-confirmation under {self.notice}"
+
+
+class ReconfirmRequest(models.Model):
+    """One person asked to re-confirm one consent; the link in the email is bound to this row."""
+
+    campaign = models.ForeignKey(
+        ReconfirmCampaign, on_delete=models.PROTECT, related_name="requests"
+    )
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="+")
+    channel = models.CharField(max_length=8)
+    created_at = models.DateTimeField()
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "contact", "channel"], name="reconfirm_once_per_campaign"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"re-confirmation of contact {self.contact_id}"

@@ -9,6 +9,7 @@ projections, all in one transaction.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +22,18 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from consents import clock, ledger
-from consents.models import Category, Contact, Event, Evidence, Notice, Store, Topic
+from consents.models import (
+    Category,
+    Contact,
+    Erasure,
+    Event,
+    Evidence,
+    Notice,
+    Outbox,
+    Store,
+    Suppression,
+    Topic,
+)
 from consents.projections import projection_refresh
 from consents.vocab import (
     ANY,
@@ -33,6 +45,7 @@ from consents.vocab import (
     Doi,
     EventType,
     InteractionKind,
+    Method,
 )
 
 # --- Addresses ----------------------------------------------------------------------------------
@@ -282,6 +295,57 @@ def notice_publish(*, topic: Topic | None, language: str, text: str) -> Notice:
 
 
 @transaction.atomic
+def notice_draft_create(*, topic: Topic | None, language: str, text: str) -> Notice:
+    """A draft: the next version number, editable until published, shown to nobody."""
+    _check_choice("language", language, ("fr", "en"))
+    latest = (
+        Notice.objects.select_for_update()
+        .filter(topic=topic, language=language)
+        .order_by("-version")
+        .first()
+    )
+    return Notice.objects.create(
+        topic=topic,
+        language=language,
+        version=(latest.version + 1) if latest else 1,
+        text=text,
+        published_at=None,
+    )
+
+
+@transaction.atomic
+def notice_draft_update(*, notice: Notice, text: str) -> Notice:
+    locked = Notice.objects.select_for_update().get(pk=notice.pk)
+    if locked.is_published:
+        raise ValidationError({"text": "A published notice cannot change: write a new version."})
+    locked.text = text
+    locked.save(update_fields=["text"])
+    return locked
+
+
+@transaction.atomic
+def notice_draft_publish(*, notice: Notice) -> Notice:
+    """Publish a draft: its wording and hash are fixed from now on (a trigger guards it)."""
+    locked = Notice.objects.select_for_update().get(pk=notice.pk)
+    if locked.is_published:
+        raise ValidationError({"published_at": "This notice is already published."})
+    if not locked.text.strip():
+        raise ValidationError({"text": "The wording cannot be empty."})
+    newer = Notice.objects.filter(
+        topic_id=locked.topic_id,
+        language=locked.language,
+        version__gt=locked.version,
+        published_at__isnull=False,
+    )
+    if newer.exists():
+        raise ValidationError({"version": "A later version is already published."})
+    locked.sha256 = hashlib.sha256(locked.text.encode()).hexdigest()
+    locked.published_at = clock.now()
+    locked.save(update_fields=["sha256", "published_at"])
+    return locked
+
+
+@transaction.atomic
 def category_set(*, slug: str, family: str, name: str = "") -> Category:
     category, _ = Category.objects.update_or_create(
         slug=slug, defaults={"family": family, "name": name}
@@ -379,6 +443,12 @@ def consent_grant(
         raise ValidationError({"method": "How the consent was collected is required."})
     if frequency and frequency not in topic_obj.frequencies:
         raise ValidationError({"frequency": f"Topic {topic!r} does not offer {frequency!r}."})
+    if proof.method in SUPPRESSION_CHECKED_METHODS and is_suppressed(contact):
+        # An address that once opted out and was erased must not come back as consenting
+        # through a file or another system; only the person, on our own forms, can say yes again.
+        raise ValidationError(
+            {"email": "This address is on the suppression list: it opted out and was erased."}
+        )
     data: dict[str, Any] = {"doi": doi, "prechecked": prechecked, "bundled": bundled}
     if frequency:
         data["frequency"] = frequency
@@ -635,6 +705,130 @@ def repermission_record(
         occurred_at=occurred_at,
         proof=proof,
         channel=channel,
+    )
+
+
+# --- Suppression and erasure ------------------------------------------------------------------
+
+# Consent that does not come from the person on our own pages: a suppressed address is refused.
+SUPPRESSION_CHECKED_METHODS = frozenset({Method.IMPORT, Method.API, Method.ADMIN})
+
+
+def _suppression_key() -> bytes:
+    if settings.SUPPRESSION_KEY:
+        return settings.SUPPRESSION_KEY.encode()
+    # A key of its own, derived from SECRET_KEY: the hashes mean nothing without it.
+    return hmac.new(settings.SECRET_KEY.encode(), b"assent.suppression.v1", hashlib.sha256).digest()
+
+
+def suppression_digest(kind: str, address: str) -> str:
+    """HMAC of a normalised address; emails compared case-insensitively, as contacts are."""
+    value = normalize_email(address).lower() if kind == "email" else normalize_phone(address)
+    message = f"{kind}:{value}".encode()
+    return hmac.new(_suppression_key(), message, hashlib.sha256).hexdigest()
+
+
+def _digests(contact: Contact) -> list[tuple[str, str]]:
+    found = []
+    if contact.email:
+        found.append(("email", suppression_digest("email", contact.email)))
+    if contact.phone:
+        found.append(("phone", suppression_digest("phone", contact.phone)))
+    return found
+
+
+def is_suppressed(contact: Contact) -> bool:
+    digests = [d for _, d in _digests(contact)]
+    return bool(digests) and Suppression.objects.filter(digest__in=digests).exists()
+
+
+def address_is_suppressed(*, email: str | None = None, phone: str | None = None) -> bool:
+    digests = []
+    if email:
+        digests.append(suppression_digest("email", email))
+    if phone:
+        digests.append(suppression_digest("phone", phone))
+    return bool(digests) and Suppression.objects.filter(digest__in=digests).exists()
+
+
+def _has_opted_out(contact: Contact) -> bool:
+    return Event.objects.filter(
+        contact=contact, type__in=(EventType.OPT_OUT, EventType.COMPLAINT)
+    ).exists()
+
+
+@transaction.atomic
+def contact_erase(*, contact: Contact, reason: str, actor: str) -> Erasure:
+    """Wipe a contact's personal data; the ledger and its chain stay as they are.
+
+    Addresses, name, push token and the personal evidence beside events are wiped; so are the
+    addresses and contexts of its outbox rows. Events are untouched (they hold no personal data,
+    only the evidence digest), so every chain still verifies. An address that opted out is kept
+    as a keyed hash in the suppression list, so that a later import cannot bring it back.
+    """
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why this contact is erased."})
+    if not actor:
+        raise ValidationError({"actor": "Who erases is required."})
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    if Erasure.objects.filter(contact=locked).exists():
+        raise ValidationError({"contact": "This contact is already erased."})
+    now = clock.now()
+    suppressed = 0
+    if _has_opted_out(locked):
+        for kind, digest in _digests(locked):
+            _, created = Suppression.objects.get_or_create(
+                digest=digest,
+                defaults={"kind": kind, "created_at": now, "reason": "opted out, erased"},
+            )
+            suppressed += int(created)
+    locked.email = None
+    locked.phone = ""
+    locked.first_name = ""
+    locked.postal_address = ""
+    locked.push_token = ""
+    locked.link_version += 1  # every link already sent stops working
+    locked.save(
+        update_fields=[
+            "email",
+            "phone",
+            "first_name",
+            "postal_address",
+            "push_token",
+            "link_version",
+        ]
+    )
+    Evidence.objects.filter(event__contact=locked, erased_at__isnull=True).update(
+        ip_address=None, user_agent="", details={}, erased_at=now
+    )
+    Outbox.objects.filter(contact=locked).update(to="", context={})
+    # Sign-ups awaiting confirmation (the preference center's) hold the name and phone typed.
+    signups = getattr(locked, "signups", None)
+    if signups is not None:
+        signups.all().delete()
+    projection_refresh(locked)
+    return Erasure.objects.create(
+        contact=locked, erased_at=now, actor=actor[:150], reason=reason, suppressed=suppressed
+    )
+
+
+@transaction.atomic
+def contact_email_change(*, contact: Contact, new_email: str, proof: Proof) -> Event:
+    """Rectification confirmed by the owner of the new address: ``address_changed`` on email."""
+    address = normalize_email(new_email)
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    if Erasure.objects.filter(contact=locked).exists():
+        raise ValidationError({"email": "This contact is erased."})
+    if Contact.objects.filter(email__iexact=address).exclude(pk=locked.pk).exists():
+        raise ValidationError({"email": "A contact with this email already exists."})
+    locked.email = address
+    locked.save(update_fields=["email"])
+    return _append(
+        contact=locked,
+        type=EventType.ADDRESS_CHANGED,
+        occurred_at=None,
+        proof=proof,
+        channel=Channel.EMAIL,
     )
 
 

@@ -49,3 +49,21 @@ def outbox_sweep() -> int:
     if due:
         logger.info("outbox sweep: re-queued %d rows", len(due))
     return len(due)
+
+
+@shared_task(acks_late=True)
+def retention_daily() -> dict[str, int]:
+    """Daily: the last ask to those within 30 days of expiry, erasure of those past it."""
+    from consents import retention
+
+    done = retention.run()
+    logger.info("retention: %(asked)d asked, %(erased)d erased", done)
+    return done
+
+
+@shared_task(acks_late=True)
+def reconfirm_campaigns() -> int:
+    """Every minute: the next batch of notice re-confirmation emails (rate-limited)."""
+    from consents import notices
+
+    return notices.campaigns_run()

@@ -28,6 +28,7 @@ from consents.models import (
     Topic,
 )
 from tests.conftest import at
+from tests.consents.conftest import verified_login
 
 # --- Fixtures -----------------------------------------------------------------------------------
 
@@ -52,7 +53,7 @@ def officer(django_user_model: Any) -> Any:
 
 @pytest.fixture
 def officer_client(client: Client, officer: Any) -> Client:
-    client.force_login(officer)
+    verified_login(client, officer)
     return client
 
 
@@ -155,7 +156,7 @@ def test_staff_without_permissions_sees_no_consents_data(
     client: Client, django_user_model: Any, marie: Contact
 ) -> None:
     user = django_user_model.objects.create_user(username="nobody", is_staff=True)
-    client.force_login(user)
+    verified_login(client, user)
     assert client.get(admin_url(Contact, "changelist")).status_code == 403
     assert client.get(admin_url(Event, "changelist")).status_code == 403
 
@@ -490,17 +491,35 @@ def test_a_published_notice_cannot_be_changed_or_deleted(
     assert notice.text == "J'accepte les promos."
 
 
-def test_adding_a_notice_publishes_a_new_version(admin_client: Client, marie: Contact) -> None:
+def test_adding_a_notice_writes_a_draft_that_publishing_fixes(
+    admin_client: Client, marie: Contact
+) -> None:
     first = Notice.objects.get()
     response = admin_client.post(
         admin_url(Notice, "add"),
         {"topic": first.topic_id, "language": "fr", "text": "J'accepte les bons plans."},
     )
     assert response.status_code == 302
-    latest = Notice.objects.exclude(pk=first.pk).get()
-    assert latest.version == 2
-    assert latest.published_at is not None
-    assert len(latest.sha256) == 64
+    draft = Notice.objects.exclude(pk=first.pk).get()
+    assert draft.version == 2 and draft.published_at is None and draft.sha256 == ""
+    response = admin_client.post(
+        admin_url(Notice, "change", draft.pk),
+        {"text": "J'accepte les bons plans de la semaine."},
+    )
+    assert response.status_code == 302
+    draft.refresh_from_db()
+    assert draft.text == "J'accepte les bons plans de la semaine."
+    assert admin_client.get(admin_url(Notice, "publish", draft.pk)).status_code == 405
+    response = admin_client.post(admin_url(Notice, "publish", draft.pk))
+    assert response.status_code == 302
+    draft.refresh_from_db()
+    assert draft.published_at is not None
+    assert len(draft.sha256) == 64
+    assert draft.sha256 in admin_client.get(admin_url(Notice, "change", draft.pk)).content.decode()
+    response = admin_client.post(admin_url(Notice, "change", draft.pk), {"text": "Autre chose."})
+    assert response.status_code == 403
+    draft.refresh_from_db()
+    assert draft.text == "J'accepte les bons plans de la semaine."
     first.refresh_from_db()
     assert first.text == "J'accepte les promos."
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
@@ -22,7 +22,7 @@ from consents.models import Category, Contact, Notice, Store, Topic
 from consents.vocab import Doi, Method
 
 DEFAULT_PASSWORD = "assent-demo"
-COMPLIANCE_GROUP = "Compliance officers"
+COMPLIANCE_GROUP = "Compliance officer"  # created, with its rights, by a migration
 
 TOPICS: list[dict[str, Any]] = [
     {
@@ -151,13 +151,8 @@ def ensure_catalog() -> Store:
 
 
 def compliance_group() -> Group:
-    """A group that may look at every consents model and change none of them."""
-    group, _ = Group.objects.get_or_create(name=COMPLIANCE_GROUP)
-    view = Permission.objects.filter(
-        content_type__app_label="consents", codename__startswith="view_"
-    )
-    group.permissions.set(view)
-    return group
+    """The migration's group (consents.0007): its rights are the migration's, not the demo's."""
+    return Group.objects.get(name=COMPLIANCE_GROUP)
 
 
 def ensure_users(password: str) -> list[Login]:
@@ -165,7 +160,7 @@ def ensure_users(password: str) -> list[Login]:
     logins = []
     specs = [
         ("admin", "superuser: everything, topics and notices", {"is_superuser": True}),
-        ("compliance", "compliance officer: read-only admin", {}),
+        ("compliance", "compliance officer: reads, exports, erases; no ledger edits", {}),
         ("store", "store staff: /store/ only, no admin", {}),
     ]
     for username, role, extra in specs:
@@ -344,7 +339,7 @@ def ensure_contacts(store: Store) -> int:
 class Command(BaseCommand):
     help = (
         "Create demo topics (FR/EN) with published notices, a small catalog, the store paris-01, "
-        "the group 'Compliance officers' (view-only on consents), the users admin (superuser), "
+        "the users admin (superuser), "
         "compliance (read-only admin) and store (no admin), and four demo contacts. "
         "Only what is missing is created: running it again changes nothing. "
         "Passwords come from the DEMO_PASSWORD environment variable "
@@ -370,7 +365,6 @@ class Command(BaseCommand):
         with transaction.atomic():
             topics = ensure_topics()
             store = ensure_catalog()
-            compliance_group()
             logins = ensure_users(password)
             contacts = ensure_contacts(store)
 
@@ -383,6 +377,12 @@ class Command(BaseCommand):
         for login in logins:
             secret = password if login.password_works else "(existing user, own password)"
             self.stdout.write(f"  {login.username:<11} {secret:<38} {login.role}")
+        from consents.adminsite import second_factor_required
+
+        if second_factor_required():
+            self.stdout.write("Admin second factor: on (each account enrols a TOTP app first).")
+        else:
+            self.stdout.write("Admin second factor: off (DEBUG on and ADMIN_REQUIRE_2FA=False).")
         self.stdout.write("Open:")
         self.stdout.write(f"  customer pages  {site}/")
         self.stdout.write(f"  store tablet    {site}/store/")

@@ -1,0 +1,127 @@
+"""Dashboards: weekly counts from aggregate queries, drawn as SVG, with tables and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from consents import clock, dashboards, services
+from consents.models import Contact, Outbox, Store, Topic
+from tests.conftest import at
+
+END = at("2026-03-02T00:00")  # a Monday
+
+
+@pytest.fixture
+def activity(make_topic: Callable[..., Topic], make_contact: Callable[..., Contact]) -> None:
+    make_topic("promotions")
+    make_topic("newsletter", purpose="newsletter", channels=["email"])
+    store = Store.objects.create(code="paris-01", name="Paris")
+    web = services.Proof(method="web_form", actor="person")
+    tablet = services.Proof(method="store_tablet", actor="staff:a", store=store)
+    with clock.frozen(END):
+        for i in range(6):
+            c = make_contact()
+            week = at("2026-02-16T10:00") if i < 4 else at("2026-02-23T10:00")
+            services.consent_grant(
+                contact=c,
+                topic="promotions",
+                channel="email",
+                proof=web if i % 2 else tablet,
+                occurred_at=week,
+            )
+        # Two double opt-ins, one confirmed after 2 hours; one never.
+        for confirmed in (True, False):
+            c = make_contact()
+            services.consent_grant(
+                contact=c,
+                topic="newsletter",
+                channel="email",
+                proof=web,
+                doi="pending",
+                occurred_at=at("2026-02-17T08:00"),
+            )
+            if confirmed:
+                services.consent_confirm(
+                    contact=c,
+                    topic="newsletter",
+                    channel="email",
+                    proof=web,
+                    occurred_at=at("2026-02-17T10:00"),
+                )
+        leaver = Contact.objects.first()
+        services.consent_withdraw(
+            contact=leaver,
+            topic="promotions",
+            channel="email",
+            proof=services.Proof(method="one_click_unsubscribe", actor="person"),
+            occurred_at=at("2026-02-24T10:00"),
+        )
+        services.complaint_record(contact=leaver, proof=web, occurred_at=at("2026-02-25T10:00"))
+        services.bounce_record(
+            contact=leaver, hard=True, proof=web, occurred_at=at("2026-02-25T11:00")
+        )
+        for _ in range(4):
+            Outbox.objects.create(
+                template="x",
+                to="a@b.c",
+                status="sent",
+                created_at=END,
+                sent_at=at("2026-02-24T09:00"),
+            )
+
+
+def charts() -> dict[str, dashboards.Chart]:
+    return {c.key: c for c in dashboards.charts(END, 4, timedelta(days=7))}
+
+
+def test_weekly_opt_ins_opt_outs_and_net(activity: None) -> None:
+    weekly = charts()["weekly"]
+    rows = {r[0]: r[1:] for r in weekly.rows}
+    assert rows["2026-02-16"] == [6, 0, 6]  # 4 opt-ins + 2 pending double opt-ins
+    assert rows["2026-02-23"] == [2, 2, 0]  # an opt-out and a complaint
+    assert len(weekly.rows) == 4
+
+
+def test_per_channel_topic_and_store(activity: None) -> None:
+    found = charts()
+    by_topic = found["topic"].table.rows
+    assert ["2026-02-16", "newsletter", 2, 0, 2] in by_topic
+    assert ["2026-02-23", "promotions", 2, 1, 1] in by_topic
+    by_store = found["store"].table.rows
+    assert ["2026-02-16", "paris-01", 2, 0, 2] in by_store
+    assert ["2026-02-23", "paris-01", 1, 0, 1] in by_store
+
+
+def test_double_opt_in_completion_and_median(activity: None) -> None:
+    doi = charts()["doi"]
+    assert doi.rows == [["sign-ups asked to confirm", 2], ["confirmed within 7 days", 1]]
+    assert doi.summary == [["completion rate (%)", 50.0], ["median time to confirm", "2h 0m"]]
+
+
+def test_unsubscribe_methods_and_deliverability(activity: None) -> None:
+    found = charts()
+    assert sorted(found["unsubscribe"].rows) == [["complaint", 1], ["one_click_unsubscribe", 1]]
+    week = next(r for r in found["deliverability"].rows if r[0] == "2026-02-23")
+    assert week == ["2026-02-23", 4, 1, 0, 1, 250.0, 250.0]
+
+
+def test_the_dashboard_page_draws_svg_and_serves_csv(activity: None, admin_client: Client) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get("/admin/dashboard/", {"until": "2026-03-02", "weeks": "4"})
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert body.count("<svg") >= 7 and "<table" in body
+    assert len(queries) < 30  # aggregates, not a query per row
+    response = admin_client.get("/admin/dashboard/topic.csv", {"until": "2026-03-02", "weeks": "4"})
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0] == ["week", "topic", "opt-ins", "opt-outs", "net"]
+    assert ["2026-02-16", "newsletter", "2", "0", "2"] in rows
+    assert admin_client.get("/admin/dashboard/nope.csv").status_code == 404
