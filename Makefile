@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint format bench worker beat clean
+.PHONY: install run test lint format bench bench-ledger bench-signup bench-preferences \
+	bench-dashboard worker beat clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,9 +40,21 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Needs PostgreSQL: DATABASE_URL=postgres://... make bench
-bench: install
+# The benchmarks (bench/*.md): PostgreSQL and Redis on 127.0.0.1; numbers in bench/out/.
+bench: bench-ledger bench-signup bench-preferences bench-dashboard
+
+bench-ledger: install
 	$(PY) bench/ledger_bench.py
+
+bench-signup: install
+	$(PY) bench/signup_bench.py
+
+bench-preferences: install
+	$(PY) bench/preferences_bench.py
+
+# Reads the 1,000,000-contact dataset that bench-ledger builds.
+bench-dashboard: install
+	$(PY) bench/dashboard_bench.py
 
 worker: install
 	$(VENV)/bin/celery -A config worker --loglevel=INFO

@@ -201,6 +201,12 @@ RETENTION_KEEP_LINK_TTL = timedelta(days=env.int("RETENTION_KEEP_LINK_TTL_DAYS",
 # Notice re-confirmation campaigns: at most this many emails per run of the campaign task.
 RECONFIRM_MAX_PER_RUN = env.int("RECONFIRM_MAX_PER_RUN", default=500)
 
+# --- Store tablet and phone capture -----------------------------------------------------------
+STAFF_SESSION_IDLE_TIMEOUT = timedelta(minutes=env.int("STAFF_SESSION_IDLE_MINUTES", default=15))
+CAPTURE_RATE_PER_DEVICE = env.int("CAPTURE_RATE_PER_DEVICE", default=60)  # per hour
+STORE_CUSTOMER_IDLE_SECONDS = env.int("STORE_CUSTOMER_IDLE_SECONDS", default=120)
+STORE_THANKS_SECONDS = env.int("STORE_THANKS_SECONDS", default=6)
+
 # --- Internationalisation ----------------------------------------------------------------------
 LANGUAGE_CODE = "fr"
 LANGUAGES = [("fr", "Français"), ("en", "English")]

@@ -14,6 +14,7 @@ urlpatterns = [
     path("webhooks/anymail/", include("anymail.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("store/", include("preferences.store_urls")),
+    path("", include("consents.public_urls")),
     path("", include("preferences.urls")),
 ]
 # The preference-center benchmark's floor (bench/preferences_bench.py); off unless asked for.

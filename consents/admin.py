@@ -484,7 +484,7 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
             if Contact.objects.filter(email__iexact=new_email).exclude(pk=contact.pk).exists():
                 form.add_error("email", _("Another contact has this address."))
             else:
-                url = reverse("admin:email_confirm", args=[email_token(contact, new_email)])
+                url = reverse("email_confirm", args=[email_token(contact, new_email)])
                 with transaction.atomic():
                     # A service email to the new address: nothing changes until its owner confirms.
                     email_enqueue(

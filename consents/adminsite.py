@@ -63,7 +63,7 @@ class AssentAdminSite(admin.AdminSite):
         return super().login(request, extra_context)
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
-        from consents import admin_views, public_views, twofactor
+        from consents import admin_views, twofactor
 
         def staff(view: Any) -> Any:
             return self.admin_view(view)
@@ -76,12 +76,6 @@ class AssentAdminSite(admin.AdminSite):
                 "dashboard/<str:chart>.csv", staff(admin_views.dashboard_csv), name="dashboard_csv"
             ),
             path("retention/", staff(admin_views.retention_report), name="retention"),
-            # Links in emails to people (not staff): no login, a signed token, GET shows, POST acts.
-            path("p/keep/<str:token>/", public_views.retention_keep, name="retention_keep"),
-            path("p/email/<str:token>/", public_views.email_confirm, name="email_confirm"),
-            path(
-                "p/reconfirm/<str:token>/", public_views.notice_reconfirm, name="notice_reconfirm"
-            ),
         ]
         return urls + super().get_urls()
 

@@ -69,7 +69,7 @@ def campaign_start(*, notice: Notice, actor: str) -> ReconfirmCampaign:
 
 def link(request: ReconfirmRequest) -> str:
     token = signing.dumps({"r": request.pk, "v": request.contact.link_version}, salt=SALT)
-    return f"{settings.SITE_URL}{reverse('admin:notice_reconfirm', args=[token])}"
+    return f"{settings.SITE_URL}{reverse('notice_reconfirm', args=[token])}"
 
 
 def read_link(token: str) -> ReconfirmRequest | None:

@@ -57,7 +57,7 @@ def keep_url(contact: Contact) -> str:
     from django.conf import settings
 
     token = signing.dumps({"c": contact.public_id, "v": contact.link_version}, salt=KEEP_SALT)
-    return f"{settings.SITE_URL}{reverse('admin:retention_keep', args=[token])}"
+    return f"{settings.SITE_URL}{reverse('retention_keep', args=[token])}"
 
 
 def read_keep_token(token: str) -> Contact | None:

@@ -367,6 +367,6 @@ def capture_rate_allowed(scope_key: str) -> bool:
     return ratelimit.allow(
         "store-capture",
         scope_key,
-        limit=getattr(settings, "CAPTURE_RATE_PER_DEVICE", 60),
+        limit=settings.CAPTURE_RATE_PER_DEVICE,
         window_seconds=3600,
     )

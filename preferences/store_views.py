@@ -49,15 +49,15 @@ View = Callable[..., HttpResponse]
 
 
 def idle_timeout() -> timedelta:
-    return getattr(settings, "STAFF_SESSION_IDLE_TIMEOUT", timedelta(minutes=15))
+    return settings.STAFF_SESSION_IDLE_TIMEOUT
 
 
 def customer_idle_seconds() -> int:
-    return getattr(settings, "STORE_CUSTOMER_IDLE_SECONDS", 120)
+    return settings.STORE_CUSTOMER_IDLE_SECONDS
 
 
 def thanks_seconds() -> int:
-    return getattr(settings, "STORE_THANKS_SECONDS", 6)
+    return settings.STORE_THANKS_SECONDS
 
 
 def _language(request: HttpRequest) -> str:

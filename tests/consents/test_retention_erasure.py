@@ -170,7 +170,7 @@ def test_the_daily_run_asks_once_erases_and_keep_restarts_the_clock(
     assert {row.to for row in rows} == {"due@example.fr", "customer@example.fr"}
     message = render_email(rows.get(to="due@example.fr"))
     assert "List-Unsubscribe" in message.extra_headers
-    assert "/admin/p/keep/" in message.body
+    assert "/keep/" in message.body and "/admin/" not in message.body
     population["expired"].refresh_from_db()
     assert population["expired"].email is None
     assert retention.run(NOW) == {"asked": 0, "erased": 0}  # idempotent

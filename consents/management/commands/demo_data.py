@@ -155,13 +155,30 @@ def compliance_group() -> Group:
     return Group.objects.get(name=COMPLIANCE_GROUP)
 
 
-def ensure_users(password: str) -> list[Login]:
+def ensure_store_staff(user: Any, store: Store) -> None:
+    """The demo's store account: staff of paris-01 and its manager, so it can enrol a tablet.
+
+    The store capture lives in the preferences app; it is looked up, not imported, because
+    consents never depends on preferences.
+    """
+    from django.apps import apps
+
+    for name in ("Staff", "Store manager"):
+        group = Group.objects.filter(name=name).first()
+        if group is not None:
+            user.groups.add(group)
+    if apps.is_installed("preferences"):
+        membership = apps.get_model("preferences", "StoreMembership")
+        membership.objects.get_or_create(user=user, store=store)
+
+
+def ensure_users(password: str, store: Store) -> list[Login]:
     User = get_user_model()
     logins = []
     specs = [
         ("admin", "superuser: everything, topics and notices", {"is_superuser": True}),
         ("compliance", "compliance officer: reads, exports, erases; no ledger edits", {}),
-        ("store", "store staff: /store/ only, no admin", {}),
+        ("store", "store staff and manager of paris-01: /store/ only", {}),
     ]
     for username, role, extra in specs:
         user = User.objects.filter(username=username).first()
@@ -175,6 +192,8 @@ def ensure_users(password: str) -> list[Login]:
             )
         if username == "compliance":
             user.groups.add(compliance_group())  # a no-op when already a member
+        if username == "store":
+            ensure_store_staff(user, store)
         logins.append(Login(username, role, user.check_password(password)))
     return logins
 
@@ -365,7 +384,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             topics = ensure_topics()
             store = ensure_catalog()
-            logins = ensure_users(password)
+            logins = ensure_users(password, store)
             contacts = ensure_contacts(store)
 
         site = settings.SITE_URL
