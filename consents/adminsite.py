@@ -8,10 +8,12 @@ demo accounts, with ``ADMIN_REQUIRE_2FA=False``.
 
 from __future__ import annotations
 
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, URLResolver, path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -39,6 +41,20 @@ class AssentAdminSite(admin.AdminSite):
     site_header = _("Assent: consent ledger")
     site_title = _("Assent admin")
     index_title = _("Compliance")
+
+    def admin_view(self, view: Any, cacheable: bool = False) -> Any:
+        """A signed-in account without admin access (store staff) gets a plain 403, not the
+        admin's login form: it has nothing to sign in to here."""
+        inner = super().admin_view(view, cacheable)
+
+        @wraps(view)
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            user = request.user
+            if user.is_authenticated and not (user.is_active and user.is_staff):
+                raise PermissionDenied
+            return inner(request, *args, **kwargs)
+
+        return guarded
 
     def has_permission(self, request: HttpRequest) -> bool:
         if not super().has_permission(request):

@@ -161,12 +161,19 @@ def test_anonymous_is_sent_to_the_login_page_everywhere(client: Client, marie: C
     assert not AccessLog.objects.exists()
 
 
-def test_store_staff_without_admin_access_is_sent_to_login(
+def test_store_staff_without_admin_access_get_403(
     client: Client, make_user: Any, marie: Contact
 ) -> None:
     verified_login(client, make_user("till", "Staff", is_staff=False))
-    response = client.get(url("consents_contact_changelist"))
-    assert response.status_code == 302
+    for name, args in (
+        ("consents_contact_changelist", ()),
+        ("consents_contact_change", (marie.pk,)),
+        ("consents_event_changelist", ()),
+        ("index", ()),
+    ):
+        response = client.get(url(name, *args))
+        assert response.status_code == 403, name
+        assert marie.email.encode() not in response.content
 
 
 def test_nobody_changes_or_deletes_ledger_rows_through_the_admin(
