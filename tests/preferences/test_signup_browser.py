@@ -59,7 +59,10 @@ def test_sign_up_read_the_mail_confirm_and_leave(page: Any, language: str) -> No
     # A mistake first: the summary takes the focus and leads to the field.
     page.check("#choice-promotions-sms")
     page.click("main button[type=submit]")
-    assert page.evaluate("document.activeElement.id") == "error-summary"
+    # The summary takes the focus once the new page has loaded (wait: a click returns at once).
+    page.wait_for_function(
+        "document.activeElement && document.activeElement.id === 'error-summary'"
+    )
     accessible(page)
 
     page.fill("#id_email", f"browser-{language}@example.fr")

@@ -198,7 +198,10 @@ def test_staff_and_customer_screens_are_accessible(
     # Errors shown in customer mode.
     page.click("#confirm-here")
     page.locator("#error-summary").wait_for()
-    assert page.evaluate("document.activeElement.id") == "error-summary"
+    # The summary takes the focus once the new page has loaded (wait: a click returns at once).
+    page.wait_for_function(
+        "document.activeElement && document.activeElement.id === 'error-summary'"
+    )
     accessible(page)
     page.screenshot(path=str(SCREENSHOTS / f"store-capture-errors-{language}.png"), full_page=True)
     # The customer switches language on the spot; what was typed stays.
