@@ -24,7 +24,8 @@ run: install
 	@echo "  Assent is starting on http://$(HOST):$(PORT)/"
 	@echo "    customer pages:  http://$(HOST):$(PORT)/"
 	@echo "    admin:           http://$(HOST):$(PORT)/admin/   (logins printed above)"
-	@echo "    mail sent:       var/mail/"
+	@echo "    mail sent:       http://$(HOST):$(PORT)/dev/mail/   (files in var/mail/)"
+	@echo "    store tablet:    http://$(HOST):$(PORT)/store/"
 	@echo "    health:          http://$(HOST):$(PORT)/healthz"
 	@echo
 	$(PY) manage.py runserver $(HOST):$(PORT)

@@ -337,7 +337,31 @@ def _part(
     return population(start, stop, events_per_contact, seed)
 
 
+PG_CPU_DIR = Path("/tmp") / f"assent-ledger-bench-{os.getpid()}"
+
+
+def _backend_cpu() -> float | None:
+    """CPU seconds of this process's PostgreSQL backend so far (a local server only)."""
+    from django.db import connection
+
+    try:
+        pid = connection.connection.info.backend_pid
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, AttributeError, IndexError, ValueError):
+        return None
+
+
+def _record_backend_cpu(stats: Any) -> None:
+    """After each batch: note the backend's CPU so far (the parent sums the last notes)."""
+    cpu = _backend_cpu()
+    if cpu is not None:
+        (PG_CPU_DIR / str(os.getpid())).write_text(str(cpu))
+
+
 def _worker_progress(stats: Any) -> None:
+    _record_backend_cpu(stats)
     if stats.batches % 10 == 0:
         log(f"  worker {os.getpid()}: {stats.contacts:>9,} contacts {stats.events:>10,} events")
 
@@ -356,12 +380,14 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         f"generating {args.contacts:,} contacts (~{args.events_per_contact} events each) "
         f"with {args.workers} worker process(es)"
     )
+    PG_CPU_DIR.mkdir(exist_ok=True)
     started = time.perf_counter()
     children_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_started = time.process_time()
     if args.workers <= 1:
 
         def progress(stats: bulk.LoadStats) -> None:
+            _record_backend_cpu(stats)
             if stats.batches % args.log_every == 0 or stats.contacts == args.contacts:
                 log(
                     f"  {stats.contacts:>9,} contacts {stats.events:>10,} events"
@@ -386,6 +412,12 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         children.ru_utime + children.ru_stime - children_cpu.ru_utime - children_cpu.ru_stime
     )
     synthetic = synthetic_per_contact * stats.contacts
+    notes = list(PG_CPU_DIR.iterdir())
+    pg_cpu = sum(float(note.read_text()) for note in notes) if notes else None
+    for note in notes:
+        note.unlink()
+    PG_CPU_DIR.rmdir()
+    events = max(stats.events, 1)
     return {
         "contacts": stats.contacts,
         "events": stats.events,
@@ -401,8 +433,14 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         "python_cpu_seconds": round(cpu, 2),
         "synthetic_data_cpu_seconds": round(synthetic, 2),
         "python_cpu_us_per_event_excluding_synthetic_data": round(
-            (cpu - synthetic) / max(stats.events, 1) * 1e6, 1
+            (cpu - synthetic) / events * 1e6, 1
         ),
+        "postgres_cpu_seconds": None if pg_cpu is None else round(pg_cpu, 1),
+        # The rate if this work had every CPU of the machine to itself (Python and PostgreSQL
+        # CPU seconds spread over the CPUs): a ceiling, as the machine may be shared.
+        "events_per_s_if_cpus_were_free": None
+        if pg_cpu is None
+        else round(stats.events / ((cpu + pg_cpu) / (os.cpu_count() or 1))),
     }
 
 
@@ -464,7 +502,7 @@ def child_audience(out: Path, in_transaction: bool) -> dict[str, Any]:
     message = Message(channel="email", purpose="promotion", topic="promotions")
     baseline = _status_kb("VmRSS")
     rows = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     wrap = transaction.atomic() if in_transaction else contextlib.nullcontext()
     with wrap, open(out / "audience.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -475,6 +513,7 @@ def child_audience(out: Path, in_transaction: bool) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     return {
         "seconds": elapsed,
+        "cpu_seconds": time.process_time() - cpu,
         "rows": rows,
         "rss_before_mb": baseline / 1024,
         "peak_rss_mb": _peak_rss_mb(),
@@ -539,6 +578,7 @@ def export(out: Path, runs: int) -> dict[str, Any]:
         "floor_bytes": floors[0]["bytes"],
         "audience_s": round(best["seconds"], 3),
         "audience_rows": best["rows"],
+        "audience_cpu_s": round(best["cpu_seconds"], 3),
         "audience_bytes": best["bytes"],
         "ratio": round(best["seconds"] / floor, 2),
         "audience_in_transaction_s": round(best_atomic["seconds"], 3),
@@ -569,6 +609,7 @@ def machine() -> dict[str, Any]:
 
 
 def verify_ledger() -> dict[str, Any]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "verify_ledger"],
@@ -578,9 +619,12 @@ def verify_ledger() -> dict[str, Any]:
         cwd=ROOT,
     )
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     output = (done.stdout + done.stderr).strip()
     return {
         "seconds": round(elapsed, 2),
+        "python_cpu_seconds": round(cpu, 1),
         "ok": done.returncode == 0,
         "output": output,
         "load_average_after": os.getloadavg()[0],
@@ -610,6 +654,8 @@ def report(results: dict[str, Any]) -> str:
             f"{'  Python CPU (all processes) / synthetic data':<46}"
             f"{g['python_cpu_seconds']:,.1f} s / {g['synthetic_data_cpu_seconds']:,.1f} s"
             f"  ({g['workers']} workers)",
+            f"{'  PostgreSQL CPU (its backends)':<44}{g['postgres_cpu_seconds'] or 0:>14,.1f} s"
+            f"   (ceiling with free CPUs: {g['events_per_s_if_cpus_were_free'] or 0:,} ev/s)",
         ]
     lines += [
         f"{f'audience export to CSV (best of {runs})':<44}{e['audience_s']:>14.2f} s",
@@ -625,6 +671,7 @@ def report(results: dict[str, Any]) -> str:
         f"{'  RSS before the export (Django loaded)':<44}{e['rss_before_export_mb']:>13.0f} MB",
         f"{'verify_ledger, whole ledger':<44}{v['seconds']:>14.1f} s{'<= 60 s':>14}"
         f"  {verdict(v['ok'] and v['seconds'] <= TARGETS['verify_s'])}",
+        f"{'  Python CPU of verify_ledger (all workers)':<44}{v['python_cpu_seconds']:>14.1f} s",
         f"{'  ':<4}{v['output'][:80]}",
         "-" * 84,
         "dataset: "

@@ -56,9 +56,15 @@ from consents.models import (
     ContactFacts,
     Event,
     Evidence,
+    Suppression,
     Topic,
 )
-from consents.services import normalize_email, normalize_phone
+from consents.services import (
+    SUPPRESSION_CHECKED_METHODS,
+    address_is_suppressed,
+    normalize_email,
+    normalize_phone,
+)
 from consents.vocab import (
     ANY,
     CHANNELS,
@@ -325,6 +331,8 @@ class Checks:
 
     topics: Mapping[str, tuple[frozenset[str], frozenset[str]]]
     latest: datetime  # instants later than this are refused, as the services refuse them
+    # Whether the suppression list holds anything (if not, no address needs a look-up).
+    suppressions: bool = False
 
     @classmethod
     def from_db(cls) -> Checks:
@@ -336,6 +344,7 @@ class Checks:
                 )
             },
             latest=clock.now() + django_settings.LEDGER_MAX_CLOCK_SKEW,
+            suppressions=Suppression.objects.exists(),
         )
 
 
@@ -402,6 +411,11 @@ def _check_event(where: str, e: Mapping[str, Any], checks: Checks) -> None:
 
 # (attname, field) for every column of Contact but its id, in the model's order.
 _CONTACT_FIELDS = [(f.attname, f) for f in Contact._meta.concrete_fields if not f.primary_key]
+# (attname, field, whether its default is the instant of creation)
+_CONTACT_PLAN = [
+    (name, f, bool(getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False)))
+    for name, f in _CONTACT_FIELDS
+]
 _CONTACT_KINDS = frozenset(ContactKind.values)
 _CONTACT_NAMES = frozenset(name for name, _ in _CONTACT_FIELDS)
 
@@ -414,13 +428,11 @@ def contact_row(
     if unknown:
         raise BulkError(f"{where}: unknown field {sorted(unknown)[0]!r}")
     row: dict[str, Any] = {}
-    for name, f in _CONTACT_FIELDS:
+    for name, f, when_created in _CONTACT_PLAN:
         if name in fields:
             row[name] = fields[name]
-        elif getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False):
-            row[name] = now
         else:
-            row[name] = f.get_default()
+            row[name] = now if when_created else f.get_default()
     # As contact_create stores them: no email is NULL (emails are unique), no phone is "".
     row["email"] = row["email"] or None
     row["phone"] = row["phone"] or ""
@@ -665,6 +677,21 @@ def prepare(
     return Prepared(contact=dict(contact), events=rows, evidence=evidence, projection=projection)
 
 
+def _check_suppression(
+    where: str, contact: Mapping[str, Any], events: Sequence[Mapping[str, Any]]
+) -> None:
+    """As ``services.consent_grant``: an address that opted out and was erased does not come back
+    as consenting through an import, the API or the admin."""
+    imported = any(
+        e["type"] == EventType.OPT_IN and e.get("method") in SUPPRESSION_CHECKED_METHODS
+        for e in events
+    )
+    if imported and address_is_suppressed(email=contact["email"], phone=contact["phone"]):
+        raise BulkError(
+            f"{where}, email: this address is on the suppression list: it opted out and was erased"
+        )
+
+
 # --- Writing with COPY ----------------------------------------------------------------------------
 
 
@@ -871,6 +898,8 @@ def _load_batch(
         if checks is not None:
             for j, e in enumerate(events):
                 _check_event(f"{where} event #{j + 1}", e, checks)
+            if checks.suppressions:
+                _check_suppression(where, contacts[-1], events)
     pg = connection.connection
     contact_table, event_table = Contact._meta.db_table, Event._meta.db_table
     with pg.cursor() as cursor:

@@ -26,6 +26,7 @@ from consents.models import (
     ContactFacts,
     Event,
     Evidence,
+    Suppression,
 )
 from consents.vocab import Reason
 
@@ -301,6 +302,24 @@ def test_future_facts_are_refused(catalog):
     with pytest.raises(bulk.BulkError, match="in the future"):
         load([(fields, events)])
     assert not Contact.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_suppressed_address_is_not_imported_as_consenting(catalog):
+    fields, _ = scenario(0, random.Random(0))
+    Suppression.objects.create(
+        digest=services.suppression_digest("email", fields["email"]),
+        kind="email",
+        created_at=NOW,
+    )
+    imported = [bulk.opt_in("promotions", "email", NOW, method="import", proof="crm:1")]
+    with pytest.raises(bulk.BulkError, match="suppression list"):
+        load([(fields, imported)])
+    assert not Contact.objects.exists()
+    # The person saying yes again on our own form is another matter, as in the services.
+    own_form = [bulk.opt_in("promotions", "email", NOW, method="web_form", **WEB)]
+    assert load([(fields, own_form)]).contacts == 1
 
 
 def _part(start: int, stop: int) -> list[tuple[dict[str, Any], list[dict]]]:
