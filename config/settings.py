@@ -14,6 +14,8 @@ import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from consents import rule_defaults
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -224,38 +226,17 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True
 
 # --- The contactability rules (RULES.md, "Settings") --------------------------------------------
-RETENTION_YEARS = env.int("RETENTION_YEARS", default=3)
-DOI_CONFIRM_TTL = timedelta(days=env.int("DOI_CONFIRM_TTL_DAYS", default=7))
-REPERMISSION_WINDOW = timedelta(days=env.int("REPERMISSION_WINDOW_DAYS", default=30))
-CALLBACK_VALIDITY = timedelta(days=env.int("CALLBACK_VALIDITY_DAYS", default=30))
-GENERIC_LOCAL_PARTS = env.list(
-    "GENERIC_LOCAL_PARTS",
-    default=[
-        "info",
-        "contact",
-        "hello",
-        "bonjour",
-        "sales",
-        "vente",
-        "ventes",
-        "commercial",
-        "admin",
-        "support",
-        "service",
-        "accueil",
-        "office",
-        "team",
-        "equipe",
-        "marketing",
-        "compta",
-        "rh",
-        "jobs",
-        "recrutement",
-        "direction",
-        "secretariat",
-        "reception",
-    ],
+RETENTION_YEARS = env.int("RETENTION_YEARS", default=rule_defaults.RETENTION_YEARS)
+DOI_CONFIRM_TTL = timedelta(
+    days=env.int("DOI_CONFIRM_TTL_DAYS", default=rule_defaults.DOI_TTL_DAYS)
 )
+REPERMISSION_WINDOW = timedelta(
+    days=env.int("REPERMISSION_WINDOW_DAYS", default=rule_defaults.REPERMISSION_WINDOW_DAYS)
+)
+CALLBACK_VALIDITY = timedelta(
+    days=env.int("CALLBACK_VALIDITY_DAYS", default=rule_defaults.CALLBACK_VALIDITY_DAYS)
+)
+GENERIC_LOCAL_PARTS = env.list("GENERIC_LOCAL_PARTS", default=rule_defaults.GENERIC_LOCAL_PARTS)
 # --- Links and sign-up ------------------------------------------------------------------------
 PREFERENCE_LINK_TTL = timedelta(days=env.int("PREFERENCE_LINK_TTL_DAYS", default=60))
 SIGNUP_MAX_EMAILS_PER_ADDRESS = env.int("SIGNUP_MAX_EMAILS_PER_ADDRESS", default=3)

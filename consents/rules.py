@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from consents import rule_defaults
 from consents.vocab import (
     ANY,
     METHODS_NEEDING_PROOF,
@@ -77,41 +78,15 @@ class Message:
     automated: bool = False
 
 
-DEFAULT_GENERIC_LOCAL_PARTS = frozenset(
-    [
-        "info",
-        "contact",
-        "hello",
-        "bonjour",
-        "sales",
-        "vente",
-        "ventes",
-        "commercial",
-        "admin",
-        "support",
-        "service",
-        "accueil",
-        "office",
-        "team",
-        "equipe",
-        "marketing",
-        "compta",
-        "rh",
-        "jobs",
-        "recrutement",
-        "direction",
-        "secretariat",
-        "reception",
-    ]
-)
+DEFAULT_GENERIC_LOCAL_PARTS = frozenset(rule_defaults.GENERIC_LOCAL_PARTS)
 
 
 @dataclass(frozen=True)
 class RuleSettings:
-    retention_years: int = 3
-    doi_ttl: timedelta = timedelta(days=7)
-    repermission_window: timedelta = timedelta(days=30)
-    callback_validity: timedelta = timedelta(days=30)
+    retention_years: int = rule_defaults.RETENTION_YEARS
+    doi_ttl: timedelta = timedelta(days=rule_defaults.DOI_TTL_DAYS)
+    repermission_window: timedelta = timedelta(days=rule_defaults.REPERMISSION_WINDOW_DAYS)
+    callback_validity: timedelta = timedelta(days=rule_defaults.CALLBACK_VALIDITY_DAYS)
     generic_local_parts: frozenset[str] = DEFAULT_GENERIC_LOCAL_PARTS
 
     @classmethod

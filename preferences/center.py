@@ -24,8 +24,7 @@ from consents.outbox import email_enqueue
 from consents.projections import fact_from_event, person_from_contact
 from consents.vocab import ANY, Channel, Doi, EventType, Method, Reason
 from preferences import links
-from preferences.models import PendingSignup
-from preferences.services import CONFIRM_TEMPLATE, unsubscribe_all
+from preferences.services import signup_pending_create, unsubscribe_all
 
 LINK_TEMPLATE = "preferences-link"
 COLLECTION_POINT = "preference center"
@@ -380,40 +379,14 @@ def _send_confirmation(
     *, contact: Contact, choices: list[dict[str, object]], language: str, now: datetime
 ) -> None:
     """The double opt-in email, exactly as the sign-up form sends it."""
-    signup = PendingSignup.objects.create(
+    signup_pending_create(
         contact=contact,
         choices=choices,
+        language=language,
         first_name=contact.first_name,
         phone=contact.phone,
-        locale=language,
         source="preference-center",
-        created_at=now,
-        expires_at=now + settings.DOI_CONFIRM_TTL,
-    )
-    names = {t.slug: t for t in Topic.objects.filter(slug__in=[c["topic"] for c in choices])}
-    assert contact.email
-    email_enqueue(
-        to=contact.email,
-        template=CONFIRM_TEMPLATE,
-        language=language,
-        contact=contact,
-        context={
-            "confirm_url": links.confirm_url(contact, signup.nonce),
-            "first_name": signup.first_name,
-            "choices": [
-                {
-                    "topic": (
-                        names[str(c["topic"])].name_en
-                        if language == "en"
-                        else names[str(c["topic"])].name_fr
-                    ),
-                    "channel": c["channel"],
-                }
-                for c in choices
-            ],
-            "expires_days": settings.DOI_CONFIRM_TTL.days,
-        },
-        unsubscribe_url=links.unsubscribe_url(contact),
+        now=now,
     )
 
 

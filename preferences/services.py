@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -176,9 +176,37 @@ def signup_submit(
         )
         return SignupOutcome.ALREADY_SUBSCRIBED
 
-    signup = PendingSignup.objects.create(
+    signup_pending_create(
         contact=contact,
         choices=pending,
+        language=language,
+        first_name=first_name,
+        phone=phone,
+        source=source,
+        now=now,
+    )
+    return SignupOutcome.CONFIRMATION_SENT
+
+
+def signup_pending_create(
+    *,
+    contact: Contact,
+    choices: list[dict[str, Any]],
+    language: str,
+    now: datetime,
+    first_name: str = "",
+    phone: str = "",
+    source: str = "",
+) -> PendingSignup:
+    """The pending state of a double opt-in and its confirmation email (in the outbox).
+
+    ``choices`` are the pending ``opt_in`` events already in the ledger:
+    ``[{"topic": slug, "channel": ..., "event": id}, ...]``.
+    """
+    assert contact.email, "a double opt-in confirms an email address"
+    signup = PendingSignup.objects.create(
+        contact=contact,
+        choices=choices,
         first_name=first_name.strip()[:150],
         phone=phone,
         locale=language,
@@ -186,27 +214,24 @@ def signup_submit(
         created_at=now,
         expires_at=now + settings.DOI_CONFIRM_TTL,
     )
-    topic_names = {t.slug: (t.name_fr, t.name_en) for t, _ in chosen}
+    names = {
+        t.slug: (t.name_en if language == "en" else t.name_fr)
+        for t in Topic.objects.filter(slug__in=[c["topic"] for c in choices])
+    }
     email_enqueue(
-        to=address,
+        to=contact.email,
         template=CONFIRM_TEMPLATE,
         language=language,
         contact=contact,
         context={
             "confirm_url": links.confirm_url(contact, signup.nonce),
             "first_name": signup.first_name,
-            "choices": [
-                {
-                    "topic": topic_names[c["topic"]][1 if language == "en" else 0],
-                    "channel": c["channel"],
-                }
-                for c in pending
-            ],
+            "choices": [{"topic": names[c["topic"]], "channel": c["channel"]} for c in choices],
             "expires_days": settings.DOI_CONFIRM_TTL.days,
         },
         unsubscribe_url=links.unsubscribe_url(contact),
     )
-    return SignupOutcome.CONFIRMATION_SENT
+    return signup
 
 
 def signup_for_token(contact: Contact, nonce: str) -> PendingSignup | None:
