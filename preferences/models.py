@@ -57,6 +57,7 @@ class StoreMembership(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["user", "store"], name="store_membership_unique"),
         ]
+        permissions = [("manage_staff", "Can manage the staff accounts of their stores")]
 
     def __str__(self) -> str:
         return f"{self.user} at {self.store}"

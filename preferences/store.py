@@ -14,17 +14,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils.crypto import constant_time_compare
+from django.utils.translation import gettext_lazy as _
 
 from consents import clock, services
 from consents.models import Category, Contact, Store, Topic
-from consents.vocab import Doi, Method
+from consents.vocab import Channel, Doi, Method
 from preferences.models import Capture, Device, StoreMembership
 from preferences.services import (
+    PHONE_CHANNELS,
     SignupOutcome,
     notice_for,
     signup_submit,
@@ -45,6 +51,10 @@ class CaptureOutcome(enum.Enum):
     RECORDED = "recorded"
     CONFIRMATION_SENT = "confirmation_sent"
     ALREADY_DONE = "already_done"  # a retry of a capture already recorded: nothing written
+
+
+class ConfirmationEmailRefused(Exception):
+    """The address has had its share of confirmation emails for now: nothing was recorded."""
 
 
 @dataclass(frozen=True)
@@ -127,33 +137,74 @@ def _claim(*, key: str, kind: str, device: Device | None, user: AbstractBaseUser
         return None
 
 
-def _contact_for(
+def _create_contact(
     *, email: str, phone: str, first_name: str, locale: str, informed: bool
 ) -> Contact:
-    """The contact with this email (else this phone), created if new. Nothing of it is shown."""
-    if email:
-        contact = Contact.objects.filter(email__iexact=email).first()
-    else:
-        contact = Contact.objects.filter(phone=phone).order_by("id").first()
-    if contact is None:
-        try:
-            with transaction.atomic():
-                return services.contact_create(
-                    email=email or None,
-                    phone=phone,
-                    first_name=first_name,
-                    locale=locale,
-                    informed_at_collection=informed,
-                )
-        except ValidationError:
-            # Created meanwhile by a concurrent request: append to that one.
-            contact = Contact.objects.filter(email__iexact=email).first() if email else None
-            if contact is None:
-                raise
-    if phone and not contact.phone:
-        # The person typed it in front of staff; an existing number is never replaced here.
-        contact = services.contact_update_details(contact=contact, phone=phone)
-    return contact
+    try:
+        with transaction.atomic():
+            return services.contact_create(
+                email=email or None,
+                phone=phone,
+                first_name=first_name,
+                locale=locale,
+                informed_at_collection=informed,
+            )
+    except ValidationError:
+        # Created meanwhile by a concurrent request: append to that one.
+        contact = Contact.objects.filter(email__iexact=email).first() if email else None
+        if contact is None:
+            raise
+        return contact
+
+
+@dataclass(frozen=True)
+class Owners:
+    """Who receives each fact of one capture: the contact that owns the email typed, and the one
+    that owns the phone typed. They differ when each address already belongs to its own contact;
+    then neither address moves and each fact goes to the owner of the address it uses."""
+
+    by_email: Contact | None
+    by_phone: Contact | None
+
+    def of(self, channel: str) -> Contact:
+        if channel in PHONE_CHANNELS and self.by_phone is not None:
+            return self.by_phone
+        contact = self.by_email or self.by_phone
+        assert contact is not None
+        return contact
+
+    @property
+    def primary(self) -> Contact:
+        contact = self.by_email or self.by_phone
+        assert contact is not None
+        return contact
+
+
+def _phone_owner(phone: str) -> Contact | None:
+    return Contact.objects.filter(phone=phone).order_by("id").first() if phone else None
+
+
+def _owners(*, email: str, phone: str, first_name: str, locale: str, informed: bool) -> Owners:
+    """The contacts this capture's facts go to, created when an address is new. Nothing of them
+    is shown: the screen is the same whether either address was known."""
+    by_email = Contact.objects.filter(email__iexact=email).first() if email else None
+    by_phone = _phone_owner(phone)
+    person: dict[str, Any] = {"first_name": first_name, "locale": locale, "informed": informed}
+    if by_email is None and by_phone is None:
+        both = _create_contact(email=email, phone=phone, **person)
+        return Owners(both if email else None, both if phone else None)
+    if by_email is not None and by_phone is None and phone:
+        if by_email.phone:
+            # Another number is on file: never replaced from a tablet. The typed number, which
+            # nobody owns yet, gets a contact of its own for the facts that use it.
+            return Owners(by_email, _create_contact(email="", phone=phone, **person))
+        # The person typed it in front of staff; it joins the contact that has no number.
+        by_email = services.contact_update_details(contact=by_email, phone=phone)
+        return Owners(by_email, by_email)
+    if by_email is None and email:
+        # The phone is known, the email is not: a contact of its own, the number is not copied.
+        by_email = _create_contact(email=email, phone="", **person)
+    return Owners(by_email, by_phone)
 
 
 def _addresses(email: str, phone: str) -> tuple[str, str]:
@@ -172,20 +223,43 @@ def _category(slug: str) -> str:
 
 def _grant_all(
     *,
-    contact: Contact,
-    chosen: list[tuple[Topic, str]],
+    owners: Owners,
+    chosen: Sequence[tuple[Topic, str]],
     language: str,
     proof_base: dict[str, Any],
     now: Any,
+    doi: str = Doi.NONE,
 ) -> list[int]:
     ids = []
     for topic, channel in chosen:
         event = services.consent_grant(
-            contact=contact,
+            contact=owners.of(channel),
             topic=topic.slug,
             channel=channel,
             proof=services.Proof(notice=notice_for(topic, language), **proof_base),
-            doi=Doi.NONE,
+            doi=doi,
+            occurred_at=now,
+        )
+        ids.append(event.pk)
+    return ids
+
+
+def _withdraw_all(
+    *,
+    owners: Owners,
+    refused: Sequence[tuple[Topic, str]],
+    language: str,
+    proof_base: dict[str, Any],
+    now: Any,
+) -> list[int]:
+    """A "no" said to the script: an ``opt_out``, with the wording that was read."""
+    ids = []
+    for topic, channel in refused:
+        event = services.consent_withdraw(
+            contact=owners.of(channel),
+            topic=topic.slug,
+            channel=channel,
+            proof=services.Proof(notice=notice_for(topic, language), **proof_base),
             occurred_at=now,
         )
         ids.append(event.pk)
@@ -209,7 +283,10 @@ def store_capture(
     user_agent: str = "",
 ) -> CaptureResult:
     """A customer's choices on the store tablet, confirmed here (``opt_in``, doi none) or by
-    email (pending ``opt_in`` and a confirmation email), plus an optional purchase today."""
+    email (pending ``opt_in`` and a confirmation email), plus an optional purchase today.
+
+    Raises ``ConfirmationEmailRefused`` (and writes nothing) when the address may not be sent
+    another confirmation email yet."""
     if device.revoked_at is not None or device.store_id != store.pk:
         raise ValidationError({"device": "This tablet is not enrolled for this store."})
     if not is_member(user, store):
@@ -238,49 +315,40 @@ def store_capture(
         "capture": key,
         "language": language,
     }
+    proof_base = {
+        "method": Method.STORE_TABLET,
+        "actor": actor,
+        "collection_point": point,
+        "store": store,
+        "user_agent": user_agent[:1000],
+        "details": details,
+    }
     result: dict[str, Any] = {"confirm": confirm}
     if confirm == Confirm.HERE:
-        contact = _contact_for(
+        owners = _owners(
             email=email, phone=phone, first_name=first_name, locale=language, informed=True
         )
-        proof_base = {
-            "method": Method.STORE_TABLET,
-            "actor": actor,
-            "collection_point": point,
-            "store": store,
-            "user_agent": user_agent[:1000],
-            "details": details,
-        }
         result["events"] = _grant_all(
-            contact=contact, chosen=chosen, language=language, proof_base=proof_base, now=now
+            owners=owners, chosen=chosen, language=language, proof_base=proof_base, now=now
         )
         outcome = CaptureOutcome.RECORDED
     else:
-        # The customer was shown the store's information statement: informed at collection.
-        contact = _contact_for(email=email, phone="", first_name="", locale=language, informed=True)
-        sent = signup_submit(
+        owners, outcome = _confirm_by_email(
             email=email,
-            choices=[(t.slug, c) for t, c in chosen],
+            phone=phone,
+            chosen=chosen,
             language=language,
             first_name=first_name,
-            phone=phone,
-            collection_point=point,
-            source=f"store:{store.code}",
-            user_agent=user_agent,
-            method=Method.STORE_TABLET,
-            actor=actor,
+            point=point,
             store=store,
-            details=details,
-        )
-        result["signup"] = sent.value
-        outcome = (
-            CaptureOutcome.CONFIRMATION_SENT
-            if sent is SignupOutcome.CONFIRMATION_SENT
-            else CaptureOutcome.RECORDED
+            proof_base=proof_base,
+            now=now,
+            user_agent=user_agent,
+            result=result,
         )
     if category:
         event = services.purchase_record(
-            contact=contact,
+            contact=owners.primary,
             category=category,
             product="",
             occurred_at=now,
@@ -297,6 +365,82 @@ def store_capture(
     return CaptureResult(outcome, capture)
 
 
+def _confirm_by_email(
+    *,
+    email: str,
+    phone: str,
+    chosen: list[tuple[Topic, str]],
+    language: str,
+    first_name: str,
+    point: str,
+    store: Store,
+    proof_base: dict[str, Any],
+    now: Any,
+    user_agent: str,
+    result: dict[str, Any],
+) -> tuple[Owners, CaptureOutcome]:
+    """The double opt-in of the sign-up, for the contact that owns the email.
+
+    When the phone typed already belongs to another contact, the choices that use it are
+    recorded on that contact as pending (``doi: pending``) and the confirmation email covers
+    only the email's own choices: the number is never copied onto the email's contact."""
+    # The customer was shown the store's information statement: informed at collection.
+    by_email = Contact.objects.filter(email__iexact=email).first() or _create_contact(
+        email=email, phone="", first_name="", locale=language, informed=True
+    )
+    by_phone = _phone_owner(phone)
+    split = by_phone is not None and by_phone.pk != by_email.pk
+    owners = Owners(by_email, by_phone if split else by_email)
+    by_mail = [(t, c) for t, c in chosen if not (split and c in PHONE_CHANNELS)]
+    elsewhere = [(t, c) for t, c in chosen if split and c in PHONE_CHANNELS]
+    sent: SignupOutcome | None = None
+    if by_mail:
+        sent = signup_submit(
+            email=email,
+            choices=[(t.slug, c) for t, c in by_mail],
+            language=language,
+            first_name=first_name,
+            phone="" if split else phone,
+            collection_point=point,
+            source=f"store:{store.code}",
+            user_agent=user_agent,
+            method=Method.STORE_TABLET,
+            actor=proof_base["actor"],
+            store=store,
+            details=proof_base["details"],
+        )
+        if sent is SignupOutcome.RATE_LIMITED:
+            # Raised, not returned: the whole capture (its key included) is rolled back.
+            raise ConfirmationEmailRefused
+        result["signup"] = sent.value
+    if elsewhere:
+        result["pending"] = _grant_all(
+            owners=owners,
+            chosen=elsewhere,
+            language=language,
+            proof_base=proof_base,
+            now=now,
+            doi=Doi.PENDING,
+        )
+    outcome = (
+        CaptureOutcome.CONFIRMATION_SENT
+        if sent is SignupOutcome.CONFIRMATION_SENT
+        else CaptureOutcome.RECORDED
+    )
+    return owners, outcome
+
+
+def _refusals(refusals: Sequence[tuple[str, str]]) -> list[tuple[Topic, str]]:
+    """Each "no" names an active topic on a channel it offers. A refusal needs no phone number:
+    without one, it stays with the contact of the email."""
+    if not refusals:
+        return []
+    try:
+        return validate_choices(refusals, has_phone=True)
+    except ValidationError:
+        raise ValidationError({"choices": "This choice is not offered."}) from None
+
+
 @transaction.atomic
 def phone_capture(
     *,
@@ -306,13 +450,15 @@ def phone_capture(
     email: str,
     phone: str,
     answers: Sequence[tuple[str, str]],
+    refusals: Sequence[tuple[str, str]] = (),
     callback: bool = False,
     language: str = "fr",
     first_name: str = "",
     store: Store | None = None,
 ) -> CaptureResult:
     """The caller's oral answers, read to them from the notices: ``opt_in`` by ``phone_call``
-    for each yes, and ``callback_request`` when they asked to be called back."""
+    for each yes, ``opt_out`` by ``phone_call`` for each no, and ``callback_request`` when they
+    asked to be called back. A topic and channel not asked is recorded as nothing."""
     call_reference = " ".join(call_reference.split())[:200]
     if not call_reference:
         raise ValidationError({"call_reference": "This field is required."})
@@ -321,7 +467,10 @@ def phone_capture(
     if callback and not phone:
         raise ValidationError({"phone": "Enter the phone number to call back."})
     chosen = validate_choices(answers, has_phone=bool(phone)) if answers else []
-    if not chosen and not callback:
+    refused = _refusals(refusals)
+    if {(t.slug, c) for t, c in chosen} & {(t.slug, c) for t, c in refused}:
+        raise ValidationError({"choices": "An answer cannot be both yes and no."})
+    if not chosen and not refused and not callback:
         raise ValidationError({"choices": "Record at least one answer or a callback request."})
     if store is not None and not is_member(user, store):
         raise ValidationError({"store": "You do not belong to this store."})
@@ -330,7 +479,7 @@ def phone_capture(
     if capture is None:
         return CaptureResult(CaptureOutcome.ALREADY_DONE, Capture.objects.get(key=key))
     now = capture.created_at
-    contact = _contact_for(
+    owners = _owners(
         email=email, phone=phone, first_name=first_name, locale=language, informed=True
     )
     proof_base: dict[str, Any] = {
@@ -348,12 +497,18 @@ def phone_capture(
     }
     result: dict[str, Any] = {
         "events": _grant_all(
-            contact=contact, chosen=chosen, language=language, proof_base=proof_base, now=now
+            owners=owners, chosen=chosen, language=language, proof_base=proof_base, now=now
         )
     }
+    if refused:
+        result["opt_outs"] = _withdraw_all(
+            owners=owners, refused=refused, language=language, proof_base=proof_base, now=now
+        )
     if callback:
         event = services.callback_request(
-            contact=contact, proof=services.Proof(**proof_base), occurred_at=now
+            contact=owners.of(Channel.PHONE),
+            proof=services.Proof(**proof_base),
+            occurred_at=now,
         )
         result["callback"] = event.pk
     capture.result = result
@@ -370,3 +525,171 @@ def capture_rate_allowed(scope_key: str) -> bool:
         limit=settings.CAPTURE_RATE_PER_DEVICE,
         window_seconds=3600,
     )
+
+
+# --- Staff accounts, managed by the store managers of their stores ------------------------------
+
+STAFF_GROUP = "Staff"
+
+
+@dataclass(frozen=True)
+class StaffRow:
+    """One account as a store manager sees it: only the stores they manage themselves."""
+
+    user: Any
+    stores: list[Store]
+    manageable: bool
+    elsewhere: bool  # also works in a store this manager does not manage (not named)
+    addable: list[Store]
+
+
+def manageable_staff(manager: AbstractBaseUser) -> QuerySet[Any]:
+    """The accounts a store manager may act on: plain staff accounts of one of their stores.
+
+    Never the manager themselves, a superuser, an account with admin access (``is_staff``), one in
+    any group but "Staff", or one holding a permission of its own: those are for an administrator.
+    """
+    User = get_user_model()
+    return (
+        User.objects.filter(store_memberships__store__memberships__user=manager)
+        .exclude(pk=manager.pk)
+        .filter(is_superuser=False, is_staff=False)
+        .exclude(groups__in=Group.objects.exclude(name=STAFF_GROUP))
+        .exclude(user_permissions__isnull=False)
+        .distinct()
+    )
+
+
+def staff_rows(manager: AbstractBaseUser) -> list[StaffRow]:
+    mine = stores_of(manager)
+    ids = {s.pk for s in mine}
+    manageable = set(manageable_staff(manager).values_list("pk", flat=True))
+    memberships: dict[int, list[int]] = {}
+    users = (
+        get_user_model()
+        .objects.filter(store_memberships__store__in=mine)
+        .distinct()
+        .order_by("username")
+    )
+    for user_id, store_id in StoreMembership.objects.filter(user__in=users).values_list(
+        "user_id", "store_id"
+    ):
+        memberships.setdefault(user_id, []).append(store_id)
+    rows = []
+    for user in users:
+        theirs = set(memberships.get(user.pk, []))
+        rows.append(
+            StaffRow(
+                user=user,
+                stores=[s for s in mine if s.pk in theirs],
+                manageable=user.pk in manageable,
+                elsewhere=bool(theirs - ids),
+                addable=[s for s in mine if s.pk not in theirs],
+            )
+        )
+    return rows
+
+
+def _check_manages(manager: AbstractBaseUser, user: AbstractBaseUser) -> None:
+    if not manageable_staff(manager).filter(pk=user.pk).exists():
+        raise ValidationError({"user": _("You do not manage this account.")})
+
+
+def _check_store(manager: AbstractBaseUser, store: Store) -> None:
+    if not is_member(manager, store):
+        raise ValidationError({"store": _("You do not belong to this store.")})
+
+
+def _only_in_stores_of(manager: AbstractBaseUser, user: AbstractBaseUser) -> bool:
+    return not (
+        StoreMembership.objects.filter(user=user).exclude(store__memberships__user=manager).exists()
+    )
+
+
+@transaction.atomic
+def staff_create(
+    *,
+    manager: AbstractBaseUser,
+    store: Store,
+    username: str,
+    password: str,
+    first_name: str = "",
+    last_name: str = "",
+    email: str = "",
+) -> Any:
+    """A staff account in one of the manager's stores: the "Staff" group, no admin access, the
+    initial password chosen by the manager (checked by the password validators)."""
+    _check_store(manager, store)
+    User = get_user_model()
+    username = username.strip()
+    if not username:
+        raise ValidationError({"username": _("This field is required.")})
+    try:
+        User.username_validator(username)
+    except ValidationError as exc:
+        raise ValidationError({"username": exc.messages}) from None
+    # Told apart from existing names case-insensitively: "Alice" and "alice" would be confusing.
+    if User.objects.filter(username__iexact=username).exists():
+        raise ValidationError({"username": _("This username is already taken.")})
+    email = User.objects.normalize_email(email.strip()) if email.strip() else ""
+    user = User(
+        username=username,
+        first_name=" ".join(first_name.split())[:150],
+        last_name=" ".join(last_name.split())[:150],
+        email=email,
+        is_staff=False,
+        is_superuser=False,
+        is_active=True,
+    )
+    try:
+        validate_password(password, user=user)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from None
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save(force_insert=True)
+    except IntegrityError:
+        raise ValidationError({"username": _("This username is already taken.")}) from None
+    user.groups.add(Group.objects.get(name=STAFF_GROUP))
+    StoreMembership.objects.create(user=user, store=store)
+    return user
+
+
+@transaction.atomic
+def staff_store_add(*, manager: AbstractBaseUser, user: AbstractBaseUser, store: Store) -> None:
+    _check_manages(manager, user)
+    _check_store(manager, store)
+    StoreMembership.objects.get_or_create(user=user, store=store)
+
+
+@transaction.atomic
+def staff_store_remove(*, manager: AbstractBaseUser, user: AbstractBaseUser, store: Store) -> None:
+    """Out of one of the manager's stores. Never out of the last one: an account in no store
+    would be nobody's to manage; deactivate it instead."""
+    _check_manages(manager, user)
+    _check_store(manager, store)
+    # Serialise changes to this account's stores (two managers, two tabs).
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    memberships = StoreMembership.objects.filter(user=user)
+    if not memberships.exclude(store=store).exists():
+        raise ValidationError(
+            {"store": _("This is the account’s only store: deactivate the account instead.")}
+        )
+    memberships.filter(store=store).delete()
+
+
+@transaction.atomic
+def staff_set_active(*, manager: AbstractBaseUser, user: AbstractBaseUser, active: bool) -> Any:
+    """Deactivate (the account can no longer log in; its sessions end) or reactivate. Only for
+    an account that works in none but the manager's stores."""
+    _check_manages(manager, user)
+    locked = get_user_model().objects.select_for_update().get(pk=user.pk)
+    if not _only_in_stores_of(manager, locked):
+        raise ValidationError(
+            {"user": _("This account also works in another store: remove it from yours instead.")}
+        )
+    if locked.is_active != active:
+        locked.is_active = active
+        locked.save(update_fields=["is_active"])
+    return locked

@@ -6,6 +6,7 @@ import secrets
 from typing import Any
 
 from django import forms
+from django.contrib.auth.password_validation import password_validators_help_texts
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
@@ -155,7 +156,18 @@ class StoreCaptureForm(_CaptureForm):
         return cleaned
 
 
+# On the phone each topic x channel is one radio group, named after the option it answers.
+ANSWER_PREFIX = "answer:"
+YES, NO, NOT_ASKED = "yes", "no", ""
+ANSWERS = (YES, NO, NOT_ASKED)
+
+
 class PhoneCaptureForm(_CaptureForm):
+    """The caller's answers: for each topic x channel, yes, no, or not asked (the default).
+
+    The ``choice`` field stands for all the answers (its errors are shown on the script); the
+    answers themselves come as one radio group per option, ``answer:<topic>:<channel>``."""
+
     call_reference = forms.CharField(
         label=_("Call reference"),
         max_length=200,
@@ -163,13 +175,66 @@ class PhoneCaptureForm(_CaptureForm):
     )
     callback = forms.BooleanField(label=_("The caller asks to be called back"), required=False)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["choice"].label = _("The caller's answers")
+        self.refused_values: list[str] = []
+
+    def answered(self) -> dict[str, str]:
+        """What was posted, per offered option, to show it again."""
+        if not self.is_bound:
+            return {}
+        return {
+            value: answer
+            for value in self.offered
+            if (answer := self.data.get(ANSWER_PREFIX + value, NOT_ASKED)) in (YES, NO)
+        }
+
+    def clean_choice(self) -> list[str]:
+        yes: list[str] = []
+        no: list[str] = []
+        for name in self.data:
+            if not name.startswith(ANSWER_PREFIX):
+                continue
+            value = name.removeprefix(ANSWER_PREFIX)
+            answers = self.data.getlist(name)
+            if (
+                value not in self.offered
+                or len(answers) != 1
+                or answers[0] not in ANSWERS
+                or len(yes) + len(no) >= MAX_CHOICES
+            ):
+                raise ValidationError(_("This choice is not offered."), code="invalid_choice")
+            if answers[0] == YES:
+                yes.append(value)
+            elif answers[0] == NO:
+                no.append(value)
+        self.refused_values = no
+        return yes
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         if cleaned.get("callback") and "phone" in cleaned and not cleaned["phone"]:
             self.add_error("phone", _("Enter the phone number to call back."))
-        if "choice" in cleaned and not cleaned["choice"] and not cleaned.get("callback"):
+        if (
+            "choice" in cleaned
+            and not cleaned["choice"]
+            and not self.refused_values
+            and not cleaned.get("callback")
+        ):
             self.add_error("choice", _("Record at least one answer or a callback request."))
         return cleaned
+
+    @property
+    def refusals(self) -> list[tuple[str, str]]:
+        if "choice" not in self.cleaned_data:
+            return []
+        return [_pair(value) for value in self.refused_values]
+
+
+def _pair(value: str) -> tuple[str, str]:
+    slug, _sep, channel = value.partition(":")
+    return slug, channel
 
 
 class DeviceEnrolForm(forms.Form):
@@ -177,6 +242,81 @@ class DeviceEnrolForm(forms.Form):
     name = forms.CharField(
         label=_("Name of this tablet"), max_length=100, widget=forms.TextInput(attrs=OFF)
     )
+
+    def __init__(self, *args: Any, stores: list[Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["store"].choices = [(str(s.pk), s.name) for s in stores]
+
+
+class StaffCreateForm(forms.Form):
+    """A new staff account; ``store.staff_create`` checks the store and the password rules."""
+
+    username = forms.CharField(
+        label=_("Username"),
+        max_length=150,
+        help_text=_("Letters, digits and @ . + - _ only. The staff member logs in with it."),
+        widget=forms.TextInput(attrs={**OFF, "autocomplete": "off"}),
+    )
+    first_name = forms.CharField(
+        label=_("First name (optional)"),
+        max_length=150,
+        required=False,
+        widget=forms.TextInput(attrs=OFF),
+    )
+    last_name = forms.CharField(
+        label=_("Last name (optional)"),
+        max_length=150,
+        required=False,
+        widget=forms.TextInput(attrs=OFF),
+    )
+    email = forms.EmailField(
+        label=_("Email address (optional)"),
+        max_length=254,
+        required=False,
+        widget=forms.EmailInput(attrs=OFF),
+    )
+    store = forms.ChoiceField(label=_("Store"))
+    password1 = forms.CharField(
+        label=_("Initial password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    password2 = forms.CharField(
+        label=_("Initial password, again"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args: Any, stores: list[Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["store"].choices = [(str(s.pk), s.name) for s in stores]
+        # The rules the password validators apply, in the page's language.
+        self.fields["password1"].help_text = " ".join(password_validators_help_texts())
+
+    def describe_errors(self) -> None:
+        """Tie each input to its hint and its error message, for screen readers."""
+        for name, field in self.fields.items():
+            ids = []
+            if field.help_text:
+                ids.append(f"id_{name}_helptext")
+            if name in self.errors:
+                ids.append(f"id_{name}_error")
+                field.widget.attrs["aria-invalid"] = "true"
+            if ids:
+                field.widget.attrs["aria-describedby"] = " ".join(ids)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        first, second = cleaned.get("password1"), cleaned.get("password2")
+        if first and second and first != second:
+            self.add_error("password2", _("The two passwords are not the same."))
+        return cleaned
+
+
+class StaffStoreForm(forms.Form):
+    """Which of the manager's stores to add an account to, or remove it from."""
+
+    store = forms.ChoiceField(label=_("Store"))
 
     def __init__(self, *args: Any, stores: list[Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -16,4 +16,9 @@ urlpatterns = [
     path("phone/done/", views.phone_done, name="store_phone_done"),
     path("devices/", views.devices, name="store_devices"),
     path("devices/<int:pk>/revoke/", views.device_revoke, name="store_device_revoke"),
+    path("staff/", views.staff, name="store_staff"),
+    path("staff/<int:pk>/add-store/", views.staff_store_add, name="store_staff_add_store"),
+    path("staff/<int:pk>/remove-store/", views.staff_store_remove, name="store_staff_remove_store"),
+    path("staff/<int:pk>/deactivate/", views.staff_deactivate, name="store_staff_deactivate"),
+    path("staff/<int:pk>/reactivate/", views.staff_reactivate, name="store_staff_reactivate"),
 ]

@@ -18,6 +18,7 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.views import LoginView, redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -25,6 +26,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -34,18 +36,27 @@ from preferences.forms import topic_groups
 from preferences.models import Device
 from preferences.services import signup_topics
 from preferences.store_forms import (
+    ANSWER_PREFIX,
     DeviceEnrolForm,
     PhoneCaptureForm,
+    StaffCreateForm,
+    StaffStoreForm,
     StoreCaptureForm,
     new_key,
 )
 
 CAPTURE = "preferences.capture_consent"
 MANAGE_DEVICES = "preferences.manage_devices"
+MANAGE_STAFF = "preferences.manage_staff"
 SESSION_LAST_SEEN = "store_last_seen"
 SESSION_STORE = "store_pk"
 
 View = Callable[..., HttpResponse]
+
+CONFIRMATION_REFUSED = _(
+    "We could not send a confirmation email to this address right now. Choose “Confirm here”, "
+    "or try again later."
+)
 
 
 def idle_timeout() -> timedelta:
@@ -149,12 +160,14 @@ def _service_errors(form: Any, exc: ValidationError) -> None:
     fields = exc.message_dict if hasattr(exc, "error_dict") else {}
     named = {"email": "email", "phone": "phone", "choices": "choice"}
     named.update({"purchase_category": "purchase_category", "call_reference": "call_reference"})
-    for key, messages in fields.items():
+    named.update({"username": "username", "password": "password1", "first_name": "first_name"})
+    named.update({"last_name": "last_name", "store": "store"})
+    for key, errors in fields.items():
         field = named.get(key)
         if field in form.fields:
-            form.add_error(field, messages)
+            form.add_error(field, errors)
         else:
-            form.add_error(None, messages)
+            form.add_error(None, errors)
     if not fields:
         form.add_error(None, exc.messages)
 
@@ -181,6 +194,7 @@ def store_home(request: HttpRequest) -> HttpResponse:
         "device": device,
         "device_ok": device is not None and current is not None and device.store_id == current.pk,
         "can_manage": request.user.has_perm(MANAGE_DEVICES),
+        "can_manage_staff": request.user.has_perm(MANAGE_STAFF),
     }
     return render(request, "store/home.html", context)
 
@@ -262,11 +276,12 @@ def capture(request: HttpRequest) -> HttpResponse:
         elif request.method == "POST":
             form = StoreCaptureForm(request.POST, groups=groups)
             ticked = form.ticked()
+            status = 400
             if form.is_valid():
                 response = _capture_submit(request, form, current, device, language)
-                if response is not None:
+                if isinstance(response, HttpResponse):
                     return response
-            status = 400
+                status = response
         else:
             form = StoreCaptureForm(initial={"key": new_key(), "language": language}, groups=groups)
             ticked = set()
@@ -285,7 +300,9 @@ def capture(request: HttpRequest) -> HttpResponse:
 
 def _capture_submit(
     request: HttpRequest, form: StoreCaptureForm, current: Store, device: Device, language: str
-) -> HttpResponse | None:
+) -> HttpResponse | int:
+    """The response when the capture went through (or was refused outright), else the status of
+    the form shown again, with what was typed and why."""
     data = form.cleaned_data
     if not store.capture_rate_allowed(f"device:{device.pk}"):
         response = render(request, "store/too_many.html", status=429)
@@ -308,7 +325,11 @@ def _capture_submit(
         )
     except ValidationError as exc:
         _service_errors(form, exc)
-        return None
+        return 400
+    except store.ConfirmationEmailRefused:
+        # Nothing was recorded. Say only what the customer needs to choose what to do next.
+        form.add_error(None, CONFIRMATION_REFUSED)
+        return 429
     # POST/redirect/GET to a screen that holds nothing the customer typed.
     return redirect("store_thanks")
 
@@ -320,6 +341,18 @@ def thanks(request: HttpRequest) -> HttpResponse:
 
 
 # --- On the phone ---------------------------------------------------------------------------------
+
+
+def _script(groups: list[Any], answered: dict[str, str]) -> list[dict[str, Any]]:
+    """Each topic's wording to read, and the answer recorded so far on each of its channels."""
+    return [
+        {
+            "topic": group.topic,
+            "notice": group.notice,
+            "rows": [{"option": o, "answer": answered.get(o.value, "")} for o in group.options],
+        }
+        for group in groups
+    ]
 
 
 @staff_view(CAPTURE)
@@ -340,10 +373,14 @@ def phone(request: HttpRequest) -> HttpResponse:
             }
             initial.update(language=language, callback=bool(request.POST.get("callback")))
             form = PhoneCaptureForm(initial=initial, groups=groups)
-            ticked = {v for v in request.POST.getlist("choice") if v in form.offered}
+            answered = {
+                value: answer
+                for value in form.offered
+                if (answer := request.POST.get(ANSWER_PREFIX + value, "")) in ("yes", "no")
+            }
         elif request.method == "POST":
             form = PhoneCaptureForm(request.POST, groups=groups)
-            ticked = form.ticked()
+            answered = form.answered()
             if form.is_valid():
                 if not store.capture_rate_allowed(f"user:{request.user.pk}"):
                     response = render(request, "store/too_many.html", status=429)
@@ -359,6 +396,7 @@ def phone(request: HttpRequest) -> HttpResponse:
                         phone=data["phone"],
                         first_name=data["first_name"],
                         answers=form.choices,
+                        refusals=form.refusals,
                         callback=data["callback"],
                         language=language,
                         store=_current_store(request),
@@ -370,13 +408,134 @@ def phone(request: HttpRequest) -> HttpResponse:
             status = 400
         else:
             form = PhoneCaptureForm(initial={"key": new_key(), "language": language}, groups=groups)
-            ticked = set()
+            answered = {}
         if form.is_bound:
             form.describe_errors()
-        context = {"form": form, "groups": groups, "ticked": ticked, "language": language}
+        context = {"form": form, "script": _script(groups, answered), "language": language}
         return render(request, "store/phone.html", context, status=status)
 
 
 @staff_view(CAPTURE)
 def phone_done(request: HttpRequest) -> HttpResponse:
     return render(request, "store/phone_done.html")
+
+
+# --- Staff accounts -------------------------------------------------------------------------------
+
+
+def _staff_page(
+    request: HttpRequest,
+    *,
+    form: StaffCreateForm | None = None,
+    problems: list[str] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    stores = store.stores_of(request.user)
+    form = form or StaffCreateForm(stores=stores)
+    form.describe_errors()
+    context = {
+        "form": form,
+        "rows": store.staff_rows(request.user),
+        "problems": problems or [],
+    }
+    return render(request, "store/staff.html", context, status=status)
+
+
+@staff_view(MANAGE_STAFF)
+@require_http_methods(["GET", "HEAD", "POST"])
+def staff(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return _staff_page(request)
+    stores = store.stores_of(request.user)
+    form = StaffCreateForm(request.POST, stores=stores)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            user = store.staff_create(
+                manager=request.user,
+                store=next(s for s in stores if str(s.pk) == data["store"]),
+                username=data["username"],
+                password=data["password1"],
+                first_name=data["first_name"],
+                last_name=data["last_name"],
+                email=data["email"],
+            )
+        except ValidationError as exc:
+            _service_errors(form, exc)
+        else:
+            messages.success(
+                request,
+                _("The account “%(username)s” was created.") % {"username": user.get_username()},
+            )
+            return redirect("store_staff")
+    return _staff_page(request, form=form, status=400)
+
+
+def _staff_action(
+    request: HttpRequest,
+    pk: int,
+    act: Callable[[Any, Store | None], Any],
+    done: str,
+    *,
+    needs_store: bool = False,
+) -> HttpResponse:
+    """One change to one account of the manager's stores; any other account is a 404."""
+    member = get_object_or_404(store.manageable_staff(request.user), pk=pk)
+    chosen: Store | None = None
+    if needs_store:
+        stores = store.stores_of(request.user)
+        form = StaffStoreForm(request.POST, stores=stores)
+        if not form.is_valid():
+            return _staff_page(request, problems=[str(CHOOSE_STORE)], status=400)
+        chosen = next(s for s in stores if str(s.pk) == form.cleaned_data["store"])
+    try:
+        act(member, chosen)
+    except ValidationError as exc:
+        return _staff_page(request, problems=[str(m) for m in exc.messages], status=400)
+    messages.success(request, done % {"username": member.get_username()})
+    return redirect("store_staff")
+
+
+CHOOSE_STORE = _("Choose one of your stores.")
+
+
+@staff_view(MANAGE_STAFF)
+@require_POST
+def staff_store_add(request: HttpRequest, pk: int) -> HttpResponse:
+    def act(member: Any, chosen: Store | None) -> None:
+        assert chosen is not None
+        store.staff_store_add(manager=request.user, user=member, store=chosen)
+
+    done = str(_("“%(username)s” was added to the store."))
+    return _staff_action(request, pk, act, done, needs_store=True)
+
+
+@staff_view(MANAGE_STAFF)
+@require_POST
+def staff_store_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    def act(member: Any, chosen: Store | None) -> None:
+        assert chosen is not None
+        store.staff_store_remove(manager=request.user, user=member, store=chosen)
+
+    done = str(_("“%(username)s” was removed from the store."))
+    return _staff_action(request, pk, act, done, needs_store=True)
+
+
+@staff_view(MANAGE_STAFF)
+@require_POST
+def staff_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
+    def act(member: Any, chosen: Store | None) -> None:
+        store.staff_set_active(manager=request.user, user=member, active=False)
+
+    done = str(_("“%(username)s” can no longer log in: the account is deactivated."))
+    return _staff_action(request, pk, act, done)
+
+
+@staff_view(MANAGE_STAFF)
+@require_POST
+def staff_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
+    def act(member: Any, chosen: Store | None) -> None:
+        store.staff_set_active(manager=request.user, user=member, active=True)
+
+    done = str(_("“%(username)s” can log in again: the account is active."))
+    return _staff_action(request, pk, act, done)

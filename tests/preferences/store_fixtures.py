@@ -22,7 +22,7 @@ PASSWORD = "a-long-test-password-42"
 
 GROUP_PERMISSIONS = {
     "Staff": ["capture_consent"],
-    "Store manager": ["capture_consent", "manage_devices"],
+    "Store manager": ["capture_consent", "manage_devices", "manage_staff"],
 }
 
 

@@ -55,11 +55,12 @@ def test_the_groups_exist_with_their_permissions() -> None:
         Group.objects.get(name="Store manager").permissions.values_list("codename", flat=True)
     )
     assert "capture_consent" in staff_perms and "manage_devices" not in staff_perms
-    assert {"capture_consent", "manage_devices"} <= manager_perms
+    assert "manage_staff" not in staff_perms
+    assert {"capture_consent", "manage_devices", "manage_staff"} <= manager_perms
 
 
 def test_store_pages_need_a_login(client: Client) -> None:
-    for path in STORE_PAGES + ["/store/devices/"]:
+    for path in STORE_PAGES + ["/store/devices/", "/store/staff/"]:
         response = client.get(path)
         assert response.status_code == 302, path
         assert response["Location"].startswith("/store/login/"), path
@@ -70,7 +71,7 @@ def test_an_account_without_the_capture_permission_gets_403(
 ) -> None:
     nobody = make_user("nora", group=None, stores=(shop,))
     log_in(client, nobody)
-    for path in STORE_PAGES + ["/store/devices/"]:
+    for path in STORE_PAGES + ["/store/devices/", "/store/staff/"]:
         assert client.get(path).status_code == 403, path
 
 

@@ -188,6 +188,7 @@ def test_staff_and_customer_screens_are_accessible(
     page.screenshot(path=str(SCREENSHOTS / f"store-home-{language}.png"), full_page=True)
     page.goto("/store/phone/")
     accessible(page)
+    page.screenshot(path=str(SCREENSHOTS / f"store-phone-{language}.png"), full_page=True)
     page.click("main form[data-phone] button[type=submit]:not([name])")
     page.locator("#error-summary").wait_for()
     accessible(page)
@@ -227,3 +228,22 @@ def test_staff_and_customer_screens_are_accessible(
     page.wait_for_url("**/store/")
     page.goto("/store/devices/")
     accessible(page)
+
+    # The manager's staff accounts page: the list, a form with its errors, a change confirmed.
+    page.goto("/store/")
+    page.click("#manage-staff")
+    page.wait_for_url("**/store/staff/")
+    assert page.get_attribute("html", "lang") == language
+    accessible(page)
+    page.click("main form[action='/store/staff/'] button[type=submit]")
+    page.locator("#error-summary").wait_for()
+    assert page.locator("#id_username[aria-invalid=true]").count() == 1
+    accessible(page)
+    page.fill("#id_username", f"new-{language}")
+    page.fill("#id_password1", "correct-horse-battery-9")
+    page.fill("#id_password2", "correct-horse-battery-9")
+    page.click("main form[action='/store/staff/'] button[type=submit]")
+    page.locator("[role=status] p").wait_for()
+    assert f"new-{language}" in page.inner_text("[role=status]")
+    accessible(page)
+    page.screenshot(path=str(SCREENSHOTS / f"store-staff-{language}.png"), full_page=True)

@@ -169,6 +169,195 @@ def test_confirm_by_email_needs_an_email(
     assert not Event.objects.exists()
 
 
+def test_confirm_by_email_refused_by_the_address_limit_says_so_and_records_nothing(
+    staff_client: Client, django_capture_on_commit_callbacks: Any, settings: Any, sofas: Any
+) -> None:
+    settings.SIGNUP_MAX_EMAILS_PER_ADDRESS = 1
+    first = post(staff_client, django_capture_on_commit_callbacks, confirm="email", key="first")
+    assert first.status_code == 302 and len(mail.outbox) == 1
+    before = (Event.objects.count(), Capture.objects.count(), PendingSignup.objects.count())
+
+    response = post(
+        staff_client,
+        django_capture_on_commit_callbacks,
+        confirm="email",
+        key="second",
+        language="en",
+        phone="06 12 34 56 78",
+        choice=["promotions:email", "promotions:sms"],
+        purchase="on",
+        purchase_category="sofas",
+    )
+    html = page(response)
+    assert response.status_code == 429
+    assert "no-store" in response["Cache-Control"]
+    assert "We could not send a confirmation email to this address right now." in html
+    assert "error-summary" in html and "Thank you" not in html
+    # What was typed is still there, nothing of it was written, no email went out.
+    assert 'value="claire@example.fr"' in html and 'value="06 12 34 56 78"' in html
+    assert 'value="promotions:sms" id="choice-promotions-sms" checked' in html
+    assert 'name="key" value="second"' in html
+    assert (Event.objects.count(), Capture.objects.count(), PendingSignup.objects.count()) == before
+    assert not Event.objects.filter(type="purchase").exists()
+    assert Contact.objects.get().phone == ""
+    assert len(mail.outbox) == 1
+
+    # The customer chooses "confirm here" instead: the same capture goes through, once.
+    done = post(
+        staff_client,
+        django_capture_on_commit_callbacks,
+        key="second",
+        phone="06 12 34 56 78",
+        choice=["promotions:email", "promotions:sms"],
+    )
+    assert done.status_code == 302 and done["Location"] == "/store/thanks/"
+    assert Event.objects.filter(type="opt_in", data__doi="none").count() == 2
+
+
+def test_the_address_limit_message_is_in_french_too(
+    staff_client: Client, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    settings.SIGNUP_MAX_EMAILS_PER_ADDRESS = 0
+    response = post(staff_client, django_capture_on_commit_callbacks, confirm="email")
+    assert response.status_code == 429
+    assert "Nous n’avons pas pu envoyer d’e-mail de confirmation" in page(response)
+    assert not Event.objects.exists() and not Contact.objects.exists()
+
+
+# --- An email and a phone of two different contacts -----------------------------------------------
+
+
+@pytest.fixture
+def two_people(make_contact: Any) -> tuple[Contact, Contact]:
+    by_email = make_contact(email="claire@example.fr", first_name="Claire")
+    by_phone = make_contact(email=None, phone="+33612345678", first_name="Paul")
+    return by_email, by_phone
+
+
+def facts(contact: Contact) -> set[tuple[str, str, str]]:
+    return {(e.type, e.topic, e.channel) for e in Event.objects.filter(contact=contact)}
+
+
+def test_confirm_here_sends_each_choice_to_the_owner_of_its_address(
+    staff_client: Client,
+    django_capture_on_commit_callbacks: Any,
+    two_people: tuple[Contact, Contact],
+) -> None:
+    by_email, by_phone = two_people
+    response = post(
+        staff_client,
+        django_capture_on_commit_callbacks,
+        phone="06 12 34 56 78",
+        choice=["newsletter:email", "promotions:sms"],
+    )
+    assert response.status_code == 302 and response["Location"] == "/store/thanks/"
+    assert facts(by_email) == {("opt_in", "newsletter", "email")}
+    assert facts(by_phone) == {("opt_in", "promotions", "sms")}
+    by_email.refresh_from_db()
+    by_phone.refresh_from_db()
+    assert by_email.phone == "" and by_phone.email is None  # nothing moved, nothing copied
+    assert Contact.objects.count() == 2
+
+
+def test_confirm_by_email_keeps_the_phone_choices_with_the_phone_owner(
+    staff_client: Client,
+    django_capture_on_commit_callbacks: Any,
+    two_people: tuple[Contact, Contact],
+) -> None:
+    by_email, by_phone = two_people
+    response = post(
+        staff_client,
+        django_capture_on_commit_callbacks,
+        confirm="email",
+        phone="06 12 34 56 78",
+        choice=["promotions:email", "promotions:sms"],
+    )
+    assert response.status_code == 302 and response["Location"] == "/store/thanks/"
+    assert facts(by_email) == {("opt_in", "promotions", "email")}
+    assert facts(by_phone) == {("opt_in", "promotions", "sms")}
+    assert Event.objects.get(contact=by_phone).data["doi"] == "pending"
+    signup = PendingSignup.objects.get()
+    assert signup.contact == by_email and signup.phone == ""
+    assert [c["channel"] for c in signup.choices] == ["email"]
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == ["claire@example.fr"]
+
+    # Confirming the email does not bring the other contact's number over.
+    Client().post(path_in(CONFIRM_LINK, mail.outbox[0]))
+    by_email.refresh_from_db()
+    assert by_email.phone == ""
+    assert Event.objects.get(type="doi_confirmed").contact == by_email
+
+
+def test_a_new_number_never_replaces_the_one_on_file(
+    staff_client: Client, django_capture_on_commit_callbacks: Any, make_contact: Any
+) -> None:
+    existing = make_contact(email="claire@example.fr", phone="+33700000000")
+    post(
+        staff_client,
+        django_capture_on_commit_callbacks,
+        phone="06 12 34 56 78",
+        choice=["newsletter:email", "promotions:sms"],
+    )
+    existing.refresh_from_db()
+    assert existing.phone == "+33700000000"
+    assert facts(existing) == {("opt_in", "newsletter", "email")}
+    newcomer = Contact.objects.get(phone="+33612345678")
+    assert newcomer.email is None
+    assert facts(newcomer) == {("opt_in", "promotions", "sms")}
+
+
+def test_a_known_number_with_a_new_email_is_not_copied(
+    staff_client: Client, django_capture_on_commit_callbacks: Any, make_contact: Any
+) -> None:
+    by_phone = make_contact(email=None, phone="+33612345678")
+    post(
+        staff_client,
+        django_capture_on_commit_callbacks,
+        phone="06 12 34 56 78",
+        choice=["newsletter:email", "promotions:sms"],
+    )
+    by_email = Contact.objects.get(email="claire@example.fr")
+    assert by_email.phone == ""
+    assert facts(by_email) == {("opt_in", "newsletter", "email")}
+    assert facts(by_phone) == {("opt_in", "promotions", "sms")}
+    assert Contact.objects.filter(phone="+33612345678").count() == 1
+
+
+def test_a_number_joins_the_email_contact_that_has_none(
+    staff_client: Client, django_capture_on_commit_callbacks: Any, make_contact: Any
+) -> None:
+    existing = make_contact(email="claire@example.fr")
+    post(
+        staff_client,
+        django_capture_on_commit_callbacks,
+        phone="06 12 34 56 78",
+        choice=["promotions:sms"],
+    )
+    existing.refresh_from_db()
+    assert existing.phone == "+33612345678"
+    assert facts(existing) == {("opt_in", "promotions", "sms")}
+    assert Contact.objects.count() == 1
+
+
+def test_the_screens_are_the_same_whether_the_addresses_were_known(
+    staff_client: Client,
+    django_capture_on_commit_callbacks: Any,
+    two_people: tuple[Contact, Contact],
+) -> None:
+    known = post(staff_client, django_capture_on_commit_callbacks, phone="0612345678", key="a")
+    new = post(
+        staff_client,
+        django_capture_on_commit_callbacks,
+        email="nobody@example.fr",
+        phone="0698765432",
+        key="b",
+    )
+    assert known.status_code == new.status_code == 302
+    assert known["Location"] == new["Location"]
+    thanks = page(staff_client.get("/store/thanks/"))
+    assert "Paul" not in thanks and "Claire" not in thanks
+
+
 # --- Idempotency, rate limit ----------------------------------------------------------------------
 
 
