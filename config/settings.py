@@ -105,12 +105,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Cache (rate limits) ------------------------------------------------------------------------
+# --- Cache (rate limits, sessions, preference pages) ----------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    }
+    CACHES = {"default": {"BACKEND": "config.cache.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -180,6 +178,13 @@ AUTH_PASSWORD_VALIDATORS = [
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
+# Sessions are kept in the database; with Redis, read through the shared cache as well (every
+# preference-page read and staff request loads one). Never through a per-process cache.
+SESSION_ENGINE = (
+    "django.contrib.sessions.backends.cached_db"
+    if REDIS_URL
+    else "django.contrib.sessions.backends.db"
+)
 SESSION_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -239,6 +244,11 @@ CALLBACK_VALIDITY = timedelta(
 GENERIC_LOCAL_PARTS = env.list("GENERIC_LOCAL_PARTS", default=rule_defaults.GENERIC_LOCAL_PARTS)
 # --- Links and sign-up ------------------------------------------------------------------------
 PREFERENCE_LINK_TTL = timedelta(days=env.int("PREFERENCE_LINK_TTL_DAYS", default=60))
+# How long a person's rendered preference page may be served again while nothing it shows has
+# changed (preferences/pagecache.py); 0 draws it on every read.
+# How many times a day a person may download their data from the preference page.
+ACCESS_EXPORT_MAX_PER_DAY = env.int("ACCESS_EXPORT_MAX_PER_DAY", default=5)
+PREFERENCE_PAGE_CACHE_SECONDS = env.int("PREFERENCE_PAGE_CACHE_SECONDS", default=600)
 SIGNUP_MAX_EMAILS_PER_ADDRESS = env.int("SIGNUP_MAX_EMAILS_PER_ADDRESS", default=3)
 SIGNUP_MAX_PER_IP_PER_HOUR = env.int("SIGNUP_MAX_PER_IP_PER_HOUR", default=20)
 # Who may frame the embeddable sign-up form (?embed=1): a CSP frame-ancestors source list.

@@ -35,12 +35,15 @@ def access_log(
     action: str,
     contact: Contact | None,
     detail: str = "",
+    username: str = "",
 ) -> AccessLog:
-    """Who looked at or exported what, and when. Written before the data is handed over."""
+    """Who looked at or exported what, and when. Written before the data is handed over.
+
+    ``username`` names an actor who is not a user account (the person, from their own page)."""
     return AccessLog.objects.create(
         at=clock.now(),
         user=user if getattr(user, "pk", None) else None,
-        username=getattr(user, "get_username", lambda: "")() or "anonymous",
+        username=username or getattr(user, "get_username", lambda: "")() or "anonymous",
         action=action,
         contact=contact,
         detail=detail[:2000],

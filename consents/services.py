@@ -554,6 +554,32 @@ def marketing_pause(
 
 
 @transaction.atomic
+def marketing_resume(
+    *,
+    contact: Contact,
+    channel: str,
+    proof: Proof,
+    occurred_at: datetime | None = None,
+) -> Event:
+    """End a running pause now: a ``pause`` whose ``until`` is the instant it is recorded.
+
+    RULES.md step 7 reads the latest pause on the channel (or ``*``): one that ends when it starts
+    pauses nothing. ``resume: true`` says it in the ledger, for the history and the proof.
+    """
+    _check_channel(channel, wildcard=True)
+    at = occurred_at or clock.now()
+    _check_instant("occurred_at", at)
+    return _append(
+        contact=contact,
+        type=EventType.PAUSE,
+        occurred_at=at,
+        proof=proof,
+        channel=channel,
+        data={"until": ledger.iso(at), "resume": True},
+    )
+
+
+@transaction.atomic
 def purchase_record(
     *,
     contact: Contact,

@@ -14,3 +14,19 @@ class PreferencesConfig(AppConfig):
         from preferences.webhooks import tracking_received
 
         tracking.connect(tracking_received, dispatch_uid="preferences.webhooks.tracking")
+
+        from django.db.models.signals import post_delete, post_save
+
+        from consents.models import Contact, Notice, Topic
+        from preferences import pagecache
+
+        for name, signal in (("save", post_save), ("delete", post_delete)):
+            signal.connect(
+                pagecache.contact_changed, sender=Contact, dispatch_uid=f"pagecache.contact.{name}"
+            )
+            for model in (Topic, Notice):
+                signal.connect(
+                    pagecache.catalog_row_changed,
+                    sender=model,
+                    dispatch_uid=f"pagecache.{model.__name__}.{name}",
+                )

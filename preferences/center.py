@@ -28,8 +28,6 @@ from preferences.services import signup_pending_create, unsubscribe_all
 
 LINK_TEMPLATE = "preferences-link"
 COLLECTION_POINT = "preference center"
-# A pause cannot end when it starts (``marketing_pause``): "resume" is a pause of one microsecond.
-RESUME_LENGTH = timedelta(microseconds=1)
 PAUSE_MONTHS = (1, 3)
 # Channels whose opt-in from the preference center needs the owner of the address to confirm.
 CONFIRMED_CHANNELS = (Channel.EMAIL,)
@@ -94,6 +92,18 @@ class CenterState:
     unsubscribed_all: bool
     # Topics the person once validly consented to by email: saying yes again needs no email.
     confirmed_email_topics: set[str] = field(default_factory=set)
+
+    @property
+    def changes_at(self) -> list[datetime | None]:
+        """The instants at which this page changes by itself, with no new event: the pause's
+        end, the retention expiry (nothing is covered any more), a callback request's end, and
+        any event dated in the future (imports) taking effect."""
+        facts = getattr(self.contact, "facts", None)
+        instants = [self.pause_until]
+        if facts is not None:
+            instants += [facts.expires_at, facts.callback_until]
+        instants += [e.occurred_at for e in self.history]
+        return instants
 
     def cell(self, slug: str, channel: str) -> Cell | None:
         for view in self.topics:
@@ -429,19 +439,18 @@ def preferences_resume(*, contact: Contact, request: Request) -> bool:
     )
     if until is None or until <= now:
         return False
-    services.marketing_pause(
-        contact=locked,
-        channel=ANY,
-        until=now + RESUME_LENGTH,
-        proof=request.proof(),
-        occurred_at=now,
-    )
+    services.marketing_resume(contact=locked, channel=ANY, proof=request.proof(), occurred_at=now)
     return True
 
 
 def is_resume(event: Event) -> bool:
-    """A pause recorded by ``preferences_resume``."""
-    until = event.data.get("until") if event.type == EventType.PAUSE else None
+    """A pause that ended when it began: ``marketing_resume`` (and, before it existed, a pause of
+    one microsecond)."""
+    if event.type != EventType.PAUSE:
+        return False
+    if event.data.get("resume") is True:
+        return True
+    until = event.data.get("until")
     if not isinstance(until, str):
         return False
     end = datetime.fromisoformat(until.replace("Z", "+00:00"))

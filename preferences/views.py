@@ -13,8 +13,10 @@ from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import formats, timezone, translation
 from django.utils.html import format_html
@@ -24,10 +26,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
-from consents import clock
+from consents import clock, proof
 from consents.models import ConsentState, Contact, Event, Notice, Topic
 from consents.vocab import ANY, EventType, Method, Reason
-from preferences import center, devmail, links, ratelimit
+from preferences import center, devmail, links, pagecache, ratelimit
 from preferences.center import preferences_link_send
 from preferences.forms import (
     LinkRequestForm,
@@ -484,7 +486,7 @@ def _session_contact(request: HttpRequest) -> Contact | None:
     age = clock.now().timestamp() - granted_at
     if not 0 <= age <= settings.PREFERENCE_LINK_TTL.total_seconds():
         return None
-    contact = Contact.objects.filter(public_id=public_id).first()
+    contact = pagecache.contact_for_page(public_id)
     if contact is None or contact.link_version != request.session.get(SESSION_LINK_VERSION):
         return None  # signed out of all links since
     return contact
@@ -518,7 +520,14 @@ def preferences(request: HttpRequest) -> HttpResponse:
             return _preferences_page(request, contact, error=_("This action is not offered."))
         return handler(request, contact)
     flash = request.session.pop(SESSION_FLASH, None)
-    return _preferences_page(request, contact, flash=flash)
+    if flash or not pagecache.enabled():
+        return _preferences_page(request, contact, flash=flash)
+    # Nothing to say about a save: the page drawn for the last read may still be the right one.
+    language = _language()
+    found = pagecache.lookup(contact, language=language)
+    if found.html is None:
+        return _preferences_page(request, contact, keep_for=found.catalog)
+    return HttpResponse(found.html.replace(pagecache.CSRF_PLACEHOLDER, get_token(request)))
 
 
 def _preferences_page(
@@ -527,7 +536,10 @@ def _preferences_page(
     *,
     flash: dict[str, Any] | None = None,
     error: str = "",
+    status: int = 400,
+    keep_for: str | None = None,
 ) -> HttpResponse:
+    """Draw the page; with ``keep_for`` (the catalog version read), keep it in the page cache."""
     language = _language()
     state = center.center_state(contact=contact, language=language)
     words = _Words()
@@ -539,7 +551,20 @@ def _preferences_page(
         "error": error,
         "pause_months": center.PAUSE_MONTHS,
     }
-    return render(request, "preferences/preferences.html", context, status=400 if error else 200)
+    if keep_for is None:
+        status = status if error else 200
+        return render(request, "preferences/preferences.html", context, status=status)
+    # Drawn once with a placeholder for the CSRF token, which each response fills in.
+    context["csrf_token"] = pagecache.CSRF_PLACEHOLDER
+    html = render_to_string("preferences/preferences.html", context, request=request)
+    pagecache.store(
+        contact,
+        language=language,
+        catalog=keep_for,
+        html=html,
+        changes_at=state.changes_at,
+    )
+    return HttpResponse(html.replace(pagecache.CSRF_PLACEHOLDER, get_token(request)))
 
 
 NO_ADDRESS = {
@@ -879,6 +904,34 @@ def _resume(request: HttpRequest, contact: Contact) -> HttpResponse:
     return _done(request, {"kind": "resumed" if resumed else "not_paused"})
 
 
+def _download_data(request: HttpRequest, contact: Contact) -> HttpResponse:
+    """The person's own access request (GDPR art. 15): everything we hold, as a JSON file."""
+    if not ratelimit.allow(
+        "access-export",
+        contact.public_id,
+        limit=settings.ACCESS_EXPORT_MAX_PER_DAY,
+        window_seconds=24 * 3600,
+    ):
+        error = _(
+            "You have already downloaded your data several times today. Please try again tomorrow."
+        )
+        return _preferences_page(request, contact, error=error, status=429)
+    # Logged before the data leaves, like every export from the admin.
+    proof.access_log(
+        user=request.user,
+        username="person",
+        action="export_access_self",
+        contact=contact,
+        detail="downloaded from the preference page",
+    )
+    response = JsonResponse(
+        proof.access_export(contact, clock.now()),
+        json_dumps_params={"indent": 2, "ensure_ascii": False},
+    )
+    response["Content-Disposition"] = f'attachment; filename="my-data-{contact.public_id}.json"'
+    return response
+
+
 def _unsubscribe_all(request: HttpRequest, contact: Contact) -> HttpResponse:
     done = center.preferences_unsubscribe_all(contact=contact, request=_center_request(request))
     return _done(request, {"kind": "unsubscribed" if done else "already_unsubscribed"})
@@ -912,6 +965,7 @@ _ACTIONS = {
     "pause": _pause,
     "resume": _resume,
     "unsubscribe_all": _unsubscribe_all,
+    "download_data": _download_data,
     "language": _switch_language,
     "sign_out": _sign_out,
 }

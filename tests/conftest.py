@@ -52,6 +52,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(autouse=True)
+def _fresh_page_cache() -> None:
+    """A new catalog version per test: no preference page kept by an earlier test can match
+    (CI's Redis outlives the test database, and primary keys come round again)."""
+    from django.core.cache import cache
+
+    from preferences import pagecache
+
+    cache.delete(pagecache.CATALOG_KEY)
+
+
 def at(text: str) -> datetime:
     """A UTC instant from a short ISO string, e.g. at("2026-01-10T10:00")."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)

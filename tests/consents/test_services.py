@@ -164,6 +164,49 @@ class TestValidationWritesNothing:
         assert "until" in exc.value.message_dict
         assert not Event.objects.exists()
 
+    def test_resume_ends_the_pause_at_the_instant_it_is_recorded(
+        self, make_topic, make_contact, web_proof
+    ):
+        from consents import rules
+        from consents.projections import fact_from_event, person_from_contact
+
+        make_topic()
+        contact = make_contact()
+        start = at("2026-03-01T10:00")
+        services.consent_grant(
+            contact=contact,
+            topic="promotions",
+            channel="email",
+            proof=web_proof,
+            occurred_at=start - timedelta(days=1),
+        )
+        services.marketing_pause(
+            contact=contact,
+            channel="*",
+            until=start + timedelta(days=30),
+            proof=web_proof,
+            occurred_at=start,
+        )
+        resumed = services.marketing_resume(
+            contact=contact, channel="*", proof=web_proof, occurred_at=start + timedelta(days=2)
+        )
+        assert (resumed.type, resumed.channel) == ("pause", "*")
+        assert resumed.data == {"until": "2026-03-03T10:00:00.000000Z", "resume": True}
+        history = [fact_from_event(e) for e in Event.objects.filter(contact=contact)]
+        message = rules.Message(channel="email", purpose="promotion", topic="promotions")
+        person = person_from_contact(contact)
+        paused = rules.decide(person, history, message, start + timedelta(days=1))
+        after = rules.decide(person, history, message, start + timedelta(days=2))
+        assert (paused.allowed, paused.reason) == (False, "PAUSED")
+        assert after.allowed and after.reason == "OPT_IN"
+
+    def test_resume_on_an_unknown_channel_is_refused(self, make_contact, web_proof):
+        contact = make_contact()
+        with pytest.raises(ValidationError) as exc:
+            services.marketing_resume(contact=contact, channel="fax", proof=web_proof)
+        assert "channel" in exc.value.message_dict
+        assert not Event.objects.exists()
+
     def test_wildcard_opt_out_is_accepted_but_wildcard_opt_in_is_not(
         self, make_topic, make_contact, web_proof
     ):

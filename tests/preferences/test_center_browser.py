@@ -72,6 +72,11 @@ def accessible(page: Any) -> None:
     assert violations == [], [(v["id"], [n["target"] for n in v["nodes"]]) for v in violations]
 
 
+def settle(page: Any) -> None:
+    """Wait for a form the page posts itself (static/js/preferences.js) to be answered."""
+    page.wait_for_selector("main:not([aria-busy])")
+
+
 def state(contact: Contact, topic: str, channel: str) -> str | None:
     row = ConsentState.objects.filter(contact=contact, topic=topic, channel=channel).first()
     return row.status if row else None
@@ -104,7 +109,7 @@ def test_ask_for_a_link_change_choices_pause_resume_and_leave(page: Any, languag
     page.check("#cell-promotions-sms")
     page.check("#frequency-promotions-monthly")
     page.click("form.preferences button[type=submit]")
-    page.wait_for_url("**/preferences/")
+    settle(page)
     assert text["saved"] in page.inner_text("#saved")
     accessible(page)
     page.reload()
@@ -117,9 +122,11 @@ def test_ask_for_a_link_change_choices_pause_resume_and_leave(page: Any, languag
 
     # Pause for a month, see the end date, resume.
     page.click("#pause button[name=months][value='1']")
+    settle(page)
     assert text["paused"] in page.inner_text("#pause")
     accessible(page)
     page.click("#pause button[type=submit]")
+    settle(page)
     assert text["resumed"] in page.inner_text("#saved")
     assert Event.objects.filter(contact=contact, type="pause").count() == 2
 
@@ -133,6 +140,7 @@ def test_ask_for_a_link_change_choices_pause_resume_and_leave(page: Any, languag
 
     # Everything, in one button; service messages continue.
     page.click("#leave button[type=submit]")
+    settle(page)
     assert text["left"] in page.inner_text("#saved")
     accessible(page)
     assert Event.objects.filter(contact=contact, topic="*", channel="*").count() == 1
@@ -216,3 +224,45 @@ def test_preference_page_screenshots_at_360_and_1280(page: Any) -> None:
         assert small == []
         page.screenshot(path=str(SCREENSHOTS / f"preferences-{width}.png"), full_page=True)
     assert re.search(r"\d", page.inner_text("main .statement"))  # the pause's end date
+
+
+@pytest.mark.usefixtures("site")
+def test_with_javascript_a_save_needs_no_reload_and_moves_the_focus(page: Any) -> None:
+    contact = person()
+    page.goto(f"/preferences/{links.make_token('preferences', contact)}/")
+    page.evaluate("window.notReloaded = true")
+    page.check("#cell-promotions-sms")
+    page.click("form.preferences button[type=submit]")
+    settle(page)
+    assert page.evaluate("window.notReloaded === true")  # the same document: no reload
+    assert TEXTS["fr"]["saved"] in page.inner_text("#saved")
+    # Where a reload would put it: on the statement of what was saved, read out as a status.
+    assert page.evaluate("document.activeElement.id") == "saved"
+    assert page.get_attribute("#saved", "role") == "status"
+    assert state(contact, "promotions", "sms") == "opted_in"
+    # The new page is whole: the history has the new choice, the next save works too.
+    assert TEXTS["fr"]["history"] in page.inner_text("#history")
+    page.click("#pause button[name=months][value='3']")
+    settle(page)
+    assert page.evaluate("window.notReloaded === true")
+    assert TEXTS["fr"]["paused"] in page.inner_text("#pause")
+    assert Event.objects.filter(contact=contact, type="pause").count() == 1
+    accessible(page)
+
+
+@pytest.mark.usefixtures("site")
+def test_without_javascript_the_forms_post_and_reload(browser: Any, live_server: Any) -> None:
+    contact = person()
+    context = browser.new_context(base_url=live_server.url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(f"/preferences/{links.make_token('preferences', contact)}/")
+        page.check("#cell-promotions-sms")
+        page.click("form.preferences button[type=submit]")
+        page.wait_for_url("**/preferences/")
+        assert TEXTS["fr"]["saved"] in page.inner_text("#saved")
+        page.click("#pause button[name=months][value='1']")
+        assert TEXTS["fr"]["paused"] in page.inner_text("#pause")
+        assert state(contact, "promotions", "sms") == "opted_in"
+    finally:
+        context.close()

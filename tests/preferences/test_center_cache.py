@@ -1,0 +1,185 @@
+"""The preference page is drawn once and served again while nothing it shows has changed.
+
+Each test reads the page twice around a change made *outside* the page (a service call, an admin
+edit, time passing) and checks the second read shows it: a cache that served a stale page fails.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from consents import clock, services
+from consents.models import Contact
+from preferences import pagecache
+from tests.preferences.center_fixtures import form_state, open_session, post
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("pages")]
+
+# A page served again reads the contact only, and the session when it lives in the database.
+SERVED = 1 if settings.SESSION_ENGINE.endswith("cached_db") else 2
+PROOF = services.Proof(method="web_form", actor="person", ip_address="203.0.113.9")
+
+
+@pytest.fixture
+def person(topics: Any, make_contact: Any) -> Contact:
+    contact = make_contact(email="cache@example.fr")
+    services.consent_grant(contact=contact, topic="newsletter", channel="email", proof=PROOF)
+    return contact
+
+
+def read(client: Client) -> tuple[str, int]:
+    """The page's HTML and the number of SQL queries it cost."""
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get("/preferences/")
+    assert response.status_code == 200
+    assert response["Cache-Control"].startswith("max-age=0")
+    return response.content.decode(), len(captured)
+
+
+def without_csrf(html: str) -> str:
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+
+
+def box(html: str, value: str) -> str:
+    return re.search(rf'<input type="checkbox" name="on" value="{value}"[^>]*>', html).group(0)
+
+
+def test_a_second_read_is_served_from_the_cache_with_fewer_queries(
+    person: Contact, client: Client
+) -> None:
+    open_session(client, person)
+    first, drawn = read(client)
+    second, served = read(client)
+    # No topics, states, history or notices read again.
+    assert served == SERVED < drawn
+    assert without_csrf(first) == without_csrf(second)
+    assert pagecache.CSRF_PLACEHOLDER not in second
+
+
+def test_the_served_page_carries_a_working_csrf_token(person: Contact) -> None:
+    client = Client(enforce_csrf_checks=True)
+    open_session(client, person)
+    read(client)
+    html, served = read(client)
+    assert served == SERVED
+    data = form_state(html)
+    data["csrfmiddlewaretoken"] = re.search(
+        r'name="csrfmiddlewaretoken" value="([^"]+)"', html
+    ).group(1)
+    data["on"] = [v for v in data["on"] if v != "newsletter:email"]
+    response = post(client, data)
+    assert response.status_code == 302
+    assert "checked" not in box(read(client)[0], "newsletter:email")
+
+
+def test_an_event_recorded_elsewhere_shows_on_the_next_read(
+    person: Contact, client: Client
+) -> None:
+    open_session(client, person)
+    assert " checked" in box(read(client)[0], "newsletter:email")
+    read(client)
+    # An unsubscribe link, the admin, the API: anything that appends to the ledger.
+    services.consent_withdraw(contact=person, topic="newsletter", channel="email", proof=PROOF)
+    html, queries = read(client)
+    assert " checked" not in box(html, "newsletter:email")
+    assert queries > SERVED
+
+
+def test_an_address_added_enables_its_channel(person: Contact, client: Client) -> None:
+    open_session(client, person)
+    assert " disabled" in box(read(client)[0], "promotions:sms")
+    person.refresh_from_db()
+    services.contact_update_details(contact=person, phone="+33612345678")
+    assert " disabled" not in box(read(client)[0], "promotions:sms")
+
+
+def test_a_topic_renamed_in_the_admin_shows_at_once(
+    person: Contact, client: Client, topics: Any
+) -> None:
+    open_session(client, person)
+    assert "La lettre d&#x27;information" in read(client)[0]
+    topic = topics["newsletter"]
+    topic.name_fr = "La gazette"
+    topic.save()
+    assert "La gazette" in read(client)[0]
+
+
+def test_a_notice_published_shows_its_new_wording(
+    person: Contact, client: Client, topics: Any
+) -> None:
+    open_session(client, person)
+    read(client)
+    services.notice_publish(topic=topics["newsletter"], language="fr", text="Nouveau texte 2.")
+    assert "Nouveau texte 2." in read(client)[0]
+
+
+def test_a_pause_that_ends_stops_showing_without_any_event(person: Contact, client: Client) -> None:
+    open_session(client, person)
+    now = clock.now()
+    services.marketing_pause(
+        contact=person, channel="*", until=now + timedelta(hours=1), proof=PROOF
+    )
+    assert 'name="action" value="resume"' in read(client)[0]
+    html, served = read(client)
+    assert served == SERVED and 'name="action" value="resume"' in html
+    with clock.frozen(now + timedelta(hours=1, seconds=1)):
+        html, queries = read(client)
+    assert queries > SERVED
+    assert 'name="action" value="pause"' in html
+
+
+def test_each_person_gets_their_own_page(topics: Any, make_contact: Any) -> None:
+    one, two = make_contact(email="one@example.fr"), make_contact(email="two@example.fr")
+    first, second = Client(), Client()
+    open_session(first, one)
+    open_session(second, two)
+    for _ in range(2):
+        assert "one@example.fr" in read(first)[0]
+        html = read(second)[0]
+        assert "two@example.fr" in html and "one@example.fr" not in html
+
+
+def test_the_language_switch_draws_the_other_language(person: Contact, client: Client) -> None:
+    open_session(client, person)
+    assert '<html lang="fr">' in read(client)[0]
+    client.post("/preferences/", {"action": "language", "language": "en"})
+    client.get("/preferences/")  # the "now in English" flash, never cached
+    assert '<html lang="en">' in read(client)[0]
+
+
+def test_the_saved_message_is_never_served_again(person: Contact, client: Client) -> None:
+    open_session(client, person)
+    data = form_state(read(client)[0])
+    data["on"] = []
+    post(client, data)
+    assert 'id="saved"' in read(client)[0]
+    assert 'id="saved"' not in read(client)[0]
+
+
+def test_erasing_the_person_drops_their_page(person: Contact, client: Client) -> None:
+    open_session(client, person)
+    read(client)
+    read(client)
+    key = pagecache.PAGE_KEY.format(pk=person.pk)
+    assert cache.get(key) is not None
+    services.contact_erase(contact=person, reason="asked by the person", actor="admin:test")
+    assert cache.get(key) is None
+
+
+def test_with_the_cache_off_every_read_is_drawn(
+    person: Contact, client: Client, settings: Any
+) -> None:
+    settings.PREFERENCE_PAGE_CACHE_SECONDS = 0
+    open_session(client, person)
+    _, first = read(client)
+    _, second = read(client)
+    assert first == second > SERVED
