@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -21,6 +22,7 @@ from django.forms import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
+from django.utils import translation
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
@@ -269,7 +271,11 @@ class RectifyForm(forms.Form):
     email = forms.CharField(label=_("new email address"), max_length=254)
 
     def clean_email(self) -> str:
-        return services.normalize_email(self.cleaned_data["email"])
+        try:
+            return services.normalize_email(self.cleaned_data["email"])
+        except ValidationError as exc:
+            # The service names the field in its error; a form's clean_<field> may not.
+            raise ValidationError(_("Enter a valid email address."), code="invalid") from exc
 
 
 @admin.register(Contact)
@@ -425,7 +431,10 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
         contact = self._contact(request, pk, "consents.export_contact")
         proof.access_log(user=request.user, action="export_receipt", contact=contact)
         context = {"contact": contact, "receipts": proof.receipts(contact), "now": clock.now()}
-        return render(request, "consents/receipt.html", context)
+        # The receipt is the person's, in their language (its <html lang> says so), whatever
+        # the officer's; render() evaluates the translations, so the override must cover it.
+        with translation.override(contact.locale or settings.LANGUAGE_CODE):
+            return render(request, "consents/receipt.html", context)
 
     @method_decorator_post
     def verify_view(self, request: HttpRequest, pk: int) -> HttpResponse:

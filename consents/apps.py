@@ -6,3 +6,10 @@ from django.apps import AppConfig
 class ConsentsConfig(AppConfig):
     name = "consents"
     verbose_name = "Consents"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from consents import roles
+
+        post_migrate.connect(roles.ensure_roles, dispatch_uid="consents.roles.ensure_roles")

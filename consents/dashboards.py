@@ -7,6 +7,7 @@ out as tables and draws them as SVG. No row of the ledger is loaded one by one.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,13 +24,56 @@ from django.db.models import (
     Subquery,
 )
 from django.db.models.functions import TruncWeek
-from django.utils.html import escape
+from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from consents.models import Event, Outbox, Store
 from consents.vocab import EventType
 
 OUTS = (EventType.OPT_OUT, EventType.COMPLAINT)
+
+# The tables and their CSV files name columns and measures in English, as identifiers that a
+# spreadsheet can rely on; the page shows them in the officer's language (WCAG 3.1.2: no English
+# words on a French page).
+LABELS = {
+    "week": _("week"),
+    "opt-ins": _("opt-ins"),
+    "opt-outs": _("opt-outs"),
+    "net": pgettext_lazy("subscribers", "net"),
+    "channel": _("channel"),
+    "topic": _("topic"),
+    "store": pgettext_lazy("shop", "store"),
+    "measure": _("measure"),
+    "value": _("value"),
+    "method": _("method"),
+    "count": _("count"),
+    "sent": _("emails sent"),
+    "hard bounces": _("hard bounces"),
+    "soft bounces": _("soft bounces"),
+    "complaints": _("complaints"),
+    "complaint": _("complaint"),
+    "bounce rate": _("bounce rate"),
+    "complaint rate": _("complaint rate"),
+    "sign-ups asked to confirm": _("sign-ups asked to confirm"),
+    "completion rate (%)": _("completion rate (%)"),
+    "median time to confirm": _("median time to confirm"),
+}
+CONFIRMED_WITHIN = re.compile(r"confirmed within (\d+) days")
+
+
+def label(value: Any) -> Any:
+    """What the page shows for a column name or a measure; other values as they are."""
+    if not isinstance(value, str):
+        return value
+    if value in LABELS:
+        return str(LABELS[value])
+    if found := CONFIRMED_WITHIN.fullmatch(value):
+        return gettext("confirmed within %(days)s days") % {"days": found[1]}
+    if value.endswith(" net"):
+        return gettext("%(value)s net") % {"value": value[: -len(" net")]}
+    return value
 
 
 # PERCENTILE_DISC: the middle delay (one of the values, not a mean). The WHERE clause repeats the
@@ -64,6 +108,18 @@ class Chart:
     @property
     def svg(self) -> SafeString:
         return line_chart(self) if self.kind == "lines" else bar_chart(self)
+
+    @property
+    def display_columns(self) -> list[str]:
+        return [label(c) for c in self.columns]
+
+    @property
+    def display_rows(self) -> list[list[Any]]:
+        return [[label(v) for v in row] for row in self.rows]
+
+    @property
+    def display_summary(self) -> list[list[Any]]:
+        return [[label(v) for v in row] for row in getattr(self, "summary", [])]
 
 
 def _weeks(start: datetime, end: datetime) -> list[datetime]:
@@ -149,10 +205,10 @@ def weekly_totals(
     grouped: list[tuple[str, str, dict[str, str], int]], start: datetime, end: datetime
 ) -> Chart:
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for week, type_, _, n in grouped:
+    for week, type_, _dims, n in grouped:
         counts[week][0 if type_ == EventType.OPT_IN else 1] += n
     chart = Chart(
-        "weekly", "Opt-ins, opt-outs and net per week", ["week", "opt-ins", "opt-outs", "net"]
+        "weekly", _("Opt-ins, opt-outs and net per week"), ["week", "opt-ins", "opt-outs", "net"]
     )
     for week in _weeks(start, end):
         ins, outs = counts.get(week.date().isoformat(), [0, 0])
@@ -201,7 +257,7 @@ def doi(start: datetime, end: datetime, ttl: timedelta) -> Chart:
             .values_list("delay", flat=True)[stats["confirmed"] // 2]
         )
     rate = round(100 * stats["confirmed"] / stats["asked"], 1) if stats["asked"] else None
-    chart = Chart("doi", "Double opt-in completion", ["measure", "value"], kind="bars")
+    chart = Chart("doi", _("Double opt-in completion"), ["measure", "value"], kind="bars")
     chart.rows = [
         ["sign-ups asked to confirm", stats["asked"]],
         [f"confirmed within {ttl.days} days", stats["confirmed"]],
@@ -232,7 +288,7 @@ def unsubscribe_methods(start: datetime, end: datetime) -> Chart:
     split: dict[str, int] = defaultdict(int)
     for type_, method, n in rows:
         split["complaint" if type_ == EventType.COMPLAINT else (method or "-")] += n
-    chart = Chart("unsubscribe", "How people leave", ["method", "count"], kind="bars")
+    chart = Chart("unsubscribe", _("How people leave"), ["method", "count"], kind="bars")
     chart.rows = sorted(([k, v] for k, v in split.items()), key=lambda r: -r[1])
     return chart
 
@@ -281,7 +337,7 @@ def deliverability(start: datetime, end: datetime) -> Chart:
     sent = {_week_key(k): v for k, v in sent.items()}
     chart = Chart(
         "deliverability",
-        "Bounces and complaints (rates per 1,000 emails sent)",
+        _("Bounces and complaints (rates per 1,000 emails sent)"),
         [
             "week",
             "sent",
@@ -316,9 +372,9 @@ def charts(end: datetime, weeks: int, doi_ttl: timedelta) -> list[Chart]:
     grouped = weekly_grouped(start, end)
     return [
         weekly_totals(grouped, start, end),
-        weekly_by(grouped, start, end, "channel", "Net subscribers per week, per channel"),
-        weekly_by(grouped, start, end, "topic", "Net subscribers per week, per topic"),
-        weekly_by(grouped, start, end, "store", "Net subscribers per week, per store"),
+        weekly_by(grouped, start, end, "channel", _("Net subscribers per week, per channel")),
+        weekly_by(grouped, start, end, "topic", _("Net subscribers per week, per topic")),
+        weekly_by(grouped, start, end, "store", _("Net subscribers per week, per store")),
         doi(start, end, doi_ttl),
         unsubscribe_methods(start, end),
         deliverability(start, end),
@@ -339,7 +395,7 @@ def line_chart(chart: Chart) -> SafeString:
     columns = getattr(chart, "plot_columns", list(range(1, len(chart.columns))))[:8]
     values = [v for row in chart.rows for i in columns if (v := _num(row[i])) is not None]
     if not chart.rows or not values:
-        return mark_safe('<p class="help">No data in this window.</p>')
+        return format_html('<p class="help">{}</p>', gettext("No data in this window."))
     lo, hi = min(0.0, min(values)), max(1.0, max(values))
     n = len(chart.rows)
 
@@ -369,27 +425,26 @@ def line_chart(chart: Chart) -> SafeString:
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"/>')
         ly = H + 14 + 20 * k
         parts.append(f'<rect x="{PAD}" y="{ly - 10}" width="12" height="12" fill="{color}"/>')
-        parts.append(
-            f'<text x="{PAD + 18}" y="{ly}" font-size="12">{escape(chart.columns[col])}</text>'
-        )
+        name = escape(label(chart.columns[col]))
+        parts.append(f'<text x="{PAD + 18}" y="{ly}" font-size="12">{name}</text>')
     parts.append("</svg>")
     return mark_safe("".join(parts))
 
 
 def bar_chart(chart: Chart) -> SafeString:
-    rows = [(str(r[0]), _num(r[1]) or 0.0) for r in chart.rows]
+    rows = [(str(label(r[0])), _num(r[1]) or 0.0) for r in chart.rows]
     if not rows:
-        return mark_safe('<p class="help">No data in this window.</p>')
-    top = max(1.0, max(v for _, v in rows))
+        return format_html('<p class="help">{}</p>', gettext("No data in this window."))
+    top = max(1.0, max(v for _name, v in rows))
     height = 24 * len(rows) + 10
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" width="100%" '
         f'role="img" aria-label="{escape(chart.title)}">'
     ]
-    for i, (label, value) in enumerate(rows):
+    for i, (name, value) in enumerate(rows):
         width = (W - 260) * value / top
         yy = 5 + 24 * i
-        parts.append(f'<text x="0" y="{yy + 14}" font-size="12">{escape(label)}</text>')
+        parts.append(f'<text x="0" y="{yy + 14}" font-size="12">{escape(name)}</text>')
         parts.append(
             f'<rect x="200" y="{yy}" width="{width:.1f}" height="18" '
             f'fill="{PALETTE[i % len(PALETTE)]}"/>'

@@ -372,7 +372,12 @@ class Outbox(models.Model):
     class Meta:
         ordering = ["-id"]
         verbose_name_plural = "outbox"
-        indexes = [models.Index(fields=["to", "template", "created_at"])]
+        indexes = [
+            models.Index(fields=["to", "template", "created_at"]),
+            # The per-address rate limits compare addresses whatever their case (to__iexact,
+            # UPPER("to") = UPPER(%s)), which the index above cannot serve.
+            models.Index(Upper("to"), "template", "created_at", name="outbox_upper_to_template"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.template} to {self.to} ({self.status})"

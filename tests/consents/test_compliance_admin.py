@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django_otp.oath import TOTP
@@ -436,6 +437,29 @@ def test_rectification_changes_the_email_only_once_the_new_address_confirms(
     assert marie.events.filter(type="address_changed").count() == 1
 
 
+def test_rectification_with_an_invalid_address_shows_the_form_again(
+    officer_client: Client, marie: Contact
+) -> None:
+    response = officer_client.post(
+        url("consents_contact_rectify", marie.pk),
+        {"email": "not an address"},
+        HTTP_ACCEPT_LANGUAGE="fr",
+    )
+    assert response.status_code == 200  # a form error, not a server error
+    assert "Saisissez une adresse e-mail valide." in response.content.decode()
+    assert not Outbox.objects.filter(template="email-confirm").exists()
+
+
+def test_the_receipt_is_in_the_persons_language_whatever_the_officers(
+    officer_client: Client, marie: Contact
+) -> None:
+    page = officer_client.get(
+        url("consents_contact_receipt", marie.pk), HTTP_ACCEPT_LANGUAGE="en"
+    ).content.decode()
+    assert '<html lang="fr">' in page
+    assert "<title>Reçus de consentement" in page
+
+
 @pytest.mark.parametrize("role", ["store manager", "staff", "staff without group"])
 def test_actions_are_refused_without_the_right(
     role: str, client: Client, make_user: Any, marie: Contact
@@ -458,3 +482,23 @@ def test_actions_are_refused_without_the_right(
     draft.refresh_from_db()
     assert marie.email == "marie@example.fr" and draft.published_at is None
     assert not Outbox.objects.exists()
+
+
+# --- The outbox's index for per-address rate limits (preferences) -----------------------------
+
+
+@pytest.mark.postgres
+def test_a_case_insensitive_address_lookup_can_use_the_outbox_index(db: Any) -> None:
+    """``to__iexact`` is ``UPPER("to"::text) = UPPER(%s)`` on PostgreSQL: the functional index
+    ``outbox_upper_to_template`` must match that expression (the plain one on ``to`` cannot)."""
+    lookup = Outbox.objects.filter(
+        to__iexact="Marie@Example.fr",
+        template__in=("signup-confirm", "signup-already"),
+        created_at__gte=at("2026-01-01T00:00"),
+    )
+    assert 'UPPER("consents_outbox"."to"::text) = UPPER(' in str(lookup.query)
+    with connection.cursor() as cursor:
+        # A test table is tiny: forbid the sequential scan to see which index could serve it.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = lookup.explain()
+    assert "outbox_upper_to_template" in plan, plan

@@ -125,3 +125,36 @@ def test_the_dashboard_page_draws_svg_and_serves_csv(activity: None, admin_clien
     assert rows[0] == ["week", "topic", "opt-ins", "opt-outs", "net"]
     assert ["2026-02-16", "newsletter", "2", "0", "2"] in rows
     assert admin_client.get("/admin/dashboard/nope.csv").status_code == 404
+
+
+def test_the_page_speaks_the_officers_language_and_the_csv_stays_english(
+    activity: None, admin_client: Client
+) -> None:
+    window = {"until": "2026-03-02", "weeks": "4"}
+    french = admin_client.get("/admin/dashboard/", window, HTTP_ACCEPT_LANGUAGE="fr")
+    body = french.content.decode()
+    assert "Inscriptions, désinscriptions et solde par semaine" in body
+    assert '<th scope="col">semaine</th><th scope="col">inscriptions</th>' in body
+    assert "inscriptions à confirmer" in body and "confirmées sous 7 jours" in body
+    assert "taux de confirmation (%)" in body and "email : solde" in body
+    assert "sign-ups asked to confirm" not in body and "Opt-ins, opt-outs" not in body
+    english = admin_client.get("/admin/dashboard/", window, HTTP_ACCEPT_LANGUAGE="en")
+    assert "Opt-ins, opt-outs and net per week" in english.content.decode()
+    assert "sign-ups asked to confirm" in english.content.decode()
+    # The CSV files keep their English identifiers, whatever the officer's language.
+    response = admin_client.get("/admin/dashboard/doi.csv", window, HTTP_ACCEPT_LANGUAGE="fr")
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0] == ["measure", "value"] and rows[1] == ["sign-ups asked to confirm", "2"]
+
+
+def test_labels_translate_names_and_keep_values() -> None:
+    from django.utils import translation
+
+    with translation.override("fr"):
+        assert dashboards.label("opt-outs") == "désinscriptions"
+        assert dashboards.label("confirmed within 3 days") == "confirmées sous 3 jours"
+        assert dashboards.label("promotions net") == "promotions : solde"
+        assert dashboards.label("one_click_unsubscribe") == "one_click_unsubscribe"
+        assert dashboards.label(12) == 12
+    with translation.override("en"):
+        assert dashboards.label("opt-outs") == "opt-outs"
