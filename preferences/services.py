@@ -113,6 +113,7 @@ def signup_submit(
     actor: str = "person",
     store: Store | None = None,
     details: Mapping[str, Any] | None = None,
+    elsewhere: Sequence[Mapping[str, Any]] = (),
 ) -> SignupOutcome:
     """Record a sign-up: pending opt-ins in the ledger and a confirmation email in the outbox.
 
@@ -121,11 +122,14 @@ def signup_submit(
     page's language (``notice_language``, default ``language``, the language of the emails), or
     exactly ``notices`` when the caller knows them (a fresh link for an earlier sign-up).
     A store tablet passes its own ``method``, ``actor`` (the staff member), ``store`` and
-    ``details`` (the device, the capture).
+    ``details`` (the device, the capture). ``elsewhere`` are pending ``opt_in`` events the same
+    person gave on another contact (the one that owns the phone number they typed):
+    ``[{"topic", "channel", "event", "contact"}]``; the email lists them and its confirmation
+    confirms them on that contact.
     """
     address = services.normalize_email(email)
     phone = services.normalize_phone(phone) if phone else ""
-    chosen = validate_choices(choices, has_phone=bool(phone))
+    chosen = validate_choices(choices, has_phone=bool(phone)) if choices or not elsewhere else []
     language = language if language in ("fr", "en") else "fr"
     if _recent_emails(address) >= settings.SIGNUP_MAX_EMAILS_PER_ADDRESS:
         return SignupOutcome.RATE_LIMITED
@@ -164,6 +168,10 @@ def signup_submit(
             occurred_at=now,
         )
         pending.append({"topic": topic.slug, "channel": channel, "event": event.pk})
+    pending += [
+        {"topic": c["topic"], "channel": c["channel"], "event": c["event"], "contact": c["contact"]}
+        for c in elsewhere
+    ]
 
     if not pending:
         email_enqueue(
@@ -201,7 +209,8 @@ def signup_pending_create(
     """The pending state of a double opt-in and its confirmation email (in the outbox).
 
     ``choices`` are the pending ``opt_in`` events already in the ledger:
-    ``[{"topic": slug, "channel": ..., "event": id}, ...]``.
+    ``[{"topic": slug, "channel": ..., "event": id}, ...]``, with ``"contact": pk`` for an event
+    of another contact than ``contact`` (see ``signup_submit``'s ``elsewhere``).
     """
     assert contact.email, "a double opt-in confirms an email address"
     signup = PendingSignup.objects.create(
@@ -270,9 +279,18 @@ def signup_confirm(
         ip_address=ip_address,
         user_agent=user_agent[:1000],
     )
+    others = {
+        other.pk: other
+        for other in Contact.objects.select_for_update().filter(
+            pk__in=[c["contact"] for c in signup.choices if c.get("contact")]
+        )
+    }
     for choice in signup.choices:
+        owner = others.get(choice["contact"]) if choice.get("contact") else contact
+        if owner is None:
+            continue  # that contact is gone: nothing of theirs to confirm
         services.consent_confirm(
-            contact=contact,
+            contact=owner,
             topic=choice["topic"],
             channel=choice["channel"],
             proof=proof,

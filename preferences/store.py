@@ -382,8 +382,9 @@ def _confirm_by_email(
     """The double opt-in of the sign-up, for the contact that owns the email.
 
     When the phone typed already belongs to another contact, the choices that use it are
-    recorded on that contact as pending (``doi: pending``) and the confirmation email covers
-    only the email's own choices: the number is never copied onto the email's contact."""
+    recorded on that contact as pending (``doi: pending``); the confirmation email lists them
+    with the email's own, and confirming it confirms them on that contact. The number is never
+    copied onto the email's contact."""
     # The customer was shown the store's information statement: informed at collection.
     by_email = Contact.objects.filter(email__iexact=email).first() or _create_contact(
         email=email, phone="", first_name="", locale=language, informed=True
@@ -393,8 +394,24 @@ def _confirm_by_email(
     owners = Owners(by_email, by_phone if split else by_email)
     by_mail = [(t, c) for t, c in chosen if not (split and c in PHONE_CHANNELS)]
     elsewhere = [(t, c) for t, c in chosen if split and c in PHONE_CHANNELS]
+    pending_elsewhere: list[dict[str, Any]] = []
+    if elsewhere:
+        # Recorded first, so that the confirmation email lists them and confirms them too.
+        ids = _grant_all(
+            owners=owners,
+            chosen=elsewhere,
+            language=language,
+            proof_base=proof_base,
+            now=now,
+            doi=Doi.PENDING,
+        )
+        result["pending"] = ids
+        pending_elsewhere = [
+            {"topic": t.slug, "channel": c, "event": pk, "contact": owners.of(c).pk}
+            for (t, c), pk in zip(elsewhere, ids, strict=True)
+        ]
     sent: SignupOutcome | None = None
-    if by_mail:
+    if by_mail or pending_elsewhere:
         sent = signup_submit(
             email=email,
             choices=[(t.slug, c) for t, c in by_mail],
@@ -408,20 +425,12 @@ def _confirm_by_email(
             actor=proof_base["actor"],
             store=store,
             details=proof_base["details"],
+            elsewhere=pending_elsewhere,
         )
         if sent is SignupOutcome.RATE_LIMITED:
             # Raised, not returned: the whole capture (its key included) is rolled back.
             raise ConfirmationEmailRefused
         result["signup"] = sent.value
-    if elsewhere:
-        result["pending"] = _grant_all(
-            owners=owners,
-            chosen=elsewhere,
-            language=language,
-            proof_base=proof_base,
-            now=now,
-            doi=Doi.PENDING,
-        )
     outcome = (
         CaptureOutcome.CONFIRMATION_SENT
         if sent is SignupOutcome.CONFIRMATION_SENT

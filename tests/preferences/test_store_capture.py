@@ -275,17 +275,46 @@ def test_confirm_by_email_keeps_the_phone_choices_with_the_phone_owner(
     assert response.status_code == 302 and response["Location"] == "/store/thanks/"
     assert facts(by_email) == {("opt_in", "promotions", "email")}
     assert facts(by_phone) == {("opt_in", "promotions", "sms")}
-    assert Event.objects.get(contact=by_phone).data["doi"] == "pending"
+    sms = Event.objects.get(contact=by_phone)
+    assert sms.data["doi"] == "pending"
     signup = PendingSignup.objects.get()
     assert signup.contact == by_email and signup.phone == ""
-    assert [c["channel"] for c in signup.choices] == ["email"]
+    # The email lists both choices; the SMS one names the contact it was recorded on.
+    assert [(c["channel"], c.get("contact")) for c in signup.choices] == [
+        ("email", None),
+        ("sms", by_phone.pk),
+    ]
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["claire@example.fr"]
+    assert "SMS" in mail.outbox[0].body
 
-    # Confirming the email does not bring the other contact's number over.
+    # Confirming the email confirms each choice on its own contact, and moves no number.
     Client().post(path_in(CONFIRM_LINK, mail.outbox[0]))
     by_email.refresh_from_db()
     assert by_email.phone == ""
-    assert Event.objects.get(type="doi_confirmed").contact == by_email
+    confirmed = {(e.contact_id, e.channel) for e in Event.objects.filter(type="doi_confirmed")}
+    assert confirmed == {(by_email.pk, "email"), (by_phone.pk, "sms")}
+    assert by_phone.consent_states.get(topic="promotions", channel="sms").status == "opted_in"
+    assert by_email.consent_states.get(topic="promotions", channel="email").status == "opted_in"
+
+
+def test_confirm_by_email_with_only_phone_choices_still_sends_the_email(
+    staff_client: Client,
+    django_capture_on_commit_callbacks: Any,
+    two_people: tuple[Contact, Contact],
+) -> None:
+    by_email, by_phone = two_people
+    post(
+        staff_client,
+        django_capture_on_commit_callbacks,
+        confirm="email",
+        phone="06 12 34 56 78",
+        choice=["promotions:sms"],
+    )
+    assert facts(by_email) == set()
+    assert facts(by_phone) == {("opt_in", "promotions", "sms")}
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == ["claire@example.fr"]
+    Client().post(path_in(CONFIRM_LINK, mail.outbox[0]))
+    assert by_phone.consent_states.get(topic="promotions", channel="sms").status == "opted_in"
 
 
 def test_a_new_number_never_replaces_the_one_on_file(
