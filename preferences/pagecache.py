@@ -10,7 +10,8 @@ still matches. The fingerprint holds everything the page depends on:
 - the contact's own fields (addresses, name, kind, language), hashed: an address added or wiped;
 - the page's language;
 - the catalog version, a token replaced whenever a topic or a notice is saved or deleted;
-- the code version (a hash of this page's templates and code): a deploy changes it.
+- the code version (a hash of this page's templates and code) and the rules' settings: a deploy
+  changes them.
 
 and the entry stops being served at the first instant that changes the page by itself: a pause's
 end, the retention expiry, a callback request's end, and ``PREFERENCE_PAGE_CACHE_SECONDS`` at
@@ -116,6 +117,21 @@ def contact_for_page(public_id: str) -> Contact | None:
     return None
 
 
+def _rules_version() -> str:
+    """The settings of RULES.md that change what the page says ("covered by another basis")."""
+    return hashlib.sha256(
+        repr(
+            (
+                settings.RETENTION_YEARS,
+                settings.DOI_CONFIRM_TTL,
+                settings.REPERMISSION_WINDOW,
+                settings.CALLBACK_VALIDITY,
+                sorted(settings.GENERIC_LOCAL_PARTS),
+            )
+        ).encode()
+    ).hexdigest()[:8]
+
+
 def fingerprint(contact: Contact, *, language: str, catalog: str) -> str:
     return ":".join(
         (
@@ -124,6 +140,7 @@ def fingerprint(contact: Contact, *, language: str, catalog: str) -> str:
             language,
             catalog,
             CODE_VERSION,
+            _rules_version(),
             _contact_digest(contact),
         )
     )

@@ -183,3 +183,17 @@ def test_with_the_cache_off_every_read_is_drawn(
     _, first = read(client)
     _, second = read(client)
     assert first == second > SERVED
+
+
+def test_a_change_of_the_rules_settings_redraws_the_page(
+    topics: Any, make_contact: Any, client: Client, settings: Any
+) -> None:
+    customer = make_contact(email="client@example.fr", informed_at_collection=True)
+    services.purchase_record(contact=customer, category="books", product="b", proof=PROOF)
+    open_session(client, customer)
+    assert "state-covered" in read(client)[0]  # soft opt-in: a customer, informed
+    assert "state-covered" in read(client)[0]
+    # Retention of 0 years: the person's data has expired, nothing is covered any more.
+    settings.RETENTION_YEARS = 0
+    html, queries = read(client)
+    assert queries > SERVED and "state-covered" not in html
