@@ -25,7 +25,7 @@ from django.db.models import QuerySet
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext_lazy as _
 
-from consents import clock, services
+from consents import clock, proof, services
 from consents.models import Category, Contact, Store, Topic
 from consents.vocab import Channel, Doi, Method
 from preferences.models import Capture, Device, StoreMembership
@@ -662,6 +662,7 @@ def staff_create(
         raise ValidationError({"username": _("This username is already taken.")}) from None
     user.groups.add(Group.objects.get(name=STAFF_GROUP))
     StoreMembership.objects.create(user=user, store=store)
+    _log(manager, "staff_create", user, [store])
     return user
 
 
@@ -669,7 +670,9 @@ def staff_create(
 def staff_store_add(*, manager: AbstractBaseUser, user: AbstractBaseUser, store: Store) -> None:
     _check_manages(manager, user)
     _check_store(manager, store)
-    StoreMembership.objects.get_or_create(user=user, store=store)
+    _membership, created = StoreMembership.objects.get_or_create(user=user, store=store)
+    if created:
+        _log(manager, "staff_store_add", user, [store])
 
 
 @transaction.atomic
@@ -685,7 +688,9 @@ def staff_store_remove(*, manager: AbstractBaseUser, user: AbstractBaseUser, sto
         raise ValidationError(
             {"store": _("This is the account’s only store: deactivate the account instead.")}
         )
-    memberships.filter(store=store).delete()
+    deleted, _rows = memberships.filter(store=store).delete()
+    if deleted:
+        _log(manager, "staff_store_remove", user, [store])
 
 
 @transaction.atomic
@@ -701,4 +706,70 @@ def staff_set_active(*, manager: AbstractBaseUser, user: AbstractBaseUser, activ
     if locked.is_active != active:
         locked.is_active = active
         locked.save(update_fields=["is_active"])
+        _log(
+            manager, "staff_reactivate" if active else "staff_deactivate", locked, stores_of(locked)
+        )
     return locked
+
+
+@transaction.atomic
+def staff_password_set(*, manager: AbstractBaseUser, user: AbstractBaseUser, password: str) -> Any:
+    """A new password for a staff member who forgot theirs, checked by the password validators.
+
+    The same reach as deactivation: an account that also works in a store this manager does not
+    manage is not theirs to take over. Every session of the account ends: the session keeps a
+    hash of the password, which no longer matches."""
+    _check_manages(manager, user)
+    locked = get_user_model().objects.select_for_update().get(pk=user.pk)
+    if not _only_in_stores_of(manager, locked):
+        raise ValidationError(
+            {
+                "user": _(
+                    "This account also works in another store: an administrator sets its password."
+                )
+            }
+        )
+    _set_password(locked, password)
+    _log(manager, "staff_password_set", locked, stores_of(locked))
+    return locked
+
+
+@transaction.atomic
+def staff_password_change(*, user: AbstractBaseUser, old_password: str, password: str) -> Any:
+    """A staff member's own new password, given the current one. The caller keeps its own
+    session (``update_session_auth_hash``); the account's other sessions end."""
+    locked = get_user_model().objects.select_for_update().get(pk=user.pk)
+    if not locked.check_password(old_password):
+        raise ValidationError({"old_password": _("This is not your current password.")})
+    _set_password(locked, password)
+    return locked
+
+
+PASSWORD_RATE_SCOPE = "store-password"
+PASSWORD_ATTEMPTS = 5  # per account, every 15 minutes
+
+
+def password_change_allowed(user: AbstractBaseUser) -> bool:
+    """A session left open on a shared tablet must not become a way to guess the password."""
+    from preferences import ratelimit
+
+    return ratelimit.allow(
+        PASSWORD_RATE_SCOPE, f"user:{user.pk}", limit=PASSWORD_ATTEMPTS, window_seconds=900
+    )
+
+
+def _set_password(user: Any, password: str) -> None:
+    try:
+        validate_password(password, user=user)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from None
+    user.set_password(password)
+    user.save(update_fields=["password"])
+
+
+def _log(manager: AbstractBaseUser, action: str, user: Any, stores: Sequence[Store]) -> None:
+    """In the compliance access log: who changed which account, in which of their stores.
+    Never a password."""
+    where = ", ".join(f"{s.name} ({s.code})" for s in stores) or "-"
+    detail = f"account: {user.get_username()} (#{user.pk}); store: {where}"
+    proof.access_log(user=manager, action=action, contact=None, detail=detail)

@@ -248,7 +248,44 @@ class DeviceEnrolForm(forms.Form):
         self.fields["store"].choices = [(str(s.pk), s.name) for s in stores]
 
 
-class StaffCreateForm(forms.Form):
+class _AccountForm(forms.Form):
+    """A form about an account: each input tied to its hint and error, two passwords that match."""
+
+    def describe_errors(self) -> None:
+        """Tie each input to its hint and its error message, for screen readers."""
+        for name, field in self.fields.items():
+            ids = []
+            if field.help_text:
+                ids.append(f"id_{name}_helptext")
+            if name in self.errors:
+                ids.append(f"id_{name}_error")
+                field.widget.attrs["aria-invalid"] = "true"
+            if ids:
+                field.widget.attrs["aria-describedby"] = " ".join(ids)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        first, second = cleaned.get("password1"), cleaned.get("password2")
+        if first and second and first != second:
+            self.add_error("password2", _("The two passwords are not the same."))
+        return cleaned
+
+
+def _password_fields(form: forms.Form, label: Any, again: Any) -> None:
+    """The new password, typed twice; the rules the validators apply, in the page's language."""
+    attrs = {"autocomplete": "new-password"}
+    form.fields["password1"] = forms.CharField(
+        label=label,
+        strip=False,
+        help_text=" ".join(password_validators_help_texts()),
+        widget=forms.PasswordInput(attrs=attrs),
+    )
+    form.fields["password2"] = forms.CharField(
+        label=again, strip=False, widget=forms.PasswordInput(attrs=attrs)
+    )
+
+
+class StaffCreateForm(_AccountForm):
     """A new staff account; ``store.staff_create`` checks the store and the password rules."""
 
     username = forms.CharField(
@@ -276,41 +313,34 @@ class StaffCreateForm(forms.Form):
         widget=forms.EmailInput(attrs=OFF),
     )
     store = forms.ChoiceField(label=_("Store"))
-    password1 = forms.CharField(
-        label=_("Initial password"),
-        strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
-    password2 = forms.CharField(
-        label=_("Initial password, again"),
-        strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
 
     def __init__(self, *args: Any, stores: list[Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["store"].choices = [(str(s.pk), s.name) for s in stores]
-        # The rules the password validators apply, in the page's language.
-        self.fields["password1"].help_text = " ".join(password_validators_help_texts())
+        _password_fields(self, _("Initial password"), _("Initial password, again"))
 
-    def describe_errors(self) -> None:
-        """Tie each input to its hint and its error message, for screen readers."""
-        for name, field in self.fields.items():
-            ids = []
-            if field.help_text:
-                ids.append(f"id_{name}_helptext")
-            if name in self.errors:
-                ids.append(f"id_{name}_error")
-                field.widget.attrs["aria-invalid"] = "true"
-            if ids:
-                field.widget.attrs["aria-describedby"] = " ".join(ids)
 
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        first, second = cleaned.get("password1"), cleaned.get("password2")
-        if first and second and first != second:
-            self.add_error("password2", _("The two passwords are not the same."))
-        return cleaned
+class StaffPasswordForm(_AccountForm):
+    """A store manager's new password for a staff member; ``store.staff_password_set`` checks
+    the account and the password rules."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _password_fields(self, _("New password"), _("New password, again"))
+
+
+class OwnPasswordForm(_AccountForm):
+    """A staff member's own new password, given the current one."""
+
+    old_password = forms.CharField(
+        label=_("Current password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _password_fields(self, _("New password"), _("New password, again"))
 
 
 class StaffStoreForm(forms.Form):

@@ -21,4 +21,6 @@ urlpatterns = [
     path("staff/<int:pk>/remove-store/", views.staff_store_remove, name="store_staff_remove_store"),
     path("staff/<int:pk>/deactivate/", views.staff_deactivate, name="store_staff_deactivate"),
     path("staff/<int:pk>/reactivate/", views.staff_reactivate, name="store_staff_reactivate"),
+    path("staff/<int:pk>/password/", views.staff_password, name="store_staff_password"),
+    path("password/", views.own_password, name="store_password"),
 ]

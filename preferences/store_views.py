@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import logout
+from django.contrib.auth import logout, update_session_auth_hash
 from django.contrib.auth.views import LoginView, redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -38,8 +38,10 @@ from preferences.services import signup_topics
 from preferences.store_forms import (
     ANSWER_PREFIX,
     DeviceEnrolForm,
+    OwnPasswordForm,
     PhoneCaptureForm,
     StaffCreateForm,
+    StaffPasswordForm,
     StaffStoreForm,
     StoreCaptureForm,
     new_key,
@@ -161,7 +163,7 @@ def _service_errors(form: Any, exc: ValidationError) -> None:
     named = {"email": "email", "phone": "phone", "choices": "choice"}
     named.update({"purchase_category": "purchase_category", "call_reference": "call_reference"})
     named.update({"username": "username", "password": "password1", "first_name": "first_name"})
-    named.update({"last_name": "last_name", "store": "store"})
+    named.update({"last_name": "last_name", "store": "store", "old_password": "old_password"})
     for key, errors in fields.items():
         field = named.get(key)
         if field in form.fields:
@@ -539,3 +541,58 @@ def staff_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
 
     done = str(_("“%(username)s” can log in again: the account is active."))
     return _staff_action(request, pk, act, done)
+
+
+def _password_page(
+    request: HttpRequest, form: Any, context: dict[str, Any], status: int = 200
+) -> HttpResponse:
+    form.describe_errors()
+    return render(request, "store/password.html", {"form": form, **context}, status=status)
+
+
+@staff_view(MANAGE_STAFF)
+@require_http_methods(["GET", "HEAD", "POST"])
+def staff_password(request: HttpRequest, pk: int) -> HttpResponse:
+    """A new password for a staff member who forgot theirs; any other account is a 404."""
+    member = get_object_or_404(store.manageable_staff(request.user), pk=pk)
+    form = StaffPasswordForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        try:
+            store.staff_password_set(
+                manager=request.user, user=member, password=form.cleaned_data["password1"]
+            )
+        except ValidationError as exc:
+            _service_errors(form, exc)
+        else:
+            done = _("A new password was set for “%(username)s”; they were logged out everywhere.")
+            messages.success(request, done % {"username": member.get_username()})
+            return redirect("store_staff")
+    context = {"member": member, "action": reverse("store_staff_password", args=[member.pk])}
+    return _password_page(request, form, context, status=400 if form.is_bound else 200)
+
+
+TOO_MANY_PASSWORD_ATTEMPTS = _("Too many attempts. Wait 15 minutes, then try again.")
+
+
+@staff_view(CAPTURE)
+@require_http_methods(["GET", "HEAD", "POST"])
+def own_password(request: HttpRequest) -> HttpResponse:
+    """A staff member's own password. This session stays logged in; the others end."""
+    form = OwnPasswordForm(request.POST if request.method == "POST" else None)
+    status = 400 if form.is_bound else 200
+    if form.is_valid() and not store.password_change_allowed(request.user):
+        form.add_error(None, TOO_MANY_PASSWORD_ATTEMPTS)
+        status = 429
+    elif form.is_valid():
+        data = form.cleaned_data
+        try:
+            user = store.staff_password_change(
+                user=request.user, old_password=data["old_password"], password=data["password1"]
+            )
+        except ValidationError as exc:
+            _service_errors(form, exc)
+        else:
+            update_session_auth_hash(request, user)
+            messages.success(request, _("Your password was changed."))
+            return redirect("store_home")
+    return _password_page(request, form, {"action": reverse("store_password")}, status=status)

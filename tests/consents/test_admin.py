@@ -27,16 +27,17 @@ from consents.models import (
     Store,
     Topic,
 )
-from tests.conftest import at
-from tests.consents.conftest import verified_login
+from tests.consents.conftest import (
+    publish_promotions_notice,
+    store_tablet_opt_in,
+    unsubscribe_link_opt_out,
+    verified_login,
+    web_form_opt_in,
+)
+
+pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 # --- Fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings: Any) -> None:
-    # admin_client's superuser has a password; the production hasher is slow on purpose.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -70,43 +71,11 @@ def marie(
     store: Store,
 ) -> Contact:
     """Opted in to promotions by email on the web and by SMS in a store, then left email."""
-    topic = make_topic("promotions")
-    notice = services.notice_publish(topic=topic, language="fr", text="J'accepte les promos.")
+    notice = publish_promotions_notice(make_topic("promotions"))
     contact = make_contact(email="Marie.Dupont@Example.FR", phone="+33612345678")
-    services.consent_grant(
-        contact=contact,
-        topic="promotions",
-        channel="email",
-        proof=services.Proof(
-            method="web_form",
-            actor="person",
-            collection_point="https://shop.example/subscribe/",
-            notice=notice,
-            ip_address="203.0.113.7",
-            user_agent="Mozilla/5.0 (test)",
-        ),
-        occurred_at=at("2026-02-01T10:00"),
-    )
-    services.consent_grant(
-        contact=contact,
-        topic="promotions",
-        channel="sms",
-        proof=services.Proof(
-            method="store_tablet",
-            actor="staff:alice",
-            collection_point="store:paris-01",
-            store=store,
-            notice=notice,
-        ),
-        occurred_at=at("2026-02-02T10:00"),
-    )
-    services.consent_withdraw(
-        contact=contact,
-        topic="promotions",
-        channel="email",
-        proof=services.Proof(method="unsubscribe_link", actor="person"),
-        occurred_at=at("2026-03-01T10:00"),
-    )
+    web_form_opt_in(contact, notice, user_agent="Mozilla/5.0 (test)")
+    store_tablet_opt_in(contact, notice, store, collection_point="store:paris-01")
+    unsubscribe_link_opt_out(contact, "email", "2026-03-01T10:00")
     return contact
 
 

@@ -20,15 +20,19 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from consents import services
 from consents.models import Contact, Notice, Topic
 from tests.conftest import at, axe_violations
+from tests.consents.conftest import (
+    publish_promotions_notice,
+    unsubscribe_link_opt_out,
+    web_form_opt_in,
+)
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fast_passwords"),
+]
 
 PASSWORD = "a-long-password-1"
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def compliance_officers() -> Group:
@@ -76,7 +80,7 @@ def ledger(db: Any) -> dict[str, Any]:
         description_fr="Nos offres.",
         description_en="Our offers.",
     )
-    published = services.notice_publish(topic=topic, language="fr", text="J'accepte les promos.")
+    published = publish_promotions_notice(topic)
     draft = services.notice_draft_create(
         topic=topic, language="en", text="I agree to receive deals."
     )
@@ -86,26 +90,8 @@ def ledger(db: Any) -> dict[str, Any]:
         collected_at=at("2026-01-10T10:00"),
         informed_at_collection=True,
     )
-    services.consent_grant(
-        contact=marie,
-        topic="promotions",
-        channel="email",
-        proof=services.Proof(
-            method="web_form",
-            actor="person",
-            collection_point="https://shop.example/subscribe/",
-            notice=published,
-            ip_address="203.0.113.7",
-        ),
-        occurred_at=at("2026-02-01T10:00"),
-    )
-    services.consent_withdraw(
-        contact=marie,
-        topic="promotions",
-        channel="sms",
-        proof=services.Proof(method="unsubscribe_link", actor="person"),
-        occurred_at=at("2026-02-10T10:00"),
-    )
+    web_form_opt_in(marie, published)
+    unsubscribe_link_opt_out(marie, "sms", "2026-02-10T10:00")
     return {"topic": topic, "draft": draft, "contact": marie}
 
 

@@ -26,12 +26,14 @@ from consents.models import (
     Topic,
 )
 from tests.conftest import at
-from tests.consents.conftest import verified_login
+from tests.consents.conftest import (
+    publish_promotions_notice,
+    store_tablet_opt_in,
+    verified_login,
+    web_form_opt_in,
+)
 
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 @pytest.fixture
@@ -52,33 +54,11 @@ def make_user(django_user_model: Any) -> Callable[..., Any]:
 def marie(
     make_topic: Callable[..., Topic], make_contact: Callable[..., Contact], db: Any
 ) -> Contact:
-    topic = make_topic("promotions")
-    notice = services.notice_publish(topic=topic, language="fr", text="J'accepte les promos.")
+    notice = publish_promotions_notice(make_topic("promotions"))
     store = Store.objects.create(code="paris-01", name="Paris Rivoli")
     contact = make_contact(email="marie@example.fr", phone="+33612345678")
-    services.consent_grant(
-        contact=contact,
-        topic="promotions",
-        channel="email",
-        proof=services.Proof(
-            method="web_form",
-            actor="person",
-            collection_point="https://shop.example/subscribe/",
-            notice=notice,
-            ip_address="203.0.113.7",
-            user_agent="Mozilla/5.0 (test)",
-        ),
-        occurred_at=at("2026-02-01T10:00"),
-    )
-    services.consent_grant(
-        contact=contact,
-        topic="promotions",
-        channel="sms",
-        proof=services.Proof(
-            method="store_tablet", actor="staff:alice", store=store, notice=notice
-        ),
-        occurred_at=at("2026-02-02T10:00"),
-    )
+    web_form_opt_in(contact, notice, user_agent="Mozilla/5.0 (test)")
+    store_tablet_opt_in(contact, notice, store)
     return contact
 
 

@@ -247,3 +247,35 @@ def test_staff_and_customer_screens_are_accessible(
     assert f"new-{language}" in page.inner_text("[role=status]")
     accessible(page)
     page.screenshot(path=str(SCREENSHOTS / f"store-staff-{language}.png"), full_page=True)
+
+    # A new password for that account, set by the manager: the form, its errors, done.
+    page.click(f"main tr:has(th:text-is('new-{language}')) a[href$='/password/']")
+    page.wait_for_url("**/password/")
+    accessible(page)
+    password_errors(page, new="staple-lantern-orbit-7")
+    page.wait_for_url("**/store/staff/")
+    assert f"new-{language}" in page.inner_text("[role=status]")
+    accessible(page)
+
+    # The manager's own password, from the staff navigation.
+    page.click(".staff-nav a[href='/store/password/']")
+    page.wait_for_url("**/store/password/")
+    accessible(page)
+    password_errors(page, new="orbit-staple-lantern-5", old=PASSWORD)
+    page.wait_for_url(re.compile(r"/store/$"))
+    page.locator("[role=status] p").wait_for()
+    accessible(page)
+
+
+def password_errors(page: Any, *, new: str, old: str = "") -> None:
+    """Two passwords that differ: the errors, checked by axe; then the same one twice."""
+    for second in (new + "x", new):
+        if old:
+            page.fill("#id_old_password", old)
+        page.fill("#id_password1", new)
+        page.fill("#id_password2", second)
+        page.click("main form button[type=submit]")
+        if second != new:
+            page.locator("#error-summary").wait_for()
+            assert page.locator("#id_password2[aria-invalid=true]").count() == 1
+            accessible(page)
