@@ -29,12 +29,11 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import itertools
-import json
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -453,127 +452,16 @@ def contact_row(
 
 
 # The chain hashes ``ledger.canonical_event``'s text. Building that text is most of the cost of
-# chaining, so this module spells it with a template (the recorded_at spelling is shared by a
-# batch, the data JSON is shared with the row). The template is compared with
-# ``ledger.canonical_event`` on sample events at import time, and on the first event of every
-# batch: if the ledger's canonical form ever changes, the bulk path falls back to calling it (and
-# says so in ``CANONICAL_TEMPLATE``), so that it never writes a hash the ledger would not.
-_encode = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) does to a str
-# ledger.canonical_json's encoder (sort_keys, compact separators, ensure_ascii=False), built once
-# instead of once per call.
-_c_encoder = json.encoder.c_make_encoder
-_json_chunks = (
-    _c_encoder(None, json.JSONEncoder().default, _encode, None, ":", ",", True, False, True)
-    if _c_encoder is not None
-    else None
-)
-
-
-def _json(value: Any) -> str:
-    if _json_chunks is None or type(value) is not dict:
-        return ledger.canonical_json(value)
-    return "".join(_json_chunks(value, 0))
-
-
-def _iso(at: datetime) -> str:
-    utc = at.astimezone(UTC)
-    if utc.year < 1000:  # strftime does not pad the year
-        return ledger.iso(utc)  # type: ignore[return-value]
-    return utc.isoformat(timespec="microseconds")[:-6] + "Z"
-
-
-def _number(value: Any) -> str:
-    if value is None:
-        return "null"
-    return str(value) if type(value) is int else _json(value)
-
-
-def _template(
-    contact_id: int,
-    seq: int,
-    kind: str,
-    topic: str,
-    channel: str,
-    occurred_iso: str,
-    recorded_iso: str,
-    method: str,
-    actor: str,
-    collection_point: str,
-    store_id: int | None,
-    notice_id: int | None,
-    proof: str,
-    data_json: str,
-    evidence_digest: str,
-) -> str:
-    enc = _encode
-    return (
-        f'{{"actor":{enc(actor)},"channel":{enc(channel)},'
-        f'"collection_point":{enc(collection_point)},"contact":{contact_id},"data":{data_json},'
-        f'"evidence":{enc(evidence_digest)},"method":{enc(method)},"notice":{_number(notice_id)},'
-        f'"occurred_at":{enc(occurred_iso)},"proof":{enc(proof)},'
-        f'"recorded_at":{enc(recorded_iso)},"seq":{seq},"store":{_number(store_id)},'
-        f'"topic":{enc(topic)},"type":{enc(kind)},"v":1}}'
-    )
-
-
-def _template_agrees(fields: Mapping[str, Any]) -> bool:
-    expected = ledger.canonical_event(**fields)
-    actual = _template(
-        fields["contact_id"],
-        fields["seq"],
-        fields["type"],
-        fields["topic"],
-        fields["channel"],
-        _iso(fields["occurred_at"]),
-        _iso(fields["recorded_at"]),
-        fields["method"],
-        fields["actor"],
-        fields["collection_point"],
-        fields["store_id"],
-        fields["notice_id"],
-        fields["proof"],
-        _json(fields["data"]),
-        fields["evidence_digest"],
-    )
-    return actual == expected
-
-
-def _self_test() -> bool:
-    from datetime import timedelta
-    from datetime import timezone as tz
-
-    at = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=tz(timedelta(hours=2)))
-    samples = [
-        {
-            "contact_id": 1, "seq": 1, "type": "opt_in", "topic": "promotions", "channel": "email",
-            "occurred_at": at, "recorded_at": at.astimezone(UTC), "method": "web_form",
-            "actor": "person", "collection_point": "https://x.example/a?b=1&c=\"d\"",
-            "store_id": None, "notice_id": None, "proof": "",
-            "data": {"doi": "none", "prechecked": False, "bundled": False},
-            "evidence_digest": "",
-        },
-        {
-            "contact_id": 123456789012, "seq": 42, "type": "purchase", "topic": "", "channel": "",
-            "occurred_at": at.replace(microsecond=0), "recorded_at": at, "method": "",
-            "actor": "staff:Zoé \t\n\\ \u2028 \U0001f600", "collection_point": "",
-            "store_id": 7, "notice_id": 3, "proof": "réf. «1»",
-            "data": {"product": "ü\"x", "category": "books", "n": [1, None, True, 1.5]},
-            "evidence_digest": "a" * 64,
-        },
-        {
-            "contact_id": 5, "seq": 2, "type": "pause", "topic": "", "channel": "*",
-            "occurred_at": datetime(1999, 12, 31, tzinfo=UTC), "recorded_at": at, "method": "",
-            "actor": "system", "collection_point": "", "store_id": None, "notice_id": 9,
-            "proof": "", "data": {}, "evidence_digest": "",
-        },
-    ]  # fmt: skip
-    try:
-        return all(_template_agrees(sample) for sample in samples)
-    except Exception:  # a changed signature is a changed canonical form too
-        return False
-
-
-CANONICAL_TEMPLATE = _self_test()
+# chaining, so this module spells it with ``ledger.canonical_text``, the template that
+# ``verify_ledger`` uses too (the recorded_at spelling is shared by a batch, the data JSON is
+# shared with the row). The ledger compares that template with ``canonical_event`` on sample events
+# when it is imported (``CANONICAL_TEMPLATE``), and this module does again on the first event of
+# every batch: if the ledger's canonical form ever changes, the bulk path falls back to calling
+# ``canonical_event`` (slower), so that it never writes a hash the ledger would not.
+_json = ledger.canonical_data
+_iso = ledger.fast_iso
+_template = ledger.canonical_text
+CANONICAL_TEMPLATE = ledger.CANONICAL_TEMPLATE
 
 
 def prepare(

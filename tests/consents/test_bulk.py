@@ -8,8 +8,10 @@ several messages, the audience query agrees with ``rules.decide``.
 from __future__ import annotations
 
 import functools
+import json
 import random
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -475,3 +477,31 @@ def _same(model: Any, contact: Contact, expected: list[dict[str, Any]]) -> bool:
 
 def test_the_canonical_template_agrees_with_the_ledger():
     assert bulk.CANONICAL_TEMPLATE, "the fast canonical form no longer matches the ledger's"
+
+
+def test_bulk_spells_the_canonical_text_with_the_ledgers_own_template():
+    """One fast spelling of the canonical form, shared with ``verify_ledger``: not a second one."""
+    assert bulk._template is ledger.canonical_text
+    assert bulk._json is ledger.canonical_data
+    assert bulk._iso is ledger.fast_iso
+    assert bulk.CANONICAL_TEMPLATE is ledger.CANONICAL_TEMPLATE
+
+
+def test_bulk_projections_equal_the_reference_projections():
+    """What ``prepare`` computes for every contact of the population is what the former
+    ``projections.derive`` (the one that asked every question of the whole history) computed."""
+    from tests.consents.test_projections_equivalence import reference_derive
+
+    settings = rules.RuleSettings.from_django()
+    for i, (fields, events) in enumerate(population(0, 200), 1):
+        row = bulk.contact_row(fields, now=LOADED_AT, checks=None)
+        prepared = bulk.prepare(i, row, events, recorded_at=LOADED_AT, settings=settings)
+        history = [
+            projections.fact_from_row(
+                type=e.type, occurred_at=e.occurred_at, seq=e.seq, topic=e.topic,
+                channel=e.channel, method=e.method, proof=e.proof, data=json.loads(e.data),
+            )
+            for e in prepared.events
+        ]  # fmt: skip
+        person = projections.person_from_contact(SimpleNamespace(**row))
+        assert prepared.projection == reference_derive(person, history, settings), i

@@ -9,14 +9,19 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection, connections
 from django.db.models import Max, Min
 
-from consents.ledger import verify_range
+from consents.ledger import Verification, verify_chains
 from consents.models import Contact, Event
 
+# Ranges of contact ids per worker process: more than one, so that a worker that finishes early
+# (its contacts have shorter histories, or the machine gave it less CPU) takes the next range
+# instead of waiting for the slowest one.
+RANGES_PER_WORKER = 4
 
-def _verify_in_child(bounds: tuple[int, int]) -> tuple[int, dict[str, Any] | None]:
+
+def _verify_in_child(bounds: tuple[int, int]) -> Verification:
     connections.close_all()  # a forked child must open its own connection
     try:
-        return verify_range(*bounds)
+        return verify_chains(*bounds)
     finally:
         connections.close_all()
 
@@ -42,18 +47,21 @@ class Command(BaseCommand):
         workers = options["workers"] or os.cpu_count() or 1
         if connection.vendor != "postgresql":
             workers = 1
-        step = -(-(hi - lo) // workers)
+        pieces = 1 if workers == 1 else workers * RANGES_PER_WORKER
+        step = -(-(hi - lo) // pieces)
         ranges = [(start, min(start + step, hi)) for start in range(lo, hi, step)]
         if workers == 1:
-            results = [verify_range(*r) for r in ranges]
+            results = [verify_chains(*r) for r in ranges]
         else:
             connections.close_all()
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 results = list(pool.map(_verify_in_child, ranges))
-        checked = sum(count for count, _ in results)
-        broken = [b for _, b in results if b is not None]
+        checked = sum(r.checked for r in results)
+        chains = sum(r.chains for r in results)  # the ranges do not overlap: each contact once
+        broken = [r.broken for r in results if r.broken is not None]
         elapsed = time.monotonic() - started
         if broken:
+            # Each range stops at its own first broken link; the ranges are ordered by contact.
             first = min(broken, key=lambda b: (b["contact_id"], b["seq"]))
             public_id = (
                 Contact.objects.filter(pk=first["contact_id"])
@@ -65,7 +73,4 @@ class Command(BaseCommand):
                 f"(id {first['event_id']}): {first['problem']}."
             )
             raise SystemExit(1)
-        self.stdout.write(
-            f"OK: {checked} events in {Event.objects.values('contact_id').distinct().count()} "
-            f"chains verified in {elapsed:.1f} s."
-        )
+        self.stdout.write(f"OK: {checked} events in {chains} chains verified in {elapsed:.1f} s.")
