@@ -24,12 +24,13 @@ from django.db.models import (
     Subquery,
 )
 from django.db.models.functions import TruncWeek
+from django.utils.functional import lazy
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
-from consents.models import Event, Outbox, Store
+from consents.models import Event, Outbox, Store, Topic
 from consents.vocab import EventType
 
 OUTS = (EventType.OPT_OUT, EventType.COMPLAINT)
@@ -61,6 +62,30 @@ LABELS = {
     "median time to confirm": _("median time to confirm"),
 }
 CONFIRMED_WITHIN = re.compile(r"confirmed within (\d+) days")
+
+# What the page shows for the values of the rows (the ledger's codes): channels and methods by
+# their label, topics and stores by their name (``dimension_names``). The CSV files keep the codes.
+CHANNEL_LABELS = {
+    "email": pgettext_lazy("channel", "Email"),
+    "sms": pgettext_lazy("channel", "SMS"),
+    "push": pgettext_lazy("channel", "Push notification"),
+    "phone": pgettext_lazy("channel", "Phone"),
+    "postal": pgettext_lazy("channel", "Post"),
+}
+METHOD_LABELS = {
+    "web_form": pgettext_lazy("consent method", "Web form"),
+    "double_opt_in": pgettext_lazy("consent method", "Double opt-in"),
+    "preference_center": pgettext_lazy("consent method", "Preference center"),
+    "store_tablet": pgettext_lazy("consent method", "Store tablet"),
+    "phone_call": pgettext_lazy("consent method", "Phone call"),
+    "unsubscribe_link": pgettext_lazy("consent method", "Unsubscribe link"),
+    "one_click_unsubscribe": pgettext_lazy("consent method", "One-click unsubscribe"),
+    "api": pgettext_lazy("consent method", "API"),
+    "import": pgettext_lazy("consent method", "Import"),
+    "admin": pgettext_lazy("consent method", "Admin"),
+    # How people leave counts complaints (spam reports) with the unsubscribe methods.
+    "complaint": pgettext_lazy("consent method", "Complaint (spam report)"),
+}
 
 
 def label(value: Any) -> Any:
@@ -104,18 +129,35 @@ class Chart:
         "lines"  # "lines": one line per numeric column over the rows; "bars": one bar per row
     )
     note: str = ""
+    # The codes of the ``named`` column (a channel, topic, store or method) and what the page
+    # shows for them; the "<code> net" columns of a per-dimension chart are named after them too.
+    named: str = ""
+    names: dict[str, Any] = field(default_factory=dict)
 
     @property
     def svg(self) -> SafeString:
         return line_chart(self) if self.kind == "lines" else bar_chart(self)
 
+    def column_label(self, column: str) -> Any:
+        code = column[: -len(" net")] if column.endswith(" net") else None
+        if code is not None and code in self.names:
+            return gettext("%(value)s net") % {"value": self.names[code]}
+        return label(column)
+
+    def value_label(self, column: int, value: Any) -> Any:
+        """What the page shows for a cell: a code by its name, a measure by its label."""
+        named = column < len(self.columns) and self.columns[column] == self.named
+        if named and isinstance(value, str) and value in self.names:
+            return str(self.names[value])
+        return value if named else label(value)
+
     @property
     def display_columns(self) -> list[str]:
-        return [label(c) for c in self.columns]
+        return [self.column_label(c) for c in self.columns]
 
     @property
     def display_rows(self) -> list[list[Any]]:
-        return [[label(v) for v in row] for row in self.rows]
+        return [[self.value_label(i, v) for i, v in enumerate(row)] for row in self.rows]
 
     @property
     def display_summary(self) -> list[list[Any]]:
@@ -146,6 +188,31 @@ def window_events(start: datetime, end: datetime, *types: str) -> Any:
 DIMENSIONS = ("channel", "topic", "store")
 
 
+def _topic_name(topic: Topic) -> str:
+    return topic.name
+
+
+# A topic's name in the language active when the page is drawn (Topic.name follows it).
+topic_name = lazy(_topic_name, str)
+
+
+def dimension_names(
+    grouped: list[tuple[str, str, dict[str, str], int]],
+) -> dict[str, dict[str, Any]]:
+    """What the page shows for the channels, topics and stores seen: one query, for the topics."""
+    slugs = {dims["topic"] for _week, _type, dims, _n in grouped if dims["topic"]}
+    topics = Topic.objects.filter(slug__in=slugs) if slugs else []
+    return {
+        "channel": dict(CHANNEL_LABELS),
+        "topic": {topic.slug: topic_name(topic) for topic in topics},
+        "store": {
+            dims["store"]: dims["store_name"]
+            for _week, _type, dims, _n in grouped
+            if dims["store"] and dims.get("store_name")
+        },
+    }
+
+
 def weekly_grouped(start: datetime, end: datetime) -> list[tuple[str, str, dict[str, str], int]]:
     """One scan of the window: counts per week, type, channel, topic and store.
 
@@ -160,14 +227,16 @@ def weekly_grouped(start: datetime, end: datetime) -> list[tuple[str, str, dict[
         .order_by()
     )
     rows = list(rows)
-    # Store codes for the few ids seen: a join would make the scan leave the index.
-    codes = dict(
-        Store.objects.filter(pk__in={r[4] for r in rows if r[4]}).values_list("pk", "code")
-    )
-    return [
-        (_week_key(week), type_, {"channel": channel, "topic": topic, "store": codes.get(store)}, n)
-        for week, type_, channel, topic, store, n in rows
-    ]
+    # Store codes (the data) and names (the page) for the few ids seen: a join would make the
+    # scan leave the index.
+    seen = Store.objects.filter(pk__in={r[4] for r in rows if r[4]})
+    stores = {pk: (code, name) for pk, code, name in seen.values_list("pk", "code", "name")}
+    grouped = []
+    for week, type_, channel, topic, store, n in rows:
+        code, name = stores.get(store, (None, None))
+        dims = {"channel": channel, "topic": topic, "store": code, "store_name": name}
+        grouped.append((_week_key(week), type_, dims, n))
+    return grouped
 
 
 def weekly_by(
@@ -176,8 +245,12 @@ def weekly_by(
     end: datetime,
     dimension: str,
     title: str,
+    shown: dict[str, Any] | None = None,
 ) -> Chart:
-    """Opt-ins, opt-outs (complaints included) and net, per week and per value of ``dimension``."""
+    """Opt-ins, opt-outs (complaints included) and net, per week and per value of ``dimension``.
+
+    ``shown``: what the page shows for the values (their names); the data keeps the codes.
+    """
     key = dimension
     counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     values: set[str] = set()
@@ -186,8 +259,11 @@ def weekly_by(
         value = value if value not in (None, "") else "-"
         values.add(value)
         counts[(week, value)][0 if type_ == EventType.OPT_IN else 1] += n
-    chart = Chart(key, title, ["week", *[f"{v} net" for v in sorted(values)]])
-    detail = Chart(key, title, ["week", dimension, "opt-ins", "opt-outs", "net"])
+    shown = shown or {}
+    chart = Chart(key, title, ["week", *[f"{v} net" for v in sorted(values)]], names=shown)
+    detail = Chart(
+        key, title, ["week", dimension, "opt-ins", "opt-outs", "net"], named=dimension, names=shown
+    )
     for week in _weeks(start, end):
         wk = week.date().isoformat()
         line = [wk]
@@ -288,7 +364,14 @@ def unsubscribe_methods(start: datetime, end: datetime) -> Chart:
     split: dict[str, int] = defaultdict(int)
     for type_, method, n in rows:
         split["complaint" if type_ == EventType.COMPLAINT else (method or "-")] += n
-    chart = Chart("unsubscribe", _("How people leave"), ["method", "count"], kind="bars")
+    chart = Chart(
+        "unsubscribe",
+        _("How people leave"),
+        ["method", "count"],
+        kind="bars",
+        named="method",
+        names=dict(METHOD_LABELS),
+    )
     chart.rows = sorted(([k, v] for k, v in split.items()), key=lambda r: -r[1])
     return chart
 
@@ -370,11 +453,23 @@ def deliverability(start: datetime, end: datetime) -> Chart:
 def charts(end: datetime, weeks: int, doi_ttl: timedelta) -> list[Chart]:
     start = end - timedelta(weeks=weeks)
     grouped = weekly_grouped(start, end)
+    shown = dimension_names(grouped)
     return [
         weekly_totals(grouped, start, end),
-        weekly_by(grouped, start, end, "channel", _("Net subscribers per week, per channel")),
-        weekly_by(grouped, start, end, "topic", _("Net subscribers per week, per topic")),
-        weekly_by(grouped, start, end, "store", _("Net subscribers per week, per store")),
+        weekly_by(
+            grouped,
+            start,
+            end,
+            "channel",
+            _("Net subscribers per week, per channel"),
+            shown["channel"],
+        ),
+        weekly_by(
+            grouped, start, end, "topic", _("Net subscribers per week, per topic"), shown["topic"]
+        ),
+        weekly_by(
+            grouped, start, end, "store", _("Net subscribers per week, per store"), shown["store"]
+        ),
         doi(start, end, doi_ttl),
         unsubscribe_methods(start, end),
         deliverability(start, end),
@@ -425,14 +520,14 @@ def line_chart(chart: Chart) -> SafeString:
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"/>')
         ly = H + 14 + 20 * k
         parts.append(f'<rect x="{PAD}" y="{ly - 10}" width="12" height="12" fill="{color}"/>')
-        name = escape(label(chart.columns[col]))
+        name = escape(chart.column_label(chart.columns[col]))
         parts.append(f'<text x="{PAD + 18}" y="{ly}" font-size="12">{name}</text>')
     parts.append("</svg>")
     return mark_safe("".join(parts))
 
 
 def bar_chart(chart: Chart) -> SafeString:
-    rows = [(str(label(r[0])), _num(r[1]) or 0.0) for r in chart.rows]
+    rows = [(str(chart.value_label(0, r[0])), _num(r[1]) or 0.0) for r in chart.rows]
     if not rows:
         return format_html('<p class="help">{}</p>', gettext("No data in this window."))
     top = max(1.0, max(v for _name, v in rows))

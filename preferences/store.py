@@ -737,11 +737,15 @@ def staff_password_set(*, manager: AbstractBaseUser, user: AbstractBaseUser, pas
 @transaction.atomic
 def staff_password_change(*, user: AbstractBaseUser, old_password: str, password: str) -> Any:
     """A staff member's own new password, given the current one. The caller keeps its own
-    session (``update_session_auth_hash``); the account's other sessions end."""
+    session (``update_session_auth_hash``); the account's other sessions end.
+
+    In the compliance access log like a manager's change, by the account itself; a refused
+    change (wrong current password, a password the validators refuse) is not."""
     locked = get_user_model().objects.select_for_update().get(pk=user.pk)
     if not locked.check_password(old_password):
         raise ValidationError({"old_password": _("This is not your current password.")})
     _set_password(locked, password)
+    _log(locked, "staff_password_change", locked, stores_of(locked))
     return locked
 
 

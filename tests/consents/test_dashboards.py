@@ -21,7 +21,7 @@ END = at("2026-03-02T00:00")  # a Monday
 
 @pytest.fixture
 def activity(make_topic: Callable[..., Topic], make_contact: Callable[..., Contact]) -> None:
-    make_topic("promotions")
+    make_topic("promotions", name_fr="Bons plans", name_en="Deals")
     make_topic("newsletter", purpose="newsletter", channels=["email"])
     store = Store.objects.create(code="paris-01", name="Paris")
     web = services.Proof(method="web_form", actor="person")
@@ -136,7 +136,7 @@ def test_the_page_speaks_the_officers_language_and_the_csv_stays_english(
     assert "Inscriptions, désinscriptions et solde par semaine" in body
     assert '<th scope="col">semaine</th><th scope="col">inscriptions</th>' in body
     assert "inscriptions à confirmer" in body and "confirmées sous 7 jours" in body
-    assert "taux de confirmation (%)" in body and "email : solde" in body
+    assert "taux de confirmation (%)" in body and "E-mail : solde" in body
     assert "sign-ups asked to confirm" not in body and "Opt-ins, opt-outs" not in body
     english = admin_client.get("/admin/dashboard/", window, HTTP_ACCEPT_LANGUAGE="en")
     assert "Opt-ins, opt-outs and net per week" in english.content.decode()
@@ -158,3 +158,70 @@ def test_labels_translate_names_and_keep_values() -> None:
         assert dashboards.label(12) == 12
     with translation.override("en"):
         assert dashboards.label("opt-outs") == "opt-outs"
+
+
+def test_the_page_names_methods_channels_topics_and_stores_in_its_language(
+    activity: None, admin_client: Client
+) -> None:
+    window = {"until": "2026-03-02", "weeks": "4"}
+    french = admin_client.get("/admin/dashboard/", window, HTTP_ACCEPT_LANGUAGE="fr")
+    body = french.content.decode()
+    # Methods (the bars and the table of "How people leave"), channels, topics, stores.
+    assert ">Désinscription en un clic</text>" in body
+    assert "<td>Désinscription en un clic</td>" in body
+    assert "<td>Plainte (signalement de spam)</td>" in body
+    assert "<td>E-mail</td>" in body and ">E-mail : solde</text>" in body
+    assert "<td>Bons plans</td>" in body and ">Bons plans : solde</text>" in body
+    assert "<td>Paris</td>" in body and ">Paris : solde</text>" in body
+    for code in ("one_click_unsubscribe", "complaint", ">email", "promotions", "paris-01"):
+        assert code not in body, code
+    assert "Deals" not in body and "One-click unsubscribe" not in body
+    english = admin_client.get("/admin/dashboard/", window, HTTP_ACCEPT_LANGUAGE="en")
+    body = english.content.decode()
+    assert "<td>One-click unsubscribe</td>" in body
+    assert "<td>Complaint (spam report)</td>" in body
+    assert "<td>Email</td>" in body and ">Email net</text>" in body
+    assert "<td>Deals</td>" in body and ">Deals net</text>" in body
+    assert "<td>Paris</td>" in body
+    for code in ("one_click_unsubscribe", ">complaint<", ">email<", "promotions", "paris-01"):
+        assert code not in body, code
+    assert "Bons plans" not in body and "Désinscription" not in body
+
+
+def test_the_csv_files_keep_the_codes(activity: None, admin_client: Client) -> None:
+    window = {"until": "2026-03-02", "weeks": "4"}
+
+    def csv_rows(chart: str) -> list[list[str]]:
+        response = admin_client.get(
+            f"/admin/dashboard/{chart}.csv", window, HTTP_ACCEPT_LANGUAGE="fr"
+        )
+        return list(csv.reader(io.StringIO(response.content.decode())))
+
+    methods = csv_rows("unsubscribe")
+    assert methods[0] == ["method", "count"]
+    assert sorted(methods[1:]) == [["complaint", "1"], ["one_click_unsubscribe", "1"]]
+    channels = csv_rows("channel")
+    assert channels[0] == ["week", "channel", "opt-ins", "opt-outs", "net"]
+    assert ["2026-02-23", "email", "2", "2", "0"] in channels
+    assert ["2026-02-23", "promotions", "2", "1", "1"] in csv_rows("topic")
+    assert ["2026-02-16", "paris-01", "2", "0", "2"] in csv_rows("store")
+
+
+def test_a_code_is_named_only_in_its_own_column() -> None:
+    from django.utils import translation
+
+    chart = dashboards.Chart(
+        "topic",
+        "t",
+        ["week", "topic", "net"],
+        named="topic",
+        names={"complaint": "Réclamations"},
+    )
+    chart.rows = [["2026-02-16", "complaint", 1], ["2026-02-23", "gone", 2]]
+    with translation.override("fr"):
+        # A topic whose slug is a measure's identifier is shown by its name, not as the measure;
+        # a slug without a topic (deleted since) stays as it is.
+        assert chart.display_rows == [["2026-02-16", "Réclamations", 1], ["2026-02-23", "gone", 2]]
+        assert dashboards.Chart("t", "t", ["complaint net"], names=chart.names).display_columns == [
+            "Réclamations : solde"
+        ]

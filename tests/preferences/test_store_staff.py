@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 
@@ -561,6 +562,7 @@ def test_a_wrong_current_password_changes_nothing(client: Client, staff: User) -
     assert "This is not your current password." in html
     assert staff.check_password(PASSWORD)
     assert client.get("/store/").status_code == 200  # still logged in
+    assert not AccessLog.objects.exists()
 
 
 def test_guessing_the_current_password_is_cut_short(client: Client, staff: User) -> None:
@@ -572,6 +574,7 @@ def test_guessing_the_current_password_is_cut_short(client: Client, staff: User)
     assert response.status_code == 429
     assert "Too many attempts" in response.content.decode()
     assert staff.check_password(PASSWORD)
+    assert not AccessLog.objects.exists()
 
 
 # --- The compliance access log --------------------------------------------------------------------
@@ -617,6 +620,44 @@ def test_every_staff_change_is_in_the_compliance_access_log(
         "; store: Paris Annexe (paris-02)",
     ]
     assert not any(p in r.detail for r in rows for p in (NEW_PASSWORD, OTHER_PASSWORD))
+
+
+@pytest.mark.parametrize("who", ["staff", "manager"])
+def test_changing_ones_own_password_is_in_the_compliance_access_log(
+    client: Client, who: str, request: pytest.FixtureRequest, shop: Store
+) -> None:
+    user = request.getfixturevalue(who)
+    StoreMembership.objects.create(
+        user=user, store=Store.objects.create(code="paris-02", name="Paris Annexe")
+    )
+    log_in(client, user)
+    assert client.post("/store/password/", own_change()).status_code == 302
+    row = AccessLog.objects.get()
+    assert (row.action, row.user, row.username, row.contact) == (
+        "staff_password_change",
+        user,
+        user.get_username(),
+        None,
+    )
+    assert row.detail == (
+        f"account: {user.get_username()} (#{user.pk}); "
+        "store: Paris Annexe (paris-02), Paris Rivoli (paris-01)"
+    )
+    assert NEW_PASSWORD not in row.detail and PASSWORD not in row.detail
+
+
+def test_the_service_logs_the_change_and_not_a_refused_one(staff: User) -> None:
+    with pytest.raises(ValidationError):
+        store.staff_password_change(
+            user=staff, old_password="not-my-password-3", password=NEW_PASSWORD
+        )
+    with pytest.raises(ValidationError):
+        store.staff_password_change(user=staff, old_password=PASSWORD, password="password")
+    assert not AccessLog.objects.exists()
+    store.staff_password_change(user=staff, old_password=PASSWORD, password=NEW_PASSWORD)
+    row = AccessLog.objects.get()
+    assert (row.action, row.user) == ("staff_password_change", staff)
+    assert row.detail == f"account: alice (#{staff.pk}); store: Paris Rivoli (paris-01)"
 
 
 def test_refused_changes_and_changes_that_change_nothing_are_not_logged(
