@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 GENESIS = "0" * 64
 
@@ -299,51 +299,71 @@ class _DataCache(dict):
         return entry
 
 
+class _Row(NamedTuple):
+    """A row of ``_VERIFY_SQL`` / ``_VERIFY_PG_SQL``, in their column order."""
+
+    event_id: int
+    contact_id: int
+    seq: int
+    type: str
+    topic: str
+    channel: str
+    occurred_at: Any  # a datetime, or its ``iso`` text from PostgreSQL
+    recorded_at: Any
+    method: str
+    actor: str
+    collection_point: str
+    store_id: int | None
+    notice_id: int | None
+    proof: bool
+    data: Any
+    evidence: str
+    prev_hash: str
+    hash: str
+
+
+MISSING = "expected position {expected}, found {seq} (a missing event)"
+RELINKED = "prev_hash does not match the previous event's hash"
+ALTERED = "the event's content does not match its hash (altered)"
+
+
 def _broken(row: Any, problem: str) -> dict[str, Any]:
-    return {"contact_id": row[1], "event_id": row[0], "seq": row[2], "problem": problem}
+    r = _Row._make(row)
+    return {"contact_id": r.contact_id, "event_id": r.event_id, "seq": r.seq, "problem": problem}
+
+
+def _slow_hash(r: _Row, *, data: Any, occurred_at: datetime, recorded_at: datetime) -> str:
+    """The row's hash through ``canonical_event`` itself (the reference spelling)."""
+    return chain_hash(
+        r.prev_hash,
+        canonical_event(
+            contact_id=r.contact_id,
+            seq=r.seq,
+            type=r.type,
+            topic=r.topic,
+            channel=r.channel,
+            occurred_at=occurred_at,
+            recorded_at=recorded_at,
+            method=r.method,
+            actor=r.actor,
+            collection_point=r.collection_point,
+            store_id=r.store_id,
+            notice_id=r.notice_id,
+            proof=r.proof,
+            data=data,
+            evidence_digest=r.evidence,
+        ),
+    )
 
 
 def _exact_hash(row: Any, data: Any) -> str:
-    """A row of ``_VERIFY_PG_SQL``'s hash through ``canonical_event`` itself (the slow path)."""
-    (
-        _,
-        contact_id,
-        seq,
-        type_,
-        topic,
-        channel,
-        occurred_at,
-        recorded_at,
-        method,
-        actor,
-        collection_point,
-        store_id,
-        notice_id,
-        proof,
-        _,
-        evidence,
-        prev_hash,
-        _,
-    ) = row
-    return chain_hash(
-        prev_hash,
-        canonical_event(
-            contact_id=contact_id,
-            seq=seq,
-            type=type_,
-            topic=topic,
-            channel=channel,
-            occurred_at=datetime.fromisoformat(occurred_at),
-            recorded_at=datetime.fromisoformat(recorded_at),
-            method=method,
-            actor=actor,
-            collection_point=collection_point,
-            store_id=store_id,
-            notice_id=notice_id,
-            proof=proof,
-            data=data,
-            evidence_digest=evidence,
-        ),
+    """A row of ``_VERIFY_PG_SQL`` (instants as text) hashed the slow way."""
+    r = _Row._make(row)
+    return _slow_hash(
+        r,
+        data=data,
+        occurred_at=datetime.fromisoformat(r.occurred_at),
+        recorded_at=datetime.fromisoformat(r.recorded_at),
     )
 
 
@@ -392,14 +412,10 @@ def _verify_postgresql(lo: int, hi: int, chunk_size: int) -> Verification:
                         contact, expected_seq, expected_prev = contact_id, 1, GENESIS
                         chains += 1
                     if seq != expected_seq:
-                        result.broken = _broken(
-                            row, f"expected position {expected_seq}, found {seq} (a missing event)"
-                        )
+                        result.broken = _broken(row, MISSING.format(expected=expected_seq, seq=seq))
                         break
                     if prev_hash != expected_prev:
-                        result.broken = _broken(
-                            row, "prev_hash does not match the previous event's hash"
-                        )
+                        result.broken = _broken(row, RELINKED)
                         break
                     data, data_json = data_cache[data_text]
                     if template:
@@ -419,9 +435,7 @@ def _verify_postgresql(lo: int, hi: int, chunk_size: int) -> Verification:
                     if computed != stored_hash and (
                         not template or _exact_hash(row, data) != stored_hash
                     ):
-                        result.broken = _broken(
-                            row, "the event's content does not match its hash (altered)"
-                        )
+                        result.broken = _broken(row, ALTERED)
                         break
                     checked += 1
                     expected_seq, expected_prev = seq + 1, stored_hash
@@ -442,69 +456,31 @@ def _verify_generic(lo: int, hi: int, chunk_size: int) -> Verification:
         cursor.execute(_VERIFY_SQL, [lo, hi])
         while rows := cursor.fetchmany(chunk_size):
             for row in rows:
-                (
-                    event_id,
-                    contact_id,
-                    seq,
-                    type_,
-                    topic,
-                    channel,
-                    occurred_at,
-                    recorded_at,
-                    method,
-                    actor,
-                    collection_point,
-                    store_id,
-                    notice_id,
-                    proof,
-                    data,
-                    evidence,
-                    prev_hash,
-                    stored_hash,
-                ) = row
-                if contact_id != contact:
-                    contact, expected_seq, expected_prev = contact_id, 1, GENESIS
+                r = _Row._make(row)
+                if r.contact_id != contact:
+                    contact, expected_seq, expected_prev = r.contact_id, 1, GENESIS
                     result.chains += 1
-                if isinstance(data, str):  # SQLite hands JSON back as text
-                    data = json.loads(data)
-                if occurred_at.tzinfo is None:  # and instants as naive UTC
+                # SQLite hands JSON back as text, and instants as naive UTC.
+                data = json.loads(r.data) if isinstance(r.data, str) else r.data
+                occurred_at, recorded_at = r.occurred_at, r.recorded_at
+                if occurred_at.tzinfo is None:
                     occurred_at = occurred_at.replace(tzinfo=UTC)
                     recorded_at = recorded_at.replace(tzinfo=UTC)
                 problem = None
-                if seq != expected_seq:
-                    problem = f"expected position {expected_seq}, found {seq} (a missing event)"
-                elif prev_hash != expected_prev:
-                    problem = "prev_hash does not match the previous event's hash"
-                else:
-                    canonical = canonical_event(
-                        contact_id=contact_id,
-                        seq=seq,
-                        type=type_,
-                        topic=topic,
-                        channel=channel,
-                        occurred_at=occurred_at,
-                        recorded_at=recorded_at,
-                        method=method,
-                        actor=actor,
-                        collection_point=collection_point,
-                        store_id=store_id,
-                        notice_id=notice_id,
-                        proof=proof,
-                        data=data,
-                        evidence_digest=evidence,
-                    )
-                    if chain_hash(prev_hash, canonical) != stored_hash:
-                        problem = "the event's content does not match its hash (altered)"
+                if r.seq != expected_seq:
+                    problem = MISSING.format(expected=expected_seq, seq=r.seq)
+                elif r.prev_hash != expected_prev:
+                    problem = RELINKED
+                elif (
+                    _slow_hash(r, data=data, occurred_at=occurred_at, recorded_at=recorded_at)
+                    != r.hash
+                ):
+                    problem = ALTERED
                 if problem:
-                    result.broken = {
-                        "contact_id": contact_id,
-                        "event_id": event_id,
-                        "seq": seq,
-                        "problem": problem,
-                    }
+                    result.broken = _broken(row, problem)
                     return result
                 result.checked += 1
-                expected_seq, expected_prev = seq + 1, stored_hash
+                expected_seq, expected_prev = r.seq + 1, r.hash
     return result
 
 
