@@ -23,6 +23,57 @@ MAX_CHOICE_LENGTH = 80
 NOT_A_NAME = re.compile(r"[<>@/\\]|://|www\.|\bhttps?\b", re.IGNORECASE)
 
 
+# --- Cleaning the person's details: the same rules on every form that collects them ---------
+
+
+def email_cleaned(raw: str) -> str:
+    """The address as the ledger stores it, or a field error in the page's language."""
+    try:
+        return services.normalize_email(raw)
+    except ValidationError:
+        raise ValidationError(_("Enter a valid email address."), code="invalid") from None
+
+
+def phone_cleaned(raw: str) -> str:
+    """E.164, or "" when left blank."""
+    if not raw.strip():
+        return ""
+    try:
+        return services.normalize_phone(raw)
+    except ValidationError:
+        raise ValidationError(
+            _("Enter a phone number such as 06 12 34 56 78 or +33 6 12 34 56 78."),
+            code="invalid",
+        ) from None
+
+
+def first_name_cleaned(raw: str, message: Any) -> str:
+    """One space between words; anything that looks like a link or an address is refused."""
+    value = " ".join(raw.split())
+    if NOT_A_NAME.search(value):
+        raise ValidationError(message, code="invalid")
+    return value
+
+
+def describe_errors(form: forms.Form, *, skip: tuple[str, ...] = (), hints: bool = False) -> None:
+    """Tie each input to its error message (and, with ``hints``, its help text), keeping what
+    it was already described by, for screen readers."""
+    for name, field in form.fields.items():
+        if name in skip:
+            continue
+        attrs = field.widget.attrs
+        ids = attrs.get("aria-describedby", "").split()
+        if hints and field.help_text:
+            ids.append(f"id_{name}_helptext")
+        invalid = name in form.errors
+        if invalid:
+            ids.append(f"id_{name}_error")
+        if ids:
+            attrs["aria-describedby"] = " ".join(dict.fromkeys(ids))
+        if invalid:
+            attrs["aria-invalid"] = "true"
+
+
 def channel_label(channel: str) -> str:
     return {
         "email": _("Email"),
@@ -127,28 +178,13 @@ class SubscribeForm(forms.Form):
         return bool(self.data.get("website"))
 
     def clean_email(self) -> str:
-        try:
-            return services.normalize_email(self.cleaned_data["email"])
-        except ValidationError:
-            raise ValidationError(_("Enter a valid email address."), code="invalid") from None
+        return email_cleaned(self.cleaned_data["email"])
 
     def clean_first_name(self) -> str:
-        value = " ".join(self.cleaned_data["first_name"].split())
-        if NOT_A_NAME.search(value):
-            raise ValidationError(_("Enter only your first name."), code="invalid")
-        return value
+        return first_name_cleaned(self.cleaned_data["first_name"], _("Enter only your first name."))
 
     def clean_phone(self) -> str:
-        raw = self.cleaned_data["phone"]
-        if not raw.strip():
-            return ""
-        try:
-            return services.normalize_phone(raw)
-        except ValidationError:
-            raise ValidationError(
-                _("Enter a phone number such as 06 12 34 56 78 or +33 6 12 34 56 78."),
-                code="invalid",
-            ) from None
+        return phone_cleaned(self.cleaned_data["phone"])
 
     def clean_choice(self) -> list[str]:
         values = self.cleaned_data["choice"]
@@ -209,10 +245,7 @@ class LinkRequestForm(forms.Form):
     )
 
     def clean_email(self) -> str:
-        try:
-            return services.normalize_email(self.cleaned_data["email"])
-        except ValidationError:
-            raise ValidationError(_("Enter a valid email address."), code="invalid") from None
+        return email_cleaned(self.cleaned_data["email"])
 
 
 def frequency_label(value: str) -> str:

@@ -10,9 +10,16 @@ from django.contrib.auth.password_validation import password_validators_help_tex
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from consents import services
 from consents.models import Category
-from preferences.forms import NOT_A_NAME, AnyChoiceField, TelInput, TopicGroup
+from preferences.forms import (
+    AnyChoiceField,
+    TelInput,
+    TopicGroup,
+    describe_errors,
+    email_cleaned,
+    first_name_cleaned,
+    phone_cleaned,
+)
 from preferences.store import Confirm
 
 MAX_CHOICES = 100
@@ -57,40 +64,17 @@ class _CaptureForm(forms.Form):
         self.fields["email"].widget.attrs["aria-describedby"] = "address-hint"
 
     def describe_errors(self) -> None:
-        """Tie each field's error message to its input, for screen readers."""
-        for name in self.errors:
-            if name not in self.fields or name == "choice":
-                continue
-            attrs = self.fields[name].widget.attrs
-            described = f"{attrs.get('aria-describedby', '')} id_{name}_error".strip()
-            attrs.update({"aria-describedby": described, "aria-invalid": "true"})
+        describe_errors(self, skip=("choice",))
 
     def clean_email(self) -> str:
         raw = self.cleaned_data["email"].strip()
-        if not raw:
-            return ""
-        try:
-            return services.normalize_email(raw)
-        except ValidationError:
-            raise ValidationError(_("Enter a valid email address."), code="invalid") from None
+        return email_cleaned(raw) if raw else ""
 
     def clean_phone(self) -> str:
-        raw = self.cleaned_data["phone"]
-        if not raw.strip():
-            return ""
-        try:
-            return services.normalize_phone(raw)
-        except ValidationError:
-            raise ValidationError(
-                _("Enter a phone number such as 06 12 34 56 78 or +33 6 12 34 56 78."),
-                code="invalid",
-            ) from None
+        return phone_cleaned(self.cleaned_data["phone"])
 
     def clean_first_name(self) -> str:
-        value = " ".join(self.cleaned_data["first_name"].split())
-        if NOT_A_NAME.search(value):
-            raise ValidationError(_("Enter only a first name."), code="invalid")
-        return value
+        return first_name_cleaned(self.cleaned_data["first_name"], _("Enter only a first name."))
 
     def clean_choice(self) -> list[str]:
         values = list(dict.fromkeys(self.cleaned_data["choice"]))
@@ -252,16 +236,7 @@ class _AccountForm(forms.Form):
     """A form about an account: each input tied to its hint and error, two passwords that match."""
 
     def describe_errors(self) -> None:
-        """Tie each input to its hint and its error message, for screen readers."""
-        for name, field in self.fields.items():
-            ids = []
-            if field.help_text:
-                ids.append(f"id_{name}_helptext")
-            if name in self.errors:
-                ids.append(f"id_{name}_error")
-                field.widget.attrs["aria-invalid"] = "true"
-            if ids:
-                field.widget.attrs["aria-describedby"] = " ".join(ids)
+        describe_errors(self, hints=True)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
