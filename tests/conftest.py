@@ -146,3 +146,9 @@ def axe_violations(page: Any) -> list[dict]:
         },
     )
     return results.response["violations"]
+
+
+def accessible(page: Any) -> None:
+    """axe-core finds nothing on the page; otherwise the rules and elements that fail."""
+    violations = axe_violations(page)
+    assert violations == [], [(v["id"], [n["target"] for n in v["nodes"]]) for v in violations]

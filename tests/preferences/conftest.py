@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from django.test import Client
 
 from config.celery import app as celery_app
 from consents import services
-from consents.models import Topic
+from consents.models import Contact, Topic
+from tests.preferences.center_fixtures import open_session
 from tests.preferences.pages import signup_data
 
 
@@ -37,6 +39,15 @@ def pages(settings: Any) -> Iterator[None]:
         yield
     finally:
         celery_app.conf["task_always_eager"] = eager
+
+
+@pytest.fixture
+def site(pages: None, settings: Any, tmp_path: Path, live_server: Any) -> None:
+    """The embedded default for browser tests: mail written to files and shown at /dev/mail/."""
+    settings.DEBUG = True
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    settings.EMAIL_FILE_PATH = tmp_path
+    settings.SITE_URL = live_server.url
 
 
 @pytest.fixture
@@ -79,3 +90,18 @@ def sign_up(client: Client, django_capture_on_commit_callbacks: Any) -> Callable
             )
 
     return post
+
+
+@pytest.fixture
+def marie(make_contact: Any, web_proof: services.Proof) -> Contact:
+    """Subscribed to the newsletter by email (modules that need someone else define their own)."""
+    contact = make_contact(email="marie@example.fr")
+    services.consent_grant(contact=contact, topic="newsletter", channel="email", proof=web_proof)
+    return contact
+
+
+@pytest.fixture
+def opened(client: Client, marie: Contact) -> Client:
+    """A browser in which Marie opened her preference link."""
+    open_session(client, marie)
+    return client

@@ -21,19 +21,6 @@ from tests.preferences.pages import CONFIRM_LINK, path_in
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("pages", "topics")]
 
 
-@pytest.fixture
-def marie(make_contact: Any, web_proof: services.Proof) -> Contact:
-    contact = make_contact(email="marie@example.fr")
-    services.consent_grant(contact=contact, topic="newsletter", channel="email", proof=web_proof)
-    return contact
-
-
-@pytest.fixture
-def opened(client: Client, marie: Contact) -> Client:
-    open_session(client, marie)
-    return client
-
-
 def page(client: Client) -> str:
     response = client.get("/preferences/")
     assert response.status_code == 200

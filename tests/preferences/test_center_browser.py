@@ -5,7 +5,6 @@ the history, the keyboard; axe-core on every page; screenshots at 360 and 1280 p
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from consents import services
 from consents.models import ConsentState, Contact, Event
 from preferences import links
-from tests.conftest import SCREENSHOTS, axe_violations
+from tests.conftest import SCREENSHOTS, accessible
 
 pytestmark = [
     pytest.mark.browser,
@@ -45,15 +44,6 @@ TEXTS = {
 }
 
 
-@pytest.fixture
-def site(pages: None, settings: Any, tmp_path: Path, live_server: Any) -> None:
-    """The embedded default: mail written to files and shown at /dev/mail/."""
-    settings.DEBUG = True
-    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
-    settings.EMAIL_FILE_PATH = tmp_path
-    settings.SITE_URL = live_server.url
-
-
 def person(language: str = "fr") -> Contact:
     contact = services.contact_create(
         email=f"browser-{language}@example.fr",
@@ -65,11 +55,6 @@ def person(language: str = "fr") -> Contact:
     proof = services.Proof(method="web_form", actor="person")
     services.consent_grant(contact=contact, topic="newsletter", channel="email", proof=proof)
     return contact
-
-
-def accessible(page: Any) -> None:
-    violations = axe_violations(page)
-    assert violations == [], [(v["id"], [n["target"] for n in v["nodes"]]) for v in violations]
 
 
 def settle(page: Any) -> None:

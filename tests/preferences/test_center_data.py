@@ -8,25 +8,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from consents import services
 from consents.ledger import iso
 from consents.models import AccessLog, Contact, Event
 from tests.preferences.center_fixtures import open_session, post
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("pages", "topics")]
-
-
-@pytest.fixture
-def marie(make_contact: Any, web_proof: services.Proof) -> Contact:
-    contact = make_contact(email="marie@example.fr", phone="+33612345678")
-    services.consent_grant(contact=contact, topic="newsletter", channel="email", proof=web_proof)
-    return contact
-
-
-@pytest.fixture
-def opened(client: Client, marie: Contact) -> Client:
-    open_session(client, marie)
-    return client
 
 
 def test_the_page_offers_the_download(opened: Client) -> None:

@@ -3,13 +3,12 @@ mail read at /dev/mail/, the confirmation link, the thank-you page; axe-core on 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from consents.models import Event
-from tests.conftest import SCREENSHOTS, axe_violations
+from tests.conftest import SCREENSHOTS, accessible
 
 pytestmark = [
     pytest.mark.browser,
@@ -31,20 +30,6 @@ TEXTS = {
         "unsubscribed": "You are unsubscribed",
     },
 }
-
-
-@pytest.fixture
-def site(pages: None, settings: Any, tmp_path: Path, live_server: Any) -> None:
-    """The embedded default: mail written to files and shown at /dev/mail/."""
-    settings.DEBUG = True
-    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
-    settings.EMAIL_FILE_PATH = tmp_path
-    settings.SITE_URL = live_server.url
-
-
-def accessible(page: Any) -> None:
-    violations = axe_violations(page)
-    assert violations == [], [(v["id"], [n["target"] for n in v["nodes"]]) for v in violations]
 
 
 @pytest.mark.usefixtures("site")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from consents.models import Event
 from preferences import store
 from preferences.models import Capture
-from tests.conftest import SCREENSHOTS, axe_violations
+from tests.conftest import SCREENSHOTS, accessible
 from tests.preferences.store_fixtures import *  # noqa: F403  (the store fixtures)
 from tests.preferences.store_fixtures import PASSWORD
 
@@ -29,12 +28,8 @@ PORTRAIT = {"width": 768, "height": 1024}
 
 
 @pytest.fixture
-def site(pages: None, settings: Any, tmp_path: Path, live_server: Any) -> None:
-    """The embedded default: mail written to files and shown at /dev/mail/."""
-    settings.DEBUG = True
-    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
-    settings.EMAIL_FILE_PATH = tmp_path
-    settings.SITE_URL = live_server.url
+def site(site: None, settings: Any) -> None:
+    """The browser tests' site (tests/preferences/conftest.py), with a short thank-you screen."""
     settings.STORE_THANKS_SECONDS = 1
 
 
@@ -56,11 +51,6 @@ def tablet_page(browser: Any, live_server: Any, tablet: Any, request: Any) -> It
     page.viewport = viewport
     yield page
     context.close()
-
-
-def accessible(page: Any) -> None:
-    violations = axe_violations(page)
-    assert violations == [], [(v["id"], [n["target"] for n in v["nodes"]]) for v in violations]
 
 
 def staff_login(page: Any) -> None:
