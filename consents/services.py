@@ -272,22 +272,28 @@ def topic_create(
     return topic
 
 
-@transaction.atomic
-def notice_publish(*, topic: Topic | None, language: str, text: str) -> Notice:
-    """Publish a new version of a notice's wording; published versions never change."""
-    _check_choice("language", language, ("fr", "en"))
-    if not text.strip():
-        raise ValidationError({"text": "The wording cannot be empty."})
+def _next_notice_version(topic: Topic | None, language: str) -> int:
+    """The version after the latest of this topic and language, drafts included (locked, so two
+    writers cannot take the same number)."""
     latest = (
         Notice.objects.select_for_update()
         .filter(topic=topic, language=language)
         .order_by("-version")
         .first()
     )
+    return latest.version + 1 if latest else 1
+
+
+@transaction.atomic
+def notice_publish(*, topic: Topic | None, language: str, text: str) -> Notice:
+    """Publish a new version of a notice's wording; published versions never change."""
+    _check_choice("language", language, ("fr", "en"))
+    if not text.strip():
+        raise ValidationError({"text": "The wording cannot be empty."})
     return Notice.objects.create(
         topic=topic,
         language=language,
-        version=(latest.version + 1) if latest else 1,
+        version=_next_notice_version(topic, language),
         text=text,
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         published_at=clock.now(),
@@ -298,16 +304,10 @@ def notice_publish(*, topic: Topic | None, language: str, text: str) -> Notice:
 def notice_draft_create(*, topic: Topic | None, language: str, text: str) -> Notice:
     """A draft: the next version number, editable until published, shown to nobody."""
     _check_choice("language", language, ("fr", "en"))
-    latest = (
-        Notice.objects.select_for_update()
-        .filter(topic=topic, language=language)
-        .order_by("-version")
-        .first()
-    )
     return Notice.objects.create(
         topic=topic,
         language=language,
-        version=(latest.version + 1) if latest else 1,
+        version=_next_notice_version(topic, language),
         text=text,
         published_at=None,
     )
