@@ -408,6 +408,19 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
     def _back(self, contact: Contact) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:consents_contact_change", args=[contact.pk]))
 
+    def _form_page(
+        self, request: HttpRequest, name: str, title: Any, contact: Contact, form: Any
+    ) -> HttpResponse:
+        """One of a contact's action forms (erase, rectify), in the admin's frame."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "contact": contact,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return render(request, f"admin/consents/contact/{name}.html", context)
+
     def proof_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         contact = self._contact(request, pk, "consents.export_contact")
         proof.access_log(user=request.user, action="export_proof", contact=contact)
@@ -473,14 +486,8 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
             else:
                 messages.success(request, _("The contact's personal data was erased."))
             return self._back(contact)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Erase this contact's personal data"),
-            "contact": contact,
-            "form": form,
-            "opts": self.model._meta,
-        }
-        return render(request, "admin/consents/contact/erase.html", context)
+        title = _("Erase this contact's personal data")
+        return self._form_page(request, "erase", title, contact, form)
 
     def rectify_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         from consents.outbox import email_enqueue
@@ -518,14 +525,8 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
                     ),
                 )
                 return self._back(contact)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Change this contact's email address"),
-            "contact": contact,
-            "form": form,
-            "opts": self.model._meta,
-        }
-        return render(request, "admin/consents/contact/rectify.html", context)
+        title = _("Change this contact's email address")
+        return self._form_page(request, "rectify", title, contact, form)
 
 
 @admin.register(Event)
