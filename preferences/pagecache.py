@@ -23,6 +23,7 @@ The flash of a save or an error is never cached: those pages are drawn every tim
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Iterable
@@ -98,23 +99,28 @@ def _last_seq(contact: Contact) -> int:
 def contact_for_page(public_id: str) -> Contact | None:
     """The contact and its ledger position in one query, for every read of the page.
 
-    Written as one raw join rather than ``select_related``: on the served-again path it is the
-    only query besides none, and building it through the ORM cost three times its round trip
-    (bench/PREFERENCES.md). The contact's fields still go through Django's converters.
+    Written as one raw join rather than ``select_related``: it is the only query of a page
+    served again, and building it through the ORM cost three times its round trip
+    (bench/PREFERENCES.md). The contact's fields still go through Django's converters; the SQL
+    is spelt once per process.
     """
+    for contact in Contact.objects.raw(_contact_sql(), [public_id]):
+        return contact
+    return None
+
+
+@functools.cache
+def _contact_sql() -> str:
     qn = connection.ops.quote_name
     contact_table = qn(Contact._meta.db_table)
     facts_table = qn(ContactFacts._meta.db_table)
     contact_pk = qn(Contact._meta.pk.column)
     facts_fk = qn(ContactFacts._meta.get_field("contact").column)
-    sql = (
+    return (
         f"SELECT c.*, f.{qn('last_seq')} AS page_last_seq FROM {contact_table} c "
         f"LEFT JOIN {facts_table} f ON f.{facts_fk} = c.{contact_pk} "
         f"WHERE c.{qn('public_id')} = %s"
     )
-    for contact in Contact.objects.raw(sql, [public_id]):
-        return contact
-    return None
 
 
 def _rules_version() -> str:
