@@ -9,7 +9,7 @@ email" path goes through the sign-up's double opt-in (``signup_submit``).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,49 +221,30 @@ def _category(slug: str) -> str:
     return slug
 
 
-def _grant_all(
+def _record_each(
+    record: Callable[..., Any],
     *,
     owners: Owners,
     chosen: Sequence[tuple[Topic, str]],
     language: str,
     proof_base: dict[str, Any],
     now: Any,
-    doi: str = Doi.NONE,
+    **extra: Any,
 ) -> list[int]:
-    ids = []
-    for topic, channel in chosen:
-        event = services.consent_grant(
-            contact=owners.of(channel),
-            topic=topic.slug,
-            channel=channel,
-            proof=services.Proof(notice=notice_for(topic, language), **proof_base),
-            doi=doi,
-            occurred_at=now,
-        )
-        ids.append(event.pk)
-    return ids
-
-
-def _withdraw_all(
-    *,
-    owners: Owners,
-    refused: Sequence[tuple[Topic, str]],
-    language: str,
-    proof_base: dict[str, Any],
-    now: Any,
-) -> list[int]:
-    """A "no" said to the script: an ``opt_out``, with the wording that was read."""
-    ids = []
-    for topic, channel in refused:
-        event = services.consent_withdraw(
+    """One ledger fact per (topic, channel), on the contact that owns the channel's address,
+    with the wording shown or read: ``record`` is ``consent_grant`` (a yes) or
+    ``consent_withdraw`` (a "no" said to the phone script)."""
+    return [
+        record(
             contact=owners.of(channel),
             topic=topic.slug,
             channel=channel,
             proof=services.Proof(notice=notice_for(topic, language), **proof_base),
             occurred_at=now,
-        )
-        ids.append(event.pk)
-    return ids
+            **extra,
+        ).pk
+        for topic, channel in chosen
+    ]
 
 
 @transaction.atomic
@@ -328,8 +309,14 @@ def store_capture(
         owners = _owners(
             email=email, phone=phone, first_name=first_name, locale=language, informed=True
         )
-        result["events"] = _grant_all(
-            owners=owners, chosen=chosen, language=language, proof_base=proof_base, now=now
+        result["events"] = _record_each(
+            services.consent_grant,
+            owners=owners,
+            chosen=chosen,
+            language=language,
+            proof_base=proof_base,
+            now=now,
+            doi=Doi.NONE,
         )
         outcome = CaptureOutcome.RECORDED
     else:
@@ -397,7 +384,8 @@ def _confirm_by_email(
     pending_elsewhere: list[dict[str, Any]] = []
     if elsewhere:
         # Recorded first, so that the confirmation email lists them and confirms them too.
-        ids = _grant_all(
+        ids = _record_each(
+            services.consent_grant,
             owners=owners,
             chosen=elsewhere,
             language=language,
@@ -505,13 +493,24 @@ def phone_capture(
         },
     }
     result: dict[str, Any] = {
-        "events": _grant_all(
-            owners=owners, chosen=chosen, language=language, proof_base=proof_base, now=now
+        "events": _record_each(
+            services.consent_grant,
+            owners=owners,
+            chosen=chosen,
+            language=language,
+            proof_base=proof_base,
+            now=now,
+            doi=Doi.NONE,
         )
     }
     if refused:
-        result["opt_outs"] = _withdraw_all(
-            owners=owners, refused=refused, language=language, proof_base=proof_base, now=now
+        result["opt_outs"] = _record_each(
+            services.consent_withdraw,
+            owners=owners,
+            chosen=refused,
+            language=language,
+            proof_base=proof_base,
+            now=now,
         )
     if callback:
         event = services.callback_request(
