@@ -133,7 +133,43 @@ class AnyChoiceField(forms.MultipleChoiceField):
         return True
 
 
-class SubscribeForm(forms.Form):
+class ChoicesForm(forms.Form):
+    """A form whose ``choice`` boxes are the (topic, channel) options of ``groups``: the sign-up
+    form and the store's capture forms."""
+
+    def __init__(self, *args: Any, groups: list[TopicGroup], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.groups = groups
+        self.offered = {o.value: o for g in groups for o in g.options}
+
+    def phone_missing(self, cleaned: dict[str, Any], values: list[str]) -> bool:
+        """A ticked choice needs a phone number and none was given (a number that failed its
+        own cleaning is absent from ``cleaned``: that error is already shown)."""
+        return (
+            "phone" in cleaned
+            and not cleaned["phone"]
+            and any(self.offered[v].needs_phone for v in values)
+        )
+
+    @property
+    def choices(self) -> list[tuple[str, str]]:
+        """The (topic, channel) pairs ticked, once the form is valid."""
+        pairs = []
+        for value in self.cleaned_data.get("choice", []):
+            slug, _sep, channel = value.partition(":")
+            pairs.append((slug, channel))
+        return pairs
+
+    def ticked(self) -> set[str]:
+        """The values to show ticked again when the form is redisplayed."""
+        return (
+            {v for v in self.data.getlist("choice") if v in self.offered}
+            if self.is_bound
+            else set()
+        )
+
+
+class SubscribeForm(ChoicesForm):
     email = forms.EmailField(
         label=_("Email address"),
         max_length=254,
@@ -167,9 +203,7 @@ class SubscribeForm(forms.Form):
     )
 
     def __init__(self, *args: Any, groups: list[TopicGroup], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.groups = groups
-        self.offered = {o.value: o for g in groups for o in g.options}
+        super().__init__(*args, groups=groups, **kwargs)
         language = (get_language() or "fr")[:2]
         self.fields["language"].initial = language if language in ("fr", "en") else "fr"
 
@@ -205,30 +239,9 @@ class SubscribeForm(forms.Form):
             )
         if not values:
             self.add_error("choice", _("Choose at least one topic and how to receive it."))
-        elif (
-            "phone" in cleaned  # absent when invalid: that error is already shown
-            and not cleaned["phone"]
-            and any(self.offered[v].needs_phone for v in values)
-        ):
+        elif self.phone_missing(cleaned, values):
             self.add_error("phone", _("Enter your phone number to receive text messages or calls."))
         return cleaned
-
-    @property
-    def choices(self) -> list[tuple[str, str]]:
-        """The (topic, channel) pairs ticked, once the form is valid."""
-        pairs = []
-        for value in self.cleaned_data["choice"]:
-            slug, _sep, channel = value.partition(":")
-            pairs.append((slug, channel))
-        return pairs
-
-    def ticked(self) -> set[str]:
-        """The values to show ticked again when the form is redisplayed."""
-        return (
-            {v for v in self.data.getlist("choice") if v in self.offered}
-            if self.is_bound
-            else set()
-        )
 
 
 # --- The preference center ----------------------------------------------------------------------

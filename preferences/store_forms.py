@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from consents.models import Category
 from preferences.forms import (
     AnyChoiceField,
+    ChoicesForm,
     TelInput,
     TopicGroup,
     describe_errors,
@@ -32,7 +33,7 @@ def new_key() -> str:
     return secrets.token_hex(16)
 
 
-class _CaptureForm(forms.Form):
+class _CaptureForm(ChoicesForm):
     key = forms.CharField(max_length=64, widget=forms.HiddenInput)
     language = forms.ChoiceField(
         choices=[("fr", "fr"), ("en", "en")], required=False, widget=forms.HiddenInput
@@ -58,9 +59,7 @@ class _CaptureForm(forms.Form):
     choice = AnyChoiceField(label=_("Your choices"), required=False)
 
     def __init__(self, *args: Any, groups: list[TopicGroup], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.groups = groups
-        self.offered = {o.value: o for g in groups for o in g.options}
+        super().__init__(*args, groups=groups, **kwargs)
         self.fields["email"].widget.attrs["aria-describedby"] = "address-hint"
 
     def describe_errors(self) -> None:
@@ -88,29 +87,9 @@ class _CaptureForm(forms.Form):
         if "email" in cleaned and "phone" in cleaned and not any(addresses):
             self.add_error("email", _("Enter an email address or a phone number."))
         values = cleaned.get("choice")
-        if (
-            values
-            and "phone" in cleaned
-            and not cleaned["phone"]
-            and any(self.offered[v].needs_phone for v in values)
-        ):
+        if values and self.phone_missing(cleaned, values):
             self.add_error("phone", _("Enter a phone number for text messages or calls."))
         return cleaned
-
-    @property
-    def choices(self) -> list[tuple[str, str]]:
-        pairs = []
-        for value in self.cleaned_data.get("choice", []):
-            slug, _sep, channel = value.partition(":")
-            pairs.append((slug, channel))
-        return pairs
-
-    def ticked(self) -> set[str]:
-        return (
-            {v for v in self.data.getlist("choice") if v in self.offered}
-            if self.is_bound
-            else set()
-        )
 
 
 class StoreCaptureForm(_CaptureForm):
