@@ -19,7 +19,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Model, Q, QuerySet
 from django.forms import BaseInlineFormSet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils import translation
@@ -424,21 +424,13 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
     def proof_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         contact = self._contact(request, pk, "consents.export_contact")
         proof.access_log(user=request.user, action="export_proof", contact=contact)
-        response = JsonResponse(
-            proof.proof_export(contact), json_dumps_params={"indent": 2, "ensure_ascii": False}
-        )
-        response["Content-Disposition"] = f'attachment; filename="proof-{contact.public_id}.json"'
-        return response
+        return proof.json_file(proof.proof_export(contact), f"proof-{contact.public_id}.json")
 
     def access_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         contact = self._contact(request, pk, "consents.export_contact")
         proof.access_log(user=request.user, action="export_access", contact=contact)
-        response = JsonResponse(
-            proof.access_export(contact, clock.now()),
-            json_dumps_params={"indent": 2, "ensure_ascii": False},
-        )
-        response["Content-Disposition"] = f'attachment; filename="data-{contact.public_id}.json"'
-        return response
+        data = proof.access_export(contact, clock.now())
+        return proof.json_file(data, f"data-{contact.public_id}.json")
 
     def receipt_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         contact = self._contact(request, pk, "consents.export_contact")

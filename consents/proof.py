@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import JsonResponse
 
 from consents import clock, ledger, rules
 from consents.models import (
@@ -48,6 +49,13 @@ def access_log(
         contact=contact,
         detail=detail[:2000],
     )
+
+
+def json_file(data: dict[str, Any], filename: str) -> JsonResponse:
+    """An export as a downloaded file: indented, accents kept as they are."""
+    response = JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 def history(contact: Contact) -> tuple[list[Event], list[rules.Fact]]:

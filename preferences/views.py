@@ -13,7 +13,7 @@ from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -924,12 +924,8 @@ def _download_data(request: HttpRequest, contact: Contact) -> HttpResponse:
         contact=contact,
         detail="downloaded from the preference page",
     )
-    response = JsonResponse(
-        proof.access_export(contact, clock.now()),
-        json_dumps_params={"indent": 2, "ensure_ascii": False},
-    )
-    response["Content-Disposition"] = f'attachment; filename="my-data-{contact.public_id}.json"'
-    return response
+    data = proof.access_export(contact, clock.now())
+    return proof.json_file(data, f"my-data-{contact.public_id}.json")
 
 
 def _unsubscribe_all(request: HttpRequest, contact: Contact) -> HttpResponse:
