@@ -8,12 +8,11 @@ keyboard alone (labels, visible focus, the answer reached without a mouse).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib import import_module
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -35,29 +34,12 @@ pytestmark = [
 PASSWORD = "a-long-password-1"
 
 
-def compliance_officers() -> Group:
-    """The group that the consents migrations create, with their permissions.
-
-    A transactional test empties every table when it ends, the migrations' groups included (the
-    permissions come back with post_migrate, the groups do not): rebuild it from the migrations'
-    own lists rather than rely on the order of the tests.
-    """
-    group, _ = Group.objects.get_or_create(name="Compliance officer")
-    codenames = [
-        *import_module("consents.migrations.0007_compliance_groups").GROUPS[group.name],
-        *import_module("consents.migrations.0008_reconfirm_campaigns").CODENAMES,
-    ]
-    group.permissions.add(
-        *Permission.objects.filter(content_type__app_label="consents", codename__in=codenames)
-    )
-    return group
-
-
 def make_staff(django_user_model: Any, username: str) -> Any:
     user = django_user_model.objects.create_user(
         username=username, password=PASSWORD, is_staff=True
     )
-    user.groups.add(compliance_officers())
+    # The role the migrations made, kept whole after each flush by consents.roles.
+    user.groups.add(Group.objects.get(name="Compliance officer"))
     return user
 
 
