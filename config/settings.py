@@ -242,6 +242,9 @@ CALLBACK_VALIDITY = timedelta(
     days=env.int("CALLBACK_VALIDITY_DAYS", default=rule_defaults.CALLBACK_VALIDITY_DAYS)
 )
 GENERIC_LOCAL_PARTS = env.list("GENERIC_LOCAL_PARTS", default=rule_defaults.GENERIC_LOCAL_PARTS)
+# Projections computed under other rules or settings are recomputed by `migrate` when there are
+# at most this many; beyond, `manage.py rebuild_projections --stale` does it.
+PROJECTIONS_REBUILD_ON_MIGRATE_MAX = env.int("PROJECTIONS_REBUILD_ON_MIGRATE_MAX", default=20000)
 # --- Links and sign-up ------------------------------------------------------------------------
 PREFERENCE_LINK_TTL = timedelta(days=env.int("PREFERENCE_LINK_TTL_DAYS", default=60))
 # How long a person's rendered preference page may be served again while nothing it shows has

@@ -10,6 +10,11 @@ class ConsentsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from consents import roles
+        from consents import projections, roles
 
         post_migrate.connect(roles.ensure_roles, dispatch_uid="consents.roles.ensure_roles")
+        post_migrate.connect(
+            projections.rebuild_stale_after_migrate,
+            sender=self,
+            dispatch_uid="consents.projections.rebuild_stale_after_migrate",
+        )

@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db import connection
 
 from consents import rules
-from consents.models import Category
+from consents.models import Category, Topic
 from consents.vocab import Channel, ContactKind, Purpose, Reason
 
 ADDRESS_COLUMN = {
@@ -32,6 +32,11 @@ class AudienceRow:
     public_id: str
     address: str
     reason: str
+
+
+def retired_topics() -> frozenset[str]:
+    """The topics ``rules.decide`` must treat as retired (inactive in the catalogue)."""
+    return frozenset(Topic.objects.filter(active=False).values_list("slug", flat=True))
 
 
 def family_for(category: str | None) -> str | None:
@@ -88,15 +93,33 @@ def _reason_cases(
             return [f"WHEN 1 = 1 THEN '{Reason.SERVICE}'"]
         purpose = Purpose.PROMOTION
 
-    cases = [
-        # 6. Opted out: the topic's own state, or else what applies to every topic.
-        "WHEN CASE WHEN s.id IS NOT NULL THEN s.status = 'opted_out'"
-        " ELSE COALESCE(cs.opted_out, FALSE) END THEN NULL",
-        # 7. Paused.
-        f"WHEN cs.pause_until > {q.p(now)} THEN NULL",
-        # 8. Valid consent.
-        f"WHEN s.status = 'opted_in' THEN '{Reason.OPT_IN}'",
-    ]
+    automated_call = channel == Channel.PHONE and message.automated
+    # The topic's own state, or else what applies to every topic on the channel.
+    opted_out = (
+        "CASE WHEN s.id IS NOT NULL THEN s.status = 'opted_out'"
+        " ELSE COALESCE(cs.opted_out, FALSE) END"
+    )
+    cases = []
+    if channel == Channel.PHONE and purpose == Purpose.PROMOTION and not automated_call:
+        # 6. Opted out, but for the call the person asked for since (then 7 still applies).
+        lifts = (
+            "CASE WHEN s.id IS NOT NULL THEN s.callback_lifts"
+            " ELSE COALESCE(cs.callback_lifts, FALSE) END"
+        )
+        cases += [
+            f"WHEN {opted_out} AND NOT ({lifts} AND f.callback_until >= {q.p(now)}) THEN NULL",
+            f"WHEN cs.pause_until > {q.p(now)} THEN NULL",
+            f"WHEN {opted_out} THEN '{Reason.CALLBACK_REQUESTED}'",
+        ]
+    else:
+        cases += [
+            f"WHEN {opted_out} THEN NULL",
+            # 7. Paused.
+            f"WHEN cs.pause_until > {q.p(now)} THEN NULL",
+        ]
+    # 8. Valid consent (to automated calls, for an automated call).
+    automated = " AND s.automated" if automated_call else ""
+    cases.append(f"WHEN s.status = 'opted_in'{automated} THEN '{Reason.OPT_IN}'")
     # 9. The paths that need no consent.
     family = family_for(message.category)
 
@@ -112,23 +135,17 @@ def _reason_cases(
         cases.append(f"WHEN {professional} AND f.generic_email THEN '{Reason.GENERIC_ADDRESS}'")
     if channel == Channel.POSTAL:
         cases.append(f"WHEN {informed} THEN '{Reason.LEGITIMATE_INTEREST}'")
-    if message.professions:
+    if message.professions and not automated_call:
         listed = ", ".join(q.p(p) for p in message.professions)
         cases.append(
-            f"WHEN {professional} AND {informed} AND c.profession IN ({listed})"
-            f" THEN '{Reason.B2B_PROFESSIONAL}'"
+            f"WHEN {professional} AND {informed} AND c.profession <> ''"
+            f" AND c.profession IN ({listed}) THEN '{Reason.B2B_PROFESSIONAL}'"
         )
-    if (
-        channel == Channel.PHONE
-        and not message.automated
-        and purpose not in rules.NO_CONSUMER_EXCEPTION
-    ):
+    if channel == Channel.PHONE and purpose == Purpose.PROMOTION and not automated_call:
         if family is not None:
             contract = bought("cf.kind = 'contract' AND cf.active AND")
             cases.append(f"WHEN {consumer} AND {contract} THEN '{Reason.CONTRACT_IN_PROGRESS}'")
-        cases.append(
-            f"WHEN {consumer} AND f.callback_until >= {q.p(now)} THEN '{Reason.CALLBACK_REQUESTED}'"
-        )
+        cases.append(f"WHEN f.callback_until >= {q.p(now)} THEN '{Reason.CALLBACK_REQUESTED}'")
     if channel in (Channel.EMAIL, Channel.SMS):
         if purpose == Purpose.PROMOTION and family is not None:
             cases.append(
@@ -166,6 +183,12 @@ def audience_sql(
     if message.channel == Channel.EMAIL:
         # 3. Undeliverable email.
         where.append("NOT f.undeliverable_email")
+    if message.topic:
+        # A retired topic is sent to nobody (rules.decide says TOPIC_RETIRED).
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM consents_topic t"
+            f" WHERE t.slug = {where_q.p(message.topic)} AND NOT t.active)"
+        )
     if contact_ids is not None:
         where.append(f"c.id IN ({', '.join(where_q.p(i) for i in contact_ids) or 'NULL'})")
     join_params = [message.channel, message.topic or "", message.channel]

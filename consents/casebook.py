@@ -27,6 +27,7 @@ from consents.vocab import (
     PURPOSES,
     REASONS,
     TOPIC_PURPOSES,
+    Channel,
     ContactKind,
     Doi,
     EventType,
@@ -105,7 +106,10 @@ class _Reader:
         return value
 
     def text(self, name: str, default: Any = ...) -> Any:
-        return self.get(name, default, types=(str,))
+        value = self.get(name, default, types=(str,))
+        if value == "":
+            raise self.fail(name, "an empty string is not a value (leave it out, or null)")
+        return value
 
     def boolean(self, name: str, default: Any = ...) -> Any:
         return self.get(name, default, types=(bool,))
@@ -142,8 +146,8 @@ def _parse_settings(raw: Any) -> dict[str, Any]:
             out[key] = value
     if "generic_local_parts" in r.data:
         parts = r.get("generic_local_parts", types=(list,))
-        if not all(isinstance(p, str) for p in parts):
-            raise r.fail("generic_local_parts", "expected a list of strings")
+        if not all(isinstance(p, str) and p for p in parts):
+            raise r.fail("generic_local_parts", "expected a list of non-empty strings")
         out["generic_local_parts"] = parts
     return out
 
@@ -166,6 +170,9 @@ def _parse_event(raw: Any, where: str, topics: dict[str, str], now: datetime) ->
         event["doi"] = r.choice("doi", tuple(Doi.values), Doi.NONE)
         event["proof"] = r.text("proof", None)
         event["frequency"] = r.text("frequency", None)
+        event["automated"] = r.boolean("automated", False)
+        if event["automated"] and event["channel"] != Channel.PHONE:
+            raise r.fail("automated", "only a phone opt-in can cover automated calls")
     elif kind == EventType.OPT_OUT:
         event["topic"] = r.choice("topic", known_topics | {ANY})
         event["channel"] = r.choice("channel", (*CHANNELS, ANY))
@@ -175,6 +182,8 @@ def _parse_event(raw: Any, where: str, topics: dict[str, str], now: datetime) ->
     elif kind == EventType.PAUSE:
         event["channel"] = r.choice("channel", (*CHANNELS, ANY))
         event["until"] = r.instant("until")
+        if event["until"] < at:
+            raise r.fail("until", "a pause cannot end before it starts (equal to at: a resume)")
     elif kind == EventType.PURCHASE:
         event["category"] = r.text("category")
         event["product"] = r.text("product", None)
@@ -190,7 +199,7 @@ def _parse_event(raw: Any, where: str, topics: dict[str, str], now: datetime) ->
         event["channel"] = r.choice("channel", CHANNELS, "email")
         event["hard"] = r.boolean("hard", False)
     elif kind == EventType.CALLBACK_REQUEST:
-        event["channel"] = r.choice("channel", CHANNELS, "phone")
+        event["channel"] = r.choice("channel", (Channel.PHONE,), Channel.PHONE)
     elif kind in (EventType.ADDRESS_CHANGED, EventType.REPERMISSION_SENT):
         event["channel"] = r.choice("channel", CHANNELS)
     return event
@@ -214,9 +223,9 @@ def _parse_message(raw: Any, where: str, topics: dict[str, str]) -> rules.Messag
         if topics[topic] != expected:
             raise r.fail("purpose", f"differs from topic {topic!r}'s purpose {topics[topic]!r}")
     professions = r.get("professions", [], types=(list,))
-    if not all(isinstance(p, str) for p in professions):
-        raise r.fail("professions", "expected a list of strings")
-    return rules.Message(
+    if not all(isinstance(p, str) and p for p in professions):
+        raise r.fail("professions", "expected a list of non-empty strings")
+    message = rules.Message(
         channel=channel,
         purpose=purpose,
         topic=topic,
@@ -226,6 +235,11 @@ def _parse_message(raw: Any, where: str, topics: dict[str, str]) -> rules.Messag
         contains_promotion=promotion,
         automated=r.boolean("automated", False),
     )
+    try:
+        rules.check_message(message)
+    except rules.MalformedMessage as exc:
+        raise r.fail(exc.field, exc.problem) from exc
+    return message
 
 
 def _parse_contact(raw: Any, where: str) -> dict[str, Any]:
@@ -257,10 +271,12 @@ def parse(data: Any) -> Casebook:
         raise top.fail("format", f"expected {FORMAT!r}")
     default_now = top.instant("now", None)
     catalog = top.get("catalog", {}, types=(dict,))
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in catalog.items()):
-        raise top.fail("catalog", "expected an object of category: family strings")
+    if not all(isinstance(k, str) and isinstance(v, str) and k and v for k, v in catalog.items()):
+        raise top.fail("catalog", "expected an object of category: family non-empty strings")
     topics = top.get("topics", types=(dict,))
     for slug, purpose in topics.items():
+        if not slug or slug == ANY:
+            raise top.fail("topics", f"{slug!r} is not a topic slug")
         if purpose not in TOPIC_PURPOSES:
             raise top.fail("topics", f"topic {slug!r} has unknown purpose {purpose!r}")
     book = Casebook(
@@ -342,6 +358,7 @@ def _record(contact: Any, event: dict[str, Any]) -> None:
             prechecked=event["prechecked"],
             bundled=event["bundled"],
             frequency=event["frequency"] or "",
+            automated=event["automated"],
         )
     elif kind == EventType.DOI_CONFIRMED:
         services.consent_confirm(**common, topic=event["topic"], channel=event["channel"])

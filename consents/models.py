@@ -261,6 +261,8 @@ class ContactFacts(models.Model):
     repermission_asked = models.BooleanField(default=False)
     callback_until = models.DateTimeField(null=True, blank=True)
     last_seq = models.PositiveIntegerField(default=0)
+    # The rules and settings these facts were computed under (``RuleSettings.fingerprint``).
+    rules_fingerprint = models.CharField(max_length=16, blank=True, db_index=True)
 
     class Meta:
         verbose_name_plural = "contact facts"
@@ -276,6 +278,8 @@ class ChannelState(models.Model):
     channel = models.CharField(max_length=8, choices=Channel.choices)
     # Opted out of a topic that has no event of its own on this channel (wildcard opt-outs).
     opted_out = models.BooleanField(default=False)
+    # Opted out, and the latest callback request is later than that opt-out (step 6's exception).
+    callback_lifts = models.BooleanField(default=False)
     pause_until = models.DateTimeField(null=True, blank=True)
     # The latest opt-out of every topic here is later than the latest opt-in here (step 4).
     repermission_opted_out = models.BooleanField(default=False)
@@ -306,6 +310,10 @@ class ConsentState(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices)
     since = models.DateTimeField(null=True, blank=True)
     frequency = models.CharField(max_length=32, blank=True)
+    # Opted in, and some valid opt-in also covers automated calls (phone, step 8).
+    automated = models.BooleanField(default=False)
+    # Opted out, and the latest callback request is later than that opt-out (step 6's exception).
+    callback_lifts = models.BooleanField(default=False)
 
     class Meta:
         constraints = [

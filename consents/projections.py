@@ -11,7 +11,7 @@ audience query then only compares stored instants with ``now``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,6 +57,7 @@ def fact_from_row(
         kind=data.get("kind") or None,
         hard=bool(data.get("hard", False)),
         frequency=data.get("frequency") or None,
+        automated=bool(data.get("automated", False)),
     )
 
 
@@ -111,27 +112,23 @@ def _topic_channels(h: Sequence[rules.Fact]) -> dict[str, set[str]]:
 
 def _consent_state(
     h: Sequence[rules.Fact], topic: str, channel: str, s: rules.RuleSettings
-) -> tuple[str, datetime | None]:
-    opt_out = rules.opted_out_event(h, topic, channel)
-    if opt_out is not None:
-        return ConsentState.Status.OPTED_OUT, opt_out.at
-    consent = rules.valid_consent_event(h, topic, channel, s)
-    if consent is not None:
-        return ConsentState.Status.OPTED_IN, consent.at
-    blocker = rules.consent_blocker(h, topic, channel, s)
-    latest = next(
-        (
-            e
-            for e in reversed(h)
-            if e.type == EventType.OPT_IN and (e.topic, e.channel) == (topic, channel)
-        ),
-        None,
-    )
-    if blocker == rules.Reason.CONSENT_PENDING:
-        return ConsentState.Status.PENDING, latest.at if latest else None
-    if blocker == rules.Reason.INVALID_CONSENT:
-        return ConsentState.Status.INVALID, latest.at if latest else None
-    return ConsentState.Status.NONE, None
+) -> dict[str, Any]:
+    pair = rules.pair_state(h, topic, channel, s)
+    row: dict[str, Any] = {"automated": False, "callback_lifts": False}
+    if pair.opt_out is not None:
+        status, since = ConsentState.Status.OPTED_OUT, pair.opt_out.at
+        # Only a phone call can be asked for (step 6's exception).
+        row["callback_lifts"] = channel == Channel.PHONE and rules.callback_lifts(h, pair.opt_out)
+    elif pair.consent is not None:
+        status, since = ConsentState.Status.OPTED_IN, pair.consent.at
+        row["automated"] = pair.automated_consent is not None
+    elif pair.blocker == rules.Reason.CONSENT_PENDING:
+        status, since = ConsentState.Status.PENDING, pair.latest_opt_in.at  # type: ignore[union-attr]
+    elif pair.blocker == rules.Reason.INVALID_CONSENT:
+        status, since = ConsentState.Status.INVALID, pair.latest_opt_in.at  # type: ignore[union-attr]
+    else:
+        status, since = ConsentState.Status.NONE, None
+    return {"status": status, "since": since, **row}
 
 
 _CHANNEL_SET = frozenset(CHANNELS)
@@ -181,6 +178,7 @@ def derive(
             "repermission_asked": rules.repermission_asked(h),
             "callback_until": callback.at + s.callback_validity if callback else None,
             "last_seq": max((e.seq for e in h), default=0),
+            "rules_fingerprint": s.fingerprint(),
         }
     )
     by_channel = _by_channel(h)
@@ -188,11 +186,14 @@ def derive(
         hc = by_channel.get(channel)
         if not hc:  # every answer below is falsy on an empty history: no row
             continue
+        wildcard_opt_out = rules.opted_out_event(hc, None, channel, s)
         state = {
             "channel": channel,
-            "opted_out": rules.opted_out_event(hc, None, channel) is not None,
+            "opted_out": wildcard_opt_out is not None,
+            "callback_lifts": channel == Channel.PHONE
+            and rules.callback_lifts(hc, wildcard_opt_out),
             "pause_until": rules.pause_until(hc, channel),
-            "repermission_opted_out": rules.repermission_opted_out(hc, channel),
+            "repermission_opted_out": rules.repermission_opted_out(hc, channel, s),
             "has_valid_consent": rules.has_valid_consent_on(hc, channel, s),
         }
         if any(v for k, v in state.items() if k != "channel"):
@@ -208,13 +209,12 @@ def derive(
     for topic, channels in sorted(_topic_channels(h).items()):
         for channel in sorted(channels):
             # A channel outside CHANNELS has no sub-history: the whole history answers for it.
-            status, since = _consent_state(by_channel.get(channel, h), topic, channel, s)
+            state = _consent_state(by_channel.get(channel, h), topic, channel, s)
             projection.consent_states.append(
                 {
                     "topic": topic,
                     "channel": channel,
-                    "status": status,
-                    "since": since,
+                    **state,
                     "frequency": frequencies.get(topic, ""),
                 }
             )
@@ -273,3 +273,66 @@ def projection_refresh(contact: Contact, s: rules.RuleSettings | None = None) ->
     projection = derive(person_from_contact(contact), history, s)
     projection_write(contact, projection)
     return projection
+
+
+def stale_contact_ids(s: rules.RuleSettings | None = None) -> list[int]:
+    """Contacts whose projections were computed under other rules or settings (or never)."""
+    s = s or rules.RuleSettings.from_django()
+    current = ContactFacts.objects.filter(rules_fingerprint=s.fingerprint()).values("contact_id")
+    return list(Contact.objects.exclude(pk__in=current).order_by("pk").values_list("pk", flat=True))
+
+
+def projections_rebuild(
+    *,
+    stale_only: bool = True,
+    s: rules.RuleSettings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Recompute projections from the ledger: every contact's, or only the stale ones.
+
+    Each contact is recomputed under its row lock, in a transaction of its own, so that an append
+    running at the same time (which takes the same lock) is never lost and the job can stop and
+    resume. Returns how many contacts were recomputed.
+    """
+    from django.db import transaction
+
+    s = s or rules.RuleSettings.from_django()
+    ids = (
+        stale_contact_ids(s)
+        if stale_only
+        else list(Contact.objects.order_by("pk").values_list("pk", flat=True))
+    )
+    for done, contact_id in enumerate(ids, start=1):
+        with transaction.atomic():
+            contact = Contact.objects.select_for_update().filter(pk=contact_id).first()
+            if contact is not None:
+                projection_refresh(contact, s)
+        if progress is not None:
+            progress(done, len(ids))
+    return len(ids)
+
+
+def rebuild_stale_after_migrate(*, verbosity: int = 1, **kwargs: Any) -> None:
+    """``post_migrate``: projections computed under other rules are wrong; recompute them now when
+    there are few, else say which command to run (it may take a while on a large ledger)."""
+    from django.conf import settings
+    from django.db import DatabaseError
+
+    try:
+        stale = stale_contact_ids()
+    except DatabaseError:  # a partial migration: the tables are not there yet
+        return
+    if not stale:
+        return
+    if len(stale) <= settings.PROJECTIONS_REBUILD_ON_MIGRATE_MAX:
+        projections_rebuild(stale_only=True)
+        if verbosity:
+            print(f"  Recomputed the projections of {len(stale)} contact(s) under {RULES_NOTE}.")
+    elif verbosity:
+        print(
+            f"  {len(stale)} contacts have projections computed under other rules or settings: "
+            "run `python manage.py rebuild_projections --stale` before serving decisions."
+        )
+
+
+RULES_NOTE = f"{rules.RULES_VERSION} and the current settings"

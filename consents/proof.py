@@ -14,6 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import JsonResponse
 
 from consents import clock, ledger, rules
+from consents.audience import retired_topics
 from consents.models import (
     AccessLog,
     CatalogFact,
@@ -104,6 +105,7 @@ def decide_for(
         now,
         catalog=catalog(),
         settings=rules.RuleSettings.from_django(),
+        retired_topics=retired_topics(),
     )
 
 

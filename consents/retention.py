@@ -17,7 +17,7 @@ from django.core import signing
 from django.db import transaction
 from django.urls import reverse
 
-from consents import clock, services
+from consents import clock, projections, services
 from consents.audience import audience
 from consents.models import Contact, ContactFacts
 from consents.outbox import email_enqueue
@@ -39,6 +39,8 @@ class Plan:
 
 def plan(now: datetime | None = None, *, limit: int | None = None) -> Plan:
     now = now or clock.now()
+    # Expiry dates stored under another RETENTION_YEARS (or rules) would erase on a wrong date.
+    projections.projections_rebuild(stale_only=True)
     result = Plan(now=now)
     for row in audience(Message(channel=Channel.EMAIL, purpose=Purpose.REPERMISSION), now):
         result.repermission.append((row.contact_id, row.public_id, row.reason))

@@ -16,7 +16,9 @@ from typing import Any
 from consents import rule_defaults
 from consents.vocab import (
     ANY,
+    CHANNELS,
     METHODS_NEEDING_PROOF,
+    PURPOSES,
     Channel,
     ContactKind,
     Doi,
@@ -64,6 +66,7 @@ class Fact:
     kind: str | None = None
     hard: bool = False
     frequency: str | None = None
+    automated: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,10 @@ class Message:
     automated: bool = False
 
 
+# The version of RULES.md this module implements; part of every projection's fingerprint, so that
+# a new engine marks the projections it did not compute as stale.
+RULES_VERSION = "rules/2"
+
 DEFAULT_GENERIC_LOCAL_PARTS = frozenset(rule_defaults.GENERIC_LOCAL_PARTS)
 
 
@@ -88,6 +95,23 @@ class RuleSettings:
     repermission_window: timedelta = timedelta(days=rule_defaults.REPERMISSION_WINDOW_DAYS)
     callback_validity: timedelta = timedelta(days=rule_defaults.CALLBACK_VALIDITY_DAYS)
     generic_local_parts: frozenset[str] = DEFAULT_GENERIC_LOCAL_PARTS
+
+    def fingerprint(self) -> str:
+        """Names this engine and these settings: projections computed under another fingerprint
+        are stale (``manage.py rebuild_projections --stale``)."""
+        import hashlib
+
+        spelt = "|".join(
+            [
+                RULES_VERSION,
+                str(self.retention_years),
+                str(int(self.doi_ttl.total_seconds())),
+                str(int(self.repermission_window.total_seconds())),
+                str(int(self.callback_validity.total_seconds())),
+                ",".join(sorted(self.generic_local_parts)),
+            ]
+        )
+        return hashlib.sha256(spelt.encode()).hexdigest()[:16]
 
     @classmethod
     def from_django(cls) -> RuleSettings:
@@ -110,10 +134,37 @@ class Decision:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-# Marketing purposes for which a consumer has no exception to consent (RULES.md, step 9).
-NO_CONSUMER_EXCEPTION = frozenset(
-    {Purpose.NEWSLETTER, Purpose.LOYALTY_ENROLMENT, Purpose.REACTIVATION, Purpose.PARTNER_OFFER}
-)
+class MalformedMessage(ValueError):
+    """A question the rules cannot answer as asked; ``field`` names the part at fault."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem = field, problem
+
+
+def check_message(message: Message) -> None:
+    """RULES.md, "Message": refuse what is malformed rather than read it as a value.
+
+    Every optional text is absent or non-empty; ``automated`` only on phone; a marketing message
+    (every purpose but a service message without promotion, and repermission) needs a topic.
+    """
+    if message.channel not in CHANNELS:
+        raise MalformedMessage("channel", f"unknown channel {message.channel!r}")
+    if message.purpose not in PURPOSES:
+        raise MalformedMessage("purpose", f"unknown purpose {message.purpose!r}")
+    for name in ("topic", "category", "product"):
+        if getattr(message, name) == "":
+            raise MalformedMessage(name, "an empty string is not a value (leave it out)")
+    if any(not isinstance(p, str) or not p for p in message.professions):
+        raise MalformedMessage("professions", "every profession is a non-empty string")
+    if message.automated and message.channel != Channel.PHONE:
+        raise MalformedMessage("automated", "only a phone call can be automated")
+    takes_no_topic = message.purpose == Purpose.REPERMISSION or (
+        message.purpose == Purpose.SERVICE and not message.contains_promotion
+    )
+    if not takes_no_topic and not message.topic:
+        raise MalformedMessage("topic", f"a {message.purpose} message needs a topic")
+
 
 # --- Time ---------------------------------------------------------------------------------------
 
@@ -138,11 +189,29 @@ def ordered(history: Iterable[Fact], now: datetime | None = None) -> list[Fact]:
     return sorted(events, key=lambda e: (e.at, e.seq))
 
 
+def later(a: Fact, b: Fact) -> bool:
+    """RULES.md, "Time": is ``a`` later than ``b``? Instants first, then the recorded order."""
+    return (a.at, a.seq) > (b.at, b.seq)
+
+
+def _lacks_proof(e: Fact) -> bool:
+    return e.method in METHODS_NEEDING_PROOF and not e.proof
+
+
+def _is_clean(e: Fact) -> bool:
+    """An opt-in that is neither pre-checked nor bundled, with proof when its method needs it:
+    valid at once with ``doi: none``, valid once confirmed in time with ``doi: pending``."""
+    return not (e.prechecked or e.bundled or _lacks_proof(e))
+
+
 def is_person_initiated(e: Fact) -> bool:
+    """RULES.md, "Person-initiated event": only acts shown to come from the person."""
     if e.type == EventType.INTERACTION:
         return e.kind in (InteractionKind.CLICK, InteractionKind.REPLY, InteractionKind.CONTACT)
     if e.type == EventType.OPT_IN:
-        return e.method != Method.IMPORT
+        # A pending double opt-in counts through its doi_confirmed; anyone can type an address
+        # into a public form, and a file or another system is not the person.
+        return e.method != Method.IMPORT and e.doi == Doi.NONE and _is_clean(e)
     return e.type in (
         EventType.PURCHASE,
         EventType.CONTRACT_START,
@@ -157,14 +226,14 @@ def is_customer(h: Sequence[Fact]) -> bool:
 
 
 def active_contracts(h: Sequence[Fact]) -> list[Fact]:
-    """Contract starts with no later end for the same contract."""
-    active: dict[str | None, Fact] = {}
+    """Contract starts with no later end for the same contract (two starts are both active)."""
+    starts: dict[str | None, list[Fact]] = {}
     for e in h:
         if e.type == EventType.CONTRACT_START:
-            active[e.contract] = e
+            starts.setdefault(e.contract, []).append(e)
         elif e.type == EventType.CONTRACT_END:
-            active.pop(e.contract, None)
-    return list(active.values())
+            starts.pop(e.contract, None)
+    return sorted((e for group in starts.values() for e in group), key=lambda e: (e.at, e.seq))
 
 
 def retention_anchor(person: Person, h: Sequence[Fact]) -> datetime:
@@ -215,7 +284,7 @@ def family_of(category: str | None, catalog: Mapping[str, str]) -> str | None:
     """A category missing from the catalog is its own family; no category, no family."""
     if not category:
         return None
-    return catalog.get(category, category)
+    return catalog.get(category) or category
 
 
 def covers(e: Fact, topic: str | None, channel: str) -> bool:
@@ -229,97 +298,119 @@ def covers(e: Fact, topic: str | None, channel: str) -> bool:
     return e.type == EventType.COMPLAINT and e.channel == channel
 
 
-def _is_own(e: Fact, topic: str | None, channel: str) -> bool:
-    return (
-        topic is not None
-        and e.type in (EventType.OPT_IN, EventType.DOI_CONFIRMED)
-        and e.topic == topic
-        and e.channel == channel
-    )
+def consent_marks(h: Sequence[Fact], s: RuleSettings) -> tuple[set[int], set[int]]:
+    """The positions in ``h`` of the valid opt-ins, and of the ``doi_confirmed`` events that make
+    one valid (RULES.md, "Valid opt-in": a clean opt-in, confirmed within the link lifetime when
+    its ``doi`` is pending). Only these lift an objection ("Opted out of")."""
+    valid: set[int] = set()
+    confirming: set[int] = set()
+    waiting: dict[tuple[str | None, str | None], list[int]] = {}
+    for i, e in enumerate(h):
+        if e.type == EventType.OPT_IN:
+            if not _is_clean(e):
+                continue
+            if e.doi == Doi.PENDING:
+                waiting.setdefault((e.topic, e.channel), []).append(i)
+            else:
+                valid.add(i)
+        elif e.type == EventType.DOI_CONFIRMED:
+            pending = waiting.get((e.topic, e.channel))
+            if not pending:
+                continue
+            # An opt-in too old for this confirmation is too old for any later one.
+            pending[:] = [j for j in pending if e.at - h[j].at <= s.doi_ttl]
+            if pending:
+                valid.update(pending)
+                confirming.add(i)
+    return valid, confirming
 
 
-def opted_out_event(h: Sequence[Fact], topic: str | None, channel: str) -> Fact | None:
-    """The covering opt-out that decides (T, C), if the person is opted out of it."""
-    latest: Fact | None = None
-    for e in h:
-        if (
-            covers(e, topic, channel)
-            or _is_own(e, topic, channel)
-            or (channel == Channel.PHONE and e.type == EventType.CALLBACK_REQUEST)
-        ):
-            latest = e
-    if latest is not None and covers(latest, topic, channel):
-        return latest
-    return None
+@dataclass(frozen=True)
+class PairState:
+    """What the history says of one (topic, channel): RULES.md's derived facts for it."""
+
+    opt_out: Fact | None  # the covering opt-out that decides, when opted out
+    consent: Fact | None  # the latest valid opt-in giving consent, when not opted out
+    automated_consent: Fact | None  # the same, among opt-ins with ``automated: true``
+    blocker: str | None  # step 10's first two reasons, from the latest opt-in since the opt-out
+    latest_opt_in: Fact | None  # the latest opt-in since the last covering opt-out
 
 
-def _last_covering_index(h: Sequence[Fact], topic: str, channel: str) -> int:
-    last = -1
+def pair_state(h: Sequence[Fact], topic: str | None, channel: str, s: RuleSettings) -> PairState:
+    """Opted out of (T, C), valid consent for (T, C) and why not, in one pass over ``h``.
+
+    ``topic=None`` stands for a topic with no event of its own.
+    """
+    valid, confirming = consent_marks(h, s) if topic is not None else (set(), set())
+    latest: Fact | None = None  # the latest of {covering opt-outs, valid opt-ins, confirmations}
+    last_covering = -1
     for i, e in enumerate(h):
         if covers(e, topic, channel):
-            last = i
-    return last
+            latest, last_covering = e, i
+        elif (i in valid or i in confirming) and e.topic == topic and e.channel == channel:
+            latest = e
+    if latest is not None and covers(latest, topic, channel):
+        return PairState(latest, None, None, None, None)
+    consent = automated = latest_opt_in = None
+    for i in range(last_covering + 1, len(h)):
+        e = h[i]
+        if e.type != EventType.OPT_IN or e.topic != topic or e.channel != channel:
+            continue
+        latest_opt_in = e
+        if i in valid:
+            consent = e
+            if e.automated:
+                automated = e
+    blocker = None
+    if latest_opt_in is not None:
+        if latest_opt_in.doi == Doi.PENDING and not _confirmed_in_time(h, latest_opt_in, s):
+            blocker = Reason.CONSENT_PENDING
+        elif not _is_clean(latest_opt_in):
+            blocker = Reason.INVALID_CONSENT
+    return PairState(None, consent, automated, blocker, latest_opt_in)
 
 
-def _opt_ins_after_last_covering(h: Sequence[Fact], topic: str, channel: str) -> list[int]:
-    start = _last_covering_index(h, topic, channel) + 1
-    return [
-        i
-        for i in range(start, len(h))
-        if h[i].type == EventType.OPT_IN and h[i].topic == topic and h[i].channel == channel
-    ]
-
-
-def _confirmed_in_time(h: Sequence[Fact], i: int, s: RuleSettings) -> bool:
-    opt_in = h[i]
+def _confirmed_in_time(h: Sequence[Fact], opt_in: Fact, s: RuleSettings) -> bool:
     return any(
         e.type == EventType.DOI_CONFIRMED
         and e.topic == opt_in.topic
         and e.channel == opt_in.channel
+        and later(e, opt_in)
         and e.at - opt_in.at <= s.doi_ttl
-        for e in h[i + 1 :]
+        for e in h
     )
-
-
-def _lacks_proof(e: Fact) -> bool:
-    return e.method in METHODS_NEEDING_PROOF and not e.proof
 
 
 def is_valid_opt_in(h: Sequence[Fact], i: int, s: RuleSettings) -> bool:
     e = h[i]
-    if e.prechecked or e.bundled or _lacks_proof(e):
+    if e.type != EventType.OPT_IN or not _is_clean(e):
         return False
-    return e.doi != Doi.PENDING or _confirmed_in_time(h, i, s)
+    return e.doi != Doi.PENDING or _confirmed_in_time(h, e, s)
+
+
+def opted_out_event(
+    h: Sequence[Fact], topic: str | None, channel: str, s: RuleSettings | None = None
+) -> Fact | None:
+    """The covering opt-out that decides (T, C), if the person is opted out of it."""
+    return pair_state(h, topic, channel, s or RuleSettings()).opt_out
 
 
 def valid_consent_event(
-    h: Sequence[Fact], topic: str, channel: str, s: RuleSettings
+    h: Sequence[Fact], topic: str, channel: str, s: RuleSettings, *, automated: bool = False
 ) -> Fact | None:
-    """The latest valid opt-in that gives consent for (T, C) now, if any."""
-    if opted_out_event(h, topic, channel) is not None:
-        return None
-    for i in reversed(_opt_ins_after_last_covering(h, topic, channel)):
-        if is_valid_opt_in(h, i, s):
-            return h[i]
-    return None
+    """The latest valid opt-in that gives consent for (T, C) now, if any; with ``automated``,
+    the latest that also covers automated calls."""
+    state = pair_state(h, topic, channel, s)
+    return state.automated_consent if automated else state.consent
 
 
 def consent_blocker(h: Sequence[Fact], topic: str, channel: str, s: RuleSettings) -> str | None:
     """Step 10's first two reasons: why the latest opt-in since the last opt-out does not count."""
-    after = _opt_ins_after_last_covering(h, topic, channel)
-    if not after:
-        return None
-    i = after[-1]
-    e = h[i]
-    if e.doi == Doi.PENDING and not _confirmed_in_time(h, i, s):
-        return Reason.CONSENT_PENDING
-    if e.prechecked or e.bundled or _lacks_proof(e):
-        return Reason.INVALID_CONSENT
-    return None
+    return pair_state(h, topic, channel, s).blocker
 
 
 def pause_until(h: Sequence[Fact], channel: str) -> datetime | None:
-    """The end of the latest pause covering this channel."""
+    """The end of the latest pause on this channel or ``*``: it replaces every earlier one."""
     latest = None
     for e in h:
         if e.type == EventType.PAUSE and e.channel in (channel, ANY):
@@ -335,15 +426,23 @@ def latest_callback(h: Sequence[Fact]) -> Fact | None:
     return latest
 
 
-def repermission_opted_out(h: Sequence[Fact], channel: str) -> bool:
-    """Step 4: the latest opt-out of every topic on C (or a complaint) is later than any opt-in."""
+def callback_lifts(h: Sequence[Fact], opt_out: Fact | None) -> bool:
+    """Step 6's exception: the latest callback request is later than the deciding opt-out."""
+    callback = latest_callback(h)
+    return opt_out is not None and callback is not None and later(callback, opt_out)
+
+
+def repermission_opted_out(h: Sequence[Fact], channel: str, s: RuleSettings) -> bool:
+    """Step 4: the latest opt-out of every topic on C (or a complaint on C) is later than the
+    latest valid opt-in on C."""
+    valid, _ = consent_marks(h, s)
     state = False
-    for e in h:
+    for i, e in enumerate(h):
         if (e.type == EventType.OPT_OUT and e.topic == ANY and e.channel in (channel, ANY)) or (
             e.type == EventType.COMPLAINT and e.channel == channel
         ):
             state = True
-        elif e.type == EventType.OPT_IN and e.channel == channel:
+        elif i in valid and e.channel == channel:
             state = False
     return state
 
@@ -351,6 +450,19 @@ def repermission_opted_out(h: Sequence[Fact], channel: str) -> bool:
 def has_valid_consent_on(h: Sequence[Fact], channel: str, s: RuleSettings) -> bool:
     topics = {e.topic for e in h if e.type == EventType.OPT_IN and e.channel == channel}
     return any(valid_consent_event(h, t, channel, s) is not None for t in topics if t)
+
+
+def unsubscribed_from_everything(h: Sequence[Fact], s: RuleSettings) -> bool:
+    """The person's latest word is "unsubscribe from everything": an ``opt_out`` of ``*`` on
+    ``*`` that no valid opt-in or confirmation followed, in the rules' order."""
+    valid, confirming = consent_marks(h, s)
+    out = False
+    for i, e in enumerate(h):
+        if e.type == EventType.OPT_OUT and e.topic == ANY and e.channel == ANY:
+            out = True
+        elif i in valid or i in confirming:
+            out = False
+    return out
 
 
 def has_marketing_basis(person: Person, h: Sequence[Fact], channel: str, s: RuleSettings) -> bool:
@@ -405,8 +517,14 @@ def decide(
     *,
     catalog: Mapping[str, str] | None = None,
     settings: RuleSettings | None = None,
+    retired_topics: frozenset[str] = frozenset(),
 ) -> Decision:
-    """May we send ``message`` to ``person`` as of ``now``? The first step that applies wins."""
+    """May we send ``message`` to ``person`` as of ``now``? The first step that applies wins.
+
+    ``retired_topics``: topics the company no longer sends (inactive); a marketing message on one
+    is denied ``TOPIC_RETIRED`` after step 5, whatever the person chose (docs/rules.md).
+    """
+    check_message(message)
     s = settings or RuleSettings()
     catalog = catalog or {}
     h = ordered(history, now)
@@ -437,7 +555,7 @@ def decide(
     if purpose == Purpose.REPERMISSION:
         if channel == Channel.PHONE:
             return deny(Reason.NO_CONSENT, "4")
-        if repermission_opted_out(h, channel):
+        if repermission_opted_out(h, channel, s):
             return deny(Reason.OPTED_OUT, "4")
         if not has_marketing_basis(person, h, channel, s):
             return deny(Reason.NO_CONSENT, "4")
@@ -452,23 +570,42 @@ def decide(
         if not message.contains_promotion:
             return allow(Reason.SERVICE, "5")
         purpose = Purpose.PROMOTION
-    if not topic:
-        raise ValueError("A marketing message needs a topic.")
 
-    # 6. Opted out.
-    opt_out = opted_out_event(h, topic, channel)
-    if opt_out is not None:
-        facts["opt_out_seq"] = opt_out.seq
-        return deny(Reason.OPTED_OUT, "6")
+    # Assent's own rule: a retired topic is sent to nobody (the page no longer shows it, so the
+    # person could not change their mind about it).
+    if topic in retired_topics:
+        return deny(Reason.TOPIC_RETIRED, "retired")
 
-    # 7. Paused.
+    # 6. Opted out, with one exception: the call the person asked for.
+    pair = pair_state(h, topic, channel, s)
+    automated_call = channel == Channel.PHONE and message.automated
+    if pair.opt_out is not None:
+        facts["opt_out_seq"] = pair.opt_out.seq
+        callback = latest_callback(h)
+        if not (
+            channel == Channel.PHONE
+            and purpose == Purpose.PROMOTION
+            and not automated_call
+            and callback is not None
+            and later(callback, pair.opt_out)
+            and now - callback.at <= s.callback_validity
+        ):
+            return deny(Reason.OPTED_OUT, "6")
+        facts["callback_seq"] = callback.seq
+        until = pause_until(h, channel)
+        if until is not None and until > now:
+            facts["pause_until"] = until
+            return deny(Reason.PAUSED, "7")
+        return allow(Reason.CALLBACK_REQUESTED, "6")
+
+    # 7. Paused: the latest pause on the channel or on every channel.
     until = pause_until(h, channel)
     if until is not None and until > now:
         facts["pause_until"] = until
         return deny(Reason.PAUSED, "7")
 
-    # 8. Valid consent.
-    consent = valid_consent_event(h, topic, channel, s)
+    # 8. Valid consent; an automated call needs consent to automated calls.
+    consent = pair.automated_consent if automated_call else pair.consent
     if consent is not None:
         facts["opt_in_seq"] = consent.seq
         return allow(Reason.OPT_IN, "8")
@@ -482,18 +619,20 @@ def decide(
         return allow(Reason.GENERIC_ADDRESS, "9.1")
     if channel == Channel.POSTAL and informed:
         return allow(Reason.LEGITIMATE_INTEREST, "9.2")
-    if professional and informed and person.profession and person.profession in message.professions:
-        return allow(Reason.B2B_PROFESSIONAL, "9.3")
     if (
-        consumer
-        and channel == Channel.PHONE
-        and not message.automated
-        and purpose not in NO_CONSUMER_EXCEPTION
+        professional
+        and not automated_call
+        and informed
+        and person.profession
+        and person.profession in message.professions
     ):
-        for contract in active_contracts(h):
-            if family is not None and family_of(contract.category, catalog) == family:
-                facts["contract_seq"] = contract.seq
-                return allow(Reason.CONTRACT_IN_PROGRESS, "9.4")
+        return allow(Reason.B2B_PROFESSIONAL, "9.3")
+    if channel == Channel.PHONE and purpose == Purpose.PROMOTION and not automated_call:
+        if consumer:
+            for contract in active_contracts(h):
+                if family is not None and family_of(contract.category, catalog) == family:
+                    facts["contract_seq"] = contract.seq
+                    return allow(Reason.CONTRACT_IN_PROGRESS, "9.4")
         callback = latest_callback(h)
         if callback is not None and now - callback.at <= s.callback_validity:
             facts["callback_seq"] = callback.seq
@@ -516,17 +655,16 @@ def decide(
         return allow(Reason.ALREADY_BOUGHT_PRODUCT, "9.6")
 
     # 10. Denied, with the first reason that fits.
-    blocker = consent_blocker(h, topic, channel, s)
-    if blocker is not None:
-        return deny(blocker, "10")
+    if pair.blocker is not None:
+        return deny(pair.blocker, "10")
     if not informed and (
         channel == Channel.POSTAL
-        or professional
+        or (professional and not automated_call)
         or (soft_path and customer)
         or (cart_path and bought_product)
     ):
         return deny(Reason.NOT_INFORMED, "10")
-    if professional and informed:
+    if professional and informed and not automated_call:
         return deny(Reason.NOT_PROFESSIONAL_RELEVANT, "10")
     if soft_path and customer and informed:
         return deny(Reason.NOT_ANALOGOUS, "10")

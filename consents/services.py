@@ -347,6 +347,11 @@ def notice_draft_publish(*, notice: Notice) -> Notice:
 
 @transaction.atomic
 def category_set(*, slug: str, family: str, name: str = "") -> Category:
+    # RULES.md: an empty string is never a value; a category with no family is its own family.
+    if not slug:
+        raise ValidationError({"slug": "This field is required."})
+    if not family:
+        raise ValidationError({"family": "This field is required."})
     category, _ = Category.objects.update_or_create(
         slug=slug, defaults={"family": family, "name": name}
     )
@@ -370,8 +375,13 @@ def _append(
 
     Callers have validated everything; this must run inside ``transaction.atomic``.
     """
-    occurred_at = occurred_at or clock.now()
+    recorded_at = clock.now()
+    occurred_at = occurred_at or recorded_at
     _check_instant("occurred_at", occurred_at)
+    # RULES.md: an event is never dated after the moment it is recorded. A clock a little ahead
+    # (an email service's timestamp, within LEDGER_MAX_CLOCK_SKEW) is read as "now"; otherwise
+    # ``decide`` as of now and the audience, which reads every recorded fact, would disagree.
+    occurred_at = min(occurred_at, recorded_at)
     if proof.method:
         _check_choice("method", proof.method, METHODS)
     if not proof.actor:
@@ -390,7 +400,7 @@ def _append(
         topic=topic,
         channel=channel,
         occurred_at=occurred_at,
-        recorded_at=clock.now(),
+        recorded_at=recorded_at,
         method=proof.method,
         actor=proof.actor[:128],
         collection_point=proof.collection_point[:500],
@@ -430,9 +440,14 @@ def consent_grant(
     prechecked: bool = False,
     bundled: bool = False,
     frequency: str = "",
+    automated: bool = False,
     occurred_at: datetime | None = None,
 ) -> Event:
-    """``opt_in``: the person said yes to this topic on this channel."""
+    """``opt_in``: the person said yes to this topic on this channel.
+
+    On the phone, ``automated`` says they also agreed to recorded or automated calls (L34-5
+    CPCE: consent "by this means"); consent to live calls alone does not cover them.
+    """
     topic_obj = _topic(topic)
     _check_channel(channel)
     assert topic_obj is not None
@@ -443,6 +458,8 @@ def consent_grant(
         raise ValidationError({"method": "How the consent was collected is required."})
     if frequency and frequency not in topic_obj.frequencies:
         raise ValidationError({"frequency": f"Topic {topic!r} does not offer {frequency!r}."})
+    if automated and channel != Channel.PHONE:
+        raise ValidationError({"automated": "Only a phone call can be automated."})
     if proof.method in SUPPRESSION_CHECKED_METHODS and is_suppressed(contact):
         # An address that once opted out and was erased must not come back as consenting
         # through a file or another system; only the person, on our own forms, can say yes again.
@@ -452,6 +469,8 @@ def consent_grant(
     data: dict[str, Any] = {"doi": doi, "prechecked": prechecked, "bundled": bundled}
     if frequency:
         data["frequency"] = frequency
+    if automated:
+        data["automated"] = True
     return _append(
         contact=contact,
         type=EventType.OPT_IN,
@@ -539,17 +558,23 @@ def marketing_pause(
     proof: Proof,
     occurred_at: datetime | None = None,
 ) -> Event:
+    """``pause``: no marketing on the channel (or ``*``) until ``until``; the latest pause on a
+    channel replaces every earlier one. ``until`` equal to the pause's own instant is a resume."""
     _check_channel(channel, wildcard=True)
     _check_instant("until", until, future_ok=True)
-    if until <= (occurred_at or clock.now()):
-        raise ValidationError({"until": "A pause ends after it starts."})
+    at = occurred_at or clock.now()
+    if until < at:
+        raise ValidationError({"until": "A pause cannot end before it starts."})
+    data: dict[str, Any] = {"until": ledger.iso(until)}
+    if until == at:
+        data["resume"] = True
     return _append(
         contact=contact,
         type=EventType.PAUSE,
-        occurred_at=occurred_at,
+        occurred_at=at,
         proof=proof,
         channel=channel,
-        data={"until": ledger.iso(until)},
+        data=data,
     )
 
 
@@ -705,7 +730,9 @@ def callback_request(
     channel: str = Channel.PHONE,
     occurred_at: datetime | None = None,
 ) -> Event:
-    _check_channel(channel)
+    """``callback_request``: the person asked to be called back (RULES.md: phone only)."""
+    if channel != Channel.PHONE:
+        raise ValidationError({"channel": "A callback request is a request for a phone call."})
     return _append(
         contact=contact,
         type=EventType.CALLBACK_REQUEST,

@@ -112,6 +112,8 @@ class Reason(models.TextChoices):
     NOT_PROFESSIONAL_RELEVANT = "NOT_PROFESSIONAL_RELEVANT", "Not relevant to the profession"
     NOT_ANALOGOUS = "NOT_ANALOGOUS", "Nothing analogous bought"
     NO_CONSENT = "NO_CONSENT", "No consent"
+    # Not in RULES.md: Assent's own choice for a topic the company retired (docs/rules.md).
+    TOPIC_RETIRED = "TOPIC_RETIRED", "Topic retired: nothing is sent for it"
 
 
 REASONS: tuple[str, ...] = tuple(Reason.values)

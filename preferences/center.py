@@ -225,20 +225,9 @@ def center_state(*, contact: Contact, language: str) -> CenterState:
         history=list(reversed(events)),
         topic_names=all_topics,
         pause_until=pause.until if pause and pause.until and pause.until > now else None,
-        unsubscribed_all=_unsubscribed_from_all(h_now),
+        unsubscribed_all=rules.unsubscribed_from_everything(h_now, s),
         confirmed_email_topics={t for t in confirmed_email if t},
     )
-
-
-def _unsubscribed_from_all(h: list[rules.Fact]) -> bool:
-    """The person's latest word is "unsubscribe from everything"."""
-    out = False
-    for f in h:
-        if f.type == EventType.OPT_OUT and f.topic == ANY and f.channel == ANY:
-            out = True
-        elif f.type in (EventType.OPT_IN, EventType.DOI_CONFIRMED, EventType.CALLBACK_REQUEST):
-            out = False
-    return out
 
 
 # --- Writing ------------------------------------------------------------------------------------

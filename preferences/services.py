@@ -14,9 +14,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 
-from consents import clock, services
+from consents import clock, rules, services
 from consents.models import (
     ConsentState,
     Contact,
@@ -28,7 +27,8 @@ from consents.models import (
     Topic,
 )
 from consents.outbox import email_enqueue
-from consents.vocab import ANY, Channel, EventType, Method
+from consents.projections import fact_from_row
+from consents.vocab import ANY, Channel, Method
 from preferences import links
 from preferences.models import PendingSignup
 
@@ -323,17 +323,12 @@ def signups_purge() -> int:
 
 
 def _is_unsubscribed_from_all(contact: Contact) -> bool:
-    """True when the latest word of the person is "unsubscribe from everything"."""
-    last_out = (
-        Event.objects.filter(contact=contact, type=EventType.OPT_OUT, topic=ANY, channel=ANY)
-        .order_by("-seq")
-        .values_list("seq", flat=True)
-        .first()
+    """True when the person's latest word is "unsubscribe from everything" (the rules' order)."""
+    events = Event.objects.filter(contact=contact).values(
+        "type", "occurred_at", "seq", "topic", "channel", "method", "proof", "data"
     )
-    if last_out is None:
-        return False
-    later_yes = Q(type__in=(EventType.OPT_IN, EventType.DOI_CONFIRMED, EventType.CALLBACK_REQUEST))
-    return not Event.objects.filter(later_yes, contact=contact, seq__gt=last_out).exists()
+    h = rules.ordered(fact_from_row(**row) for row in events)
+    return rules.unsubscribed_from_everything(h, rules.RuleSettings.from_django())
 
 
 @transaction.atomic

@@ -449,13 +449,17 @@ def phone_capture(
     answers: Sequence[tuple[str, str]],
     refusals: Sequence[tuple[str, str]] = (),
     callback: bool = False,
+    automated: bool = False,
     language: str = "fr",
     first_name: str = "",
     store: Store | None = None,
 ) -> CaptureResult:
     """The caller's oral answers, read to them from the notices: ``opt_in`` by ``phone_call``
     for each yes, ``opt_out`` by ``phone_call`` for each no, and ``callback_request`` when they
-    asked to be called back. A topic and channel not asked is recorded as nothing."""
+    asked to be called back. A topic and channel not asked is recorded as nothing.
+
+    ``automated``: the caller also agreed to recorded or automated calls; it applies to each yes
+    on the phone channel (consent to live calls alone does not cover them)."""
     call_reference = " ".join(call_reference.split())[:200]
     if not call_reference:
         raise ValidationError({"call_reference": "This field is required."})
@@ -492,15 +496,27 @@ def phone_capture(
             "language": language,
         },
     }
+    calls = [(t, c) for t, c in chosen if automated and c == Channel.PHONE]
+    others = [(t, c) for t, c in chosen if (t, c) not in calls]
     result: dict[str, Any] = {
         "events": _record_each(
             services.consent_grant,
             owners=owners,
-            chosen=chosen,
+            chosen=others,
             language=language,
             proof_base=proof_base,
             now=now,
             doi=Doi.NONE,
+        )
+        + _record_each(
+            services.consent_grant,
+            owners=owners,
+            chosen=calls,
+            language=language,
+            proof_base=proof_base,
+            now=now,
+            doi=Doi.NONE,
+            automated=True,
         )
     }
     if refused:

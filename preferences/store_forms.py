@@ -137,6 +137,11 @@ class PhoneCaptureForm(_CaptureForm):
         widget=forms.TextInput(attrs=OFF),
     )
     callback = forms.BooleanField(label=_("The caller asks to be called back"), required=False)
+    # L34-5 CPCE: consent to live calls does not cover recorded or automated ones.
+    automated = forms.BooleanField(
+        label=_("For calls: the caller also agrees to recorded or automated calls"),
+        required=False,
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -400,6 +400,7 @@ def phone(request: HttpRequest) -> HttpResponse:
                         answers=form.choices,
                         refusals=form.refusals,
                         callback=data["callback"],
+                        automated=data["automated"],
                         language=language,
                         store=_current_store(request),
                     )

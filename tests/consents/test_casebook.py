@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-PUBLIC = Path(__file__).resolve().parents[3] / "shared" / "casebook" / "public.json"
+# The project's own case book: the public cases of RULES.md version 2 and cases of our own
+# (docs/rules.md describes the rules it checks).
+PUBLIC = Path(__file__).resolve().parents[2] / "docs" / "casebook.json"
 
 
 def _run(path: Path, *args: str) -> int:
@@ -105,6 +107,37 @@ MALFORMED = [
     ("marketing message without topic", lambda c: c["message"].update(topic=None), "'topic'"),
     ("phone not E.164", lambda c: c["contact"].update(phone="06 12 34 56 78"), "'phone'"),
     ("allowed not a boolean", lambda c: c["expect"].update(allowed="yes"), "'allowed'"),
+    # RULES.md v2: an empty string is malformed input, never a value.
+    ("empty category", lambda c: c["message"].update(category=""), "'category'"),
+    ("empty product", lambda c: c["message"].update(product=""), "'product'"),
+    ("empty profession", lambda c: c["message"].update(professions=[""]), "'professions'"),
+    ("empty proof", lambda c: c["events"][0].update(proof=""), "'proof'"),
+    ("empty topic", lambda c: c["events"][0].update(topic=""), "'topic'"),
+    ("empty method", lambda c: c["events"][0].update(method=""), "'method'"),
+    ("empty email", lambda c: c["contact"].update(email=""), "'email'"),
+    ("empty profession of contact", lambda c: c["contact"].update(profession=""), "'profession'"),
+    # automated only on the phone, in a message or an opt-in.
+    ("automated email message", lambda c: c["message"].update(automated=True), "'automated'"),
+    ("automated email opt-in", lambda c: c["events"][0].update(automated=True), "'automated'"),
+    (
+        "callback request by email",
+        lambda c: c["events"].append(
+            {"type": "callback_request", "at": "2026-02-02T10:00:00+00:00", "channel": "email"}
+        ),
+        "'channel'",
+    ),
+    (
+        "pause ending before it starts",
+        lambda c: c["events"].append(
+            {
+                "type": "pause",
+                "at": "2026-02-02T10:00:00+00:00",
+                "channel": "*",
+                "until": "2026-02-02T09:59:59+00:00",
+            }
+        ),
+        "'until'",
+    ),
 ]
 
 
@@ -157,4 +190,33 @@ def test_case_now_overrides_file_now(book, write):
     until = next(e["until"] for e in case["events"] if e["type"] == "pause")
     case["now"] = until  # "until > now" is false at the very end: consent applies again
     case["expect"] = {"allowed": True, "reason": "OPT_IN"}
+    assert _run(write(book)) == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda b: b["catalog"].update(dvd=""), "'catalog'"),
+        (lambda b: b["catalog"].update({"": "culture"}), "'catalog'"),
+        (lambda b: b["settings"].update(generic_local_parts=["info", ""]), "'generic_local_parts'"),
+    ],
+    ids=["empty family", "empty category", "empty generic local part"],
+)
+def test_empty_strings_at_the_top_of_the_file_exit_2(book, write, capsys, mutate, field):
+    mutate(book)
+    assert _run(write(book)) == 2
+    assert field in capsys.readouterr().err
+
+
+@pytest.mark.django_db
+def test_a_pause_until_its_own_instant_is_a_resume(book, write):
+    case = _case(book)
+    case["events"] += [
+        {"type": "pause", "at": "2026-02-02T10:00:00+00:00", "channel": "*",
+         "until": "2027-02-02T10:00:00+00:00"},
+        {"type": "pause", "at": "2026-02-03T10:00:00+00:00", "channel": "*",
+         "until": "2026-02-03T10:00:00+00:00"},
+    ]  # fmt: skip
+    book["cases"] = [case]
     assert _run(write(book)) == 0

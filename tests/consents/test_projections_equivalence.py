@@ -49,13 +49,18 @@ def _topic_channels(h: Sequence[rules.Fact]) -> dict[str, set[str]]:
 
 def _consent_state(
     h: Sequence[rules.Fact], topic: str, channel: str, s: rules.RuleSettings
-) -> tuple[str, datetime | None]:
-    opt_out = rules.opted_out_event(h, topic, channel)
+) -> dict:
+    row = {"automated": False, "callback_lifts": False}
+    opt_out = rules.opted_out_event(h, topic, channel, s)
     if opt_out is not None:
-        return ConsentState.Status.OPTED_OUT, opt_out.at
+        row["callback_lifts"] = channel == "phone" and rules.callback_lifts(h, opt_out)
+        return {"status": ConsentState.Status.OPTED_OUT, "since": opt_out.at, **row}
     consent = rules.valid_consent_event(h, topic, channel, s)
     if consent is not None:
-        return ConsentState.Status.OPTED_IN, consent.at
+        row["automated"] = (
+            rules.valid_consent_event(h, topic, channel, s, automated=True) is not None
+        )
+        return {"status": ConsentState.Status.OPTED_IN, "since": consent.at, **row}
     blocker = rules.consent_blocker(h, topic, channel, s)
     latest = next(
         (
@@ -66,10 +71,18 @@ def _consent_state(
         None,
     )
     if blocker == rules.Reason.CONSENT_PENDING:
-        return ConsentState.Status.PENDING, latest.at if latest else None
+        return {
+            "status": ConsentState.Status.PENDING,
+            "since": latest.at if latest else None,
+            **row,
+        }
     if blocker == rules.Reason.INVALID_CONSENT:
-        return ConsentState.Status.INVALID, latest.at if latest else None
-    return ConsentState.Status.NONE, None
+        return {
+            "status": ConsentState.Status.INVALID,
+            "since": latest.at if latest else None,
+            **row,
+        }
+    return {"status": ConsentState.Status.NONE, "since": None, **row}
 
 
 def reference_derive(
@@ -87,14 +100,17 @@ def reference_derive(
             "repermission_asked": rules.repermission_asked(h),
             "callback_until": callback.at + s.callback_validity if callback else None,
             "last_seq": max((e.seq for e in h), default=0),
+            "rules_fingerprint": s.fingerprint(),
         }
     )
     for channel in CHANNELS:
+        wildcard_opt_out = rules.opted_out_event(h, None, channel, s)
         state = {
             "channel": channel,
-            "opted_out": rules.opted_out_event(h, None, channel) is not None,
+            "opted_out": wildcard_opt_out is not None,
+            "callback_lifts": channel == "phone" and rules.callback_lifts(h, wildcard_opt_out),
             "pause_until": rules.pause_until(h, channel),
-            "repermission_opted_out": rules.repermission_opted_out(h, channel),
+            "repermission_opted_out": rules.repermission_opted_out(h, channel, s),
             "has_valid_consent": rules.has_valid_consent_on(h, channel, s),
         }
         if any(v for k, v in state.items() if k != "channel"):
@@ -106,13 +122,11 @@ def reference_derive(
             frequencies[e.topic] = e.frequency
     for topic, channels in sorted(_topic_channels(h).items()):
         for channel in sorted(channels):
-            status, since = _consent_state(h, topic, channel, s)
             projection.consent_states.append(
                 {
                     "topic": topic,
                     "channel": channel,
-                    "status": status,
-                    "since": since,
+                    **_consent_state(h, topic, channel, s),
                     "frequency": frequencies.get(topic, ""),
                 }
             )
@@ -199,6 +213,8 @@ def random_fact(rng: random.Random, seq: int, at: datetime) -> rules.Fact:
         }
         if rng.random() < 0.3:
             data["frequency"] = rng.choice(["weekly", "monthly"])
+        if rng.random() < 0.3:
+            data["automated"] = True
     elif kind == EventType.PAUSE:
         data = {"until": (at + timedelta(days=rng.randint(1, 90))).isoformat()}
     elif kind == EventType.PURCHASE:

@@ -794,10 +794,11 @@ def test_callback_request_does_not_cancel_an_sms_opt_out():
     assert run(person(), history, msg(channel="sms")) == denied(Reason.OPTED_OUT)
 
 
-def test_cancelled_phone_opt_out_is_not_consent_for_an_automated_call():
+def test_callback_after_phone_opt_out_does_not_allow_an_automated_call():
+    # v2, step 6: the callback's exception covers the live call asked for, never an automated one.
     history = [opt_out(ago(20), topic="*", channel="phone"), callback(ago(5))]
     m = msg(channel="phone", automated=True)
-    assert run(person(), history, m) == denied(Reason.NO_CONSENT)
+    assert run(person(), history, m) == denied(Reason.OPTED_OUT)
 
 
 def test_doi_confirmation_after_opt_out_lifts_it_but_is_not_consent():
@@ -1063,9 +1064,33 @@ def test_valid_consent_wins_before_cart_path():
     assert run(person(), history, m) == allowed(Reason.OPT_IN)
 
 
-def test_automated_call_allowed_with_consent():
-    history = [opt_in(ago(10), channel="phone")]
+def test_automated_call_allowed_with_consent_to_automated_calls():
+    history = [opt_in(ago(10), channel="phone", automated=True)]
     assert run(person(), history, msg(channel="phone", automated=True)) == allowed(Reason.OPT_IN)
+
+
+def test_consent_to_live_calls_does_not_cover_automated_calls():
+    # v2, step 8: consent "by this means" (L34-5).
+    history = [opt_in(ago(10), channel="phone")]
+    assert run(person(), history, msg(channel="phone", automated=True)) == denied(Reason.NO_CONSENT)
+    assert run(person(), history, msg(channel="phone")) == allowed(Reason.OPT_IN)
+
+
+def test_a_later_live_only_opt_in_keeps_an_earlier_automated_consent():
+    history = [
+        opt_in(ago(20), channel="phone", automated=True),
+        opt_in(ago(10), channel="phone"),
+    ]
+    assert run(person(), history, msg(channel="phone", automated=True)) == allowed(Reason.OPT_IN)
+
+
+def test_automated_consent_after_an_opt_out_is_needed_again():
+    history = [
+        opt_in(ago(30), channel="phone", automated=True),
+        opt_out(ago(20), channel="phone"),
+        opt_in(ago(10), channel="phone"),
+    ]
+    assert run(person(), history, msg(channel="phone", automated=True)) == denied(Reason.NO_CONSENT)
 
 
 def test_push_allowed_with_consent():
@@ -1180,9 +1205,14 @@ def test_informed_professional_relevant_to_the_message_on_any_channel(channel):
     assert run(pro(), [], m) == allowed(Reason.B2B_PROFESSIONAL)
 
 
-def test_b2b_professional_applies_to_automated_calls():
+def test_b2b_professional_never_covers_automated_calls():
+    # v2, step 9.3: automated calls need consent, professionals included.
     m = msg(channel="phone", automated=True, professions=("procurement",))
-    assert run(pro(), [], m) == allowed(Reason.B2B_PROFESSIONAL)
+    assert run(pro(), [], m) == denied(Reason.NO_CONSENT)
+    assert run(pro(informed_at_collection=False), [], m) == denied(Reason.NO_CONSENT)
+    assert run(pro(), [], msg(channel="phone", professions=("procurement",))) == allowed(
+        Reason.B2B_PROFESSIONAL
+    )
 
 
 def test_b2b_professional_applies_to_newsletters():
@@ -1321,11 +1351,11 @@ def test_callback_request_does_not_allow_sms():
     assert run(person(), [callback(ago(5))], msg(channel="sms")) == denied(Reason.NO_CONSENT)
 
 
-def test_expired_callback_after_phone_opt_out_is_no_consent():
-    # The callback is the latest of {covering opt-outs, opt-ins, callback}: not opted out anymore,
-    # but the 30 days are over, so nothing allows the call.
+def test_expired_callback_after_phone_opt_out_leaves_the_opt_out():
+    # v2, step 6: a callback no longer lifts an objection; once its 30 days are over, the
+    # opt-out is all that is left.
     history = [opt_out(ago(60), topic="*", channel="phone"), callback(ago(45))]
-    assert run(person(), history, msg(channel="phone")) == denied(Reason.NO_CONSENT)
+    assert run(person(), history, msg(channel="phone")) == denied(Reason.OPTED_OUT)
 
 
 def test_contract_in_progress_checked_before_callback():
@@ -1590,22 +1620,33 @@ def test_flawed_opt_in_on_another_topic_or_channel_is_ignored():
     assert run(person(), history, msg()) == denied(Reason.NO_CONSENT)
 
 
-def test_prechecked_opt_in_after_opt_out_is_invalid_consent():
-    # The opt-in is the latest of {covering opt-outs, opt-ins}: not opted out, but not consent.
+def test_prechecked_opt_in_after_opt_out_does_not_lift_it():
+    # v2, "Opted out of": only valid opt-ins (and the confirmations that make one valid) count.
     history = [opt_in(ago(50)), opt_out(ago(10)), opt_in(ago(2), prechecked=True)]
-    assert run(person(), history, msg()) == denied(Reason.INVALID_CONSENT)
+    assert run(person(), history, msg()) == denied(Reason.OPTED_OUT)
 
 
-def test_pending_opt_in_after_opt_out_is_consent_pending():
+def test_pending_opt_in_after_opt_out_does_not_lift_it_until_confirmed():
     history = [opt_in(ago(50)), opt_out(ago(10)), opt_in(ago(2), doi="pending")]
-    assert run(person(), history, msg()) == denied(Reason.CONSENT_PENDING)
+    assert run(person(), history, msg()) == denied(Reason.OPTED_OUT)
+    assert run(person(), [*history, doi_confirmed(ago(1))], msg()) == allowed(Reason.OPT_IN)
 
 
-def test_flawed_opt_in_before_the_last_opt_out_is_ignored():
-    # A later doi_confirmed lifts the opt-out (it is the latest of the set), but step 10 only
-    # looks at opt-ins later than the last covering opt-out: none.
+def test_confirming_a_flawed_opt_in_does_not_lift_an_opt_out():
+    # v2: the confirmation of a pre-checked opt-in makes nothing valid, so it lifts nothing.
     history = [
         opt_in(ago(12), prechecked=True, doi="pending"),
+        opt_out(ago(11), topic="promotions", channel="email"),
+        doi_confirmed(ago(10)),
+    ]
+    assert run(person(), history, msg()) == denied(Reason.OPTED_OUT)
+
+
+def test_confirming_a_clean_opt_in_after_an_opt_out_lifts_it_without_giving_consent():
+    # The confirmation makes the earlier opt-in valid, so it is the latest of the set: not opted
+    # out; but no valid opt-in is later than the opt-out, so step 10 says why not.
+    history = [
+        opt_in(ago(12), doi="pending"),
         opt_out(ago(11), topic="promotions", channel="email"),
         doi_confirmed(ago(10)),
     ]

@@ -266,3 +266,33 @@ def test_each_answer_goes_to_the_owner_of_the_address_it_uses(
     by_phone.refresh_from_db()
     assert by_email.phone == "" and by_phone.email is None  # no address moved or copied
     assert Contact.objects.filter(phone="+33612345678").count() == 1
+
+
+@pytest.fixture
+def calls(make_topic: Any) -> Any:
+    """A topic offered by phone, with its notices."""
+    from consents import services
+
+    topic = make_topic("calls", channels=["phone", "email"], name_fr="Appels", name_en="Calls")
+    services.notice_publish(topic=topic, language="fr", text="J'accepte d'être appelé.")
+    services.notice_publish(topic=topic, language="en", text="I agree to be called.")
+    return topic
+
+
+def test_consent_to_automated_calls_is_recorded_only_on_the_phone_channel(
+    agent: Client, calls: Any
+) -> None:
+    # L34-5 CPCE: a yes to calls covers live calls; recorded or automated calls need their own.
+    html = agent.get("/store/phone/").content.decode()
+    assert 'name="automated"' in html
+    data = call(yes=("calls:phone", "calls:email"), email="paul@example.fr", automated="on")
+    assert agent.post("/store/phone/", data).status_code == 302
+    opt_ins = {e.channel: e.data for e in Event.objects.filter(type="opt_in")}
+    assert opt_ins["phone"].get("automated") is True
+    assert "automated" not in opt_ins["email"]
+
+
+def test_a_yes_to_calls_without_automated_is_live_calls_only(agent: Client, calls: Any) -> None:
+    assert agent.post("/store/phone/", call(yes=("calls:phone",))).status_code == 302
+    [event] = Event.objects.filter(type="opt_in")
+    assert "automated" not in event.data

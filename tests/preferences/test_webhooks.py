@@ -427,11 +427,12 @@ def test_future_timestamp_beyond_skew_is_clamped_to_now(client: Client, alice: C
     assert event.occurred_at == NOW
 
 
-def test_future_timestamp_within_skew_is_kept(client: Client, alice: Contact) -> None:
+def test_future_timestamp_within_skew_is_clamped_to_now(client: Client, alice: Contact) -> None:
+    # RULES.md v2: an event is never dated after the moment it is recorded.
     payload = mailgun_payload("clicked", "alice@example.fr", when=NOW + timedelta(minutes=2))
     assert post_mailgun(client, payload).status_code == 200
     [event] = events(alice)
-    assert event.occurred_at == NOW + timedelta(minutes=2)
+    assert event.occurred_at == NOW == event.recorded_at
 
 
 def test_validation_error_is_logged_and_answers_200(

@@ -11,7 +11,8 @@ from consents.casebook import CasebookError, load, run
 class Command(BaseCommand):
     help = (
         "Run a case book (CASEBOOK.md) through decide() and the audience query. "
-        "Exit 0: all pass; 1: a case fails or the two disagree; 2: malformed file."
+        "Exit 0: all pass; 1: a case fails or the two disagree; 2: malformed file; "
+        "3: the database is not migrated."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -24,6 +25,9 @@ class Command(BaseCommand):
         except CasebookError as exc:
             self.stderr.write(f"malformed case book: {exc}")
             raise SystemExit(2) from exc
+        if _unapplied_migrations():
+            self.stderr.write("The database is not migrated: run `python manage.py migrate` first.")
+            raise SystemExit(3)
         passed = failed = 0
         as_json = options["json"]
         if not as_json:
@@ -57,3 +61,11 @@ class Command(BaseCommand):
             self.stdout.write(f"{passed + failed} cases: {passed} passed, {failed} failed")
         if failed:
             raise SystemExit(1)
+
+
+def _unapplied_migrations() -> bool:
+    from django.db import DEFAULT_DB_ALIAS, connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+    return bool(executor.migration_plan(executor.loader.graph.leaf_nodes()))
