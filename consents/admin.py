@@ -267,10 +267,15 @@ class DecisionForm(forms.Form):
 
 
 class EraseForm(forms.Form):
+    # Kept after the erasure, in the erasure record and the access log: the page says so.
     reason = forms.CharField(
         label=_("reason"),
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text=_("E.g. the person's request of 12 March, ticket #1234."),
+        help_text=_(
+            "Kept after the erasure, in the erasure record and the access log. Write a "
+            "reference (e.g. the request of 12 March, ticket #1234), never personal data: no "
+            "name, address, phone number or what the person wrote."
+        ),
     )
 
 

@@ -885,20 +885,43 @@ def suppression_record(
     if not listed:
         return []
     now = clock.now()
-    latest = Event.objects.filter(contact=contact).aggregate(at=Max("occurred_at"))["at"]
+    history = Event.objects.filter(contact=contact)
+    latest = history.aggregate(at=Max("occurred_at"))["at"]
     proof = Proof(method=Method.SUPPRESSION, actor="system", collection_point=SUPPRESSION_POINT)
-    return [
-        _append(
-            contact=contact,
-            type=EventType.OPT_OUT,
-            occurred_at=min(max(entry.created_at, latest or entry.created_at), now),
-            proof=proof,
-            topic=ANY,
-            channel=channel,
+    recorded = []
+    for entry in listed:
+        for channel in SUPPRESSED_CHANNELS[wanted[entry.digest]]:
+            if _suppression_stands(history, channel):
+                continue  # recorded already (a sign-up records it before the number joins)
+            recorded.append(
+                _append(
+                    contact=contact,
+                    type=EventType.OPT_OUT,
+                    occurred_at=min(max(entry.created_at, latest or entry.created_at), now),
+                    proof=proof,
+                    topic=ANY,
+                    channel=channel,
+                )
+            )
+    return recorded
+
+
+def _suppression_stands(history: Any, channel: str) -> bool:
+    """The contact has a suppression opt-out on ``channel`` for the address it has now (none
+    recorded for an address replaced since)."""
+    last = (
+        history.filter(
+            type=EventType.OPT_OUT, method=Method.SUPPRESSION, topic=ANY, channel=channel
         )
-        for entry in listed
-        for channel in SUPPRESSED_CHANNELS[wanted[entry.digest]]
-    ]
+        .order_by("-seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+    if last is None:
+        return False
+    return not history.filter(
+        type=EventType.ADDRESS_CHANGED, channel=channel, seq__gt=last
+    ).exists()
 
 
 def _has_opted_out(contact: Contact) -> bool:

@@ -138,6 +138,10 @@ def signup_submit(
     # A number on file is never replaced by one typed on a form: the choices that use the typed
     # number go to the contact that owns it (created if new), confirmed by the same email.
     by_phone = _phone_owner(contact, phone, language)
+    if phone and by_phone is None and contact.phone != phone:
+        # The number joins the contact once the email is confirmed, but a listed one arrives
+        # opted out now, before the choices that use it (which the confirmation then lifts).
+        services.suppression_record(contact=contact, phone=phone)
     confirmed = set(
         ConsentState.objects.filter(
             contact__in=[c for c in (contact, by_phone) if c is not None],

@@ -745,6 +745,9 @@ METHOD_LABELS = {
     Method.API: _("Through one of our systems"),
     Method.IMPORT: _("Brought over from one of our earlier systems"),
     Method.ADMIN: _("Recorded by our customer service"),
+    Method.SUPPRESSION: _(
+        "From your earlier request, kept on our suppression list after your data was erased"
+    ),
 }
 
 
