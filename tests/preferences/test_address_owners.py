@@ -106,3 +106,11 @@ def test_a_number_its_owner_confirmed_is_recorded_with_address_changed(marie: Co
     assert marie.phone == TYPED
     changes = Event.objects.filter(contact=marie, type="address_changed").order_by("seq")
     assert [(e.channel, e.actor) for e in changes] == [("sms", "person"), ("phone", "person")]
+
+
+def test_the_ledger_never_holds_the_address_a_link_prefilled(sign_up: Any) -> None:
+    """The ledger is never erased: the form's address it records drops a prefilled ``email``."""
+    sign_up(path="/subscribe/?email=lea%40example.fr&source=footer", email="lea@example.fr")
+    event = Event.objects.get(type="opt_in")
+    assert "lea" not in event.collection_point
+    assert event.collection_point.endswith("/subscribe/?source=footer")
