@@ -20,6 +20,7 @@ from consents import clock, services
 from consents.models import (
     ConsentState,
     Contact,
+    Erasure,
     Event,
     Evidence,
     Notice,
@@ -304,10 +305,12 @@ def signup_confirm(
     )
     others = {
         other.pk: other
-        for other in Contact.objects.select_for_update().filter(
+        for other in Contact.objects.select_for_update()
+        .filter(
             pk__in=[c["contact"] for c in signup.choices if c.get("contact")],
-            erasure__isnull=True,  # an erased contact receives nothing more
         )
+        # An erased contact receives nothing more (a subquery: FOR UPDATE takes no outer join).
+        .exclude(pk__in=Erasure.objects.values("contact_id"))
     }
     for choice in signup.choices:
         owner = others.get(choice["contact"]) if choice.get("contact") else contact

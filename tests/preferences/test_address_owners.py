@@ -114,3 +114,14 @@ def test_the_ledger_never_holds_the_address_a_link_prefilled(sign_up: Any) -> No
     event = Event.objects.get(type="opt_in")
     assert "lea" not in event.collection_point
     assert event.collection_point.endswith("/subscribe/?source=footer")
+
+
+def test_a_confirmation_writes_nothing_on_a_contact_erased_meanwhile(
+    marie: Contact, sign_up: Any
+) -> None:
+    sign_up(email="marie@example.fr", phone="06 22 22 22 22", choice=["promotions:sms"])
+    typed = Contact.objects.get(phone=TYPED)
+    services.contact_erase(contact=typed, reason="DSR 7", actor="staff:dpo")
+    before = typed.events.count()
+    assert Client().post(path_in(CONFIRM_LINK, mail.outbox[-1])).status_code == 200
+    assert typed.events.count() == before
