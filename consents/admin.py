@@ -22,7 +22,7 @@ from django.forms import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
@@ -211,6 +211,15 @@ class CatalogFactInline(ReadOnlyInline):
     fields = readonly_fields = ("kind", "category", "product", "contract", "active")
 
 
+class UTCDateTimeField(forms.DateTimeField):
+    """A date and time typed as UTC, whatever the site's time zone: Django reads a naive value
+    in the current time zone (Europe/Paris), an hour or two off the UTC the label promises."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        with timezone.override(UTC):
+            return super().to_python(value)
+
+
 class DecisionForm(forms.Form):
     """The decision panel: a message, an instant, and ``decide``'s answer for this person."""
 
@@ -226,7 +235,7 @@ class DecisionForm(forms.Form):
     )
     automated = forms.BooleanField(label=_("automated call"), required=False)
     contains_promotion = forms.BooleanField(label=_("contains a promotion"), required=False)
-    at = forms.DateTimeField(
+    at = UTCDateTimeField(
         label=_("as of (UTC)"),
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
@@ -254,16 +263,19 @@ class DecisionForm(forms.Form):
 
     def instant(self) -> datetime:
         at = self.cleaned_data.get("at")
-        if at is None:
-            return clock.now()
-        return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+        return clock.now() if at is None else at
 
 
 class EraseForm(forms.Form):
+    # Kept after the erasure, in the erasure record and the access log: the page says so.
     reason = forms.CharField(
         label=_("reason"),
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text=_("E.g. the person's request of 12 March, ticket #1234."),
+        help_text=_(
+            "Kept after the erasure, in the erasure record and the access log. Write a "
+            "reference (e.g. the request of 12 March, ticket #1234), never personal data: no "
+            "name, address, phone number or what the person wrote."
+        ),
     )
 
 

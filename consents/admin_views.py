@@ -76,6 +76,9 @@ def retention_report(request: HttpRequest) -> HttpResponse:
     _require(request, "consents.run_retention")
     if request.method == "POST":
         done = retention.run()
+        if done.get("skipped"):
+            messages.warning(request, _("Another retention run is under way: nothing was done."))
+            return HttpResponseRedirect(reverse("admin:retention"))
         access_log(
             user=request.user,
             action="run_retention",

@@ -59,10 +59,13 @@ from consents.models import (
     Topic,
 )
 from consents.services import (
+    SUPPRESSED_CHANNELS,
     SUPPRESSION_CHECKED_METHODS,
+    SUPPRESSION_POINT,
     address_is_suppressed,
     normalize_email,
     normalize_phone,
+    suppression_digest,
 )
 from consents.vocab import (
     ANY,
@@ -74,6 +77,7 @@ from consents.vocab import (
     Doi,
     EventType,
     InteractionKind,
+    Method,
 )
 
 BATCH_CONTACTS = 10_000
@@ -580,6 +584,31 @@ def _check_suppression(
         )
 
 
+def _suppression_events(contact: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """As ``services.suppression_record`` on a new contact: ``opt_out`` of ``*`` on each channel
+    of a listed address, by the system, dated when the address was listed, before the rest."""
+    wanted: dict[str, str] = {}
+    if contact["email"]:
+        wanted[suppression_digest("email", contact["email"])] = "email"
+    if contact["phone"]:
+        wanted[suppression_digest("phone", contact["phone"])] = "phone"
+    if not wanted:
+        return []
+    listed = Suppression.objects.filter(digest__in=wanted).order_by("created_at", "pk")
+    return [
+        opt_out(
+            ANY,
+            channel,
+            entry.created_at,
+            method=Method.SUPPRESSION,
+            actor="system",
+            collection_point=SUPPRESSION_POINT,
+        )
+        for entry in listed
+        for channel in SUPPRESSED_CHANNELS[wanted[entry.digest]]
+    ]
+
+
 # --- Writing with COPY ----------------------------------------------------------------------------
 
 
@@ -788,6 +817,9 @@ def _load_batch(
                 _check_event(f"{where} event #{j + 1}", e, checks)
             if checks.suppressions:
                 _check_suppression(where, contacts[-1], events)
+                listed = _suppression_events(contacts[-1])
+                if listed:
+                    batch[i] = (fields, [*listed, *events])
     pg = connection.connection
     contact_table, event_table = Contact._meta.db_table, Event._meta.db_table
     with pg.cursor() as cursor:

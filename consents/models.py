@@ -214,6 +214,14 @@ class Event(models.Model):
                 condition=models.Q(type="bounce", data__hard=True),
                 name="event_hard_bounce",
             ),
+            # Opt-ins that renew a consent (a new frequency, a re-confirmation): the dashboards
+            # take them off the new opt-ins.
+            models.Index(
+                fields=["occurred_at"],
+                include=["channel", "topic", "store"],
+                condition=models.Q(type="opt_in", data__renewal=True),
+                name="event_opt_in_renewal",
+            ),
         ]
         ordering = ["contact_id", "seq"]
 
@@ -357,6 +365,8 @@ class Outbox(models.Model):
         PENDING = "pending", "Pending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
+        # Never to be sent: its person was erased before it left.
+        CANCELLED = "cancelled", "Cancelled"
 
     contact = models.ForeignKey(
         Contact, null=True, blank=True, on_delete=models.PROTECT, related_name="outbox"
@@ -369,7 +379,7 @@ class Outbox(models.Model):
         default=False, help_text="A pure service message: no List-Unsubscribe header."
     )
     status = models.CharField(
-        max_length=8, choices=Status.choices, default=Status.PENDING, db_index=True
+        max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
     )
     attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField()

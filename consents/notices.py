@@ -12,11 +12,12 @@ import contextlib
 
 from django.conf import settings
 from django.core import signing
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.urls import reverse
 
 from consents import clock, services
+from consents.locks import run_lock
 from consents.models import (
     ConsentState,
     Contact,
@@ -88,25 +89,37 @@ def read_link(token: str) -> ReconfirmRequest | None:
 
 
 def campaign_batch(campaign: ReconfirmCampaign, limit: int) -> int:
-    """Ask the next ``limit`` people (email consents only); the last batch ends the campaign."""
+    """Ask the next ``limit`` people (email consents only); the last batch ends the campaign.
+
+    Each person is asked again under their lock, once: a run that finds them asked (another run
+    at once), erased, or no longer consenting under an older wording skips them."""
     from preferences.links import unsubscribe_url  # every non-service email carries it
 
     notice = campaign.notice
     asked = ReconfirmRequest.objects.filter(campaign=campaign).values("contact_id")
-    todo = (
-        older_consents(notice)
-        .filter(channel=Channel.EMAIL, contact__email__isnull=False)
+    still_older = older_consents(notice).filter(channel=Channel.EMAIL)
+    todo = list(
+        still_older.filter(contact__email__isnull=False)
         .exclude(contact_id__in=asked)
         .values_list("contact_id", flat=True)
         .order_by("contact_id")[:limit]
     )
     sent = 0
-    for contact_id in list(todo):
+    for contact_id in todo:
         with transaction.atomic():
             contact = Contact.objects.select_for_update().get(pk=contact_id)
-            request = ReconfirmRequest.objects.create(
-                campaign=campaign, contact=contact, channel=Channel.EMAIL, created_at=clock.now()
-            )
+            if not contact.email or not still_older.filter(contact_id=contact_id).exists():
+                continue
+            try:
+                with transaction.atomic():
+                    request = ReconfirmRequest.objects.create(
+                        campaign=campaign,
+                        contact=contact,
+                        channel=Channel.EMAIL,
+                        created_at=clock.now(),
+                    )
+            except IntegrityError:
+                continue  # asked by another run meanwhile
             email_enqueue(
                 to=contact.email,
                 template=TEMPLATE,
@@ -122,20 +135,23 @@ def campaign_batch(campaign: ReconfirmCampaign, limit: int) -> int:
                 unsubscribe_url=unsubscribe_url(contact),
             )
         sent += 1
-    if sent < limit:
+    if len(todo) < limit:
         campaign.finished_at = clock.now()
         campaign.save(update_fields=["finished_at"])
     return sent
 
 
 def campaigns_run(limit: int | None = None) -> int:
-    """One rate-limited step of every running campaign."""
+    """One rate-limited step of every running campaign; one run at a time (``run_lock``)."""
     budget = limit or settings.RECONFIRM_MAX_PER_RUN
     sent = 0
-    for campaign in ReconfirmCampaign.objects.filter(finished_at__isnull=True).order_by("pk"):
-        if budget - sent <= 0:
-            break
-        sent += campaign_batch(campaign, budget - sent)
+    with run_lock("reconfirm-campaigns") as held:
+        if not held:
+            return 0
+        for campaign in ReconfirmCampaign.objects.filter(finished_at__isnull=True).order_by("pk"):
+            if budget - sent <= 0:
+                break
+            sent += campaign_batch(campaign, budget - sent)
     return sent
 
 
@@ -146,10 +162,18 @@ def reconfirm(request: ReconfirmRequest, *, ip_address: str | None, user_agent: 
     if locked.confirmed_at is not None:
         return False
     notice = locked.campaign.notice
+    # Still receiving what they are asked to re-confirm: the same consent again, not a new one.
+    renewal = ConsentState.objects.filter(
+        contact=locked.contact,
+        topic=notice.topic.slug,
+        channel=locked.channel,
+        status=ConsentState.Status.OPTED_IN,
+    ).exists()
     services.consent_grant(
         contact=locked.contact,
         topic=notice.topic.slug,
         channel=locked.channel,
+        renewal=renewal,
         proof=services.Proof(
             method=Method.DOUBLE_OPT_IN,
             actor="person",

@@ -100,6 +100,7 @@ def outbox_deliver(outbox_id: int) -> str:
     failure: Exception | None = None
     with transaction.atomic():
         row = Outbox.objects.select_for_update().filter(pk=outbox_id).first()
+        # Sent, given up, or cancelled (its person was erased): nothing to do.
         if row is None or row.status != Outbox.Status.PENDING:
             return row.status if row else "missing"
         row.attempts += 1

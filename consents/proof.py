@@ -7,9 +7,10 @@ from it in Python with ``rules.decide``, exactly as the rules say.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import JsonResponse
 
@@ -28,7 +29,7 @@ from consents.models import (
     Topic,
 )
 from consents.projections import fact_from_event, person_from_contact
-from consents.vocab import CHANNELS, EventType, Purpose
+from consents.vocab import ANY, CHANNELS, EventType, Purpose
 
 
 def access_log(
@@ -248,32 +249,59 @@ def access_export(contact: Contact, now: datetime) -> dict[str, Any]:
     return _jsonable(data)
 
 
+def _confirmation_of(event: Event, events: list[Event], ttl: timedelta) -> Event | None:
+    """The click that confirmed this pending opt-in: the first ``doi_confirmed`` for its topic and
+    channel after it, within the link's lifetime (RULES.md, valid opt-in); not a later one that
+    confirmed another sign-up of the same topic."""
+    if event.data.get("doi") != "pending":
+        return None
+    return next(
+        (
+            e
+            for e in events
+            if e.seq > event.seq
+            and e.type == EventType.DOI_CONFIRMED
+            and (e.topic, e.channel) == (event.topic, event.channel)
+            and e.occurred_at <= event.occurred_at + ttl
+        ),
+        None,
+    )
+
+
+def _withdrawal_of(event: Event, events: list[Event]) -> Event | None:
+    """The first fact after this consent that took it back: an opt-out covering its topic and
+    channel, or a complaint (a spam report) on its channel, which acts as an opt-out of all."""
+    return next(
+        (
+            e
+            for e in events
+            if e.seq > event.seq
+            and (
+                (
+                    e.type == EventType.OPT_OUT
+                    and e.topic in (event.topic, ANY)
+                    and e.channel in (event.channel, ANY)
+                )
+                or (e.type == EventType.COMPLAINT and e.channel == event.channel)
+            )
+        ),
+        None,
+    )
+
+
 def receipts(contact: Contact) -> list[dict[str, Any]]:
     """One receipt per consent (``opt_in``), with what the person was shown and its proof."""
     events, _ = history(contact)
-    confirmations = {(e.topic, e.channel): e for e in events if e.type == EventType.DOI_CONFIRMED}
     topics = {t.slug: t for t in Topic.objects.all()}
-    out = []
-    for event in events:
-        if event.type != EventType.OPT_IN:
-            continue
-        out.append(
-            {
-                "event": event,
-                "topic": topics.get(event.topic),
-                "notice": event.notice,
-                "confirmation": confirmations.get((event.topic, event.channel)),
-                "withdrawn": next(
-                    (
-                        e
-                        for e in events
-                        if e.seq > event.seq
-                        and e.type == EventType.OPT_OUT
-                        and e.topic in (event.topic, "*")
-                        and e.channel in (event.channel, "*")
-                    ),
-                    None,
-                ),
-            }
-        )
-    return out
+    ttl = settings.DOI_CONFIRM_TTL
+    return [
+        {
+            "event": event,
+            "topic": topics.get(event.topic),
+            "notice": event.notice,
+            "confirmation": _confirmation_of(event, events, ttl),
+            "withdrawn": _withdrawal_of(event, events),
+        }
+        for event in events
+        if event.type == EventType.OPT_IN
+    ]

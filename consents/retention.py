@@ -17,15 +17,17 @@ from django.core import signing
 from django.db import transaction
 from django.urls import reverse
 
-from consents import clock, projections, services
+from consents import clock, projections, proof, services
 from consents.audience import audience
-from consents.models import Contact, ContactFacts
+from consents.locks import run_lock
+from consents.models import Contact, ContactFacts, Erasure
 from consents.outbox import email_enqueue
 from consents.rules import Message
 from consents.vocab import Channel, InteractionKind, Purpose
 
 KEEP_SALT = "assent.retention.keep"
 TEMPLATE = "repermission"
+REPERMISSION = Message(channel=Channel.EMAIL, purpose=Purpose.REPERMISSION)
 
 
 @dataclass
@@ -42,7 +44,7 @@ def plan(now: datetime | None = None, *, limit: int | None = None) -> Plan:
     # Expiry dates stored under another RETENTION_YEARS (or rules) would erase on a wrong date.
     projections.projections_rebuild(stale_only=True)
     result = Plan(now=now)
-    for row in audience(Message(channel=Channel.EMAIL, purpose=Purpose.REPERMISSION), now):
+    for row in audience(REPERMISSION, now):
         result.repermission.append((row.contact_id, row.public_id, row.reason))
         if limit and len(result.repermission) >= limit:
             break
@@ -85,9 +87,18 @@ def _unsubscribe_url(contact: Contact) -> str:
 
 @transaction.atomic
 def ask(contact_id: int, now: datetime) -> bool:
-    """Send one repermission email and record ``repermission_sent``, in one transaction."""
+    """Send one repermission email and record ``repermission_sent``, in one transaction.
+
+    The plan was read before; under the contact's lock the question is asked again of ``decide``
+    with what the ledger holds now: another run may have asked them since (two beat processes,
+    the command during the daily task), they may have answered, left or been erased."""
     contact = Contact.objects.select_for_update().get(pk=contact_id)
-    if not contact.email:
+    if not contact.email or Erasure.objects.filter(contact=contact).exists():
+        return False
+    _, facts = proof.history(contact)
+    asked_at = max(now, clock.now())
+    decision = proof.decide_for(contact, facts, REPERMISSION, asked_at)
+    if not decision.allowed:
         return False
     services.repermission_record(
         contact=contact,
@@ -105,18 +116,35 @@ def ask(contact_id: int, now: datetime) -> bool:
     return True
 
 
+@transaction.atomic
+def expire(contact_id: int, now: datetime) -> bool:
+    """Erase one contact whose retention period is over, if it still is under its lock (a "keep
+    me" since the plan restarts the clock; an officer may have erased them meanwhile)."""
+    contact = Contact.objects.select_for_update().get(pk=contact_id)
+    if Erasure.objects.filter(contact=contact).exists():
+        return False
+    facts = ContactFacts.objects.filter(contact=contact).first()
+    if facts is None or facts.expires_at is None or facts.expires_at > now:
+        return False
+    services.contact_erase(
+        contact=contact,
+        reason=f"retention: expired on {facts.expires_at:%Y-%m-%d}",
+        actor="system:retention",
+    )
+    return True
+
+
 def run(now: datetime | None = None) -> dict[str, int]:
-    """The daily job: ask those due, erase those expired. Idempotent: a second run finds nobody."""
-    current = plan(now)
-    asked = sum(ask(contact_id, current.now) for contact_id, _, _ in current.repermission)
-    erased = 0
-    for contact_id, _, expired_at in current.erase:
-        services.contact_erase(
-            contact=Contact.objects.get(pk=contact_id),
-            reason=f"retention: expired on {expired_at:%Y-%m-%d}",
-            actor="system:retention",
-        )
-        erased += 1
+    """The daily job: ask those due, erase those expired. Idempotent: a second run finds nobody.
+
+    One run at a time (``locks.run_lock``): a run that finds another under way does nothing and
+    says so with ``skipped``."""
+    with run_lock("retention") as held:
+        if not held:
+            return {"asked": 0, "erased": 0, "skipped": 1}
+        current = plan(now)
+        asked = sum(ask(contact_id, current.now) for contact_id, _, _ in current.repermission)
+        erased = sum(expire(contact_id, current.now) for contact_id, _, _ in current.erase)
     return {"asked": asked, "erased": erased}
 
 

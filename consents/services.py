@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import IntegrityError, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from consents import clock, ledger
@@ -38,6 +40,7 @@ from consents.projections import projection_refresh
 from consents.vocab import (
     ANY,
     CHANNELS,
+    LEDGER_METHODS,
     METHODS,
     TOPIC_PURPOSES,
     Channel,
@@ -51,7 +54,6 @@ from consents.vocab import (
 # --- Addresses ----------------------------------------------------------------------------------
 
 _email_validator = EmailValidator()
-E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 
 
 def normalize_email(raw: str) -> str:
@@ -73,16 +75,36 @@ def normalize_email(raw: str) -> str:
     return value
 
 
+# Regions that share France's national format (a leading 0, ten digits) but have their own
+# country codes: 0690 is Guadeloupe (+590), 0696 Martinique (+596), 0694 French Guiana (+594),
+# 0692 and 0693 Réunion (+262), 0639 Mayotte (+262), 0508 Saint-Pierre-et-Miquelon (+508).
+OVERSEAS_REGIONS = ("GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF")
+# What a person may type around the digits; anything else (letters, digits of another script,
+# which ``phonenumbers`` would quietly read as ASCII ones) is refused.
+_PHONE_CHARACTERS = re.compile(r"[0-9+ .\-()\t]*")
+_PHONE_ERROR = "Enter a phone number in international format (+33…)."
+
+
 def normalize_phone(raw: str) -> str:
-    """E.164; French national formats such as ``06 12 34 56 78`` become ``+33612345678``."""
-    value = re.sub(r"[\s.\-()]", "", raw or "")
-    if value.startswith("00"):
-        value = "+" + value[2:]
-    elif re.fullmatch(r"0[1-9]\d{8}", value):
-        value = "+33" + value[1:]
-    if not E164.match(value):
-        raise ValidationError({"phone": "Enter a phone number in international format (+33…)."})
-    return value
+    """E.164, parsed with ``phonenumbers``: ``06 12 34 56 78`` becomes ``+33612345678``, and a
+    French national number of an overseas region its own country code (``0690…`` is ``+590…``).
+    Only ASCII digits are read; a number that no numbering plan allocates is refused."""
+    value = (raw or "").strip()
+    if not value or not _PHONE_CHARACTERS.fullmatch(value):
+        raise ValidationError({"phone": _PHONE_ERROR})
+    digits = re.sub(r"\D", "", value)
+    if not value.startswith("+") and re.fullmatch(r"0[1-9]\d{8}", digits):
+        regions: tuple[str, ...] = (*OVERSEAS_REGIONS, "FR")  # the French national format
+    else:
+        regions = ("FR",)  # international, or nothing any region could read as national
+    for region in regions:
+        try:
+            number = phonenumbers.parse(value, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    raise ValidationError({"phone": _PHONE_ERROR})
 
 
 # --- Checks -------------------------------------------------------------------------------------
@@ -173,6 +195,8 @@ def contact_create(
     except IntegrityError as exc:
         raise ValidationError({"email": "A contact with this email already exists."}) from exc
     projection_refresh(contact)
+    # Before any other fact: an address that opted out and was erased arrives opted out.
+    suppression_record(contact=contact, email=email, phone=phone)
     return contact
 
 
@@ -207,22 +231,66 @@ def contact_update_details(
     phone: str | None = None,
     locale: str | None = None,
 ) -> Contact:
-    """Details the person gave us themselves (their name, phone, language)."""
+    """Details the person gave us themselves (their name, phone, language).
+
+    A phone number is added where none is on file, never replaced: the consents given for a
+    number belong to the person who controls it, and nothing here proves that the new one is
+    theirs (``contact_phone_change`` is the door for a number its owner confirmed)."""
     locked = Contact.objects.select_for_update().get(pk=contact.pk)
     fields = []
+    added_phone = ""
     if first_name is not None:
         locked.first_name = first_name.strip()[:150]
         fields.append("first_name")
     if phone is not None:
-        locked.phone = normalize_phone(phone) if phone else ""
-        fields.append("phone")
+        number = normalize_phone(phone) if phone else ""
+        if number and locked.phone and number != locked.phone:
+            raise ValidationError(
+                {"phone": "Another number is on file: it changes only when its owner confirms."}
+            )
+        if number != locked.phone:
+            added_phone = number
+            locked.phone = number
+            fields.append("phone")
     if locale is not None:
         _check_choice("locale", locale, ("fr", "en"))
         locked.locale = locale
         fields.append("locale")
     if fields:
         locked.save(update_fields=fields)
+    if added_phone:
+        suppression_record(contact=locked, phone=added_phone)
     return locked
+
+
+@transaction.atomic
+def contact_phone_change(*, contact: Contact, new_phone: str, proof: Proof) -> Event:
+    """Replace the number on file with one its owner confirmed (a code sent to it, the person in
+    front of staff with their phone): ``address_changed`` on sms and on phone, the channels a
+    number serves. A number on the suppression list arrives opted out, before the change."""
+    number = normalize_phone(new_phone)
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    if Erasure.objects.filter(contact=locked).exists():
+        raise ValidationError({"phone": "This contact is erased."})
+    if number == locked.phone:
+        raise ValidationError({"phone": "This number is already on file."})
+    locked.phone = number
+    locked.save(update_fields=["phone"])
+    suppression_record(contact=locked, phone=number)
+    _append(
+        contact=locked,
+        type=EventType.ADDRESS_CHANGED,
+        occurred_at=None,
+        proof=proof,
+        channel=Channel.SMS,
+    )
+    return _append(
+        contact=locked,
+        type=EventType.ADDRESS_CHANGED,
+        occurred_at=None,
+        proof=proof,
+        channel=Channel.PHONE,
+    )
 
 
 @transaction.atomic
@@ -383,7 +451,7 @@ def _append(
     # ``decide`` as of now and the audience, which reads every recorded fact, would disagree.
     occurred_at = min(occurred_at, recorded_at)
     if proof.method:
-        _check_choice("method", proof.method, METHODS)
+        _check_choice("method", proof.method, LEDGER_METHODS)
     if not proof.actor:
         raise ValidationError({"actor": "Who recorded this fact is required."})
     # The row lock serialises appends for one contact; other contacts never wait.
@@ -441,13 +509,17 @@ def consent_grant(
     bundled: bool = False,
     frequency: str = "",
     automated: bool = False,
+    renewal: bool = False,
     occurred_at: datetime | None = None,
 ) -> Event:
     """``opt_in``: the person said yes to this topic on this channel.
 
     On the phone, ``automated`` says they also agreed to recorded or automated calls (L34-5
     CPCE: consent "by this means"); consent to live calls alone does not cover them.
-    """
+
+    ``renewal``: a yes again to what they already receive (a new frequency, the same consent
+    re-confirmed under a new notice); the rules read it as any opt-in, the dashboards do not
+    count it as a new subscriber."""
     topic_obj = _topic(topic)
     _check_channel(channel)
     assert topic_obj is not None
@@ -456,6 +528,7 @@ def consent_grant(
     _check_choice("doi", doi, tuple(Doi.values))
     if not proof.method:
         raise ValidationError({"method": "How the consent was collected is required."})
+    _check_choice("method", proof.method, METHODS)
     if frequency and frequency not in topic_obj.frequencies:
         raise ValidationError({"frequency": f"Topic {topic!r} does not offer {frequency!r}."})
     if automated and channel != Channel.PHONE:
@@ -471,6 +544,8 @@ def consent_grant(
         data["frequency"] = frequency
     if automated:
         data["automated"] = True
+    if renewal:
+        data["renewal"] = True
     return _append(
         contact=contact,
         type=EventType.OPT_IN,
@@ -521,6 +596,8 @@ def consent_withdraw(
     _check_channel(channel, wildcard=True)
     if not proof.method:
         raise ValidationError({"method": "How the opt-out was expressed is required."})
+    # ``suppression`` is the system's own (``suppression_record``), never a caller's.
+    _check_choice("method", proof.method, METHODS)
     return _append(
         contact=contact,
         type=EventType.OPT_OUT,
@@ -804,21 +881,104 @@ def address_is_suppressed(*, email: str | None = None, phone: str | None = None)
     return bool(digests) and Suppression.objects.filter(digest__in=digests).exists()
 
 
+# The channels an address serves: a suppressed number covers text messages and calls alike.
+SUPPRESSED_CHANNELS = {"email": (Channel.EMAIL,), "phone": (Channel.SMS, Channel.PHONE)}
+SUPPRESSION_POINT = "suppression list"
+
+
+def suppression_record(
+    *, contact: Contact, email: str | None = None, phone: str | None = None
+) -> list[Event]:
+    """An address on the suppression list arrives on ``contact`` (a new contact, a number added,
+    an email changed): ``opt_out`` of ``*`` on each channel it serves, by the system, so that
+    ``decide`` and the audience honour the earlier objection with no special case. A later valid
+    opt-in by the person lifts it as it lifts any opt-out.
+
+    Dated when the address was listed (its owner had opted out by then), or at the contact's
+    latest fact if that is later: after everything the contact held before (a consent given for
+    a former address does not survive the change), before whatever the new address brings, even
+    facts of the same capture dated a moment before this call (the rules order events by
+    instant, then by recorded order). Callers run it in their transaction, before any other fact
+    on the address."""
+    wanted: dict[str, str] = {}
+    if email:
+        wanted[suppression_digest("email", email)] = "email"
+    if phone:
+        wanted[suppression_digest("phone", phone)] = "phone"
+    if not wanted:
+        return []
+    listed = list(Suppression.objects.filter(digest__in=wanted).order_by("created_at", "pk"))
+    if not listed:
+        return []
+    now = clock.now()
+    history = Event.objects.filter(contact=contact)
+    latest = history.aggregate(at=Max("occurred_at"))["at"]
+    proof = Proof(method=Method.SUPPRESSION, actor="system", collection_point=SUPPRESSION_POINT)
+    recorded = []
+    for entry in listed:
+        for channel in SUPPRESSED_CHANNELS[wanted[entry.digest]]:
+            if _suppression_stands(history, channel):
+                continue  # recorded already (a sign-up records it before the number joins)
+            recorded.append(
+                _append(
+                    contact=contact,
+                    type=EventType.OPT_OUT,
+                    occurred_at=min(max(entry.created_at, latest or entry.created_at), now),
+                    proof=proof,
+                    topic=ANY,
+                    channel=channel,
+                )
+            )
+    return recorded
+
+
+def _suppression_stands(history: Any, channel: str) -> bool:
+    """The contact has a suppression opt-out on ``channel`` for the address it has now (none
+    recorded for an address replaced since)."""
+    last = (
+        history.filter(
+            type=EventType.OPT_OUT, method=Method.SUPPRESSION, topic=ANY, channel=channel
+        )
+        .order_by("-seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+    if last is None:
+        return False
+    return not history.filter(
+        type=EventType.ADDRESS_CHANGED, channel=channel, seq__gt=last
+    ).exists()
+
+
 def _has_opted_out(contact: Contact) -> bool:
     return Event.objects.filter(
         contact=contact, type__in=(EventType.OPT_OUT, EventType.COMPLAINT)
     ).exists()
 
 
+def _wiped(model_field: Any) -> Any:
+    """The value a wiped column takes: NULL where allowed, else empty of its type."""
+    if model_field.null:
+        return None
+    default = model_field.get_default()
+    return type(default)() if isinstance(default, dict | list | str) else ""
+
+
 @transaction.atomic
 def contact_erase(*, contact: Contact, reason: str, actor: str) -> Erasure:
     """Wipe a contact's personal data; the ledger and its chain stay as they are.
 
-    Addresses, name, push token and the personal evidence beside events are wiped; so are the
-    addresses and contexts of its outbox rows. Events are untouched (they hold no personal data,
-    only the evidence digest), so every chain still verifies. An address that opted out is kept
-    as a keyed hash in the suppression list, so that a later import cannot bring it back.
+    Wiped (``consents.personal_data`` lists every field and why it is kept or wiped): the
+    contact's addresses, name, push token; every field of the personal evidence beside its events;
+    its outbox rows' address, context and error, the pending ones cancelled; and, through
+    ``signals.contact_erased``, what the other apps keep (sign-ups waiting for a click, open
+    preference-center sessions, the rendered page, mail files of the embedded default).
+    Events are untouched (they hold no personal data, only the evidence digest), so every chain
+    still verifies. An address that opted out is kept as a keyed hash in the suppression list, so
+    that it comes back opted out (``suppression_record``).
     """
+    from consents.signals import contact_erased
+
     if not reason.strip():
         raise ValidationError({"reason": "Say why this contact is erased."})
     if not actor:
@@ -835,11 +995,15 @@ def contact_erase(*, contact: Contact, reason: str, actor: str) -> Erasure:
                 defaults={"kind": kind, "created_at": now, "reason": "opted out, erased"},
             )
             suppressed += int(created)
+    outbox = Outbox.objects.filter(contact=locked)
+    addresses = {a for a in (locked.email, locked.phone) if a}
+    addresses |= {a for a in outbox.values_list("to", flat=True) if a}
     locked.email = None
     locked.phone = ""
     locked.first_name = ""
     locked.postal_address = ""
     locked.push_token = ""
+    locked.profession = ""  # free text from integrations: it may say who they are
     locked.link_version += 1  # every link already sent stops working
     locked.save(
         update_fields=[
@@ -848,21 +1012,29 @@ def contact_erase(*, contact: Contact, reason: str, actor: str) -> Erasure:
             "first_name",
             "postal_address",
             "push_token",
+            "profession",
             "link_version",
         ]
     )
+    # Every field of the row but its key and the instant of the wipe: a field added later
+    # (a salt, another trace) is wiped too, with no change here.
+    evidence_fields = {
+        f.attname: _wiped(f)
+        for f in Evidence._meta.concrete_fields
+        if not f.primary_key and f.name != "erased_at"
+    }
     Evidence.objects.filter(event__contact=locked, erased_at__isnull=True).update(
-        ip_address=None, user_agent="", details={}, erased_at=now
+        **evidence_fields, erased_at=now
     )
-    Outbox.objects.filter(contact=locked).update(to="", context={})
-    # Sign-ups awaiting confirmation (the preference center's) hold the name and phone typed.
-    signups = getattr(locked, "signups", None)
-    if signups is not None:
-        signups.all().delete()
+    # An email not sent yet is never sent: to nobody, it would be marked sent to nobody.
+    outbox.filter(status=Outbox.Status.PENDING).update(status=Outbox.Status.CANCELLED)
+    outbox.update(to="", context={}, last_error="")
     projection_refresh(locked)
-    return Erasure.objects.create(
+    erasure = Erasure.objects.create(
         contact=locked, erased_at=now, actor=actor[:150], reason=reason, suppressed=suppressed
     )
+    contact_erased.send(sender=Contact, contact=locked, addresses=sorted(addresses))
+    return erasure
 
 
 @transaction.atomic
@@ -876,6 +1048,8 @@ def contact_email_change(*, contact: Contact, new_email: str, proof: Proof) -> E
         raise ValidationError({"email": "A contact with this email already exists."})
     locked.email = address
     locked.save(update_fields=["email"])
+    # Before the change itself: a listed address arrives opted out, as on a new contact.
+    suppression_record(contact=locked, email=address)
     return _append(
         contact=locked,
         type=EventType.ADDRESS_CHANGED,

@@ -65,9 +65,14 @@ class Method(models.TextChoices):
     API = "api", "API"
     IMPORT = "import", "Import"
     ADMIN = "admin", "Admin"
+    # Not a person's act: the system records it when an address on the suppression list (it
+    # opted out, then was erased) arrives again on a contact.
+    SUPPRESSION = "suppression", "Suppression list"
 
 
-METHODS: tuple[str, ...] = tuple(Method.values)
+# The methods of RULES.md, which people and systems may give; ``suppression`` is the ledger's own.
+METHODS: tuple[str, ...] = tuple(m for m in Method.values if m != Method.SUPPRESSION)
+LEDGER_METHODS: tuple[str, ...] = tuple(Method.values)
 # An opt-in collected by these methods is consent only with a reference to the original proof.
 METHODS_NEEDING_PROOF = frozenset({Method.IMPORT, Method.API, Method.ADMIN})
 

@@ -18,7 +18,10 @@ class PreferencesConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from consents.models import Contact, Notice, Topic
-        from preferences import pagecache
+        from consents.signals import contact_erased
+        from preferences import erasure, pagecache
+
+        contact_erased.connect(erasure.contact_erased, dispatch_uid="preferences.erasure")
 
         for name, signal in (("save", post_save), ("delete", post_delete)):
             signal.connect(

@@ -24,6 +24,7 @@ from consents.outbox import email_enqueue
 from consents.projections import fact_from_event, person_from_contact
 from consents.vocab import ANY, Channel, Doi, EventType, Method, Reason
 from preferences import links
+from preferences.models import CenterSession
 from preferences.services import signup_pending_create, unsubscribe_all
 
 LINK_TEMPLATE = "preferences-link"
@@ -365,6 +366,7 @@ def preferences_save(
             proof=request.proof(notices.get(slug, view.notice)),
             doi=Doi.PENDING if cell.status == STATUS.PENDING else Doi.NONE,
             frequency=frequency,
+            renewal=True,  # the same subscription, at another pace: no new subscriber
             occurred_at=now,
         )
         changes.append(Change(ChangeKind.FREQUENCY, slug, frequency=frequency))
@@ -459,6 +461,21 @@ def preferences_unsubscribe_all(*, contact: Contact, request: Request) -> bool:
 @transaction.atomic
 def preferences_language(*, contact: Contact, language: str) -> Contact:
     return services.contact_update_details(contact=contact, locale=language)
+
+
+def preferences_session_open(*, contact: Contact, session_key: str) -> None:
+    """Remember which session a link opened for whom, so that erasure can end it."""
+    CenterSession.objects.update_or_create(
+        session_key=session_key, defaults={"contact": contact, "created_at": clock.now()}
+    )
+
+
+def center_sessions_purge() -> int:
+    """Forget the sessions that can no longer be alive: older than a session lives and than a
+    link's authorisation lasts."""
+    lifetime = max(timedelta(seconds=settings.SESSION_COOKIE_AGE), settings.PREFERENCE_LINK_TTL)
+    count, _ = CenterSession.objects.filter(created_at__lt=clock.now() - lifetime).delete()
+    return count
 
 
 @transaction.atomic

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import re
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import parsedate_to_datetime
+from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -57,6 +60,11 @@ class Mail:
 
 def enabled() -> bool:
     return bool(settings.DEBUG) and settings.EMAIL_BACKEND == FILE_BACKEND
+
+
+def writes_files() -> bool:
+    """Mail goes to files (shown at /dev/mail/ only with DEBUG, written whatever DEBUG says)."""
+    return settings.EMAIL_BACKEND == FILE_BACKEND
 
 
 def mail_dir() -> Path:
@@ -123,3 +131,35 @@ def mail_file(name: str) -> list[Mail] | None:
         return None
     path = next((p for p in _files() if p.name == name), None)
     return parse_file(path) if path else None
+
+
+def _recipients(chunk: bytes) -> set[str]:
+    message = email.message_from_bytes(chunk, policy=email.policy.default)
+    fields = [str(v) for name in ("To", "Cc", "Bcc") for v in message.get_all(name, [])]
+    return {address.lower() for _, address in getaddresses(fields) if address}
+
+
+def forget_addresses(addresses: Iterable[str]) -> int:
+    """Remove every message sent to one of ``addresses`` from the mail files (an erased person's
+    mail); a file left with none goes. Returns how many messages were removed."""
+    wanted = {a.strip().lower() for a in addresses if "@" in a}
+    if not wanted:
+        return 0
+    removed = 0
+    for path in _files():
+        chunks = [c.strip(b"\n") for c in SEPARATOR.split(path.read_bytes())]
+        chunks = [c for c in chunks if c]
+        kept = [c for c in chunks if not (_recipients(c) & wanted)]
+        if len(kept) == len(chunks):
+            continue
+        removed += len(chunks) - len(kept)
+        if not kept:
+            path.unlink(missing_ok=True)
+            continue
+        # As the file backend writes them: each message, a newline, 79 dashes, a newline.
+        data = b"".join(c + b"\n" + b"-" * 79 + b"\n" for c in kept)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    return removed

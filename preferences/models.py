@@ -38,6 +38,23 @@ class PendingSignup(models.Model):
         return f"sign-up {self.pk} of contact {self.contact_id}"
 
 
+class CenterSession(models.Model):
+    """A browser session that a preference link opened for a contact.
+
+    A session keeps its data encoded, so nothing can search sessions for a person: this row is
+    how erasure finds theirs and ends them. Forgotten once the session cannot live any more."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+    session_key = models.CharField(max_length=40, unique=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["contact"], name="center_session_contact")]
+
+    def __str__(self) -> str:
+        return f"preference session of contact {self.contact_id}"
+
+
 # --- Delegated consent: stores, their staff and tablets -------------------------------------------
 
 

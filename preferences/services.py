@@ -19,6 +19,7 @@ from consents import clock, rules, services
 from consents.models import (
     ConsentState,
     Contact,
+    Erasure,
     Event,
     Evidence,
     Notice,
@@ -135,15 +136,24 @@ def signup_submit(
         return SignupOutcome.RATE_LIMITED
 
     contact, _ = services.contact_get_or_create(email=address, locale=language)
+    # A number on file is never replaced by one typed on a form: the choices that use the typed
+    # number go to the contact that owns it (created if new), confirmed by the same email.
+    by_phone = _phone_owner(contact, phone, language)
+    if phone and by_phone is None and contact.phone != phone:
+        # The number joins the contact once the email is confirmed, but a listed one arrives
+        # opted out now, before the choices that use it (which the confirmation then lifts).
+        services.suppression_record(contact=contact, phone=phone)
     confirmed = set(
         ConsentState.objects.filter(
-            contact=contact, status=ConsentState.Status.OPTED_IN
-        ).values_list("topic", "channel")
+            contact__in=[c for c in (contact, by_phone) if c is not None],
+            status=ConsentState.Status.OPTED_IN,
+        ).values_list("contact_id", "topic", "channel")
     )
     now = clock.now()
     pending = []
     for topic, channel in chosen:
-        if (topic.slug, channel) in confirmed:
+        owner = by_phone if by_phone is not None and channel in PHONE_CHANNELS else contact
+        if (owner.pk, topic.slug, channel) in confirmed:
             continue  # never downgrade a confirmed consent to pending
         proof = services.Proof(
             method=method,
@@ -160,14 +170,15 @@ def signup_submit(
             details={**({"source": source} if source else {}), **(details or {})},
         )
         event = services.consent_grant(
-            contact=contact,
+            contact=owner,
             topic=topic.slug,
             channel=channel,
             proof=proof,
             doi="pending",
             occurred_at=now,
         )
-        pending.append({"topic": topic.slug, "channel": channel, "event": event.pk})
+        choice = {"topic": topic.slug, "channel": channel, "event": event.pk}
+        pending.append(choice if owner is contact else {**choice, "contact": owner.pk})
     pending += [
         {"topic": c["topic"], "channel": c["channel"], "event": c["event"], "contact": c["contact"]}
         for c in elsewhere
@@ -189,11 +200,20 @@ def signup_submit(
         choices=pending,
         language=language,
         first_name=first_name,
-        phone=phone,
+        phone="" if by_phone is not None else phone,
         source=source,
         now=now,
     )
     return SignupOutcome.CONFIRMATION_SENT
+
+
+def _phone_owner(contact: Contact, phone: str, language: str) -> Contact | None:
+    """The contact that owns ``phone`` when it is not ``contact``'s number and ``contact`` has
+    another one on file (the store's rule too); None when the number can join ``contact``."""
+    if not phone or not contact.phone or contact.phone == phone:
+        return None
+    owner = Contact.objects.filter(phone=phone).order_by("id").first()
+    return owner or services.contact_create(phone=phone, locale=language)
 
 
 def signup_pending_create(
@@ -265,11 +285,15 @@ def signup_confirm(
     now = clock.now()
     if now > signup.expires_at:
         return ConfirmOutcome.EXPIRED, signup
-    # The owner of the address has now confirmed the details they typed.
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    # The owner of the address has now confirmed the details they typed. A number joins the
+    # contact only where none is on file: clicking in a mailbox proves nothing about a phone,
+    # and the consents given for the number on file stay with it.
+    phone = signup.phone if signup.phone and not locked.phone else None
     services.contact_update_details(
-        contact=contact,
+        contact=locked,
         first_name=signup.first_name or None,
-        phone=signup.phone or None,
+        phone=phone,
         locale=signup.locale,
     )
     proof = services.Proof(
@@ -281,9 +305,12 @@ def signup_confirm(
     )
     others = {
         other.pk: other
-        for other in Contact.objects.select_for_update().filter(
-            pk__in=[c["contact"] for c in signup.choices if c.get("contact")]
+        for other in Contact.objects.select_for_update()
+        .filter(
+            pk__in=[c["contact"] for c in signup.choices if c.get("contact")],
         )
+        # An erased contact receives nothing more (a subquery: FOR UPDATE takes no outer join).
+        .exclude(pk__in=Erasure.objects.values("contact_id"))
     }
     for choice in signup.choices:
         owner = others.get(choice["contact"]) if choice.get("contact") else contact

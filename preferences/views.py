@@ -194,7 +194,7 @@ def _subscribe(request: HttpRequest, *, embed: bool) -> HttpResponse:
                     notice_language=_language(),
                     first_name=data["first_name"],
                     phone=data["phone"],
-                    collection_point=request.build_absolute_uri(),
+                    collection_point=_form_address(request),
                     source=source,
                     ip_address=_ip(request),
                     user_agent=_user_agent(request),
@@ -217,6 +217,14 @@ def _subscribe(request: HttpRequest, *, embed: bool) -> HttpResponse:
     }
     response = render(request, "preferences/subscribe.html", context)
     return _framable(response) if embed else response
+
+
+def _form_address(request: HttpRequest) -> str:
+    """Where the form was, for the ledger: its address without the ``email`` that a link may
+    have prefilled (the ledger is never erased, so it must never hold an address)."""
+    query = [(k, v) for k, v in request.GET.items() if k != "email"]
+    path = request.path + (f"?{urlencode(query)}" if query else "")
+    return request.build_absolute_uri(path)
 
 
 def _service_errors(form: SubscribeForm, exc: ValidationError) -> None:
@@ -474,6 +482,9 @@ def preferences_open(request: HttpRequest, token: str) -> HttpResponse:
     request.session[SESSION_CONTACT] = link.contact.public_id
     request.session[SESSION_LINK_VERSION] = link.contact.link_version
     request.session[SESSION_GRANTED_AT] = clock.now().timestamp()
+    if request.session.session_key is None:
+        request.session.save()
+    center.preferences_session_open(contact=link.contact, session_key=request.session.session_key)
     return redirect("preferences")
 
 
@@ -734,6 +745,9 @@ METHOD_LABELS = {
     Method.API: _("Through one of our systems"),
     Method.IMPORT: _("Brought over from one of our earlier systems"),
     Method.ADMIN: _("Recorded by our customer service"),
+    Method.SUPPRESSION: _(
+        "From your earlier request, kept on our suppression list after your data was erased"
+    ),
 }
 
 

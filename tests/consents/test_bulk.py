@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.db.models import Max, Min
 
-from consents import bulk, clock, ledger, projections, rules, services
+from consents import bulk, clock, ledger, projections, proof, rules, services
 from consents.audience import audience
 from consents.models import (
     CatalogFact,
@@ -322,6 +322,35 @@ def test_a_suppressed_address_is_not_imported_as_consenting(catalog):
     # The person saying yes again on our own form is another matter, as in the services.
     own_form = [bulk.opt_in("promotions", "email", NOW, method="web_form", **WEB)]
     assert load([(fields, own_form)]).contacts == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_suppressed_address_is_imported_opted_out_before_its_history(catalog):
+    """An erased person's address, imported again with a purchase: not SOFT_OPT_IN."""
+    fields = {"email": "lea@example.fr", "phone": "06 11 11 11 11", "collected_at": NOW - days(9),
+              "informed_at_collection": True}  # fmt: skip
+    for kind, address in (("email", fields["email"]), ("phone", fields["phone"])):
+        Suppression.objects.create(
+            digest=services.suppression_digest(kind, address), kind=kind, created_at=NOW - days(5)
+        )
+    history = [bulk.purchase("books", "Dune", NOW - days(1), actor="api:shop")]
+    (contact_id,) = load([(fields, history)]).contact_ids
+    events = list(Event.objects.filter(contact_id=contact_id).order_by("seq"))
+    assert [(e.type, e.topic, e.channel, e.method, e.actor) for e in events] == [
+        ("opt_out", "*", "email", "suppression", "system"),
+        ("opt_out", "*", "sms", "suppression", "system"),
+        ("opt_out", "*", "phone", "suppression", "system"),
+        ("purchase", "", "", "", "api:shop"),
+    ]
+    contact = Contact.objects.get(pk=contact_id)
+    _, facts = proof.history(contact)
+    for channel in ("email", "sms"):
+        message = rules.Message(channel=channel, purpose="promotion", topic="promotions",
+                                category="dvd")  # fmt: skip
+        assert proof.decide_for(contact, facts, message, NOW).reason == Reason.OPTED_OUT
+        assert contact_id not in {row.contact_id for row in audience(message, NOW)}
+    assert ledger.verify_range(contact_id, contact_id + 1)[1] is None
 
 
 def _part(start: int, stop: int) -> list[tuple[dict[str, Any], list[dict]]]:

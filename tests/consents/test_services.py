@@ -34,13 +34,33 @@ class TestNormalisation:
             ("06.12.34.56.78", "+33612345678"),
             ("0033 6 12 34 56 78", "+33612345678"),
             ("+44 20 7946 0958", "+442079460958"),
+            ("(06) 12-34-56-78", "+33612345678"),
+            # French overseas numbers in the national format: their own country codes.
+            ("0690 12 34 56", "+590690123456"),  # Guadeloupe
+            ("0696 12 34 56", "+596696123456"),  # Martinique
+            ("0694 12 34 56", "+594694123456"),  # French Guiana
+            ("0692 12 34 56", "+262692123456"),  # Réunion
+            ("0639 01 23 45", "+262639012345"),  # Mayotte
+            ("+590 690 12 34 56", "+590690123456"),
         ],
     )
     def test_phone_is_normalised_to_e164(self, raw, expected):
         assert services.normalize_phone(raw) == expected
 
     @pytest.mark.parametrize(
-        "raw", ["12345", "+0612345678", "06 12 34", "phone", "+33 6 12 34 56 78 99 99 99"]
+        "raw",
+        [
+            "12345",
+            "+0612345678",
+            "06 12 34",
+            "phone",
+            "+33 6 12 34 56 78 99 99 99",
+            "\u0660\u0666\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668",  # Arabic-Indic
+            "\uff10\uff16\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18",  # full-width
+            "06 12 34 56 7\u0668",  # one digit of another script
+            "0800 FLOWERS",
+            "+33 7 00 00 00 00",  # no numbering plan allocates it
+        ],
     )
     def test_phone_that_is_not_e164_is_refused(self, make_contact, raw):
         with pytest.raises(ValidationError) as exc:

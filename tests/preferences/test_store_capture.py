@@ -320,7 +320,7 @@ def test_confirm_by_email_with_only_phone_choices_still_sends_the_email(
 def test_a_new_number_never_replaces_the_one_on_file(
     staff_client: Client, django_capture_on_commit_callbacks: Any, make_contact: Any
 ) -> None:
-    existing = make_contact(email="claire@example.fr", phone="+33700000000")
+    existing = make_contact(email="claire@example.fr", phone="+33798765432")
     post(
         staff_client,
         django_capture_on_commit_callbacks,
@@ -328,7 +328,7 @@ def test_a_new_number_never_replaces_the_one_on_file(
         choice=["newsletter:email", "promotions:sms"],
     )
     existing.refresh_from_db()
-    assert existing.phone == "+33700000000"
+    assert existing.phone == "+33798765432"
     assert facts(existing) == {("opt_in", "newsletter", "email")}
     newcomer = Contact.objects.get(phone="+33612345678")
     assert newcomer.email is None

@@ -21,6 +21,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["dry_run"]:
             done = retention.run()
+            if done.get("skipped"):
+                self.stdout.write("Another retention run is under way: nothing done.")
+                return
             self.stdout.write(f"Asked {done['asked']}, erased {done['erased']}.")
             return
         plan = retention.plan()

@@ -1,0 +1,251 @@
+"""Where a person's data lives, field by field, and what erasure does with each.
+
+Every field of every model of this project is listed here with its rule: ``wiped`` (erasure
+empties it), ``deleted`` (erasure deletes the row) or ``kept: <why>``. A test walks the models and
+fails on a field missing from this table, so that a new field cannot hold personal data unnoticed;
+another erases a person and checks every ``wiped`` and ``deleted`` rule against the database.
+
+What erasure does is ``services.contact_erase`` (the contact, its evidence, its outbox rows) and,
+through ``signals.contact_erased``, the other apps (``preferences.erasure``: sign-ups waiting for a
+click, preference-center sessions, the rendered page, the mail files of the embedded default).
+Free text typed by staff (the erasure's reason, access-log details) is kept: the erasure form
+says so and asks for a reference, never personal data.
+"""
+
+from __future__ import annotations
+
+WIPED = "wiped"
+DELETED = "deleted"
+
+
+def kept(why: str) -> str:
+    return f"kept: {why}"
+
+
+KEY = kept("a row's own key, a number")
+LINK = kept("a reference to another row")
+WHEN = kept("an instant of the record, not of a person")
+CATALOG = kept("the catalog: topics, notices, categories and stores, nobody's data")
+LEDGER = kept(
+    "the ledger, never changed: facts about consent (what, when, how, by whom: a staff member, "
+    "the system, an integration, or 'person'), no address, name or evidence (those are beside "
+    "it, in Evidence); its hash chain must still verify"
+)
+PROJECTION = kept("derived from the ledger and recomputed from it")
+STAFF = kept("about staff accounts, stores and tablets, not about the people who consent")
+STAFF_TEXT = kept(
+    "free text typed by staff; the erasure form warns not to type personal data there"
+)
+
+INVENTORY: dict[str, str] = {
+    # --- The catalog ------------------------------------------------------------------------
+    **{
+        f"consents.Topic.{name}": CATALOG
+        for name in (
+            "id",
+            "slug",
+            "name_fr",
+            "name_en",
+            "description_fr",
+            "description_en",
+            "purpose",
+            "channels",
+            "frequencies",
+            "display_order",
+            "active",
+        )
+    },  # fmt: skip
+    **{
+        f"consents.Notice.{name}": CATALOG
+        for name in (
+            "id",
+            "topic",
+            "language",
+            "version",
+            "text",
+            "sha256",
+            "published_at",
+            "created_at",
+        )
+    },  # fmt: skip
+    **{f"consents.Category.{name}": CATALOG for name in ("id", "slug", "family", "name")},
+    **{f"consents.Store.{name}": CATALOG for name in ("id", "code", "name", "address")},
+    # --- The person -------------------------------------------------------------------------
+    "consents.Contact.id": KEY,
+    "consents.Contact.public_id": kept(
+        "a random identifier, how the erasure record and the ledger name the erased contact"
+    ),
+    "consents.Contact.kind": kept("consumer or professional: nothing that identifies anyone"),
+    "consents.Contact.email": WIPED,
+    "consents.Contact.phone": WIPED,
+    "consents.Contact.first_name": WIPED,
+    "consents.Contact.postal_address": WIPED,
+    "consents.Contact.push_token": WIPED,
+    "consents.Contact.locale": kept("fr or en"),
+    "consents.Contact.collected_at": kept("when the record began, which the rules date from"),
+    "consents.Contact.informed_at_collection": kept("a yes or no the rules read"),
+    "consents.Contact.profession": WIPED,
+    "consents.Contact.link_version": kept("a counter; erasure raises it so every link dies"),
+    "consents.Contact.created_at": WHEN,
+    # --- The ledger and the evidence beside it ---------------------------------------------
+    **{
+        f"consents.Event.{name}": LEDGER
+        for name in (
+            "id",
+            "contact",
+            "seq",
+            "type",
+            "topic",
+            "channel",
+            "occurred_at",
+            "recorded_at",
+            "method",
+            "actor",
+            "collection_point",
+            "store",
+            "notice",
+            "proof",
+            "data",
+            "evidence_digest",
+            "prev_hash",
+            "hash",
+        )
+    },  # fmt: skip
+    "consents.Evidence.event": LINK,
+    "consents.Evidence.ip_address": WIPED,
+    "consents.Evidence.user_agent": WIPED,
+    "consents.Evidence.details": WIPED,
+    "consents.Evidence.erased_at": kept("when the evidence was wiped"),
+    # --- Projections ------------------------------------------------------------------------
+    **{
+        f"consents.ContactFacts.{name}": PROJECTION
+        for name in (
+            "contact",
+            "is_customer",
+            "retention_anchor",
+            "expires_at",
+            "undeliverable_email",
+            "generic_email",
+            "repermission_asked",
+            "callback_until",
+            "last_seq",
+            "rules_fingerprint",
+        )
+    },  # fmt: skip
+    **{
+        f"consents.ChannelState.{name}": PROJECTION
+        for name in (
+            "id",
+            "contact",
+            "channel",
+            "opted_out",
+            "callback_lifts",
+            "pause_until",
+            "repermission_opted_out",
+            "has_valid_consent",
+        )
+    },  # fmt: skip
+    **{
+        f"consents.ConsentState.{name}": PROJECTION
+        for name in (
+            "id",
+            "contact",
+            "topic",
+            "channel",
+            "status",
+            "since",
+            "frequency",
+            "automated",
+            "callback_lifts",
+        )
+    },  # fmt: skip
+    **{
+        f"consents.CatalogFact.{name}": PROJECTION
+        for name in ("id", "contact", "kind", "category", "product", "contract", "active")
+    },  # fmt: skip
+    # --- The outbox: the proof of what was sent ---------------------------------------------
+    "consents.Outbox.id": KEY,
+    "consents.Outbox.contact": LINK,
+    "consents.Outbox.template": kept("which email, by its template's name"),
+    "consents.Outbox.to": WIPED,
+    "consents.Outbox.language": kept("fr or en"),
+    "consents.Outbox.context": WIPED,
+    "consents.Outbox.is_service": kept("a yes or no"),
+    "consents.Outbox.status": kept("sent, failed, or cancelled (erasure cancels what is pending)"),
+    "consents.Outbox.attempts": kept("a count"),
+    "consents.Outbox.created_at": WHEN,
+    "consents.Outbox.sent_at": WHEN,
+    "consents.Outbox.provider_message_id": kept(
+        "the email service's reference: the proof that the message left, no address"
+    ),
+    "consents.Outbox.last_error": WIPED,
+    # --- Compliance records -----------------------------------------------------------------
+    "consents.AccessLog.id": KEY,
+    "consents.AccessLog.at": WHEN,
+    "consents.AccessLog.user": kept("the staff member who looked"),
+    "consents.AccessLog.username": kept("the staff member who looked, or 'person'"),
+    "consents.AccessLog.action": kept("what was done: a code"),
+    "consents.AccessLog.contact": LINK,
+    "consents.AccessLog.detail": STAFF_TEXT,
+    "consents.Erasure.id": KEY,
+    "consents.Erasure.contact": LINK,
+    "consents.Erasure.erased_at": WHEN,
+    "consents.Erasure.actor": kept("the staff member or job that erased"),
+    "consents.Erasure.reason": STAFF_TEXT,
+    "consents.Erasure.suppressed": kept("a count"),
+    "consents.Suppression.id": KEY,
+    "consents.Suppression.digest": kept(
+        "a keyed hash (HMAC) of an opted-out address, useless without the deployment's key: "
+        "how an erased address comes back opted out"
+    ),
+    "consents.Suppression.kind": kept("email or phone"),
+    "consents.Suppression.created_at": WHEN,
+    "consents.Suppression.reason": kept("a code"),
+    **{
+        f"consents.ReconfirmCampaign.{name}": kept("a campaign of the catalog, run by staff")
+        for name in ("id", "notice", "started_at", "started_by", "finished_at")
+    },
+    **{
+        f"consents.ReconfirmRequest.{name}": kept(
+            "that a contact was asked to re-confirm, and when: the proof of the ask, no address"
+        )
+        for name in ("id", "campaign", "contact", "channel", "created_at", "confirmed_at")
+    },
+    # --- The preference center --------------------------------------------------------------
+    **{
+        f"preferences.PendingSignup.{name}": DELETED
+        for name in (
+            "id",
+            "contact",
+            "nonce",
+            "choices",
+            "first_name",
+            "phone",
+            "locale",
+            "source",
+            "created_at",
+            "expires_at",
+            "confirmed_at",
+        )
+    },  # fmt: skip
+    **{
+        f"preferences.CenterSession.{name}": DELETED
+        for name in ("id", "contact", "session_key", "created_at")
+    },
+    # --- Stores: staff, tablets, captures ---------------------------------------------------
+    **{f"preferences.StoreMembership.{name}": STAFF for name in ("id", "user", "store")},
+    **{
+        f"preferences.Device.{name}": STAFF
+        for name in ("id", "store", "name", "secret", "enrolled_by", "enrolled_at", "revoked_at")
+    },
+    **{
+        f"preferences.Capture.{name}": kept(
+            "a capture's idempotency key, who captured, when, and the ids of the events it "
+            "recorded: never what the person typed"
+        )
+        for name in ("id", "key", "kind", "device", "user", "created_at", "result")
+    },
+}
+
+# The project's apps whose models the inventory covers.
+APPS = ("consents", "preferences")
