@@ -4,10 +4,9 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.db.models import Max, Min
 
-from consents.ledger import verify_range
-from consents.models import Event
+from consents import anchors
+from consents.ledger import Verification, ledger_bounds, verify_chains
 from consents.outbox import OutboxSendError, outbox_deliver, outbox_due, queue_send
 
 logger = logging.getLogger(__name__)
@@ -15,16 +14,40 @@ logger = logging.getLogger(__name__)
 
 @shared_task(acks_late=True)
 def ledger_verify() -> dict[str, Any]:
-    """Nightly: walk every chain; a broken link is logged as an error for the operators."""
-    bounds = Event.objects.aggregate(lo=Min("contact_id"), hi=Max("contact_id"))
-    if bounds["lo"] is None:
-        return {"checked": 0, "broken": None}
-    checked, broken = verify_range(bounds["lo"], bounds["hi"] + 1)
-    if broken:
-        logger.error("ledger verification failed: %s", broken)
-    else:
-        logger.info("ledger verified: %d events", checked)
-    return {"checked": checked, "broken": broken}
+    """Nightly: walk every chain against its recorded head and check the latest anchor; a
+    problem is logged as an error for the operators."""
+    bounds = ledger_bounds()
+    result = verify_chains(*bounds) if bounds else Verification()
+    check = anchors.latest_check()
+    if result.problems:
+        logger.error(
+            "ledger verification failed: %d problems, the first %s",
+            result.problem_count,
+            result.broken,
+        )
+    if check is not None and not check.ok:
+        logger.error("ledger anchor check failed: %s: %s", check.name, "; ".join(check.problems))
+    if not result.problems and (check is None or check.ok):
+        logger.info("ledger verified: %d events", result.checked)
+    return {
+        "checked": result.checked,
+        "broken": result.broken,
+        "problems": result.problem_count,
+        "anchor": None if check is None else {"id": check.anchor.pk, "problems": check.problems},
+    }
+
+
+@shared_task(acks_late=True)
+def ledger_anchor() -> dict[str, Any]:
+    """Hourly: sign the chain heads. Refused, and logged as an error, while the previous anchor
+    no longer matches the ledger (``manage.py anchor_ledger --force`` once it is looked into)."""
+    try:
+        anchor = anchors.anchor_create()
+    except anchors.AnchorRefused as exc:
+        logger.error("ledger anchor refused: %s", exc)
+        return {"anchor": None, "refused": exc.check.problems}
+    logger.info("ledger anchored: %s, %d chains, %d events", anchor, anchor.chains, anchor.events)
+    return {"anchor": anchor.pk, "chains": anchor.chains, "events": anchor.events}
 
 
 @shared_task(
