@@ -4,6 +4,7 @@ import logging
 from typing import Any
 
 from celery import shared_task
+from django.core.exceptions import ValidationError
 
 from consents import anchors
 from consents.ledger import Verification, ledger_bounds, verify_chains
@@ -46,6 +47,9 @@ def ledger_anchor() -> dict[str, Any]:
     except anchors.AnchorRefused as exc:
         logger.error("ledger anchor refused: %s", exc)
         return {"anchor": None, "refused": exc.check.problems}
+    except ValidationError as exc:  # the latest anchor covers this instant already
+        logger.warning("ledger anchor skipped: %s", "; ".join(exc.messages))
+        return {"anchor": None, "skipped": exc.messages}
     logger.info("ledger anchored: %s, %d chains, %d events", anchor, anchor.chains, anchor.events)
     return {"anchor": anchor.pk, "chains": anchor.chains, "events": anchor.events}
 

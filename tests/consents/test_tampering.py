@@ -527,6 +527,17 @@ def test_the_hourly_task_anchors_and_a_refusal_is_logged(people, settings, caplo
 
 
 @pytest.mark.django_db
+def test_the_hourly_task_skips_an_instant_already_covered(people, caplog):
+    from consents.tasks import ledger_anchor
+
+    anchor_now()  # covers until now; the task covers until LEDGER_ANCHOR_LAG ago
+    assert ledger_anchor.apply().get()["skipped"] == [
+        f"The latest anchor already covers until {ledger.iso(LedgerAnchor.objects.get().at)}."
+    ]
+    assert "ledger anchor skipped" in caplog.text
+
+
+@pytest.mark.django_db
 def test_the_nightly_task_checks_the_latest_anchor(people, caplog):
     from consents.tasks import ledger_verify
 
