@@ -143,6 +143,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "consents.tasks.ledger_verify",
         "schedule": crontab(hour=3, minute=17),
     },
+    "ledger-anchor-hourly": {
+        "task": "consents.tasks.ledger_anchor",
+        "schedule": crontab(minute=41),
+    },
     "notice-reconfirm-campaigns": {
         "task": "consents.tasks.reconfirm_campaigns",
         "schedule": 60.0,
@@ -261,6 +265,14 @@ NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 
 # Events dated further ahead than this are refused as a clock or data error.
 LEDGER_MAX_CLOCK_SKEW = timedelta(minutes=env.int("LEDGER_MAX_CLOCK_SKEW_MINUTES", default=5))
+# Ledger anchors (consents/anchors.py) are signed with this key, which the database never holds,
+# so that whoever can write to the database cannot rewrite history and sign it again. Derived from
+# SECRET_KEY unless set; production sets a dedicated key (``check --deploy`` warns otherwise),
+# given only to the processes that anchor and verify (Celery workers, the operators' shell).
+LEDGER_ANCHOR_KEY = env("LEDGER_ANCHOR_KEY", default="")
+# An anchor covers what was recorded until this long before it is made, so that a transaction
+# still open then cannot add an event recorded before the anchor's instant afterwards.
+LEDGER_ANCHOR_LAG = timedelta(minutes=env.int("LEDGER_ANCHOR_LAG_MINUTES", default=10))
 
 # --- Logging ------------------------------------------------------------------------------------
 LOGGING = {

@@ -27,7 +27,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from consents import clock, ledger, notices, proof, rules, services
+from consents import anchors, clock, ledger, notices, proof, rules, services
 from consents.models import (
     AccessLog,
     CatalogFact,
@@ -39,6 +39,7 @@ from consents.models import (
     Erasure,
     Event,
     Evidence,
+    LedgerAnchor,
     Notice,
     Outbox,
     ReconfirmCampaign,
@@ -600,6 +601,8 @@ class EvidenceAdmin(ReadOnlyAdminMixin, ContactSearchMixin, admin.ModelAdmin):
     contact_prefix = "event__contact__"
     search_fields = ("=event__contact__public_id", "event__contact__email")
     list_display = ("event", "contact", "ip_address", "user_agent", "erased_at")
+    # The key of the event's evidence digest: of no use to read, and in the proof export.
+    exclude = ("salt",)
     list_select_related = ("event__contact",)
     list_per_page = 50
     show_full_result_count = False
@@ -876,6 +879,30 @@ class ErasureAdmin(ReadOnlyAdminMixin, ContactSearchMixin, admin.ModelAdmin):
     list_display = ("erased_at", "contact", "actor", "reason", "suppressed")
     list_select_related = ("contact",)
     search_fields = ("=contact__public_id",)
+
+
+@admin.register(LedgerAnchor)
+class LedgerAnchorAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The signed digests of the chain heads, read-only; exported to be kept outside."""
+
+    change_list_template = "admin/consents/ledgeranchor/change_list.html"
+    list_display = ("id", "at", "chains", "events", "root", "key_id")
+    list_per_page = 50
+    show_full_result_count = False
+    sortable_by = ()
+
+    def get_urls(self) -> list:
+        export = self.admin_site.admin_view(self.export_view)
+        return [
+            path("export.json", export, name="consents_ledgeranchor_export"),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        proof.access_log(user=request.user, action="export_anchors", contact=None)
+        return proof.json_file(anchors.anchors_export(), "ledger-anchors.json")
 
 
 @admin.register(Suppression)

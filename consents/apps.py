@@ -10,7 +10,7 @@ class ConsentsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from consents import projections, roles
+        from consents import checks, projections, roles  # noqa: F401  (checks: deploy checks)
 
         post_migrate.connect(roles.ensure_roles, dispatch_uid="consents.roles.ensure_roles")
         post_migrate.connect(

@@ -5,7 +5,9 @@ import of a whole customer base cannot go through that door a million times, so 
 per contact and in Python, exactly what ``services._append`` does event by event:
 
 - the chain: ``seq`` from 1, ``prev_hash`` from ``ledger.GENESIS``,
-  ``hash = ledger.chain_hash(prev_hash, ledger.canonical_event(...))``, the evidence digest;
+  ``hash = ledger.chain_hash(prev_hash, ledger.canonical_event(...))``, the keyed evidence digest
+  and its salt (``ledger.evidence_seal``), the collection point without its query string
+  (``ledger.collection_point``), and the chain's recorded head (``ChainHead``);
 - the projections: ``projections.derive`` over the contact's whole history, written as the same
   rows ``projections.projection_write`` writes;
 
@@ -19,7 +21,8 @@ Input: an iterable of ``(contact fields, event dicts)``. Contact fields are ``Co
 ``Event`` fields: ``type`` and ``occurred_at`` (required), ``topic``, ``channel``, ``method``,
 ``actor`` (default ``"system"``), ``collection_point``, ``store_id``, ``notice_id``, ``proof`` (the
 reference to the original evidence), ``data`` (exactly as the services store it: build it with the
-helpers below), ``recorded_at`` (default: when the batch is written), and the personal evidence
+helpers below), ``recorded_at`` (default: when the batch is written; never at or before the
+latest ledger anchor, which covers what was recorded until then), and the personal evidence
 ``ip_address``, ``user_agent``, ``details``. Events are appended in list order, as the services
 would append them one call after another.
 """
@@ -49,12 +52,14 @@ from psycopg.types.json import set_json_dumps
 from consents import clock, ledger, projections, rules
 from consents.models import (
     CatalogFact,
+    ChainHead,
     ChannelState,
     ConsentState,
     Contact,
     ContactFacts,
     Event,
     Evidence,
+    LedgerAnchor,
     Suppression,
     Topic,
 )
@@ -282,8 +287,9 @@ class Prepared:
 
     contact: dict[str, Any]
     events: list[EventRow]
-    # (index in ``events``, ip_address, user_agent, details) for events with personal evidence.
-    evidence: list[tuple[int, str | None, str, dict[str, Any]]]
+    # (index in ``events``, ip_address, user_agent, details, salt) for events with personal
+    # evidence; the salt keys the event's evidence digest.
+    evidence: list[tuple[int, str | None, str, dict[str, Any], str]]
     projection: projections.Projection
 
 
@@ -466,6 +472,7 @@ _json = ledger.canonical_data
 _iso = ledger.fast_iso
 _template = ledger.canonical_text
 CANONICAL_TEMPLATE = ledger.CANONICAL_TEMPLATE
+NO_EVIDENCE = ("", "")  # no personal evidence: no digest, no salt
 
 
 def prepare(
@@ -491,19 +498,21 @@ def prepare(
     prev = ledger.GENESIS
     rows: list[EventRow] = []
     facts: list[rules.Fact] = []
-    evidence: list[tuple[int, str | None, str, dict[str, Any]]] = []
+    evidence: list[tuple[int, str | None, str, dict[str, Any], str]] = []
     last_recorded, recorded_iso = None, ""
     for seq, e in enumerate(events, 1):
         get = e.get
         data = get("data") or {}
         ip, ua, details = get("ip_address"), get("user_agent") or "", get("details") or {}
-        digest = ledger.evidence_digest(ip, ua, details) if (ip or ua or details) else ""
+        digest, salt = (
+            ledger.evidence_seal(ip, ua, details) if (ip or ua or details) else NO_EVIDENCE
+        )
         if digest:
-            evidence.append((seq - 1, ip, ua, details))
+            evidence.append((seq - 1, ip, ua, details, salt))
         kind, topic, channel = e["type"], get("topic") or "", get("channel") or ""
         occurred_at, method = e["occurred_at"], get("method") or ""
         actor = (get("actor") or "system")[:128]
-        collection_point = (get("collection_point") or "")[:500]
+        collection_point = ledger.collection_point(get("collection_point") or "")
         store_id, notice_id = get("store_id"), get("notice_id")
         proof = (get("proof") or "")[:500]
         at = get("recorded_at") or recorded_at
@@ -567,6 +576,19 @@ def prepare(
     person = projections.person_from_contact(SimpleNamespace(**contact))  # type: ignore[arg-type]
     projection = projections.derive(person, facts, settings)
     return Prepared(contact=dict(contact), events=rows, evidence=evidence, projection=projection)
+
+
+def _check_after_anchor(
+    where: str, events: Sequence[Mapping[str, Any]], now: datetime, anchored: datetime
+) -> None:
+    """The latest anchor signed the heads of everything recorded until its instant: an event
+    recorded at or before it, loaded now, would make that anchor no longer match the ledger."""
+    for j, e in enumerate(events):
+        if (e.get("recorded_at") or now) <= anchored:
+            raise BulkError(
+                f"{where} event #{j + 1}, recorded_at: at or before the latest ledger anchor "
+                f"({ledger.iso(anchored)}); an import is recorded when it is loaded"
+            )
 
 
 def _check_suppression(
@@ -707,10 +729,11 @@ def load(
     }
     stats = LoadStats()
     offset = 0
+    anchored = LedgerAnchor.objects.order_by("-at").values_list("at", flat=True).first()
     for batch in _batches(items, batch_size):
         try:
             with transaction.atomic():
-                _load_batch(batch, offset, s, checks, tables, stats, keep_ids)
+                _load_batch(batch, offset, s, checks, tables, stats, keep_ids, anchored)
         except psycopg.Error as exc:
             raise BulkError(
                 f"contacts #{offset + 1} to #{offset + len(batch)} (rolled back): {exc}"
@@ -806,6 +829,7 @@ def _load_batch(
     tables: dict[str, _Table],
     stats: LoadStats,
     keep_ids: bool,
+    anchored: datetime | None = None,
 ) -> None:
     now = clock.now()
     contacts = []
@@ -820,6 +844,8 @@ def _load_batch(
                 listed = _suppression_events(contacts[-1])
                 if listed:
                     batch[i] = (fields, [*listed, *events])
+        if anchored is not None:
+            _check_after_anchor(where, events, now, anchored)
     pg = connection.connection
     contact_table, event_table = Contact._meta.db_table, Event._meta.db_table
     with pg.cursor() as cursor:
@@ -833,6 +859,7 @@ def _load_batch(
                 copy.write_row((contact_id, *row.values()))
 
         evidence_rows: list[tuple[Any, ...]] = []
+        head_rows: list[tuple[int, int, str, datetime]] = []
         projection_rows: dict[str, list[tuple]] = {name: [] for name in tables}
         facts_t, channel_t = tables["facts"], tables["channel_states"]
         consent_t, catalog_t = tables["consent_states"], tables["catalog_facts"]
@@ -854,9 +881,12 @@ def _load_batch(
                 ids = [next(event_ids) for _ in prepared.events]
                 for event_id, event in zip(ids, prepared.events, strict=True):
                     write_row((event_id, *event))
-                for index, ip, ua, details in prepared.evidence:
+                for index, ip, ua, details, salt in prepared.evidence:
                     address = ipaddress.ip_address(ip) if ip else None
-                    evidence_rows.append((ids[index], address, ua, _json_text(details), None))
+                    evidence_rows.append((ids[index], address, ua, _json_text(details), salt, None))
+                if prepared.events:
+                    end = prepared.events[-1]
+                    head_rows.append((contact_id, end.seq, end.hash, end.recorded_at))
                 p = prepared.projection
                 facts_rows.extend(facts_t.rows(contact_id, (p.facts,)))
                 if p.channel_states:
@@ -868,10 +898,18 @@ def _load_batch(
                 stats.events += len(prepared.events)
 
         if evidence_rows:
-            evidence_columns = ["event_id", "ip_address", "user_agent", "details", "erased_at"]
+            evidence_columns = [
+                "event_id", "ip_address", "user_agent", "details", "salt", "erased_at",
+            ]  # fmt: skip
             with _copy(cursor, Evidence._meta.db_table, evidence_columns) as copy:
                 for evidence_row in evidence_rows:
                     copy.write_row(evidence_row)
+        # Each chain's head, in the batch's transaction, as ``services._append`` records it.
+        if head_rows:
+            head_columns = ["contact_id", "seq", "hash", "recorded_at"]
+            with _copy(cursor, ChainHead._meta.db_table, head_columns) as copy:
+                for head_row in head_rows:
+                    copy.write_row(head_row)
         for name, table in tables.items():
             rows = projection_rows[name]
             if not rows:

@@ -1,15 +1,21 @@
 """The ledger's hash chain: canonical form of an event and the chain hash.
 
 ``hash = sha256(prev_hash + canonical_json(event))``, per contact. The canonical form covers
-every proof field of the event but not the personal evidence, of which it holds only the digest,
-so that erasure can wipe the evidence while the chain still verifies.
+every proof field of the event but not the personal evidence, of which it holds only a keyed
+digest, so that erasure can wipe the evidence (and the digest's key) while the chain still
+verifies. The last event of every chain is also recorded as its head (``ChainHead``), so that a
+chain that lost its tail, or disappeared whole, shows.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from dataclasses import dataclass
+import re
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -71,12 +77,60 @@ def chain_hash(prev_hash: str, canonical: str) -> str:
     return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
 
 
-def evidence_digest(ip_address: str | None, user_agent: str, details: dict[str, Any] | None) -> str:
-    """Digest of the personal evidence; empty when there is none."""
+def evidence_digest(
+    ip_address: str | None,
+    user_agent: str,
+    details: dict[str, Any] | None,
+    *,
+    salt: str = "",
+) -> str:
+    """Digest of the personal evidence; empty when there is none.
+
+    Keyed: ``HMAC-SHA256(salt, canonical_json(evidence))``, with a random salt kept in the
+    erasable ``Evidence`` row. Once erasure has wiped the salt, nobody can tell which IP address
+    the chained digest was made from by trying them all (there are only 2^32 IPv4 addresses).
+    Without a salt: the plain SHA-256 of events recorded before digests were keyed, kept so that
+    their evidence can still be checked against their digest.
+    """
     if not ip_address and not user_agent and not details:
         return ""
     payload = canonical_json({"ip": ip_address, "ua": user_agent, "details": details or {}})
+    if salt:
+        return hmac.new(salt.encode(), payload.encode(), hashlib.sha256).hexdigest()
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def evidence_salt() -> str:
+    """A fresh key for one event's evidence digest (128 random bits)."""
+    return secrets.token_hex(16)
+
+
+def evidence_seal(
+    ip_address: str | None, user_agent: str, details: dict[str, Any] | None
+) -> tuple[str, str]:
+    """(digest, salt) for a new event's evidence; ("", "") when there is none. The one place
+    that new digests come from, for ``services._append`` and ``bulk`` alike."""
+    if not ip_address and not user_agent and not details:
+        return "", ""
+    salt = evidence_salt()
+    return evidence_digest(ip_address, user_agent, details, salt=salt), salt
+
+
+# A URL (a scheme, or a path on our own site): its query string and fragment are the page's
+# parameters (``/subscribe/?email=...``), and its user information a login; none is a collection
+# point, and a chained field is never erased.
+_URL = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|/)")
+_AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/]*@")
+
+
+def collection_point(value: str) -> str:
+    """What the chain keeps of where a fact was collected: URLs without their query string,
+    fragment or user information; other references (``store:PAR01``, ``call:…``) as they are."""
+    value = value or ""
+    if _URL.match(value):
+        value = re.split(r"[?#]", value, maxsplit=1)[0]
+        value = _AUTHORITY.sub(r"\1", value)
+    return value[:500]
 
 
 def event_hash(event: Any) -> str:
@@ -243,14 +297,45 @@ CANONICAL_TEMPLATE = _self_test()
 
 # --- Verification -----------------------------------------------------------------------------
 
+# Problems kept per verification, to name them; all of them are counted.
+PROBLEM_LIMIT = 1000
+
 
 @dataclass
 class Verification:
-    """What walking the chains of a range of contacts found."""
+    """What walking the chains of a range of contacts, beside their recorded heads, found."""
 
     checked: int = 0  # events whose link and hash were checked
     chains: int = 0  # contacts with at least one event in the range
-    broken: dict[str, Any] | None = None  # the first broken link, if any
+    heads: int = 0  # recorded heads in the range
+    # One dict per problem (contact_id, event_id, seq, kind, problem), in contact order: the
+    # first broken link of each chain, and each chain that does not end at its recorded head.
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    problem_count: int = 0  # beyond PROBLEM_LIMIT too
+
+    @property
+    def broken(self) -> dict[str, Any] | None:
+        """The first problem (of the lowest contact id), if any."""
+        return self.problems[0] if self.problems else None
+
+    def add(self, problem: dict[str, Any]) -> None:
+        self.problem_count += 1
+        if len(self.problems) < PROBLEM_LIMIT:
+            self.problems.append(problem)
+
+    @classmethod
+    def combine(cls, parts: Iterable[Verification]) -> Verification:
+        """The verifications of ranges that do not overlap, as one."""
+        total = cls()
+        for part in parts:
+            total.checked += part.checked
+            total.chains += part.chains
+            total.heads += part.heads
+            total.problem_count += part.problem_count
+            total.problems.extend(part.problems)
+        total.problems.sort(key=lambda p: (p["contact_id"], p["seq"]))
+        del total.problems[PROBLEM_LIMIT:]
+        return total
 
 
 _VERIFY_SQL = (
@@ -259,6 +344,10 @@ _VERIFY_SQL = (
     " e.evidence_digest, e.prev_hash, e.hash"
     " FROM consents_event e WHERE e.contact_id >= %s AND e.contact_id < %s"
     " ORDER BY e.contact_id, e.seq"
+)
+_HEADS_SQL = (
+    "SELECT h.contact_id, h.seq, h.hash, h.recorded_at FROM consents_chainhead h"
+    " WHERE h.contact_id >= %s AND h.contact_id < %s ORDER BY h.contact_id"
 )
 
 # The same rows for PostgreSQL, with the instants already spelt as ``iso`` spells them (UTC,
@@ -274,6 +363,12 @@ _VERIFY_PG_SQL = (
     " e.evidence_digest, e.prev_hash, e.hash"
     " FROM consents_event e WHERE e.contact_id >= %s AND e.contact_id < %s"
     " ORDER BY e.contact_id, e.seq"
+)
+_HEADS_PG_SQL = (
+    "SELECT h.contact_id, h.seq, h.hash, "
+    + _PG_ISO.format("h.recorded_at")
+    + " FROM consents_chainhead h WHERE h.contact_id >= %s AND h.contact_id < %s"
+    " ORDER BY h.contact_id"
 )
 
 
@@ -325,11 +420,92 @@ class _Row(NamedTuple):
 MISSING = "expected position {expected}, found {seq} (a missing event)"
 RELINKED = "prev_hash does not match the previous event's hash"
 ALTERED = "the event's content does not match its hash (altered)"
+# A chain against its recorded head:
+TAIL_DELETED = (
+    "the chain ends at event #{last} but its recorded head is #{head}: "
+    "its tail (events #{first} to #{head}) was deleted"
+)
+CHAIN_DELETED = "no events, but its recorded head is #{head}: the whole chain was deleted"
+UNRECORDED = (
+    "events #{first} to #{last} follow the recorded head #{head}: "
+    "they were not written by the ledger's writer"
+)
+HEAD_DIFFERS = (
+    "the last event, #{seq}, is not the recorded head (another {what}): the tail was rewritten"
+)
+NO_HEAD = "the chain (events #1 to #{last}) has no recorded head"
+# Problems that compare a chain with its head, which a verification reads in two statements:
+# an append committed between them is rechecked before being called a problem.
+HEAD_KINDS = frozenset({"tail", "chain", "unrecorded", "head", "no_head"})
 
 
-def _broken(row: Any, problem: str) -> dict[str, Any]:
+def _problem(contact_id: int, event_id: int | None, seq: int, kind: str, text: str) -> dict:
+    return {
+        "contact_id": contact_id,
+        "event_id": event_id,
+        "seq": seq,
+        "kind": kind,
+        "problem": text,
+    }
+
+
+def _broken(row: Any, kind: str, problem: str) -> dict[str, Any]:
     r = _Row._make(row)
-    return {"contact_id": r.contact_id, "event_id": r.event_id, "seq": r.seq, "problem": problem}
+    return _problem(r.contact_id, r.event_id, r.seq, kind, problem)
+
+
+class _Heads:
+    """The recorded heads of a range, read in contact order beside the chains' events: each
+    chain's last event must be its head, and each head must end a chain."""
+
+    def __init__(self, rows: Iterator[tuple], result: Verification) -> None:
+        self._rows = rows
+        self._result = result
+        self._next = next(rows, None)
+
+    def _advance(self) -> None:
+        self._result.heads += 1
+        self._next = next(self._rows, None)
+
+    def chain_start(self, contact_id: int | None) -> None:
+        """Heads before ``contact_id`` (all that are left, if None) end no chain."""
+        while self._next is not None and (contact_id is None or self._next[0] < contact_id):
+            head_contact, head_seq = self._next[0], self._next[1]
+            self._result.add(
+                _problem(head_contact, None, 1, "chain", CHAIN_DELETED.format(head=head_seq))
+            )
+            self._advance()
+
+    def chain_end(
+        self, contact_id: int, event_id: int, seq: int, hash_: str, recorded_at: Any
+    ) -> None:
+        head = self._next
+        if head is None or head[0] != contact_id:
+            self._result.add(
+                _problem(contact_id, event_id, seq, "no_head", NO_HEAD.format(last=seq))
+            )
+            return
+        self._advance()
+        _, head_seq, head_hash, head_recorded = head
+        add = self._result.add
+        if head_seq > seq:
+            text = TAIL_DELETED.format(last=seq, head=head_seq, first=seq + 1)
+            add(_problem(contact_id, None, seq + 1, "tail", text))
+        elif head_seq < seq:
+            text = UNRECORDED.format(first=head_seq + 1, last=seq, head=head_seq)
+            add(_problem(contact_id, None, head_seq + 1, "unrecorded", text))
+        elif head_hash != hash_ or head_recorded != recorded_at:
+            what = "hash" if head_hash != hash_ else "recording instant"
+            add(
+                _problem(contact_id, event_id, seq, "head", HEAD_DIFFERS.format(seq=seq, what=what))
+            )
+
+
+def _fetch(cursor: Any, size: int, convert: Callable[[tuple], tuple] | None = None) -> Iterator:
+    while rows := cursor.fetchmany(size):
+        if convert is not None:
+            rows = [convert(row) for row in rows]
+        yield from rows
 
 
 def _slow_hash(r: _Row, *, data: Any, occurred_at: datetime, recorded_at: datetime) -> str:
@@ -370,7 +546,8 @@ def _exact_hash(row: Any, data: Any) -> str:
 def _verify_postgresql(lo: int, hi: int, chunk_size: int) -> Verification:
     """The chains of ``lo <= contact < hi`` from a cursor that streams (inside a transaction: out
     of one, a server-side cursor is declared ``WITH HOLD`` and PostgreSQL materialises the whole
-    result before the first row), the canonical text spelt with ``canonical_text``."""
+    result before the first row), the canonical text spelt with ``canonical_text``; the recorded
+    heads from a second cursor, merged by contact."""
     from django.db import connection, transaction
 
     result = Verification()
@@ -379,17 +556,25 @@ def _verify_postgresql(lo: int, hi: int, chunk_size: int) -> Verification:
     sha256 = hashlib.sha256
     text = canonical_text
     contact, expected_seq, expected_prev = None, 1, GENESIS
+    last: Any = None  # the previous row: the last of its chain when the contact changes
+    skip = False  # the rest of a chain whose first broken link is named
     checked = chains = 0
     with transaction.atomic(savepoint=False):
         connection.ensure_connection()
-        with connection.connection.cursor(name="verify_ledger") as cursor:
+        pg = connection.connection
+        with (
+            pg.cursor(name="verify_ledger") as cursor,
+            pg.cursor(name="verify_ledger_heads") as head_cursor,
+        ):
             cursor.itersize = chunk_size
             cursor.execute(_VERIFY_PG_SQL, [lo, hi])
+            head_cursor.execute(_HEADS_PG_SQL, [lo, hi])
+            heads = _Heads(_fetch(head_cursor, chunk_size), result)
             while rows := cursor.fetchmany(chunk_size):
                 sample = True
                 for row in rows:
                     (
-                        _,
+                        event_id,
                         contact_id,
                         seq,
                         type_,
@@ -409,14 +594,23 @@ def _verify_postgresql(lo: int, hi: int, chunk_size: int) -> Verification:
                         stored_hash,
                     ) = row
                     if contact_id != contact:
-                        contact, expected_seq, expected_prev = contact_id, 1, GENESIS
+                        if last is not None:
+                            heads.chain_end(contact, last[0], last[2], last[17], last[7])
+                        heads.chain_start(contact_id)
+                        contact, expected_seq, expected_prev, skip = contact_id, 1, GENESIS, False
                         chains += 1
+                    last = row
+                    if skip:
+                        continue
                     if seq != expected_seq:
-                        result.broken = _broken(row, MISSING.format(expected=expected_seq, seq=seq))
-                        break
+                        problem = MISSING.format(expected=expected_seq, seq=seq)
+                        result.add(_broken(row, "missing", problem))
+                        skip = True
+                        continue
                     if prev_hash != expected_prev:
-                        result.broken = _broken(row, RELINKED)
-                        break
+                        result.add(_broken(row, "relinked", RELINKED))
+                        skip = True
+                        continue
                     data, data_json = data_cache[data_text]
                     if template:
                         canonical = text(
@@ -435,65 +629,144 @@ def _verify_postgresql(lo: int, hi: int, chunk_size: int) -> Verification:
                     if computed != stored_hash and (
                         not template or _exact_hash(row, data) != stored_hash
                     ):
-                        result.broken = _broken(row, ALTERED)
-                        break
+                        result.add(_broken(row, "altered", ALTERED))
+                        skip = True
+                        continue
                     checked += 1
                     expected_seq, expected_prev = seq + 1, stored_hash
-                if result.broken is not None:
-                    break
+            if last is not None:
+                heads.chain_end(contact, last[0], last[2], last[17], last[7])
+            heads.chain_start(None)
     result.checked, result.chains = checked, chains
     return result
 
 
+def _aware(at: Any) -> Any:
+    # SQLite hands instants back as naive UTC.
+    return at.replace(tzinfo=UTC) if isinstance(at, datetime) and at.tzinfo is None else at
+
+
 def _verify_generic(lo: int, hi: int, chunk_size: int) -> Verification:
     """The chains of ``lo <= contact < hi`` through Django's cursor (SQLite), with
-    ``canonical_event`` itself."""
+    ``canonical_event`` itself; the recorded heads from a second cursor, merged by contact."""
     from django.db import connection
 
     result = Verification()
     contact, expected_seq, expected_prev = None, 1, GENESIS
-    with connection.chunked_cursor() as cursor:
+    last: _Row | None = None
+    skip = False
+    with connection.chunked_cursor() as cursor, connection.chunked_cursor() as head_cursor:
         cursor.execute(_VERIFY_SQL, [lo, hi])
+        head_cursor.execute(_HEADS_SQL, [lo, hi])
+        heads = _Heads(
+            _fetch(head_cursor, chunk_size, lambda h: (h[0], h[1], h[2], _aware(h[3]))), result
+        )
         while rows := cursor.fetchmany(chunk_size):
             for row in rows:
                 r = _Row._make(row)
                 if r.contact_id != contact:
-                    contact, expected_seq, expected_prev = r.contact_id, 1, GENESIS
+                    if last is not None:
+                        heads.chain_end(
+                            last.contact_id, last.event_id, last.seq, last.hash,
+                            _aware(last.recorded_at),
+                        )  # fmt: skip
+                    heads.chain_start(r.contact_id)
+                    contact, expected_seq, expected_prev, skip = r.contact_id, 1, GENESIS, False
                     result.chains += 1
+                last = r
+                if skip:
+                    continue
                 # SQLite hands JSON back as text, and instants as naive UTC.
                 data = json.loads(r.data) if isinstance(r.data, str) else r.data
-                occurred_at, recorded_at = r.occurred_at, r.recorded_at
-                if occurred_at.tzinfo is None:
-                    occurred_at = occurred_at.replace(tzinfo=UTC)
-                    recorded_at = recorded_at.replace(tzinfo=UTC)
-                problem = None
+                occurred_at, recorded_at = _aware(r.occurred_at), _aware(r.recorded_at)
+                problem = kind = None
                 if r.seq != expected_seq:
-                    problem = MISSING.format(expected=expected_seq, seq=r.seq)
+                    kind, problem = "missing", MISSING.format(expected=expected_seq, seq=r.seq)
                 elif r.prev_hash != expected_prev:
-                    problem = RELINKED
+                    kind, problem = "relinked", RELINKED
                 elif (
                     _slow_hash(r, data=data, occurred_at=occurred_at, recorded_at=recorded_at)
                     != r.hash
                 ):
-                    problem = ALTERED
+                    kind, problem = "altered", ALTERED
                 if problem:
-                    result.broken = _broken(row, problem)
-                    return result
+                    result.add(_broken(row, kind, problem))
+                    skip = True
+                    continue
                 result.checked += 1
                 expected_seq, expected_prev = r.seq + 1, r.hash
+        if last is not None:
+            heads.chain_end(
+                last.contact_id, last.event_id, last.seq, last.hash, _aware(last.recorded_at)
+            )
+        heads.chain_start(None)
     return result
 
 
+_RECHECK_SQL = (
+    "SELECT h.seq, h.hash, h.recorded_at, e.seq, e.hash, e.recorded_at"
+    " FROM consents_contact c"
+    " LEFT JOIN consents_chainhead h ON h.contact_id = c.id"
+    " LEFT JOIN consents_event e ON e.contact_id = c.id AND e.seq ="
+    " (SELECT MAX(e2.seq) FROM consents_event e2 WHERE e2.contact_id = c.id)"
+    " WHERE c.id = %s"
+)
+
+
+def _recheck_heads(result: Verification) -> None:
+    """Drop the head problems that were an append committed while the verification read the
+    ledger and the heads (two statements): in one statement, the head is the last event."""
+    from django.db import connection
+
+    kept = []
+    with connection.cursor() as cursor:
+        for problem in result.problems:
+            if problem["kind"] in HEAD_KINDS:
+                cursor.execute(_RECHECK_SQL, [problem["contact_id"]])
+                row = cursor.fetchone()
+                if row is not None and row[0] is not None and row[:3] == row[3:]:
+                    result.problem_count -= 1
+                    continue
+            kept.append(problem)
+    result.problems = kept
+
+
 def verify_chains(lo: int, hi: int, chunk_size: int = 20000) -> Verification:
-    """Walk the chains of contacts ``lo <= id < hi`` up to the first broken link, if any."""
+    """Walk the chains of contacts ``lo <= id < hi``, each up to its first broken link, and
+    compare each chain's last event with its recorded head."""
     from django.db import connection
 
     if connection.vendor == "postgresql":
-        return _verify_postgresql(lo, hi, chunk_size)
-    return _verify_generic(lo, hi, chunk_size)
+        result = _verify_postgresql(lo, hi, chunk_size)
+    else:
+        result = _verify_generic(lo, hi, chunk_size)
+    if result.problems:
+        _recheck_heads(result)
+        result.problems.sort(key=lambda p: (p["contact_id"], p["seq"]))
+    return result
 
 
 def verify_range(lo: int, hi: int, chunk_size: int = 20000) -> tuple[int, dict[str, Any] | None]:
-    """Walk the chains of contacts ``lo <= id < hi``; return (events checked, first broken link)."""
+    """Walk the chains of contacts ``lo <= id < hi``; return (events checked, first problem)."""
     result = verify_chains(lo, hi, chunk_size)
     return result.checked, result.broken
+
+
+def ledger_bounds() -> tuple[int, int] | None:
+    """``[lo, hi)``: every contact with an event or a recorded head; None if there is none."""
+    from django.db.models import Max, Min
+
+    from consents.models import ChainHead, Event
+
+    lows, highs = [], []
+    for model in (Event, ChainHead):
+        bounds = model.objects.aggregate(lo=Min("contact_id"), hi=Max("contact_id"))
+        if bounds["lo"] is not None:
+            lows.append(bounds["lo"])
+            highs.append(bounds["hi"])
+    return (min(lows), max(highs) + 1) if lows else None
+
+
+def split_range(lo: int, hi: int, pieces: int) -> list[tuple[int, int]]:
+    step = max(1, -(-(hi - lo) // max(1, pieces)))
+    return [(start, min(start + step, hi)) for start in range(lo, hi, step)]

@@ -241,6 +241,10 @@ class Evidence(models.Model):
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.TextField(blank=True)
     details = models.JSONField(default=dict, blank=True)
+    # The key of the event's keyed evidence digest (``ledger.evidence_digest``): random per
+    # event, wiped with the evidence, after which the digest cannot be guessed back by trying
+    # addresses. Empty on evidence recorded before digests were keyed (plain SHA-256).
+    salt = models.CharField(max_length=64, blank=True)
     erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -248,6 +252,59 @@ class Evidence(models.Model):
 
     def __str__(self) -> str:
         return f"evidence of event {self.event_id}"
+
+
+class ChainHead(models.Model):
+    """The last event of a contact's chain, as the ledger writer left it.
+
+    Written in the transaction of every append (``services._append``, ``bulk.load``), so that a
+    chain that lost its tail, or a chain deleted whole, no longer matches its head
+    (``verify_ledger``). On PostgreSQL a trigger lets a head only move forward, to an event that
+    exists, and refuses DELETE and TRUNCATE.
+    """
+
+    contact = models.OneToOneField(
+        Contact, on_delete=models.PROTECT, primary_key=True, related_name="chain_head"
+    )
+    seq = models.PositiveIntegerField()
+    hash = models.CharField(max_length=64)
+    recorded_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"head of contact {self.contact_id}: #{self.seq}"
+
+
+class LedgerAnchor(models.Model):
+    """A signed digest of every chain head as of an instant (``consents.anchors``).
+
+    Append-only like the ledger (a trigger on PostgreSQL), each anchor linked to the previous
+    one by its digest, signed with ``LEDGER_ANCHOR_KEY``, which the database never holds: whoever
+    can write to the database cannot rewrite history and recompute the hashes unnoticed.
+    """
+
+    at = models.DateTimeField(
+        unique=True, help_text="The heads covered: each chain's last event recorded by then."
+    )
+    created_at = models.DateTimeField()
+    chains = models.PositiveIntegerField()
+    events = models.PositiveBigIntegerField()
+    bucket_size = models.PositiveIntegerField(help_text="Contact ids per bucket.")
+    buckets = models.JSONField(
+        default=list, help_text="[first contact id, chains, events, root] per non-empty bucket."
+    )
+    root = models.CharField(max_length=64)
+    previous = models.CharField(
+        max_length=64, help_text="Digest of the previous anchor; 64 zeros for the first."
+    )
+    key_id = models.CharField(max_length=16, help_text="Names the signing key, never reveals it.")
+    signature = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-at"]
+        get_latest_by = "at"
+
+    def __str__(self) -> str:
+        return f"anchor #{self.pk} of {self.at:%Y-%m-%d %H:%M}"
 
 
 # --- Projections: derived from the ledger in the same transaction as each append ----------------

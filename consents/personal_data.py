@@ -115,6 +115,30 @@ INVENTORY: dict[str, str] = {
     "consents.Evidence.ip_address": WIPED,
     "consents.Evidence.user_agent": WIPED,
     "consents.Evidence.details": WIPED,
+    # The key of the event's evidence digest: wiped with the evidence, the digest can no longer be
+    # matched to a guessed address.
+    "consents.Evidence.salt": WIPED,
+    # --- Chain heads and anchors: positions and hashes, nothing personal ------------------------
+    "consents.ChainHead.contact": LINK,
+    "consents.ChainHead.seq": kept("a position in the chain"),
+    "consents.ChainHead.hash": kept("a hash of events that hold no personal data"),
+    "consents.ChainHead.recorded_at": WHEN,
+    **{
+        f"consents.LedgerAnchor.{name}": kept("a signed summary of every chain's head")
+        for name in (
+            "at",
+            "bucket_size",
+            "buckets",
+            "chains",
+            "created_at",
+            "events",
+            "key_id",
+            "previous",
+            "root",
+            "signature",
+        )
+    },  # fmt: skip
+    "consents.LedgerAnchor.id": KEY,
     "consents.Evidence.erased_at": kept("when the evidence was wiped"),
     # --- Projections ------------------------------------------------------------------------
     **{

@@ -20,6 +20,7 @@ from consents.models import (
     AccessLog,
     CatalogFact,
     Category,
+    ChainHead,
     ConsentState,
     Contact,
     Event,
@@ -151,6 +152,9 @@ def _evidence_json(evidence: Evidence | None) -> dict[str, Any] | None:
         "ip_address": evidence.ip_address,
         "user_agent": evidence.user_agent,
         "details": evidence.details,
+        # The key of the event's evidence digest: with it, the digest can be recomputed from the
+        # evidence above (``chain.evidence_digest``).
+        "salt": evidence.salt,
     }
 
 
@@ -179,6 +183,7 @@ def proof_export(contact: Contact) -> dict[str, Any]:
     notice_ids = {e.notice_id for e in events if e.notice_id}
     notices = Notice.objects.filter(pk__in=notice_ids).select_related("topic")
     checked, broken = ledger.verify_range(contact.pk, contact.pk + 1)
+    head = ChainHead.objects.filter(contact=contact).values("seq", "hash").first()
     return {
         "format": "assent.proof.v1",
         "generated_at": ledger.iso(clock.now()),
@@ -200,6 +205,10 @@ def proof_export(contact: Contact) -> dict[str, Any]:
             "algorithm": "sha256(prev_hash + canonical_json(event))",
             "genesis": ledger.GENESIS,
             "head": events[-1].hash if events else ledger.GENESIS,
+            "recorded_head": head,
+            "evidence_digest": "hmac_sha256(salt, canonical_json({details, ip, ua})); "
+            "sha256(canonical_json(...)) when the evidence has no salt (recorded before "
+            "digests were keyed)",
             "events_verified": checked,
             "intact": broken is None,
             "broken": broken,

@@ -28,6 +28,8 @@ VIEW_ALL = [
     "consents.view_suppression",
     "consents.view_reconfirmcampaign",
     "consents.view_reconfirmrequest",
+    "consents.view_chainhead",
+    "consents.view_ledgeranchor",
 ]
 ROLES: dict[str, list[str]] = {
     # Reads everything, exports, runs retention and data-subject requests, manages topics and

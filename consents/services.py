@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,12 +21,13 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from consents import clock, ledger
 from consents.models import (
     Category,
+    ChainHead,
     Contact,
     Erasure,
     Event,
@@ -50,6 +52,8 @@ from consents.vocab import (
     InteractionKind,
     Method,
 )
+
+logger = logging.getLogger(__name__)
 
 # --- Addresses ----------------------------------------------------------------------------------
 
@@ -456,11 +460,8 @@ def _append(
         raise ValidationError({"actor": "Who recorded this fact is required."})
     # The row lock serialises appends for one contact; other contacts never wait.
     locked = Contact.objects.select_for_update().get(pk=contact.pk)
-    previous = (
-        Event.objects.filter(contact=locked).order_by("-seq").values_list("seq", "hash").first()
-    )
-    seq, prev_hash = (previous[0] + 1, previous[1]) if previous else (1, ledger.GENESIS)
-    digest = ledger.evidence_digest(proof.ip_address, proof.user_agent, proof.details)
+    seq, prev_hash, head_exists = _chain_end(locked)
+    digest, salt = ledger.evidence_seal(proof.ip_address, proof.user_agent, proof.details)
     event = Event(
         contact=locked,
         seq=seq,
@@ -471,7 +472,7 @@ def _append(
         recorded_at=recorded_at,
         method=proof.method,
         actor=proof.actor[:128],
-        collection_point=proof.collection_point[:500],
+        collection_point=ledger.collection_point(proof.collection_point),
         store=proof.store,
         notice=proof.notice,
         proof=proof.reference[:500],
@@ -481,15 +482,46 @@ def _append(
     )
     event.hash = ledger.event_hash(event)
     event.save(force_insert=True)
+    head = {"seq": seq, "hash": event.hash, "recorded_at": event.recorded_at}
+    if head_exists:
+        ChainHead.objects.filter(contact=locked).update(**head)
+    else:
+        ChainHead.objects.create(contact=locked, **head)
     if digest:
         Evidence.objects.create(
             event=event,
             ip_address=proof.ip_address,
             user_agent=proof.user_agent,
             details=proof.details,
+            salt=salt,
         )
     projection_refresh(locked)
     return event
+
+
+def _chain_end(contact: Contact) -> tuple[int, str, bool]:
+    """(next seq, previous hash, whether a head is recorded) for the contact's next event.
+
+    The chain continues from its recorded head, or from its last event if that is further on:
+    after a deleted tail, the next event keeps the number the head implies, so that the gap
+    stays in the chain for ``verify_ledger`` to name, instead of being filled with new events.
+    """
+    head = ChainHead.objects.filter(contact=contact).values_list("seq", "hash").first()
+    last = Event.objects.filter(contact=contact).order_by("-seq").values_list("seq", "hash").first()
+    if head != last:
+        logger.error(
+            "the chain of contact %s ends at %s but its recorded head is %s; "
+            "run manage.py verify_ledger",
+            contact.pk,
+            last and f"#{last[0]}",
+            head and f"#{head[0]}",
+        )
+    # The further of the two; the head when they are level (a rewritten last event then shows as
+    # a broken link at the next event).
+    end = max(filter(None, (head, last)), key=lambda found: found[0], default=None)
+    if end is None:
+        return 1, ledger.GENESIS, False
+    return end[0] + 1, end[1], head is not None
 
 
 def _check_channel(channel: str, *, wildcard: bool = False) -> None:
@@ -950,6 +982,21 @@ def _suppression_stands(history: Any, channel: str) -> bool:
     ).exists()
 
 
+@transaction.atomic
+def evidence_erase(*, evidence: QuerySet[Evidence], at: datetime) -> int:
+    """Wipe personal evidence beside events, and the key of its digest with it: the chain still
+    verifies (it covers the digest only), and the digest can no longer be matched to a guess.
+
+    Every field of the row but its key and the instant of the wipe: a field added later (another
+    trace) is wiped too, with no change here."""
+    fields = {
+        f.attname: _wiped(f)
+        for f in Evidence._meta.concrete_fields
+        if not f.primary_key and f.name != "erased_at"
+    }
+    return evidence.filter(erased_at__isnull=True).update(**fields, erased_at=at)
+
+
 def _has_opted_out(contact: Contact) -> bool:
     return Event.objects.filter(
         contact=contact, type__in=(EventType.OPT_OUT, EventType.COMPLAINT)
@@ -1016,16 +1063,7 @@ def contact_erase(*, contact: Contact, reason: str, actor: str) -> Erasure:
             "link_version",
         ]
     )
-    # Every field of the row but its key and the instant of the wipe: a field added later
-    # (a salt, another trace) is wiped too, with no change here.
-    evidence_fields = {
-        f.attname: _wiped(f)
-        for f in Evidence._meta.concrete_fields
-        if not f.primary_key and f.name != "erased_at"
-    }
-    Evidence.objects.filter(event__contact=locked, erased_at__isnull=True).update(
-        **evidence_fields, erased_at=now
-    )
+    evidence_erase(evidence=Evidence.objects.filter(event__contact=locked), at=now)
     # An email not sent yet is never sent: to nobody, it would be marked sent to nobody.
     outbox.filter(status=Outbox.Status.PENDING).update(status=Outbox.Status.CANCELLED)
     outbox.update(to="", context={}, last_error="")

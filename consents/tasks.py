@@ -4,11 +4,11 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.db.models import Max, Min
+from django.core.exceptions import ValidationError
 
-from consents.ledger import verify_range
+from consents import anchors
+from consents.ledger import Verification, ledger_bounds, verify_chains
 from consents.locks import run_lock
-from consents.models import Event
 from consents.outbox import OutboxSendError, outbox_deliver, outbox_due, queue_send
 
 logger = logging.getLogger(__name__)
@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 @shared_task(acks_late=True)
 def ledger_verify() -> dict[str, Any] | None:
-    """Nightly: walk every chain; a broken link is logged as an error for the operators."""
+    """Nightly: walk every chain against its recorded head and check the latest anchor; a
+    problem is logged as an error for the operators."""
     with run_lock("ledger-verify") as held:
         if not held:
             logger.info("ledger verification already under way: skipped")
@@ -25,15 +26,49 @@ def ledger_verify() -> dict[str, Any] | None:
 
 
 def _ledger_verify() -> dict[str, Any]:
-    bounds = Event.objects.aggregate(lo=Min("contact_id"), hi=Max("contact_id"))
-    if bounds["lo"] is None:
-        return {"checked": 0, "broken": None}
-    checked, broken = verify_range(bounds["lo"], bounds["hi"] + 1)
-    if broken:
-        logger.error("ledger verification failed: %s", broken)
-    else:
-        logger.info("ledger verified: %d events", checked)
-    return {"checked": checked, "broken": broken}
+    bounds = ledger_bounds()
+    result = verify_chains(*bounds) if bounds else Verification()
+    check = anchors.latest_check()
+    if result.problems:
+        logger.error(
+            "ledger verification failed: %d problems, the first %s",
+            result.problem_count,
+            result.broken,
+        )
+    if check is not None and not check.ok:
+        logger.error("ledger anchor check failed: %s: %s", check.name, "; ".join(check.problems))
+    if not result.problems and (check is None or check.ok):
+        logger.info("ledger verified: %d events", result.checked)
+    return {
+        "checked": result.checked,
+        "broken": result.broken,
+        "problems": result.problem_count,
+        "anchor": None if check is None else {"id": check.anchor.pk, "problems": check.problems},
+    }
+
+
+@shared_task(acks_late=True)
+def ledger_anchor() -> dict[str, Any] | None:
+    """Hourly: sign the chain heads. Refused, and logged as an error, while the previous anchor
+    no longer matches the ledger (``manage.py anchor_ledger --force`` once it is looked into)."""
+    with run_lock("ledger-anchor") as held:
+        if not held:
+            logger.info("ledger anchoring already under way: skipped")
+            return None
+        return _ledger_anchor()
+
+
+def _ledger_anchor() -> dict[str, Any]:
+    try:
+        anchor = anchors.anchor_create()
+    except anchors.AnchorRefused as exc:
+        logger.error("ledger anchor refused: %s", exc)
+        return {"anchor": None, "refused": exc.check.problems}
+    except ValidationError as exc:  # the latest anchor covers this instant already
+        logger.warning("ledger anchor skipped: %s", "; ".join(exc.messages))
+        return {"anchor": None, "skipped": exc.messages}
+    logger.info("ledger anchored: %s, %d chains, %d events", anchor, anchor.chains, anchor.events)
+    return {"anchor": anchor.pk, "chains": anchor.chains, "events": anchor.events}
 
 
 @shared_task(

@@ -342,8 +342,8 @@ def signups_purge() -> int:
         for signup in expired.filter(confirmed_at__isnull=True)
         for choice in signup.choices
     ]
-    Evidence.objects.filter(event_id__in=unconfirmed_events, erased_at__isnull=True).update(
-        ip_address=None, user_agent="", details={}, erased_at=now
+    services.evidence_erase(
+        evidence=Evidence.objects.filter(event_id__in=unconfirmed_events), at=now
     )
     count, _ = expired.delete()
     return count

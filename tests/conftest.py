@@ -52,6 +52,41 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+# On PostgreSQL the ledger, its heads and its anchors refuse TRUNCATE (migration consents.0012),
+# and Django empties the tables with one TRUNCATE after each transactional test. That flush, and
+# nothing else, lifts the guard, inside its own transaction: every test runs with it in place.
+TRUNCATE_GUARDS = {
+    "consents_event": "consents_event_no_truncate",
+    "consents_chainhead": "consents_chainhead_no_truncate",
+    "consents_ledgeranchor": "consents_ledgeranchor_no_truncate",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_flush_lifts_the_truncate_guard() -> Iterator[None]:
+    if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        yield
+        return
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    original = DatabaseOperations.sql_flush
+
+    def sql_flush(self: Any, style: Any, tables: Any, **kwargs: Any) -> list[str]:
+        statements = original(self, style, tables, **kwargs)
+        guarded = [(t, g) for t, g in TRUNCATE_GUARDS.items() if t in tables]
+        if not statements or not guarded:
+            return statements
+        return [
+            *(f"ALTER TABLE {t} DISABLE TRIGGER {g};" for t, g in guarded),
+            *statements,
+            *(f"ALTER TABLE {t} ENABLE TRIGGER {g};" for t, g in guarded),
+        ]
+
+    DatabaseOperations.sql_flush = sql_flush  # type: ignore[method-assign]
+    yield
+    DatabaseOperations.sql_flush = original  # type: ignore[method-assign]
+
+
 @pytest.fixture(autouse=True)
 def _fresh_page_cache() -> None:
     """A new catalog version per test: no preference page kept by an earlier test can match

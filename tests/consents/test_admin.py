@@ -12,9 +12,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from consents import services
+from consents import anchors, clock, services
 from consents.admin import LatestEventsFormSet
 from consents.models import (
+    AccessLog,
     CatalogFact,
     Category,
     ChannelState,
@@ -23,6 +24,7 @@ from consents.models import (
     ContactFacts,
     Event,
     Evidence,
+    LedgerAnchor,
     Notice,
     Store,
     Topic,
@@ -343,6 +345,7 @@ def _objects(marie: Contact) -> dict[type, Any]:
         Notice: Notice.objects.get(),
         Category: services.category_set(slug="sofa", family="home"),
         Store: Store.objects.get(),
+        LedgerAnchor: anchors.anchor_create(at=clock.now()),
     }
 
 
@@ -358,7 +361,7 @@ def test_officer_can_add_change_or_delete_nothing(officer_client: Client, marie:
         assert model.objects.filter(pk=obj.pk).values().get() == before, model
 
 
-LEDGER_AND_PROJECTIONS = [Event, Evidence, ContactFacts, ConsentState, ChannelState]
+LEDGER_AND_PROJECTIONS = [Event, Evidence, ContactFacts, ConsentState, ChannelState, LedgerAnchor]
 
 
 @pytest.mark.parametrize("model", LEDGER_AND_PROJECTIONS)
@@ -534,3 +537,39 @@ def test_a_topics_slug_and_purpose_cannot_change_and_it_cannot_be_deleted(
     assert (
         admin_client.post(admin_url(Topic, "delete", topic.pk), {"post": "yes"}).status_code == 403
     )
+
+
+# --- Ledger anchors and the chain's verification -------------------------------------------------
+
+
+def test_officer_reads_the_anchors_and_exports_them_for_safekeeping(
+    officer_client: Client, marie: Contact
+) -> None:
+    anchor = anchors.anchor_create(at=clock.now())
+    page = officer_client.get(admin_url(LedgerAnchor, "changelist")).content.decode()
+    assert anchor.root in page
+    export = reverse("admin:consents_ledgeranchor_export")
+    assert f'href="{export}"' in page
+    response = officer_client.get(export)
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="ledger-anchors.json"'
+    data = response.json()
+    assert data["format"] == "assent.anchors.v1"
+    assert [a["id"] for a in data["anchors"]] == [anchor.pk]
+    assert AccessLog.objects.filter(action="export_anchors", username="officer").exists()
+
+
+def test_anchor_export_needs_the_view_permission(
+    verified_client: Callable[[Any], Client], django_user_model: Any
+) -> None:
+    clerk = django_user_model.objects.create_user(username="clerk", is_staff=True)
+    response = verified_client(clerk).get(reverse("admin:consents_ledgeranchor_export"))
+    assert response.status_code == 403
+
+
+def test_the_verify_button_names_a_deleted_tail(officer_client: Client, marie: Contact) -> None:
+    from tests.consents.test_tampering import delete_events
+
+    delete_events(marie, from_seq=3)
+    response = officer_client.post(f"/admin/consents/contact/{marie.pk}/verify/", follow=True)
+    assert "its tail (events #3 to #3) was deleted" in response.content.decode()

@@ -16,7 +16,7 @@ from django.contrib.auth.models import Group
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from consents import services
+from consents import anchors, clock, services
 from consents.models import Contact, Notice, Topic
 from tests.conftest import at, axe_violations
 from tests.consents.conftest import (
@@ -74,7 +74,8 @@ def ledger(db: Any) -> dict[str, Any]:
     )
     web_form_opt_in(marie, published)
     unsubscribe_link_opt_out(marie, "sms", "2026-02-10T10:00")
-    return {"topic": topic, "draft": draft, "contact": marie}
+    anchor = anchors.anchor_create(at=clock.now())
+    return {"topic": topic, "draft": draft, "contact": marie, "anchor": anchor}
 
 
 @pytest.fixture
@@ -183,6 +184,8 @@ def test_every_admin_page_of_the_compliance_officer_passes_axe(
     audit.visit("event page", f"/admin/consents/event/{contact.events.first().pk}/change/")
     audit.visit("event list", "/admin/consents/event/")
     audit.visit("access log", "/admin/consents/accesslog/")
+    audit.visit("ledger anchors", "/admin/consents/ledgeranchor/")
+    audit.visit("ledger anchor", f"/admin/consents/ledgeranchor/{ledger['anchor'].pk}/change/")
     audit.visit("topics", "/admin/consents/topic/")
     audit.visit("topic form", f"/admin/consents/topic/{topic.pk}/change/")
     audit.visit("new topic form", "/admin/consents/topic/add/")

@@ -8,6 +8,7 @@ several messages, the audience query agrees with ``rules.decide``.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -17,11 +18,12 @@ from typing import Any
 import pytest
 from django.db.models import Max, Min
 
-from consents import bulk, clock, ledger, projections, proof, rules, services
+from consents import anchors, bulk, clock, ledger, projections, proof, rules, services
 from consents.audience import audience
 from consents.models import (
     CatalogFact,
     Category,
+    ChainHead,
     ChannelState,
     ConsentState,
     Contact,
@@ -214,9 +216,21 @@ def test_bulk_chains_verify_and_projections_match_a_refresh(catalog):
 
     with_evidence = [e for _, events in items for e in events if e.get("ip_address")]
     assert Evidence.objects.count() == stats.evidence == len(with_evidence)
+    salts = set()
     for evidence in Evidence.objects.select_related("event"):
-        digest = ledger.evidence_digest(evidence.ip_address, evidence.user_agent, evidence.details)
+        # Keyed, as services._append keys it: with a salt of its own, kept in the evidence row.
+        assert len(evidence.salt) == 32 and evidence.salt not in salts
+        salts.add(evidence.salt)
+        digest = ledger.evidence_digest(
+            evidence.ip_address, evidence.user_agent, evidence.details, salt=evidence.salt
+        )
         assert evidence.event.evidence_digest == digest
+    # Each chain's head recorded in the same transaction, as services._append records it.
+    heads = ChainHead.objects.filter(contact_id__in=stats.contact_ids)
+    assert heads.count() == len({e.contact_id for e in Event.objects.all()})
+    for head in heads:
+        last = Event.objects.filter(contact_id=head.contact_id).order_by("-seq").first()
+        assert (head.seq, head.hash, head.recorded_at) == (last.seq, last.hash, last.recorded_at)
 
     contacts = Contact.objects.filter(pk__in=stats.contact_ids).order_by("pk")
     assert [c.email for c in contacts] == [f["email"] for f, _ in items]
@@ -353,6 +367,24 @@ def test_a_suppressed_address_is_imported_opted_out_before_its_history(catalog):
     assert ledger.verify_range(contact_id, contact_id + 1)[1] is None
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_an_import_is_never_recorded_at_or_before_the_latest_anchor(catalog):
+    """The anchor signed the heads of what was recorded until its instant: an import with an
+    earlier ``recorded_at`` would make it no longer match the ledger."""
+    with clock.frozen(LOADED_AT):
+        anchor = anchors.anchor_create(at=LOADED_AT - timedelta(minutes=10))
+    fields, _ = scenario(0, random.Random(0))
+    backdated = {**bulk.interaction("click", NOW), "recorded_at": anchor.at}
+    with pytest.raises(bulk.BulkError, match="contact #1 event #1, recorded_at: at or before"):
+        load([(fields, [backdated])])
+    assert not Contact.objects.exists()
+    stats = load([(fields, [bulk.interaction("click", NOW)])])
+    assert stats.contacts == 1
+    check = anchors.latest_check()
+    assert check is not None and check.ok, check.problems
+
+
 def _part(start: int, stop: int) -> list[tuple[dict[str, Any], list[dict]]]:
     return population(start, stop)
 
@@ -375,7 +407,11 @@ def test_parallel_load_verifies(catalog):
 
 
 @pytest.mark.django_db
-def test_bulk_and_services_chain_the_same_facts_to_the_same_hashes(catalog):
+def test_bulk_and_services_chain_the_same_facts_to_the_same_hashes(catalog, monkeypatch):
+    # Evidence digests are keyed with a random salt per event: the same salts, in the same
+    # order, on both paths.
+    salts = itertools.count()
+    monkeypatch.setattr(ledger, "evidence_salt", lambda: f"salt-{next(salts)}")
     proof = services.Proof(
         method="web_form",
         actor="person",
@@ -464,6 +500,7 @@ def test_bulk_and_services_chain_the_same_facts_to_the_same_hashes(catalog):
     ]
     row = bulk.contact_row(fields, now=LOADED_AT, checks=None)
     settings = rules.RuleSettings.from_django()
+    salts = itertools.count()
     prepared = bulk.prepare(
         contact.pk, row, events, recorded_at=LOADED_AT, settings=settings, check_template=True
     )
@@ -471,6 +508,13 @@ def test_bulk_and_services_chain_the_same_facts_to_the_same_hashes(catalog):
     assert [e.hash for e in prepared.events] == [e.hash for e in stored]
     assert [e.prev_hash for e in prepared.events] == [e.prev_hash for e in stored]
     assert [e.evidence_digest for e in prepared.events] == [e.evidence_digest for e in stored]
+    # Both keep the page, not its query string (``?src=…``), in the chain.
+    assert [e.collection_point for e in prepared.events] == [e.collection_point for e in stored]
+    assert stored[0].collection_point == "https://shop.example/subscribe/"
+    assert [salt for *_, salt in prepared.evidence] == [
+        Evidence.objects.get(event=stored[0]).salt,
+        Evidence.objects.get(event=stored[12]).salt,
+    ]
     assert [e.data for e in prepared.events] == [ledger.canonical_json(e.data) for e in stored]
     assert [index for index, *_ in prepared.evidence] == [0, 12]
 

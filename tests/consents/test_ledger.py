@@ -9,7 +9,7 @@ from django.db import DatabaseError, connection, transaction
 from consents import ledger as hash_chain
 from consents import services
 from consents.ledger import GENESIS, event_hash, verify_chains, verify_range
-from consents.models import Event
+from consents.models import ChainHead, Event
 
 
 @pytest.fixture
@@ -143,7 +143,12 @@ def test_parallel_workers_name_the_first_broken_link_of_the_whole_ledger(ledger,
 def test_nightly_verification_task_reports_a_broken_chain(ledger, caplog):
     from consents.tasks import ledger_verify
 
-    assert ledger_verify.apply().get() == {"checked": 9, "broken": None}
+    assert ledger_verify.apply().get() == {
+        "checked": 9,
+        "broken": None,
+        "problems": 0,
+        "anchor": None,
+    }
     victim = Event.objects.get(contact=ledger[0], seq=1)
     _tamper("UPDATE consents_event SET actor = %s WHERE id = %s", ["mallory", victim.id])
     result = ledger_verify.apply().get()
@@ -220,7 +225,8 @@ def test_verify_ledger_finds_an_alteration_of_any_hashed_column(ledger, capsys, 
 
 
 def _append_raw(contact, **fields) -> Event:
-    """Append an event with ``fields`` behind the services' back, chained as they would."""
+    """Append an event with ``fields`` behind the services' back, chained (and its head
+    recorded) as they would."""
     last = Event.objects.filter(contact=contact).order_by("-seq").first()
     at = fields.pop("occurred_at")
     event = Event(
@@ -233,6 +239,10 @@ def _append_raw(contact, **fields) -> Event:
     )
     event.hash = event_hash(event)
     event.save(force_insert=True)
+    ChainHead.objects.update_or_create(
+        contact=contact,
+        defaults={"seq": event.seq, "hash": event.hash, "recorded_at": event.recorded_at},
+    )
     return event
 
 

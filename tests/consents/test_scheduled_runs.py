@@ -198,6 +198,7 @@ def test_every_scheduled_task_holds_its_own_lock(db: Any) -> None:
     names = {
         tasks.outbox_sweep: "outbox-sweep",
         tasks.ledger_verify: "ledger-verify",
+        tasks.ledger_anchor: "ledger-anchor",
         tasks.reconfirm_campaigns: "reconfirm-campaigns",
         tasks.retention_daily: "retention",
     }

@@ -109,11 +109,12 @@ def test_a_number_its_owner_confirmed_is_recorded_with_address_changed(marie: Co
 
 
 def test_the_ledger_never_holds_the_address_a_link_prefilled(sign_up: Any) -> None:
-    """The ledger is never erased: the form's address it records drops a prefilled ``email``."""
+    """The ledger is never erased: the form's address it records drops the query string (and the
+    prefilled ``email`` with it)."""
     sign_up(path="/subscribe/?email=lea%40example.fr&source=footer", email="lea@example.fr")
     event = Event.objects.get(type="opt_in")
     assert "lea" not in event.collection_point
-    assert event.collection_point.endswith("/subscribe/?source=footer")
+    assert event.collection_point.endswith("/subscribe/")
 
 
 def test_a_confirmation_writes_nothing_on_a_contact_erased_meanwhile(

@@ -36,9 +36,11 @@ def test_expired_pending_signups_are_purged_with_their_personal_evidence(sign_up
     assert Event.objects.count() == events_before
     old_evidence = Evidence.objects.get(event_id=old.choices[0]["event"])
     assert old_evidence.ip_address is None and old_evidence.user_agent == ""
+    # The key of the chained evidence digest goes too: the address cannot be guessed back.
+    assert old_evidence.salt == ""
     assert old_evidence.erased_at == later
     fresh_evidence = Evidence.objects.get(event_id=fresh.choices[0]["event"])
-    assert fresh_evidence.ip_address == "203.0.113.7"
+    assert fresh_evidence.ip_address == "203.0.113.7" and fresh_evidence.salt
 
 
 def test_purge_leaves_valid_signups_and_runs_as_a_periodic_task(sign_up: Any) -> None:

@@ -76,6 +76,23 @@ def test_signup_page_has_a_honeypot_out_of_reach(client: Client) -> None:
     assert "Laissez ce champ vide" in honeypot
 
 
+def test_an_address_in_the_query_string_stays_out_of_the_ledger(sign_up: Any) -> None:
+    """A link such as ``/subscribe/?email=…`` must not write the address into the chain, which
+    erasure cannot touch."""
+    sign_up("/subscribe/?email=marie%40example.fr&source=mail", choice=["newsletter:email"])
+    event = Event.objects.get()
+    assert event.collection_point == "http://testserver/subscribe/"
+    assert "marie" not in ledger_text(event)
+
+
+def ledger_text(event: Event) -> str:
+    """Every chained field of an event, as one text."""
+    return " ".join(
+        str(value)
+        for value in (event.actor, event.collection_point, event.proof, event.data, event.topic)
+    )
+
+
 def test_email_is_prefilled_from_the_query_string(client: Client) -> None:
     html = page(client.get("/subscribe/?email=marie%40example.fr"))
     assert 'value="marie@example.fr"' in html
@@ -106,7 +123,9 @@ def test_signup_records_pending_opt_ins_with_their_proof_and_sends_one_email(
         assert event.data["doi"] == "pending"
         assert event.method == "web_form"
         assert event.actor == "person"
-        assert event.collection_point == "http://testserver/subscribe/?source=spring-2026"
+        # The page, without its query string: a chained field is never erased, and the query
+        # string is the visitor's (``?email=…``). The source stays in the erasable evidence.
+        assert event.collection_point == "http://testserver/subscribe/"
         assert event.notice == notice_for(topics[event.topic], "fr")
         evidence = Evidence.objects.get(event=event)
         assert evidence.ip_address == "203.0.113.7"
@@ -237,9 +256,9 @@ def test_embedded_form_posted_from_its_own_origin_needs_no_csrf_cookie(
         )
     assert response.status_code == 302
     assert response["Location"] == "/subscribe/done/?embed=1"
-    assert Event.objects.get(topic="newsletter").collection_point == (
-        "http://testserver/subscribe/?embed=1&source=brand-site"
-    )
+    event = Event.objects.get(topic="newsletter")
+    assert event.collection_point == "http://testserver/subscribe/"
+    assert event.evidence.details == {"source": "brand-site"}
     forged = client.post(
         "/subscribe/?embed=1", signup_data(email="x@example.fr"), HTTP_ORIGIN="https://evil.example"
     )

@@ -1,21 +1,24 @@
 from __future__ import annotations
 
+import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, connections
-from django.db.models import Max, Min
 
-from consents.ledger import Verification, verify_chains
-from consents.models import Contact, Event
+from consents import anchors
+from consents.ledger import Verification, ledger_bounds, split_range, verify_chains
+from consents.models import Contact
 
 # Ranges of contact ids per worker process: more than one, so that a worker that finishes early
 # (its contacts have shorter histories, or the machine gave it less CPU) takes the next range
 # instead of waiting for the slowest one.
 RANGES_PER_WORKER = 4
+# Problems named one by one; beyond, they are counted.
+SHOWN = 50
 
 
 def _verify_in_child(bounds: tuple[int, int]) -> Verification:
@@ -27,7 +30,11 @@ def _verify_in_child(bounds: tuple[int, int]) -> Verification:
 
 
 class Command(BaseCommand):
-    help = "Walk every contact's hash chain and name the first broken link. Exit 1 if any."
+    help = (
+        "Walk every contact's hash chain, compare each with its recorded head, and check the "
+        "latest ledger anchor. Name every broken chain, deleted tail, deleted chain and anchor "
+        "mismatch. Exit 1 if any."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -36,41 +43,96 @@ class Command(BaseCommand):
             default=0,
             help="Processes (PostgreSQL only; default: one per CPU).",
         )
+        parser.add_argument(
+            "--anchors",
+            metavar="FILE",
+            help="Anchors kept outside (export_anchors): each must still be in the database as "
+            "exported, and the latest must match the ledger.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        outside = self._outside(options["anchors"]) if options["anchors"] else None
         started = time.monotonic()
-        bounds = Event.objects.aggregate(lo=Min("contact_id"), hi=Max("contact_id"))
-        if bounds["lo"] is None:
+        bounds = ledger_bounds()
+        result = self._walk(bounds, options["workers"]) if bounds else Verification()
+        check = anchors.latest_check()
+        kept_check, kept_problems = anchors.outside_check(outside) if outside else (None, [])
+        elapsed = time.monotonic() - started
+        if bounds is None and check is None and outside is None:
             self.stdout.write("The ledger is empty: nothing to verify.")
             return
-        lo, hi = bounds["lo"], bounds["hi"] + 1
-        workers = options["workers"] or os.cpu_count() or 1
+        failed = False
+        if result.problems:
+            failed = True
+            self._name(result)
+        for found in (check, kept_check):
+            if found is not None and not found.ok:
+                failed = True
+                for problem in found.problems:
+                    self.stderr.write(f"ANCHOR: {found.name}: {problem}.")
+        for problem in kept_problems:
+            failed = True
+            self.stderr.write(f"ANCHOR: {problem}.")
+        if failed:
+            raise SystemExit(1)
+        self.stdout.write(
+            f"OK: {result.checked} events in {result.chains} chains verified in {elapsed:.1f} s."
+        )
+        self.stdout.write(f"Heads: every chain ends at its recorded head ({result.heads}).")
+        if check is None:
+            self.stdout.write(
+                "Anchor: none yet. `manage.py anchor_ledger` (hourly in Celery beat) signs the "
+                "chain heads, so that a deleted or rewritten history shows."
+            )
+        else:
+            a = check.anchor
+            self.stdout.write(
+                f"Anchor: {check.name} ({a.chains} chains, {a.events} events) is signed with "
+                f"this deployment's key and matches the ledger; {check.linked} anchors linked."
+            )
+        if kept_check is not None:
+            self.stdout.write(
+                f"Anchors kept outside: {len(outside['anchors'])} still in the database as "
+                f"exported; the latest, {kept_check.name}, matches the ledger."
+            )
+
+    def _outside(self, path: str) -> dict[str, Any]:
+        try:
+            with open(path, encoding="utf-8") as kept:
+                data = json.load(kept)
+            for item in data["anchors"]:
+                anchors.anchor_from_json(item)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CommandError(f"--anchors {path}: {exc}") from exc
+        if data.get("format") != anchors.FORMAT:
+            raise CommandError(f"--anchors {path}: not a {anchors.FORMAT} export")
+        return data
+
+    def _walk(self, bounds: tuple[int, int], workers: int) -> Verification:
+        workers = workers or os.cpu_count() or 1
         if connection.vendor != "postgresql":
             workers = 1
-        pieces = 1 if workers == 1 else workers * RANGES_PER_WORKER
-        step = -(-(hi - lo) // pieces)
-        ranges = [(start, min(start + step, hi)) for start in range(lo, hi, step)]
+        ranges = split_range(*bounds, 1 if workers == 1 else workers * RANGES_PER_WORKER)
         if workers == 1:
-            results = [verify_chains(*r) for r in ranges]
-        else:
-            connections.close_all()
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(_verify_in_child, ranges))
-        checked = sum(r.checked for r in results)
-        chains = sum(r.chains for r in results)  # the ranges do not overlap: each contact once
-        broken = [r.broken for r in results if r.broken is not None]
-        elapsed = time.monotonic() - started
-        if broken:
-            # Each range stops at its own first broken link; the ranges are ordered by contact.
-            first = min(broken, key=lambda b: (b["contact_id"], b["seq"]))
-            public_id = (
-                Contact.objects.filter(pk=first["contact_id"])
-                .values_list("public_id", flat=True)
-                .first()
+            return Verification.combine(verify_chains(*r) for r in ranges)
+        connections.close_all()
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return Verification.combine(pool.map(_verify_in_child, ranges))
+
+    def _name(self, result: Verification) -> None:
+        shown = result.problems[:SHOWN]
+        public_ids = dict(
+            Contact.objects.filter(pk__in={p["contact_id"] for p in shown}).values_list(
+                "pk", "public_id"
             )
+        )
+        for p in shown:
+            event = f"event #{p['seq']}"
+            if p["event_id"] is not None:
+                event += f" (id {p['event_id']})"
+            public_id = public_ids.get(p["contact_id"], "(deleted)")
             self.stderr.write(
-                f"BROKEN: contact {public_id} (id {first['contact_id']}), event #{first['seq']} "
-                f"(id {first['event_id']}): {first['problem']}."
+                f"BROKEN: contact {public_id} (id {p['contact_id']}), {event}: {p['problem']}."
             )
-            raise SystemExit(1)
-        self.stdout.write(f"OK: {checked} events in {chains} chains verified in {elapsed:.1f} s.")
+        if result.problem_count > len(shown):
+            self.stderr.write(f"... and {result.problem_count - len(shown)} more.")
