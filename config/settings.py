@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outside whitenoise, so that every response carries the policy, static files included.
+    "config.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -251,8 +253,17 @@ ACCESS_EXPORT_MAX_PER_DAY = env.int("ACCESS_EXPORT_MAX_PER_DAY", default=5)
 PREFERENCE_PAGE_CACHE_SECONDS = env.int("PREFERENCE_PAGE_CACHE_SECONDS", default=600)
 SIGNUP_MAX_EMAILS_PER_ADDRESS = env.int("SIGNUP_MAX_EMAILS_PER_ADDRESS", default=3)
 SIGNUP_MAX_PER_IP_PER_HOUR = env.int("SIGNUP_MAX_PER_IP_PER_HOUR", default=20)
-# Who may frame the embeddable sign-up form (?embed=1): a CSP frame-ancestors source list.
-EMBED_FRAME_ANCESTORS = env("EMBED_FRAME_ANCESTORS", default="*")
+# Who may frame the embeddable sign-up form (?embed=1): a CSP frame-ancestors source list, e.g.
+# "https://www.brand.fr https://shop.brand.fr". Nobody unless the operator names the sites.
+EMBED_FRAME_ANCESTORS = (
+    " ".join(env("EMBED_FRAME_ANCESTORS", default="'none'").replace(",", " ").split()) or "'none'"
+)
+if any(char in EMBED_FRAME_ANCESTORS for char in ';"<>'):
+    raise ImproperlyConfigured(
+        "EMBED_FRAME_ANCESTORS is a list of sites separated by spaces, e.g. "
+        "'https://www.brand.fr https://shop.brand.fr'; it cannot contain ';', double quotes, "
+        "'<' or '>'."
+    )
 # Reverse proxies in front of Assent that append to X-Forwarded-For (for rate limits, evidence).
 NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 

@@ -102,10 +102,12 @@ def _is_embed(request: HttpRequest) -> bool:
 
 
 def _framable(response: HttpResponse) -> HttpResponse:
-    """Let a brand's own site show this one response in an iframe; every other page is DENY."""
-    response.xframe_options_exempt = True  # type: ignore[attr-defined]
+    """Let the sites the operator named show this one response in an iframe; every other page,
+    and this one while none is named, cannot be framed (config.middleware writes the policy)."""
     ancestors = settings.EMBED_FRAME_ANCESTORS
-    response["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
+    if ancestors != "'none'":
+        response.xframe_options_exempt = True  # type: ignore[attr-defined]
+    response.csp_frame_ancestors = ancestors  # type: ignore[attr-defined]
     return response
 
 
