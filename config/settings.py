@@ -173,10 +173,20 @@ ANYMAIL = {
 # --- Auth, sessions, security ------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        # Staff accounts open the ledger and the store tablets: long passwords, not clever ones.
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Password logins (admin and store) are counted per account and per client address; beyond the
+# limit the login is refused, the right password included, until the window ends.
+AUTHENTICATION_BACKENDS = ["preferences.logins.ThrottledModelBackend"]
+LOGIN_ATTEMPTS_PER_ACCOUNT = env.int("LOGIN_ATTEMPTS_PER_ACCOUNT", default=5)
+LOGIN_ATTEMPTS_PER_IP = env.int("LOGIN_ATTEMPTS_PER_IP", default=20)
+LOGIN_THROTTLE_WINDOW = timedelta(minutes=env.int("LOGIN_THROTTLE_MINUTES", default=15))
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
@@ -201,6 +211,10 @@ if env.bool("BEHIND_HTTPS_PROXY", default=False):
 # off, for its demo accounts; with DEBUG off it is always required, whatever this says.
 ADMIN_REQUIRE_2FA = env.bool("ADMIN_REQUIRE_2FA", default=not DEBUG)
 OTP_TOTP_ISSUER = BRAND_NAME
+# An admin session left alone this long is logged out (the store's staff timeout, for the admin).
+ADMIN_SESSION_IDLE_TIMEOUT = timedelta(minutes=env.int("ADMIN_SESSION_IDLE_MINUTES", default=30))
+# Lifetime of the one-time link an administrator gives a new account to set up its second factor.
+ADMIN_ENROL_LINK_TTL = timedelta(hours=env.int("ADMIN_ENROL_LINK_TTL_HOURS", default=48))
 # The suppression list keeps opted-out addresses only as HMACs under this key: a dedicated key,
 # derived from SECRET_KEY unless set, so that the list is useless without the deployment's secret.
 SUPPRESSION_KEY = env("SUPPRESSION_KEY", default="")

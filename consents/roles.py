@@ -28,6 +28,7 @@ VIEW_ALL = [
     "consents.view_suppression",
     "consents.view_reconfirmcampaign",
     "consents.view_reconfirmrequest",
+    "consents.view_enrolmentlink",
 ]
 ROLES: dict[str, list[str]] = {
     # Reads everything, exports, runs retention and data-subject requests, manages topics and

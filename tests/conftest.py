@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +62,15 @@ def _fresh_page_cache() -> None:
     from preferences import pagecache
 
     cache.delete(pagecache.CATALOG_KEY)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_login_counters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logins are counted per client address and every test client is 127.0.0.1 (and CI's Redis
+    outlives a test): each test counts its own attempts from zero."""
+    from preferences import logins
+
+    monkeypatch.setattr(logins, "SCOPE", f"login-test-{secrets.token_hex(8)}")
 
 
 def at(text: str) -> datetime:
