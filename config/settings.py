@@ -169,6 +169,18 @@ ANYMAIL = {
     for key, value in env.ENVIRON.items()
     if key.startswith("ANYMAIL_")
 }
+# The email service's tracking webhooks (/webhooks/anymail/): bounces, complaints, opt-outs.
+# A deployment that does not use them sets this to False and the URLs are not mounted at all.
+EMAIL_TRACKING_WEBHOOKS = env.bool("EMAIL_TRACKING_WEBHOOKS", default=True)
+if not DEBUG and EMAIL_TRACKING_WEBHOOKS and not ANYMAIL.get("WEBHOOK_SECRET"):
+    # Without the shared secret anyone could post complaints or opt-outs for any address, and
+    # the ledger would record them as facts.
+    raise ImproperlyConfigured(
+        "DEBUG is off and the email-service webhooks are mounted, but ANYMAIL_WEBHOOK_SECRET is "
+        "not set: anyone could post forged bounces, complaints or opt-outs. Set "
+        "ANYMAIL_WEBHOOK_SECRET to 'user:password' (the basic auth your email service sends), "
+        "or set EMAIL_TRACKING_WEBHOOKS=False if this deployment does not use tracking webhooks."
+    )
 
 # --- Auth, sessions, security ------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
