@@ -975,7 +975,7 @@ _ACTIONS = {
 @never_cache
 @require_GET
 def dev_mail(request: HttpRequest) -> HttpResponse:
-    if not devmail.enabled():
+    if not devmail.shown_to(_ip(request)):
         raise Http404
     context = {"mails": devmail.mail_list(), "folder": devmail.mail_dir()}
     return render(request, "preferences/dev_mail_list.html", context)
@@ -984,7 +984,7 @@ def dev_mail(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def dev_mail_message(request: HttpRequest, name: str) -> HttpResponse:
-    if not devmail.enabled():
+    if not devmail.shown_to(_ip(request)):
         raise Http404
     mails = devmail.mail_file(name)
     if mails is None:
