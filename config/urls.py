@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from config import errors
 from consents.views import healthz
 
 urlpatterns = [
@@ -23,3 +24,6 @@ if settings.EMAIL_TRACKING_WEBHOOKS:
 # The preference-center benchmark's floor (bench/preferences_bench.py); off unless asked for.
 if os.environ.get("BENCH_FLOOR_VIEW") == "1":
     urlpatterns.insert(0, path("bench/floor/", include("bench.floor")))
+
+# A page that cannot fail itself: no template engine, no database, no context processors.
+handler500 = errors.server_error
