@@ -40,8 +40,9 @@ SESSION_LAST_SEEN = "admin_last_seen"
 def idle_session_ended(request: HttpRequest) -> bool:
     """Log out a session idle for longer than the admin timeout (True); otherwise note this
     request as its latest activity. A session without the mark (a login from the store's page)
-    starts counting now."""
-    if not request.user.is_authenticated:
+    starts counting now. Accounts without admin access (store staff) have no admin session to
+    time out: their store session has its own timeout."""
+    if not (request.user.is_authenticated and request.user.is_staff):
         return False
     now = time.time()
     last_seen = request.session.get(SESSION_LAST_SEEN)

@@ -277,3 +277,15 @@ def test_the_admin_idle_timeout_follows_the_setting_and_covers_the_second_factor
     session.save()
     assert client.get(url("otp_verify"))["Location"].startswith(url("login"))
     assert "_auth_user_id" not in client.session
+
+
+def test_store_staff_who_stray_into_the_admin_keep_their_store_session(
+    client: Client, make_user: Callable[..., Any]
+) -> None:
+    clerk = make_user("clerk", is_staff=False)
+    client.force_login(clerk)
+    session = client.session
+    session[SESSION_LAST_SEEN] = time.time() - 60 * 60
+    session.save()
+    assert client.get(url("index")).status_code == 403  # no admin access, nothing to time out
+    assert "_auth_user_id" in client.session
