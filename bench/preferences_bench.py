@@ -67,6 +67,8 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
             "BENCH_FLOOR_VIEW": "1",
             "CELERY_TASK_ALWAYS_EAGER": "True",
             "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+            # No email-service webhooks in the bench (production settings want their secret).
+            "EMAIL_TRACKING_WEBHOOKS": "False",
             "VAR_DIR": str(args.out / "prefs-var"),
             "LOG_LEVEL": "WARNING",
             # As deployed: the Redis cache (rate limits, the page cache); tasks stay in-process.

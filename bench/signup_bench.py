@@ -86,6 +86,8 @@ def server_env(args: argparse.Namespace, backend: str, port: int | None = None) 
             "SIGNUP_MAX_PER_IP_PER_HOUR": "100000000",
             "SIGNUP_MAX_EMAILS_PER_ADDRESS": "100000000",
             "EMAIL_BACKEND": BACKENDS[backend],
+            # No email-service webhooks in the bench (production settings want their secret).
+            "EMAIL_TRACKING_WEBHOOKS": "False",
             "BENCH_SLOW_EMAIL_SECONDS": str(args.slow_seconds),
             "VAR_DIR": str(args.out / "signup-var"),
             "DEMO_PASSWORD": secrets.token_urlsafe(16),

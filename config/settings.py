@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outside whitenoise, so that every response carries the policy, static files included.
+    "config.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -171,14 +173,36 @@ ANYMAIL = {
     for key, value in env.ENVIRON.items()
     if key.startswith("ANYMAIL_")
 }
+# The email service's tracking webhooks (/webhooks/anymail/): bounces, complaints, opt-outs.
+# A deployment that does not use them sets this to False and the URLs are not mounted at all.
+EMAIL_TRACKING_WEBHOOKS = env.bool("EMAIL_TRACKING_WEBHOOKS", default=True)
+if not DEBUG and EMAIL_TRACKING_WEBHOOKS and not ANYMAIL.get("WEBHOOK_SECRET"):
+    # Without the shared secret anyone could post complaints or opt-outs for any address, and
+    # the ledger would record them as facts.
+    raise ImproperlyConfigured(
+        "DEBUG is off and the email-service webhooks are mounted, but ANYMAIL_WEBHOOK_SECRET is "
+        "not set: anyone could post forged bounces, complaints or opt-outs. Set "
+        "ANYMAIL_WEBHOOK_SECRET to 'user:password' (the basic auth your email service sends), "
+        "or set EMAIL_TRACKING_WEBHOOKS=False if this deployment does not use tracking webhooks."
+    )
 
 # --- Auth, sessions, security ------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        # Staff accounts open the ledger and the store tablets: long passwords, not clever ones.
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Password logins (admin and store) are counted per account and per client address; beyond the
+# limit the login is refused, the right password included, until the window ends.
+AUTHENTICATION_BACKENDS = ["preferences.logins.ThrottledModelBackend"]
+LOGIN_ATTEMPTS_PER_ACCOUNT = env.int("LOGIN_ATTEMPTS_PER_ACCOUNT", default=5)
+LOGIN_ATTEMPTS_PER_IP = env.int("LOGIN_ATTEMPTS_PER_IP", default=20)
+LOGIN_THROTTLE_WINDOW = timedelta(minutes=env.int("LOGIN_THROTTLE_MINUTES", default=15))
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
@@ -203,6 +227,10 @@ if env.bool("BEHIND_HTTPS_PROXY", default=False):
 # off, for its demo accounts; with DEBUG off it is always required, whatever this says.
 ADMIN_REQUIRE_2FA = env.bool("ADMIN_REQUIRE_2FA", default=not DEBUG)
 OTP_TOTP_ISSUER = BRAND_NAME
+# An admin session left alone this long is logged out (the store's staff timeout, for the admin).
+ADMIN_SESSION_IDLE_TIMEOUT = timedelta(minutes=env.int("ADMIN_SESSION_IDLE_MINUTES", default=30))
+# Lifetime of the one-time link an administrator gives a new account to set up its second factor.
+ADMIN_ENROL_LINK_TTL = timedelta(hours=env.int("ADMIN_ENROL_LINK_TTL_HOURS", default=48))
 # The suppression list keeps opted-out addresses only as HMACs under this key: a dedicated key,
 # derived from SECRET_KEY unless set, so that the list is useless without the deployment's secret.
 SUPPRESSION_KEY = env("SUPPRESSION_KEY", default="")
@@ -258,8 +286,17 @@ ACCESS_EXPORT_MAX_PER_DAY = env.int("ACCESS_EXPORT_MAX_PER_DAY", default=5)
 PREFERENCE_PAGE_CACHE_SECONDS = env.int("PREFERENCE_PAGE_CACHE_SECONDS", default=600)
 SIGNUP_MAX_EMAILS_PER_ADDRESS = env.int("SIGNUP_MAX_EMAILS_PER_ADDRESS", default=3)
 SIGNUP_MAX_PER_IP_PER_HOUR = env.int("SIGNUP_MAX_PER_IP_PER_HOUR", default=20)
-# Who may frame the embeddable sign-up form (?embed=1): a CSP frame-ancestors source list.
-EMBED_FRAME_ANCESTORS = env("EMBED_FRAME_ANCESTORS", default="*")
+# Who may frame the embeddable sign-up form (?embed=1): a CSP frame-ancestors source list, e.g.
+# "https://www.brand.fr https://shop.brand.fr". Nobody unless the operator names the sites.
+EMBED_FRAME_ANCESTORS = (
+    " ".join(env("EMBED_FRAME_ANCESTORS", default="'none'").replace(",", " ").split()) or "'none'"
+)
+if any(char in EMBED_FRAME_ANCESTORS for char in ';"<>'):
+    raise ImproperlyConfigured(
+        "EMBED_FRAME_ANCESTORS is a list of sites separated by spaces, e.g. "
+        "'https://www.brand.fr https://shop.brand.fr'; it cannot contain ';', double quotes, "
+        "'<' or '>'."
+    )
 # Reverse proxies in front of Assent that append to X-Forwarded-For (for rate limits, evidence).
 NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 

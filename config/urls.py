@@ -2,21 +2,28 @@ from __future__ import annotations
 
 import os
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from config import errors
 from consents.views import healthz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
-    # Email-service tracking events (bounces, complaints, clicks...), with anymail's own auth.
-    path("webhooks/anymail/", include("anymail.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("store/", include("preferences.store_urls")),
     path("", include("consents.public_urls")),
     path("", include("preferences.urls")),
 ]
+if settings.EMAIL_TRACKING_WEBHOOKS:
+    # Email-service tracking events (bounces, complaints, clicks...), with anymail's own auth;
+    # with DEBUG off the settings refuse to load without ANYMAIL_WEBHOOK_SECRET.
+    urlpatterns.insert(2, path("webhooks/anymail/", include("anymail.urls")))
 # The preference-center benchmark's floor (bench/preferences_bench.py); off unless asked for.
 if os.environ.get("BENCH_FLOOR_VIEW") == "1":
     urlpatterns.insert(0, path("bench/floor/", include("bench.floor")))
+
+# A page that cannot fail itself: no template engine, no database, no context processors.
+handler500 = errors.server_error

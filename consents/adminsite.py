@@ -4,16 +4,21 @@ A password alone opens nothing: ``has_permission`` also wants a session verified
 After the password, the login page sends the user to enrol a device (first login: QR code and
 recovery codes) or to type a code. Only the embedded default (``DEBUG`` on) may skip it, for its
 demo accounts, with ``ADMIN_REQUIRE_2FA=False``.
+
+Like the store's staff sessions, an admin session left alone for ``ADMIN_SESSION_IDLE_TIMEOUT``
+is logged out: the next request goes back to the login page.
 """
 
 from __future__ import annotations
 
+import time
 from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth import logout
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, URLResolver, path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -27,6 +32,26 @@ def second_factor_required() -> bool:
 def is_verified(request: HttpRequest) -> bool:
     check = getattr(request.user, "is_verified", None)
     return bool(check and check())
+
+
+SESSION_LAST_SEEN = "admin_last_seen"
+
+
+def idle_session_ended(request: HttpRequest) -> bool:
+    """Log out a session idle for longer than the admin timeout (True); otherwise note this
+    request as its latest activity. A session without the mark (a login from the store's page)
+    starts counting now. Accounts without admin access (store staff) have no admin session to
+    time out: their store session has its own timeout."""
+    if not (request.user.is_authenticated and request.user.is_staff):
+        return False
+    now = time.time()
+    last_seen = request.session.get(SESSION_LAST_SEEN)
+    timeout = settings.ADMIN_SESSION_IDLE_TIMEOUT.total_seconds()
+    if isinstance(last_seen, int | float) and now - last_seen > timeout:
+        logout(request)
+        return True
+    request.session[SESSION_LAST_SEEN] = now
+    return False
 
 
 def safe_next(request: HttpRequest, default: str) -> str:
@@ -49,6 +74,7 @@ class AssentAdminSite(admin.AdminSite):
 
         @wraps(view)
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            idle_session_ended(request)  # logged out: the admin's own check sends to the login
             user = request.user
             if user.is_authenticated and not (user.is_active and user.is_staff):
                 raise PermissionDenied
@@ -76,7 +102,17 @@ class AssentAdminSite(admin.AdminSite):
             target = reverse("admin:otp_verify", current_app=self.name)
             nxt = request.GET.get("next")
             return HttpResponseRedirect(f"{target}?next={nxt}" if nxt else target)
-        return super().login(request, extra_context)
+        response = super().login(request, extra_context)
+        if request.method == "POST" and response.status_code == 200:
+            # Too many attempts (the login backend of settings.AUTHENTICATION_BACKENDS refused
+            # to check the password): the form says so; the status says it too.
+            form = (getattr(response, "context_data", None) or {}).get("form")
+            if form is not None and form.has_error(NON_FIELD_ERRORS, "login_throttled"):
+                response.status_code = 429
+                response["Retry-After"] = str(int(settings.LOGIN_THROTTLE_WINDOW.total_seconds()))
+        elif request.method == "POST" and request.user.is_authenticated:
+            request.session[SESSION_LAST_SEEN] = time.time()  # a fresh login is activity
+        return response
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
         from consents import admin_views, twofactor
@@ -87,6 +123,12 @@ class AssentAdminSite(admin.AdminSite):
         urls = [
             path("otp/", twofactor.verify, {"site": self}, name="otp_verify"),
             path("otp/enrol/", twofactor.enrol, {"site": self}, name="otp_enrol"),
+            path(
+                "otp/enrol/<str:token>/",
+                twofactor.enrol_link,
+                {"site": self},
+                name="otp_enrol_link",
+            ),
             path("dashboard/", staff(admin_views.dashboard), name="dashboard"),
             path(
                 "dashboard/<str:chart>.csv", staff(admin_views.dashboard_csv), name="dashboard_csv"

@@ -554,3 +554,28 @@ class ReconfirmRequest(models.Model):
 
     def __str__(self) -> str:
         return f"re-confirmation of contact {self.contact_id}"
+
+
+class EnrolmentLink(models.Model):
+    """A one-time link an administrator gives a staff account to set up its first second factor.
+
+    The password alone never enrols a device: a new account needs this link as well (and its
+    password), an account that already has a device needs a session verified with it. Only the
+    token's SHA-256 is kept; the link itself is shown once, to the administrator who made it.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "second-factor enrolment link"
+
+    def __str__(self) -> str:
+        return f"enrolment link for user {self.user_id}"

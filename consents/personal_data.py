@@ -139,6 +139,12 @@ INVENTORY: dict[str, str] = {
         )
     },  # fmt: skip
     "consents.LedgerAnchor.id": KEY,
+    # --- Second-factor enrolment links of staff accounts ------------------------------------
+    **{
+        f"consents.EnrolmentLink.{name}": STAFF
+        for name in ("user", "created_by", "token_sha256", "created_at", "expires_at", "used_at")
+    },
+    "consents.EnrolmentLink.id": KEY,
     "consents.Evidence.erased_at": kept("when the evidence was wiped"),
     # --- Projections ------------------------------------------------------------------------
     **{

@@ -30,6 +30,7 @@ VIEW_ALL = [
     "consents.view_reconfirmrequest",
     "consents.view_chainhead",
     "consents.view_ledgeranchor",
+    "consents.view_enrolmentlink",
 ]
 ROLES: dict[str, list[str]] = {
     # Reads everything, exports, runs retention and data-subject requests, manages topics and

@@ -8,8 +8,10 @@ from django.core.checks import Error, Tags, register
 
 @register(Tags.security, deploy=True)
 def webhook_secret_check(app_configs: Any, **kwargs: Any) -> list[Error]:
-    """Without a shared secret, anyone could post forged bounces, complaints or opt-outs."""
-    if settings.ANYMAIL.get("WEBHOOK_SECRET"):
+    """Without a shared secret, anyone could post forged bounces, complaints or opt-outs.
+
+    (With DEBUG off the settings already refuse to load; this also tells a DEBUG-on check.)"""
+    if settings.ANYMAIL.get("WEBHOOK_SECRET") or not settings.EMAIL_TRACKING_WEBHOOKS:
         return []
     return [
         Error(

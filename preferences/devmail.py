@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ipaddress
 import os
 import re
 import tempfile
@@ -65,6 +66,21 @@ def enabled() -> bool:
 def writes_files() -> bool:
     """Mail goes to files (shown at /dev/mail/ only with DEBUG, written whatever DEBUG says)."""
     return settings.EMAIL_BACKEND == FILE_BACKEND
+
+
+def shown_to(client_ip: str | None) -> bool:
+    """The mail holds live links to people's preferences: it is shown on the embedded default
+    only, and only to a browser on this machine (a laptop's runserver reachable on a network
+    must not hand them to its neighbours)."""
+    if not enabled() or not client_ip:
+        return False
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 from a dual-stack server
+    return address.is_loopback
 
 
 def mail_dir() -> Path:

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout, update_session_auth_hash
 from django.contrib.auth.views import LoginView, redirect_to_login
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -33,6 +33,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from consents.models import Store
 from preferences import store
 from preferences.forms import topic_groups
+from preferences.logins import LOGIN_THROTTLED
 from preferences.models import Device
 from preferences.services import signup_topics
 from preferences.store_forms import (
@@ -126,6 +127,15 @@ class StaffLoginView(LoginView):
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
         self.request.session[SESSION_LAST_SEEN] = time.time()
+        return response
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        # Too many attempts (preferences.logins): said as such, and a 429.
+        throttled = form.has_error(NON_FIELD_ERRORS, LOGIN_THROTTLED)
+        context = self.get_context_data(form=form, throttled=throttled)
+        response = self.render_to_response(context, status=429 if throttled else 200)
+        if throttled:
+            response["Retry-After"] = str(int(settings.LOGIN_THROTTLE_WINDOW.total_seconds()))
         return response
 
 

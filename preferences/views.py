@@ -102,10 +102,12 @@ def _is_embed(request: HttpRequest) -> bool:
 
 
 def _framable(response: HttpResponse) -> HttpResponse:
-    """Let a brand's own site show this one response in an iframe; every other page is DENY."""
-    response.xframe_options_exempt = True  # type: ignore[attr-defined]
+    """Let the sites the operator named show this one response in an iframe; every other page,
+    and this one while none is named, cannot be framed (config.middleware writes the policy)."""
     ancestors = settings.EMBED_FRAME_ANCESTORS
-    response["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
+    if ancestors != "'none'":
+        response.xframe_options_exempt = True  # type: ignore[attr-defined]
+    response.csp_frame_ancestors = ancestors  # type: ignore[attr-defined]
     return response
 
 
@@ -987,7 +989,7 @@ _ACTIONS = {
 @never_cache
 @require_GET
 def dev_mail(request: HttpRequest) -> HttpResponse:
-    if not devmail.enabled():
+    if not devmail.shown_to(_ip(request)):
         raise Http404
     context = {"mails": devmail.mail_list(), "folder": devmail.mail_dir()}
     return render(request, "preferences/dev_mail_list.html", context)
@@ -996,7 +998,7 @@ def dev_mail(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def dev_mail_message(request: HttpRequest, name: str) -> HttpResponse:
-    if not devmail.enabled():
+    if not devmail.shown_to(_ip(request)):
         raise Http404
     mails = devmail.mail_file(name)
     if mails is None:

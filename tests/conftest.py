@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,6 +99,15 @@ def _fresh_page_cache() -> None:
     cache.delete(pagecache.CATALOG_KEY)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_login_counters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logins are counted per client address and every test client is 127.0.0.1 (and CI's Redis
+    outlives a test): each test counts its own attempts from zero."""
+    from preferences import logins
+
+    monkeypatch.setattr(logins, "SCOPE", f"login-test-{secrets.token_hex(8)}")
+
+
 def at(text: str) -> datetime:
     """A UTC instant from a short ISO string, e.g. at("2026-01-10T10:00")."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
@@ -159,12 +169,46 @@ def browser() -> Iterator[Any]:
         instance.close()
 
 
+# Chromium reports each Content-Security-Policy violation on the console; the page's own
+# securitypolicyviolation event is logged there too, with the directive and what it blocked.
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (e) => console.error(
+  `CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"} ` +
+  `(${e.sourceFile || document.location.href}:${e.lineNumber})`));
+"""
+
+
+def browser_context(browser: Any, **options: Any) -> Any:
+    """A browser context that records every CSP violation of its pages (``csp_violations``)."""
+    context = browser.new_context(**options)
+    context.csp_violations = []
+    context.add_init_script(CSP_LISTENER)
+
+    def on_console(message: Any) -> None:
+        text = message.text
+        if "Content Security Policy" in text or text.startswith("CSP violation:"):
+            where = message.page.url if message.page else "?"
+            context.csp_violations.append(f"{where}: {text}")
+
+    context.on("console", on_console)
+    return context
+
+
+def close_checking_csp(context: Any) -> None:
+    """Close the context; fail if any page it showed broke the Content-Security-Policy."""
+    violations = list(context.csp_violations)
+    context.close()
+    assert violations == [], "Content-Security-Policy violations:\n" + "\n".join(violations)
+
+
 @pytest.fixture
 def page(browser: Any, live_server: Any) -> Iterator[Any]:
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    context = browser_context(
+        browser, base_url=live_server.url, viewport={"width": 1280, "height": 900}
+    )
     page = context.new_page()
     yield page
-    context.close()
+    close_checking_csp(context)
 
 
 def axe_violations(page: Any) -> list[dict]:
@@ -177,7 +221,10 @@ def axe_violations(page: Any) -> list[dict]:
             "runOnly": {
                 "type": "tag",
                 "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"],
-            }
+            },
+            # axe would copy the stylesheets into <style> elements of its own, which the pages'
+            # Content-Security-Policy refuses (and reports as a violation of the page).
+            "preload": False,
         },
     )
     return results.response["violations"]

@@ -16,9 +16,9 @@ from django.contrib.auth.models import Group
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from consents import anchors, clock, services
+from consents import anchors, clock, services, twofactor
 from consents.models import Contact, Notice, Topic
-from tests.conftest import at, axe_violations
+from tests.conftest import at, axe_violations, browser_context, close_checking_csp
 from tests.consents.conftest import (
     publish_promotions_notice,
     unsubscribe_link_opt_out,
@@ -84,7 +84,8 @@ def context_for(browser: Any, live_server: Any) -> Iterator[Any]:
     contexts: list[Any] = []
 
     def make(language: str, scheme: str = "light") -> Any:
-        context = browser.new_context(
+        context = browser_context(
+            browser,
             base_url=live_server.url,
             locale={"fr": "fr-FR", "en": "en-GB"}[language],
             viewport={"width": 1280, "height": 900},
@@ -95,7 +96,7 @@ def context_for(browser: Any, live_server: Any) -> Iterator[Any]:
 
     yield make
     for context in contexts:
-        context.close()
+        close_checking_csp(context)
 
 
 def totp(device: TOTPDevice) -> str:
@@ -215,7 +216,16 @@ def test_first_login_enrolment_pages_pass_axe(
 ) -> None:
     user = make_staff(django_user_model, "new-dpo")
     audit = Audit(context_for(language), language)
+    # The password alone: the page that asks for an administrator's enrolment link.
     sign_in(audit, "new-dpo", None)
+    audit.page.wait_for_url("**/admin/otp/enrol/")
+    assert audit.page.locator("#otp-secret").count() == 0
+    audit.check("OTP enrolment without a link")
+    audit.page.goto("/admin/otp/enrol/not-a-valid-token/")
+    audit.check("OTP enrolment link that does not work")
+    # With the link: the QR code and the key.
+    token = twofactor.enrolment_link_create(user=user, created_by=None)
+    audit.page.goto(twofactor.enrolment_link_path(token))
     audit.page.wait_for_url("**/admin/otp/enrol/")
     audit.check("OTP enrolment")
     audit.page.fill("#id_token", "000000")

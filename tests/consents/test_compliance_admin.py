@@ -15,7 +15,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from consents import ledger, services
+from consents import ledger, services, twofactor
 from consents.models import (
     AccessLog,
     Contact,
@@ -193,12 +193,18 @@ def test_a_password_alone_does_not_open_the_admin(
     assert response.status_code == 302 and response["Location"].startswith(url("otp_verify"))
     response = client.get(response["Location"])  # no device yet: enrolment
     assert response["Location"] == url("otp_enrol")
+    # ... which the password alone does not open: an administrator's enrolment link is needed.
+    response = client.get(response["Location"])
+    assert response.status_code == 403
+    assert not TOTPDevice.objects.exists()
 
 
 def test_first_login_enrols_a_totp_device_with_recovery_codes(
     client: Client, make_user: Any, marie: Contact
 ) -> None:
     user = make_user("officer", "Compliance officer")
+    token = twofactor.enrolment_link_create(user=user, created_by=None)
+    assert client.get(twofactor.enrolment_link_path(token))["Location"] == url("otp_enrol")
     client.post(url("login"), {"username": "officer", "password": "a-long-password-1"})
     page = client.get(url("otp_enrol"))
     assert page.status_code == 200

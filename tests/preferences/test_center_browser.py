@@ -12,7 +12,7 @@ import pytest
 from consents import services
 from consents.models import ConsentState, Contact, Event
 from preferences import links
-from tests.conftest import SCREENSHOTS, accessible
+from tests.conftest import SCREENSHOTS, accessible, browser_context, close_checking_csp
 
 pytestmark = [
     pytest.mark.browser,
@@ -238,7 +238,7 @@ def test_with_javascript_a_save_needs_no_reload_and_moves_the_focus(page: Any) -
 @pytest.mark.usefixtures("site")
 def test_without_javascript_the_forms_post_and_reload(browser: Any, live_server: Any) -> None:
     contact = person()
-    context = browser.new_context(base_url=live_server.url, java_script_enabled=False)
+    context = browser_context(browser, base_url=live_server.url, java_script_enabled=False)
     try:
         page = context.new_page()
         page.goto(f"/preferences/{links.make_token('preferences', contact)}/")
@@ -250,4 +250,4 @@ def test_without_javascript_the_forms_post_and_reload(browser: Any, live_server:
         assert TEXTS["fr"]["paused"] in page.inner_text("#pause")
         assert state(contact, "promotions", "sms") == "opted_in"
     finally:
-        context.close()
+        close_checking_csp(context)

@@ -84,3 +84,35 @@ def test_no_path_traversal(client: Client, file_mail: Path, name: str) -> None:
     (file_mail.parent / "secret.log").write_text("Subject: secret\n\nsecret")
     assert client.get(f"/dev/mail/{name}/").status_code == 404
     assert client.get("/dev/mail/../secret.log/").status_code == 404
+
+
+def _one_mail(file_mail: Path) -> str:
+    from django.core.mail import send_mail
+
+    send_mail("A link", "http://127.0.0.1:8000/preferences/secret/", None, ["x@example.fr"])
+    return next(file_mail.iterdir()).name
+
+
+@pytest.mark.parametrize("address", ["192.168.1.20", "203.0.113.7", "::ffff:192.168.1.20"])
+def test_only_a_browser_on_this_machine_reads_the_mail(
+    client: Client, file_mail: Path, address: str
+) -> None:
+    name = _one_mail(file_mail)
+    assert client.get("/dev/mail/", REMOTE_ADDR=address).status_code == 404
+    assert client.get(f"/dev/mail/{name}/", REMOTE_ADDR=address).status_code == 404
+    for loopback in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+        assert client.get("/dev/mail/", REMOTE_ADDR=loopback).status_code == 200
+        assert client.get(f"/dev/mail/{name}/", REMOTE_ADDR=loopback).status_code == 200
+
+
+def test_behind_a_proxy_the_client_it_saw_must_be_this_machine(
+    client: Client, file_mail: Path, settings: Any
+) -> None:
+    settings.NUM_PROXIES = 1
+    name = _one_mail(file_mail)
+    # The proxy runs here (REMOTE_ADDR is loopback); the browser it forwards is not.
+    remote = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "192.168.1.20"}
+    assert client.get("/dev/mail/", **remote).status_code == 404
+    assert client.get(f"/dev/mail/{name}/", **remote).status_code == 404
+    local = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "127.0.0.1"}
+    assert client.get("/dev/mail/", **local).status_code == 200

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from consents.models import Event
 from tests.conftest import SCREENSHOTS, accessible
@@ -45,9 +46,7 @@ def test_sign_up_read_the_mail_confirm_and_leave(page: Any, language: str) -> No
     page.check("#choice-promotions-sms")
     page.click("main button[type=submit]")
     # The summary takes the focus once the new page has loaded (wait: a click returns at once).
-    page.wait_for_function(
-        "document.activeElement && document.activeElement.id === 'error-summary'"
-    )
+    expect(page.locator("#error-summary")).to_be_focused()
     accessible(page)
 
     page.fill("#id_email", f"browser-{language}@example.fr")

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from consents.models import Event
 from preferences import store
 from preferences.models import Capture
-from tests.conftest import SCREENSHOTS, accessible
+from tests.conftest import SCREENSHOTS, accessible, browser_context, close_checking_csp
 from tests.preferences.store_fixtures import *  # noqa: F403  (the store fixtures)
 from tests.preferences.store_fixtures import PASSWORD
 
@@ -37,7 +38,7 @@ def site(site: None, settings: Any) -> None:
 def tablet_page(browser: Any, live_server: Any, tablet: Any, request: Any) -> Iterator[Any]:
     """A browser at a tablet size, enrolled as the store's tablet (its signed cookie set)."""
     viewport = getattr(request, "param", LANDSCAPE)
-    context = browser.new_context(base_url=live_server.url, viewport=viewport)
+    context = browser_context(browser, base_url=live_server.url, viewport=viewport)
     context.add_cookies(
         [
             {
@@ -50,7 +51,7 @@ def tablet_page(browser: Any, live_server: Any, tablet: Any, request: Any) -> It
     page = context.new_page()
     page.viewport = viewport
     yield page
-    context.close()
+    close_checking_csp(context)
 
 
 def staff_login(page: Any) -> None:
@@ -190,16 +191,14 @@ def test_staff_and_customer_screens_are_accessible(
     page.click("#confirm-here")
     page.locator("#error-summary").wait_for()
     # The summary takes the focus once the new page has loaded (wait: a click returns at once).
-    page.wait_for_function(
-        "document.activeElement && document.activeElement.id === 'error-summary'"
-    )
+    expect(page.locator("#error-summary")).to_be_focused()
     accessible(page)
     page.screenshot(path=str(SCREENSHOTS / f"store-capture-errors-{language}.png"), full_page=True)
     # The customer switches language on the spot; what was typed stays.
     other = "en" if language == "fr" else "fr"
     page.fill("#id_email", "switch@example.fr")
     page.click("button[name=switch_language]")
-    page.wait_for_function(f"document.documentElement.lang === '{other}'")
+    expect(page.locator("html")).to_have_attribute("lang", other)
     assert page.input_value("#id_email") == "switch@example.fr"
     accessible(page)
     page.check("#choice-newsletter-email")

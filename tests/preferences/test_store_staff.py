@@ -265,6 +265,7 @@ def test_the_service_refuses_a_store_of_someone_else(manager: User, other_shop: 
         ({"password2": "something-else-42"}, "password2"),
         ({"password1": "password", "password2": "password"}, "password1"),  # too common
         ({"password1": "12345678901", "password2": "12345678901"}, "password1"),
+        ({"password1": "Kp7-zrw-Qx2", "password2": "Kp7-zrw-Qx2"}, "password1"),  # 11: short
         ({"password1": "nina@shop.example", "password2": "nina@shop.example"}, "password1"),
         ({"email": "not-an-email"}, "email"),
         ({"store": ""}, "store"),

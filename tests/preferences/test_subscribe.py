@@ -266,25 +266,37 @@ def test_embedded_form_posted_from_its_own_origin_needs_no_csrf_cookie(
     assert not Contact.objects.filter(email="x@example.fr").exists()
 
 
-def test_embedded_form_may_be_framed_and_the_normal_page_may_not(client: Client) -> None:
+def test_embedded_form_may_be_framed_by_the_named_sites_and_the_normal_page_may_not(
+    client: Client, settings: Any
+) -> None:
+    settings.EMBED_FRAME_ANCESTORS = "https://www.brand.example https://shop.brand.example"
     embedded = client.get("/subscribe/?embed=1")
     html = page(embedded)
     assert "X-Frame-Options" not in embedded.headers
-    assert embedded["Content-Security-Policy"] == "frame-ancestors *"
+    assert embedded["Content-Security-Policy"].endswith(
+        "; frame-ancestors https://www.brand.example https://shop.brand.example"
+    )
+    assert "script-src 'self';" in embedded["Content-Security-Policy"]
     assert 'class="site-header"' not in html and 'class="site-footer"' not in html
     assert 'action="/subscribe/?embed=1"' in html
     done = client.get("/subscribe/done/?embed=1")
     assert "X-Frame-Options" not in done.headers and 'class="site-header"' not in page(done)
+    assert "frame-ancestors https://www.brand.example" in done["Content-Security-Policy"]
 
     normal = client.get("/subscribe/")
     assert normal["X-Frame-Options"] == "DENY"
+    assert normal["Content-Security-Policy"].endswith("; frame-ancestors 'none'")
     assert 'class="site-header"' in page(normal)
 
 
-def test_frame_ancestors_follow_the_setting(client: Client, settings: Any) -> None:
-    settings.EMBED_FRAME_ANCESTORS = "https://shop.example"
-    response = client.get("/subscribe/?embed=1")
-    assert response["Content-Security-Policy"] == "frame-ancestors https://shop.example"
+def test_by_default_no_site_may_frame_the_embeddable_form(client: Client) -> None:
+    from django.conf import settings
+
+    assert settings.EMBED_FRAME_ANCESTORS == "'none'"  # nothing in the environment: nobody
+    embedded = client.get("/subscribe/?embed=1")
+    assert embedded.status_code == 200 and 'class="site-header"' not in page(embedded)
+    assert embedded["Content-Security-Policy"].endswith("; frame-ancestors 'none'")
+    assert embedded["X-Frame-Options"] == "DENY"
 
 
 # --- Bad input, each shown next to its field, nothing written -------------------------------------

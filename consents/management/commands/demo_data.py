@@ -374,6 +374,29 @@ class Command(BaseCommand):
             help="Run even with DEBUG=False (it creates a superuser with a known password).",
         )
 
+    def _enrolment_links(self, logins: list[Login]) -> None:
+        """With the second factor on, the password alone enrols nothing: each admin account
+        without a device gets its one-time enrolment link (a new one per run)."""
+        from django_otp import user_has_device
+
+        from consents import twofactor
+
+        self.stdout.write(
+            "Admin second factor: on. Each admin account sets it up once: open its link, log in "
+            "with its password, scan the QR code with an authenticator app."
+        )
+        User = get_user_model()
+        for login in logins:
+            user = User.objects.get(username=login.username)
+            if not user.is_staff:
+                continue
+            if user_has_device(user, confirmed=True):
+                self.stdout.write(f"  {login.username:<11} (already set up)")
+                continue
+            token = twofactor.enrolment_link_create(user=user, created_by=None)
+            link = f"{settings.SITE_URL}{twofactor.enrolment_link_path(token)}"
+            self.stdout.write(f"  {login.username:<11} {link}")
+
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG and not options["allow_production"]:
             raise CommandError(
@@ -399,7 +422,7 @@ class Command(BaseCommand):
         from consents.adminsite import second_factor_required
 
         if second_factor_required():
-            self.stdout.write("Admin second factor: on (each account enrols a TOTP app first).")
+            self._enrolment_links(logins)
         else:
             self.stdout.write("Admin second factor: off (DEBUG on and ADMIN_REQUIRE_2FA=False).")
         self.stdout.write("Open:")

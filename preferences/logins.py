@@ -1,0 +1,129 @@
+"""Password logins (the admin's and the store's), counted per account and per client address.
+
+Every login form posts to ``django.contrib.auth.authenticate``, which asks the backend below
+first: past ``LOGIN_ATTEMPTS_PER_ACCOUNT`` attempts on one account name, or
+``LOGIN_ATTEMPTS_PER_IP`` from one address, within ``LOGIN_THROTTLE_WINDOW``, the password is
+not even checked, the right one included, until the window ends. Counting every attempt (not
+only the failed ones) lets the check happen before the password is known, which the rate-limit
+module's one counter allows; a person who logs in normally never comes near the limit.
+
+The refusal is the same for an account that exists and for one that does not, so it tells an
+attacker nothing; the first refusal of each lockout is logged and written to the compliance
+access log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from consents import proof
+from preferences import ratelimit
+
+logger = logging.getLogger(__name__)
+
+# The error code the login pages look for, to answer 429 rather than 200.
+LOGIN_THROTTLED = "login_throttled"
+TOO_MANY = _("Too many login attempts. Wait %(minutes)s minutes, then try again.")
+# Rate-limit scopes: "<SCOPE>-account", "<SCOPE>-ip", "<SCOPE>-noted".
+SCOPE = "login"
+
+
+def _client_ip(request: HttpRequest) -> str:
+    from preferences.views import _ip  # the one reading of NUM_PROXIES and X-Forwarded-For
+
+    return _ip(request) or "unknown"
+
+
+def _window_seconds() -> int:
+    return int(settings.LOGIN_THROTTLE_WINDOW.total_seconds())
+
+
+def login_attempt_allowed(*, request: HttpRequest, username: str) -> bool:
+    """Count one password attempt; False once the account name or the address is over its limit."""
+    account = username.strip().casefold()[:150]
+    address = _client_ip(request)
+    window = _window_seconds()
+    by_account = ratelimit.allow(
+        f"{SCOPE}-account",
+        account,
+        limit=settings.LOGIN_ATTEMPTS_PER_ACCOUNT,
+        window_seconds=window,
+    )
+    by_address = ratelimit.allow(
+        f"{SCOPE}-ip", address, limit=settings.LOGIN_ATTEMPTS_PER_IP, window_seconds=window
+    )
+    if not by_account:
+        _note_lockout(request=request, username=username, address=address, reason="account")
+    if not by_address:
+        _note_lockout(request=request, username=username, address=address, reason="address")
+    return by_account and by_address
+
+
+def _note_lockout(*, request: HttpRequest, username: str, address: str, reason: str) -> None:
+    """Once per lockout (the first refused attempt of the window), not once per attempt."""
+    key = f"{reason}:{username.strip().casefold()[:150] if reason == 'account' else address}"
+    if not ratelimit.allow(f"{SCOPE}-noted", key, limit=1, window_seconds=_window_seconds()):
+        return
+    what = "the account name" if reason == "account" else "the client address"
+    logger.warning(
+        "login locked for %s minutes: too many attempts on %s (account %r, address %s, page %s)",
+        _window_seconds() // 60,
+        what,
+        username[:150],
+        address,
+        request.path,
+    )
+    User = get_user_model()
+    user = User._default_manager.filter(**{User.USERNAME_FIELD: username[:150]}).first()
+    proof.access_log(
+        user=user or AnonymousUser(),
+        username=username[:150] or "-",
+        action="login_locked",
+        contact=None,
+        detail=f"too many login attempts on {what}; address: {address}; page: {request.path}",
+    )
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's model backend behind the login counters.
+
+    A refused attempt raises ``ValidationError``: the login form (``AuthenticationForm.clean``
+    calls ``authenticate``) shows it as its own error, in the page's language. Calls without a
+    request (a test client's ``login()``, a management command) are not web logins and are not
+    counted.
+    """
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        name = username if username is not None else kwargs.get(get_user_model().USERNAME_FIELD)
+        web_login = request is not None and name is not None
+        if web_login and not login_attempt_allowed(request=request, username=str(name)):
+            minutes = _window_seconds() // 60
+            raise ValidationError(TOO_MANY, code=LOGIN_THROTTLED, params={"minutes": minutes})
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+    async def aauthenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        return await sync_to_async(self.authenticate)(
+            request, username=username, password=password, **kwargs
+        )
