@@ -827,7 +827,7 @@ def contact_erase(*, contact: Contact, reason: str, actor: str) -> Erasure:
     Evidence.objects.filter(event__contact=locked, erased_at__isnull=True).update(
         ip_address=None, user_agent="", details={}, erased_at=now
     )
-    Outbox.objects.filter(contact=locked).update(to="", context={})
+    Outbox.objects.filter(contact=locked).update(to="", context={}, links={})
     # Sign-ups awaiting confirmation (the preference center's) hold the name and phone typed.
     signups = getattr(locked, "signups", None)
     if signups is not None:

@@ -20,11 +20,10 @@ from django.db import connection
 from django.db.models import F
 from django.urls import NoReverseMatch, reverse
 
-from consents import services
+from consents import links, services
 from consents.models import ConsentState, Contact, Event, Outbox
 from consents.outbox import outbox_due
 from consents.tasks import outbox_send, outbox_sweep
-from preferences import links
 from preferences.services import (
     CONFIRM_TEMPLATE,
     ConfirmOutcome,
@@ -144,7 +143,7 @@ def confirm(client, url: str) -> str:
         response = client.post(path, REMOTE_ADDR="198.51.100.7", HTTP_USER_AGENT="pytest")
         assert response.status_code == 200, response.content.decode()[:2000]
     else:
-        link = links.read_token("confirm", token, max_age=settings.DOI_CONFIRM_TTL)
+        link = links.read("confirm", token)
         outcome, _ = signup_confirm(
             contact=link.contact, nonce=link.payload["s"], token_digest=links.token_digest(token)
         )
