@@ -72,9 +72,11 @@ def link(request: ReconfirmRequest) -> str:
 def read_link(token: str) -> ReconfirmRequest:
     """The request a link answers, or ``links.LinkError``."""
     link = links.read("reconfirm", token)
+    if not isinstance(link.payload.get("r"), int):
+        raise links.LinkError("invalid", link.payload)
     request = (
         ReconfirmRequest.objects.select_related("contact", "campaign__notice__topic")
-        .filter(pk=link.payload.get("r"))
+        .filter(pk=link.payload["r"])
         .first()
     )
     if request is None or link.contact is None or request.contact_id != link.contact.pk:

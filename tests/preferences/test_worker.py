@@ -176,6 +176,12 @@ def test_sign_up_the_worker_sends_the_link_confirm_see_the_ledger(worker, client
     assert str(message["List-Unsubscribe-Post"]).strip() == "List-Unsubscribe=One-Click"
     link = CONFIRM_LINK.search(text_body(message))
     assert link, text_body(message)
+    # The row says "sent" once the provider has returned: a moment after the mail file exists.
+    wait_for(
+        lambda: Outbox.objects.filter(pk=row.pk, status=Outbox.Status.SENT).exists(),
+        timeout=MAIL_TIMEOUT,
+        what="the worker to record the send",
+    )
     row.refresh_from_db()
     assert row.status == Outbox.Status.SENT
     assert row.sent_at is not None and row.attempts == 1
