@@ -98,8 +98,7 @@ def child_seed(people: int) -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from consents import services
-    from preferences import links
+    from consents import links, services
 
     for i in range(TOPICS):
         topic = services.topic_create(
@@ -131,7 +130,7 @@ def child_seed(people: int) -> None:
                 contact=contact, topic=f"topic-{i:02d}", channel="email", proof=proof
             )
         services.consent_withdraw(contact=contact, topic="topic-01", channel="sms", proof=proof)
-        tokens.append(links.make_token("preferences", contact))
+        tokens.append(links.make("preferences", contact))
     from django.core.cache import cache
 
     client = Client(HTTP_HOST="127.0.0.1")

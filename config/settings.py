@@ -166,7 +166,20 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Assent <no-reply@assent.
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Rows still unsent after this are handed to the broker again by the sweep (every minute).
 OUTBOX_SWEEP_AFTER = timedelta(minutes=env.int("OUTBOX_SWEEP_AFTER_MINUTES", default=3))
-OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=10)
+# A failed attempt waits 1, 2, 4, ... minutes (capped at an hour, plus up to 20% jitter) before
+# the next; 30 attempts span a little over a day (24 to 29 hours) before the email is given up.
+OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=30)
+OUTBOX_RETRY_BASE = timedelta(seconds=env.int("OUTBOX_RETRY_BASE_SECONDS", default=60))
+OUTBOX_RETRY_MAX = timedelta(seconds=env.int("OUTBOX_RETRY_MAX_SECONDS", default=3600))
+# How long an attempt may take: a row whose sender died mid-send is retried after this, with
+# the same Message-ID and idempotency key. Shorter than the provider's idempotency window.
+OUTBOX_SEND_LEASE = timedelta(seconds=env.int("OUTBOX_SEND_LEASE_SECONDS", default=300))
+# The header that carries the row's idempotency key to the email service, for services that
+# honour one (Brevo: "idempotencyKey", through django-anymail's headers); empty: none.
+OUTBOX_IDEMPOTENCY_HEADER = env(
+    "OUTBOX_IDEMPOTENCY_HEADER",
+    default="idempotencyKey" if ".brevo." in EMAIL_BACKEND else "",
+)
 # Every ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"], e.g. ANYMAIL_SENDGRID_API_KEY.
 ANYMAIL = {
     key.removeprefix("ANYMAIL_"): value
@@ -234,9 +247,10 @@ ADMIN_ENROL_LINK_TTL = timedelta(hours=env.int("ADMIN_ENROL_LINK_TTL_HOURS", def
 # The suppression list keeps opted-out addresses only as HMACs under this key: a dedicated key,
 # derived from SECRET_KEY unless set, so that the list is useless without the deployment's secret.
 SUPPRESSION_KEY = env("SUPPRESSION_KEY", default="")
-# Rectification (new email) and "keep me" (retention) links.
+# Rectification (new email), "keep me" (retention) and notice re-confirmation links.
 RECTIFY_LINK_TTL = timedelta(days=env.int("RECTIFY_LINK_TTL_DAYS", default=7))
 RETENTION_KEEP_LINK_TTL = timedelta(days=env.int("RETENTION_KEEP_LINK_TTL_DAYS", default=60))
+RECONFIRM_LINK_TTL = timedelta(days=env.int("RECONFIRM_LINK_TTL_DAYS", default=30))
 # Notice re-confirmation campaigns: at most this many emails per run of the campaign task.
 RECONFIRM_MAX_PER_RUN = env.int("RECONFIRM_MAX_PER_RUN", default=500)
 
@@ -279,6 +293,11 @@ GENERIC_LOCAL_PARTS = env.list("GENERIC_LOCAL_PARTS", default=rule_defaults.GENE
 PROJECTIONS_REBUILD_ON_MIGRATE_MAX = env.int("PROJECTIONS_REBUILD_ON_MIGRATE_MAX", default=20000)
 # --- Links and sign-up ------------------------------------------------------------------------
 PREFERENCE_LINK_TTL = timedelta(days=env.int("PREFERENCE_LINK_TTL_DAYS", default=60))
+# Unsubscribe links (and the RFC 8058 one-click target of each email) work for this long after
+# the email was sent, unless the person signs out of all links or changes address.
+UNSUBSCRIBE_LINK_TTL = timedelta(days=env.int("UNSUBSCRIBE_LINK_TTL_DAYS", default=365))
+# "Download my data" emails a one-time link that works for this long.
+DATA_DOWNLOAD_LINK_TTL = timedelta(minutes=env.int("DATA_DOWNLOAD_LINK_TTL_MINUTES", default=60))
 # How long a person's rendered preference page may be served again while nothing it shows has
 # changed (preferences/pagecache.py); 0 draws it on every read.
 # How many times a day a person may download their data from the preference page.

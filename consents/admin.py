@@ -29,7 +29,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from consents import anchors, clock, ledger, notices, proof, rules, services
+from consents import anchors, clock, ledger, links, notices, proof, rules, services
 from consents.models import (
     AccessLog,
     CatalogFact,
@@ -51,12 +51,6 @@ from consents.models import (
     Topic,
 )
 from consents.vocab import PURPOSES, TOPIC_PURPOSES, Channel, Purpose
-
-
-def ledger_site() -> str:
-    from django.conf import settings
-
-    return settings.SITE_URL
 
 
 def method_decorator_post(fn: Any) -> Any:
@@ -499,7 +493,6 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
 
     def rectify_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         from consents.outbox import email_enqueue
-        from consents.public_views import email_token
 
         contact = self._contact(request, pk, "consents.rectify_contact")
         form = RectifyForm(request.POST or None)
@@ -508,13 +501,13 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
             if Contact.objects.filter(email__iexact=new_email).exclude(pk=contact.pk).exists():
                 form.add_error("email", _("Another contact has this address."))
             else:
-                url = reverse("email_confirm", args=[email_token(contact, new_email)])
                 with transaction.atomic():
                     # A service email to the new address: nothing changes until its owner confirms.
                     email_enqueue(
                         to=new_email,
                         template="email-confirm",
-                        context={"confirm_url": f"{ledger_site()}{url}"},
+                        context={},
+                        links={"confirm_url": links.intent("email_change", e=new_email)},
                         language=contact.locale,
                         contact=contact,
                         is_service=True,
@@ -944,12 +937,56 @@ class ReconfirmCampaignAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Outbox)
 class OutboxAdmin(ReadOnlyAdminMixin, ContactSearchMixin, admin.ModelAdmin):
+    """What was sent to whom, when, and how the sending went; never the message itself.
+
+    A row's links are minted only when it is sent, and neither they nor the body are shown
+    here: a pending confirmation must not be something staff can copy and use."""
+
     list_display = ("id", "template", "to", "status", "created_at", "sent_at", "attempts")
     list_filter = ("status", "template")
     list_select_related = ("contact",)
     list_per_page = 50
     show_full_result_count = False
     ordering = ("-pk",)
+    fields = (
+        "contact",
+        "template",
+        "to",
+        "language",
+        "is_service",
+        "link_scopes",
+        "status",
+        "attempts",
+        "created_at",
+        "next_attempt_at",
+        "sent_at",
+        "message_id",
+        "provider_message_id",
+        "last_error",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("links"))
+    def link_scopes(self, obj: Outbox) -> str:
+        # The kinds of link the email carries, not the links: they do not exist until it is sent.
+        return ", ".join(sorted({spec.get("scope", "?") for spec in obj.links.values()})) or "-"
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        row = self.get_object(request, object_id)
+        if row is not None and request.method == "GET" and self.has_view_permission(request, row):
+            proof.access_log(
+                user=request.user,
+                action="view_outbox",
+                contact=row.contact,
+                detail=f"outbox #{row.pk} ({row.template})",
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 # --- Staff accounts: the one-time link that enrols a new account's second factor ----------------

@@ -9,7 +9,7 @@ import secrets
 
 from django.conf import settings
 from django.db import models
-from django.db.models.functions import Upper
+from django.db.models.functions import Now, Upper
 from django.utils.translation import get_language
 
 from consents.vocab import (
@@ -415,8 +415,11 @@ class CatalogFact(models.Model):
 
 class Outbox(models.Model):
     """Every email (and later webhook) leaves from here: written in the transaction of the change
-    that causes it, sent by a Celery task, swept again if its task never ran. The row is part of
-    the proof: what was sent, to whom, when, with the provider's message id."""
+    that causes it, sent by a Celery task, swept again when it is due. The row is part of the
+    proof: what was sent, to whom, when, with our Message-ID and the provider's message id.
+
+    A row holds an intent, never a live link: ``context`` are plain parameters, ``links`` the
+    scope and parameters of each link, minted when the email is rendered for sending."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -432,6 +435,11 @@ class Outbox(models.Model):
     to = models.CharField(max_length=254)
     language = models.CharField(max_length=2, choices=LANGUAGES, default="fr")
     context = models.JSONField(default=dict, blank=True)
+    links = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Links minted at send time: {"confirm_url": {"scope": ..., "params": {...}}}.',
+    )
     is_service = models.BooleanField(
         default=False, help_text="A pure service message: no List-Unsubscribe header."
     )
@@ -440,7 +448,13 @@ class Outbox(models.Model):
     )
     attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField()
+    # When the sweep may hand the row to a worker again: after a failed attempt, the backoff;
+    # during an attempt, the end of its lease (a sender that died mid-send is retried then).
+    next_attempt_at = models.DateTimeField(db_default=Now())
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Ours, fixed at the first attempt and kept by every retry, so that a second copy is
+    # recognisable (and refused by services that take it as an idempotency key).
+    message_id = models.CharField(max_length=255, blank=True)
     provider_message_id = models.CharField(max_length=255, blank=True)
     last_error = models.TextField(blank=True)
 

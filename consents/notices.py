@@ -1,6 +1,7 @@
 """A new version of a topic's notice: who consented under an older one, and asking them again.
 
-The ask is an email with a signed link bound to one ``ReconfirmRequest``; the link's page shows
+The ask is an email with a signed link (scope ``reconfirm``) bound to one ``ReconfirmRequest``,
+minted when the email is sent; the link's page shows
 the new wording and its POST records a new ``opt_in`` under the new notice (method
 ``double_opt_in``: the owner of the address confirmed from their mailbox, actor the person). Until
 they answer, their earlier consent stands (RULES.md: a consent is not taken away by an ask).
@@ -11,12 +12,10 @@ from __future__ import annotations
 import contextlib
 
 from django.conf import settings
-from django.core import signing
 from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
-from django.urls import reverse
 
-from consents import clock, services
+from consents import clock, links, services
 from consents.locks import run_lock
 from consents.models import (
     ConsentState,
@@ -28,9 +27,7 @@ from consents.models import (
 from consents.outbox import email_enqueue
 from consents.vocab import Channel, EventType, Method
 
-SALT = "assent.notice.reconfirm"
 TEMPLATE = "notice-reconfirm"
-LINK_TTL_DAYS = 30
 
 
 def older_consents(notice: Notice) -> QuerySet[ConsentState]:
@@ -69,22 +66,22 @@ def campaign_start(*, notice: Notice, actor: str) -> ReconfirmCampaign:
 
 
 def link(request: ReconfirmRequest) -> str:
-    token = signing.dumps({"r": request.pk, "v": request.contact.link_version}, salt=SALT)
-    return f"{settings.SITE_URL}{reverse('notice_reconfirm', args=[token])}"
+    """The address of a request's link, as its email carries it."""
+    return links.url("reconfirm", request.contact, r=request.pk)
 
 
-def read_link(token: str) -> ReconfirmRequest | None:
-    try:
-        payload = signing.loads(token, salt=SALT, max_age=LINK_TTL_DAYS * 86400)
-    except signing.BadSignature:
-        return None
+def read_link(token: str) -> ReconfirmRequest:
+    """The request a link answers, or ``links.LinkError``."""
+    link = links.read("reconfirm", token)
+    if not isinstance(link.payload.get("r"), int):
+        raise links.LinkError("invalid", link.payload)
     request = (
         ReconfirmRequest.objects.select_related("contact", "campaign__notice__topic")
-        .filter(pk=payload.get("r"))
+        .filter(pk=link.payload["r"])
         .first()
     )
-    if request is None or request.contact.link_version != payload.get("v"):
-        return None
+    if request is None or link.contact is None or request.contact_id != link.contact.pk:
+        raise links.LinkError("unknown", link.payload)
     return request
 
 
@@ -93,8 +90,6 @@ def campaign_batch(campaign: ReconfirmCampaign, limit: int) -> int:
 
     Each person is asked again under their lock, once: a run that finds them asked (another run
     at once), erased, or no longer consenting under an older wording skips them."""
-    from preferences.links import unsubscribe_url  # every non-service email carries it
-
     notice = campaign.notice
     asked = ReconfirmRequest.objects.filter(campaign=campaign).values("contact_id")
     still_older = older_consents(notice).filter(channel=Channel.EMAIL)
@@ -126,13 +121,12 @@ def campaign_batch(campaign: ReconfirmCampaign, limit: int) -> int:
                 language=contact.locale,
                 contact=contact,
                 context={
-                    "confirm_url": link(request),
                     "topic": notice.topic.name_en
                     if contact.locale == "en"
                     else notice.topic.name_fr,
                     "text": notice.text,
                 },
-                unsubscribe_url=unsubscribe_url(contact),
+                links={"confirm_url": links.intent("reconfirm", r=request.pk)},
             )
         sent += 1
     if len(todo) < limit:

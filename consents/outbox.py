@@ -1,14 +1,42 @@
 """Emails leave through the outbox.
 
 ``email_enqueue`` writes a row in the caller's transaction and queues the send for after commit.
-``outbox_deliver`` (run by the ``outbox_send`` task) renders and sends one row exactly once.
-A periodic sweep re-queues rows whose task never ran (broker down at commit time).
+The row holds an intent (template, contact, plain parameters, and the scope and parameters of
+each link), never a live link: ``render_email`` mints the links when the email is rendered for
+sending, so no stored row or admin page holds a key to a person.
+
+``outbox_deliver`` (run by the ``outbox_send`` task) sends one row in three steps:
+
+1. in a short transaction that locks the row, claim an attempt: count it, fix the row's
+   Message-ID (the first attempt chooses it, every retry reuses it) and lease the row for
+   ``OUTBOX_SEND_LEASE``, so that nobody else sends it meanwhile;
+2. with no transaction open and no lock held, render the email and hand it to the provider;
+3. record the outcome: sent, with the provider's message id; or failed, with the time of the
+   next attempt (exponential backoff with jitter, capped); or given up after
+   ``OUTBOX_MAX_ATTEMPTS``.
+
+The periodic sweep hands back to the broker only the rows that are due: a retry whose backoff has
+passed, a row whose task never ran (broker down at commit time), a row whose sender died.
+
+What "exactly once" means here. A row is never sent by two workers at once, and a row recorded
+as sent is never sent again. A worker can still die after the provider accepted the email and
+before the row says so (a kill, the database gone at commit): the row is then sent again once its
+lease ends, with the same Message-ID header and the same idempotency key
+(``OUTBOX_IDEMPOTENCY_HEADER``). A provider that honours the key (Brevo, within its key's
+lifetime, longer than the lease) delivers it once. Django's SMTP and file backends, and providers
+that do not deduplicate, deliver a second copy carrying the same Message-ID, which mail clients
+recognise as the same message. So: at least once always, exactly once with a deduplicating
+provider.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import uuid
+from collections.abc import Mapping
 from datetime import timedelta
+from email.utils import parseaddr
 from typing import Any
 
 from django.conf import settings
@@ -18,9 +46,13 @@ from django.template.loader import render_to_string
 from django.utils import translation
 
 from consents import clock
+from consents.links import intent as link_intent
+from consents.links import url as link_url
 from consents.models import Contact, Outbox
 
 logger = logging.getLogger(__name__)
+
+UNSUBSCRIBE = "unsubscribe_url"
 
 
 def email_enqueue(
@@ -31,22 +63,39 @@ def email_enqueue(
     language: str = "fr",
     contact: Contact | None = None,
     is_service: bool = False,
-    unsubscribe_url: str = "",
+    links: Mapping[str, dict[str, Any]] | None = None,
 ) -> Outbox:
     """Write an outbox row in the current transaction; the send is queued once it commits.
 
-    Every email that is not a pure service message must carry the contact's unsubscribe link.
+    ``links`` maps a template variable to ``consents.links.intent(scope, **params)``. Every
+    email that is not a pure service message carries the contact's unsubscribe link, minted at
+    send time like the others: such an email needs a contact.
     """
-    if not is_service and not unsubscribe_url:
-        raise ValueError("A marketing or consent email needs an unsubscribe_url.")
+    intents = dict(links or {})
+    if not is_service:
+        if contact is None:
+            raise ValueError(
+                "A marketing or consent email needs a contact for its unsubscribe_url."
+            )
+        intents.setdefault(UNSUBSCRIBE, link_intent("unsubscribe"))
+    if intents and contact is None:
+        raise ValueError("Links are minted for a contact: give the email's contact.")
+    for name, spec in intents.items():
+        # Refuses unknown scopes and parameters now, not at send time.
+        link_intent(spec["scope"], **spec.get("params", {}))
+        if name in context:
+            raise ValueError(f"{name!r} is a link: it is minted when the email is sent.")
+    now = clock.now()
     row = Outbox.objects.create(
         contact=contact,
         template=template,
         to=to,
         language=language if language in ("fr", "en") else "fr",
-        context={**context, "unsubscribe_url": unsubscribe_url},
+        context=context,
+        links=intents,
         is_service=is_service,
-        created_at=clock.now(),
+        created_at=now,
+        next_attempt_at=now,
     )
     transaction.on_commit(lambda: queue_send(row.pk))
     return row
@@ -64,18 +113,45 @@ def queue_send(outbox_id: int) -> bool:
     return True
 
 
+def mint_links(row: Outbox) -> dict[str, str]:
+    """The row's links, signed now, bound to the address the email goes to."""
+    if not row.links:
+        return {}
+    if row.contact is None:
+        raise ValueError(f"outbox {row.pk}: links need the row's contact")
+    return {
+        name: link_url(spec["scope"], row.contact, to=row.to, **spec.get("params", {}))
+        for name, spec in row.links.items()
+    }
+
+
+def idempotency_key(message_id: str) -> str:
+    """The key sent to services that deduplicate: the unique part of our Message-ID."""
+    return message_id.strip("<>").split("@", 1)[0]
+
+
 def render_email(row: Outbox) -> EmailMultiAlternatives:
-    context = {**row.context, "brand_name": settings.BRAND_NAME, "site_url": settings.SITE_URL}
+    minted = mint_links(row)
+    context = {
+        **row.context,
+        **minted,
+        "brand_name": settings.BRAND_NAME,
+        "site_url": settings.SITE_URL,
+    }
     with translation.override(row.language):
         subject = render_to_string(f"emails/{row.template}-subject.txt", context)
         text = render_to_string(f"emails/{row.template}-body.txt", context)
         html = render_to_string(f"emails/{row.template}-body.html", context)
     headers = {}
-    unsubscribe = row.context.get("unsubscribe_url")
+    unsubscribe = minted.get(UNSUBSCRIBE)
     if unsubscribe and not row.is_service:
         # RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs here.
         headers["List-Unsubscribe"] = f"<{unsubscribe}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if row.message_id:
+        headers["Message-ID"] = row.message_id
+        if settings.OUTBOX_IDEMPOTENCY_HEADER:
+            headers[settings.OUTBOX_IDEMPOTENCY_HEADER] = idempotency_key(row.message_id)
     message = EmailMultiAlternatives(
         subject=" ".join(subject.split()),
         body=text,
@@ -88,50 +164,105 @@ def render_email(row: Outbox) -> EmailMultiAlternatives:
 
 
 class OutboxSendError(Exception):
-    """Sending failed; the row keeps the error and stays pending for a retry."""
+    """Sending failed; the row keeps the error and stays pending until its next attempt."""
+
+
+def new_message_id() -> str:
+    domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "assent.localhost"
+    return f"<{uuid.uuid4()}@{domain}>"
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long to wait after the ``attempts``-th failed attempt: doubling, capped, and up to
+    20% later at random, so that the rows an outage held back do not all come back at once."""
+    base = settings.OUTBOX_RETRY_BASE.total_seconds()
+    cap = settings.OUTBOX_RETRY_MAX.total_seconds()
+    seconds = min(cap, base * 2 ** min(max(attempts, 1) - 1, 30))
+    return timedelta(seconds=seconds * (1 + 0.2 * random.random()))  # noqa: S311 - not a secret
+
+
+@transaction.atomic
+def _claim(outbox_id: int) -> Outbox | str:
+    """Lock the row and take one attempt at it, or say why not (its status, or "missing")."""
+    row = (
+        Outbox.objects.select_for_update(of=("self",))
+        .select_related("contact")
+        .filter(pk=outbox_id)
+        .first()
+    )
+    if row is None:
+        return "missing"
+    # Only pending rows are ever sent (another status, such as a cancellation, stops them).
+    if row.status != Outbox.Status.PENDING:
+        return row.status
+    now = clock.now()
+    if row.next_attempt_at > now:
+        # Another worker holds its lease, or it is waiting for its next attempt.
+        return row.status
+    row.attempts += 1
+    row.message_id = row.message_id or new_message_id()
+    row.next_attempt_at = now + settings.OUTBOX_SEND_LEASE
+    row.save(update_fields=["attempts", "message_id", "next_attempt_at"])
+    return row
+
+
+def _record_sent(row: Outbox, message: EmailMultiAlternatives) -> None:
+    status = getattr(message, "anymail_status", None)
+    # Whoever holds the row now, it was sent: say so (a later attempt then finds nothing to do).
+    Outbox.objects.filter(pk=row.pk, status=Outbox.Status.PENDING).update(
+        status=Outbox.Status.SENT,
+        sent_at=clock.now(),
+        provider_message_id=(getattr(status, "message_id", None) or "")[:255],
+        last_error="",
+    )
+
+
+def _record_failure(row: Outbox, exc: Exception) -> str:
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    if row.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+        status = Outbox.Status.FAILED.value
+        logger.error("outbox %s: giving up after %s attempts", row.pk, row.attempts)
+    else:
+        status = Outbox.Status.PENDING.value
+    # Only while the row is still ours: a later attempt (after our lease) keeps its own state.
+    Outbox.objects.filter(pk=row.pk, status=Outbox.Status.PENDING, attempts=row.attempts).update(
+        status=status,
+        last_error=error,
+        next_attempt_at=clock.now() + retry_delay(row.attempts),
+    )
+    return status
 
 
 def outbox_deliver(outbox_id: int) -> str:
-    """Send one row, once. Returns the row's status afterwards.
+    """Send one row if it is due. Returns the row's status afterwards.
 
-    The row stays locked while it is sent, so a second run (a retry, the sweep, a duplicate
-    delivery from the broker) waits, then finds it sent and does nothing.
+    Raises ``OutboxSendError`` when the attempt failed and another will follow.
     """
-    failure: Exception | None = None
-    with transaction.atomic():
-        row = Outbox.objects.select_for_update().filter(pk=outbox_id).first()
-        # Sent, given up, or cancelled (its person was erased): nothing to do.
-        if row is None or row.status != Outbox.Status.PENDING:
-            return row.status if row else "missing"
-        row.attempts += 1
-        try:
-            message = render_email(row)
-            message.send()
-        except Exception as exc:
-            failure = exc
-            row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if row.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
-                row.status = Outbox.Status.FAILED
-                logger.error("outbox %s: giving up after %s attempts", row.pk, row.attempts)
-        else:
-            status = getattr(message, "anymail_status", None)
-            row.provider_message_id = (getattr(status, "message_id", None) or "")[:255]
-            row.status = Outbox.Status.SENT
-            row.sent_at = clock.now()
-            row.last_error = ""
-        row.save(
-            update_fields=["attempts", "status", "sent_at", "provider_message_id", "last_error"]
-        )
-    if failure is not None and row.status == Outbox.Status.PENDING:
-        raise OutboxSendError(row.last_error) from failure
-    return row.status
+    claimed = _claim(outbox_id)
+    if isinstance(claimed, str):
+        return claimed
+    row = claimed
+    try:
+        message = render_email(row)
+        message.send()
+    except Exception as exc:
+        status = _record_failure(row, exc)
+        if status == Outbox.Status.PENDING:
+            raise OutboxSendError(f"{type(exc).__name__}: {exc}"[:2000]) from exc
+        return status
+    _record_sent(row, message)
+    return Outbox.Status.SENT.value
 
 
 def outbox_due(older_than: timedelta | None = None) -> list[int]:
-    """Rows still pending after a while: their task never ran, or is retrying."""
-    cutoff = clock.now() - (older_than or settings.OUTBOX_SWEEP_AFTER)
+    """Rows to hand to the broker now: pending, due, and older than the sweep's delay (a newer
+    row's own task is on its way)."""
+    now = clock.now()
+    cutoff = now - (settings.OUTBOX_SWEEP_AFTER if older_than is None else older_than)
     return list(
-        Outbox.objects.filter(status=Outbox.Status.PENDING, created_at__lte=cutoff)
+        Outbox.objects.filter(
+            status=Outbox.Status.PENDING, next_attempt_at__lte=now, created_at__lte=cutoff
+        )
         .order_by("id")
         .values_list("id", flat=True)[:1000]
     )

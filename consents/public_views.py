@@ -5,28 +5,29 @@ GET shows a page with one button, POST acts: mail scanners open links.
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.core import signing
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
-from consents import retention, services
-from consents.models import Contact
-
-EMAIL_SALT = "assent.rectify.email"
+from consents import links, retention, services
 
 
 def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def _bad_link(request: HttpRequest, exc: links.LinkError) -> HttpResponse:
+    return render(request, "bad_link.html", {"reason": exc.reason}, status=400)
+
+
 @never_cache
 def retention_keep(request: HttpRequest, token: str) -> HttpResponse:
-    contact = retention.read_keep_token(token)
-    if contact is None:
-        return render(request, "bad_link.html", status=400)
+    try:
+        contact = links.read("keep", token).contact
+    except links.LinkError as exc:
+        return _bad_link(request, exc)
+    assert contact is not None
     if request.method == "POST":
         retention.keep(
             contact,
@@ -37,20 +38,17 @@ def retention_keep(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "consents/keep.html")
 
 
-def email_token(contact: Contact, new_email: str) -> str:
-    payload = {"c": contact.public_id, "v": contact.link_version, "e": new_email}
-    return signing.dumps(payload, salt=EMAIL_SALT)
-
-
 @never_cache
 def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        payload = signing.loads(token, salt=EMAIL_SALT, max_age=settings.RECTIFY_LINK_TTL)
-    except signing.BadSignature:
-        return render(request, "bad_link.html", status=400)
-    contact = Contact.objects.filter(public_id=payload.get("c")).first()
-    if contact is None or payload.get("v") != contact.link_version:
-        return render(request, "bad_link.html", status=400)
+        link = links.read("email_change", token)
+    except links.LinkError as exc:
+        # Bound to the address it replaces: once used, the change itself retires it.
+        if exc.contact is not None and exc.contact.email == exc.payload.get("e"):
+            return render(request, "consents/email_done.html", {"email": exc.contact.email})
+        return _bad_link(request, exc)
+    contact, payload = link.contact, link.payload
+    assert contact is not None
     new_email = payload.get("e", "")
     if contact.email == new_email:
         return render(request, "consents/email_done.html", {"email": new_email})
@@ -76,9 +74,10 @@ def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
 def notice_reconfirm(request: HttpRequest, token: str) -> HttpResponse:
     from consents import notices
 
-    reconfirm = notices.read_link(token)
-    if reconfirm is None:
-        return render(request, "bad_link.html", status=400)
+    try:
+        reconfirm = notices.read_link(token)
+    except links.LinkError as exc:
+        return _bad_link(request, exc)
     notice = reconfirm.campaign.notice
     if request.method == "POST":
         notices.reconfirm(

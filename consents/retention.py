@@ -13,11 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.core import signing
 from django.db import transaction
-from django.urls import reverse
 
-from consents import clock, projections, proof, services
+from consents import clock, links, projections, proof, services
 from consents.audience import audience
 from consents.locks import run_lock
 from consents.models import Contact, ContactFacts, Erasure
@@ -25,7 +23,6 @@ from consents.outbox import email_enqueue
 from consents.rules import Message
 from consents.vocab import Channel, InteractionKind, Purpose
 
-KEEP_SALT = "assent.retention.keep"
 TEMPLATE = "repermission"
 REPERMISSION = Message(channel=Channel.EMAIL, purpose=Purpose.REPERMISSION)
 
@@ -57,34 +54,6 @@ def plan(now: datetime | None = None, *, limit: int | None = None) -> Plan:
     return result
 
 
-def keep_url(contact: Contact) -> str:
-    from django.conf import settings
-
-    token = signing.dumps({"c": contact.public_id, "v": contact.link_version}, salt=KEEP_SALT)
-    return f"{settings.SITE_URL}{reverse('retention_keep', args=[token])}"
-
-
-def read_keep_token(token: str) -> Contact | None:
-    from django.conf import settings
-
-    try:
-        payload = signing.loads(token, salt=KEEP_SALT, max_age=settings.RETENTION_KEEP_LINK_TTL)
-    except signing.BadSignature:
-        return None
-    contact = Contact.objects.filter(public_id=payload.get("c")).first()
-    if contact is None or payload.get("v") != contact.link_version:
-        return None
-    return contact
-
-
-def _unsubscribe_url(contact: Contact) -> str:
-    # The unsubscribe link is the preference center's; imported here, at the edge, because every
-    # non-service email must carry it (the outbox refuses one without it).
-    from preferences.links import unsubscribe_url
-
-    return unsubscribe_url(contact)
-
-
 @transaction.atomic
 def ask(contact_id: int, now: datetime) -> bool:
     """Send one repermission email and record ``repermission_sent``, in one transaction.
@@ -108,10 +77,10 @@ def ask(contact_id: int, now: datetime) -> bool:
     email_enqueue(
         to=contact.email,
         template=TEMPLATE,
-        context={"keep_url": keep_url(contact), "first_name": contact.first_name},
+        context={"first_name": contact.first_name},
+        links={"keep_url": links.intent("keep")},
         language=contact.locale,
         contact=contact,
-        unsubscribe_url=_unsubscribe_url(contact),
     )
     return True
 

@@ -1066,7 +1066,7 @@ def contact_erase(*, contact: Contact, reason: str, actor: str) -> Erasure:
     evidence_erase(evidence=Evidence.objects.filter(event__contact=locked), at=now)
     # An email not sent yet is never sent: to nobody, it would be marked sent to nobody.
     outbox.filter(status=Outbox.Status.PENDING).update(status=Outbox.Status.CANCELLED)
-    outbox.update(to="", context={}, last_error="")
+    outbox.update(to="", context={}, links={}, last_error="")
     projection_refresh(locked)
     erasure = Erasure.objects.create(
         contact=locked, erased_at=now, actor=actor[:150], reason=reason, suppressed=suppressed

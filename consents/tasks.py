@@ -71,22 +71,24 @@ def _ledger_anchor() -> dict[str, Any]:
     return {"anchor": anchor.pk, "chains": anchor.chains, "events": anchor.events}
 
 
-@shared_task(
-    acks_late=True,
-    autoretry_for=(OutboxSendError,),
-    retry_backoff=30,
-    retry_backoff_max=3600,
-    retry_jitter=True,
-    max_retries=8,
-)
+@shared_task(acks_late=True)
 def outbox_send(outbox_id: int) -> str:
-    """Send one outbox row; idempotent (running it twice sends once)."""
-    return outbox_deliver(outbox_id)
+    """Send one outbox row if it is due; idempotent (running it twice sends once).
+
+    A failed attempt is not retried by Celery: the row records when its next attempt is due
+    (``next_attempt_at``, with backoff), and the sweep hands it back then.
+    """
+    try:
+        return outbox_deliver(outbox_id)
+    except OutboxSendError as exc:
+        logger.warning("outbox %s: attempt failed (%s); the sweep will retry", outbox_id, exc)
+        return "pending"
 
 
 @shared_task(acks_late=True)
 def outbox_sweep() -> int:
-    """Re-queue rows still pending after a while, e.g. when the broker was down at commit time.
+    """Re-queue the rows that are due: retries whose backoff has passed, rows whose task never
+    ran (the broker was down at commit time), rows whose sender died mid-send.
 
     One sweep at a time: two would queue every due row twice (sent once, but sent for nothing)."""
     with run_lock("outbox-sweep") as held:

@@ -14,20 +14,23 @@ import enum
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 
-from consents import clock, rules, services
-from consents.models import ConsentState, Contact, Event, Notice, Outbox, Topic
+from consents import clock, links, proof, rules, services
+from consents.models import AccessLog, ConsentState, Contact, Event, Notice, Outbox, Topic
 from consents.outbox import email_enqueue
 from consents.projections import fact_from_event, person_from_contact
 from consents.vocab import ANY, Channel, Doi, EventType, Method, Reason
-from preferences import links
 from preferences.models import CenterSession
 from preferences.services import signup_pending_create, unsubscribe_all
 
 LINK_TEMPLATE = "preferences-link"
+DATA_TEMPLATE = "data-download"
+SELF_EXPORT = "export_access_self"
 COLLECTION_POINT = "preference center"
 PAUSE_MONTHS = (1, 3)
 # Channels whose opt-in from the preference center needs the owner of the address to confirm.
@@ -507,10 +510,51 @@ def preferences_link_send(*, email: str, language: str) -> LinkOutcome:
         template=LINK_TEMPLATE,
         language=language,
         contact=contact,
-        context={
-            "preferences_url": links.preferences_url(contact),
-            "valid_days": settings.PREFERENCE_LINK_TTL.days,
-        },
-        unsubscribe_url=links.unsubscribe_url(contact),
+        context={"valid_days": settings.PREFERENCE_LINK_TTL.days},
+        links={"preferences_url": links.intent("preferences")},
     )
     return LinkOutcome.SENT
+
+
+# --- "Download my data" -------------------------------------------------------------------------
+
+
+def self_exports(contact: Contact) -> int:
+    """How many times the person downloaded their data: the state a download link is bound to."""
+    return AccessLog.objects.filter(contact=contact, action=SELF_EXPORT).count()
+
+
+@transaction.atomic
+def data_download_request(*, contact: Contact, language: str) -> Outbox:
+    """Email the person a one-time link to their data: a fresh proof that they hold the mailbox.
+
+    The link is bound to the number of downloads so far, so the first download retires it (and
+    any other link asked for before it)."""
+    if not contact.email:
+        raise ValueError("The link to the data goes to the person's email address.")
+    return email_enqueue(
+        to=contact.email,
+        template=DATA_TEMPLATE,
+        language=language,
+        contact=contact,
+        is_service=True,  # asked for by the person, about their data
+        context={"valid_minutes": int(settings.DATA_DOWNLOAD_LINK_TTL.total_seconds() // 60)},
+        links={"download_url": links.intent("data_download", n=self_exports(contact))},
+    )
+
+
+@transaction.atomic
+def data_download(*, contact: Contact, downloads_before: int) -> dict[str, Any] | None:
+    """Everything we hold about the person, once per link; None when the link was used."""
+    locked = _lock(contact)  # two clicks at once: the second waits, then finds the link used
+    if self_exports(locked) != downloads_before:
+        return None
+    # Logged before the data leaves, like every export from the admin.
+    proof.access_log(
+        user=AnonymousUser(),
+        username="person",
+        action=SELF_EXPORT,
+        contact=locked,
+        detail="downloaded from the link emailed from the preference page",
+    )
+    return proof.access_export(locked, clock.now())

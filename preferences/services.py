@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from consents import clock, rules, services
+from consents import clock, links, rules, services
 from consents.models import (
     ConsentState,
     Contact,
@@ -29,8 +29,7 @@ from consents.models import (
 )
 from consents.outbox import email_enqueue
 from consents.projections import fact_from_row
-from consents.vocab import ANY, Channel, Method
-from preferences import links
+from consents.vocab import ANY, Channel, EventType, Method
 from preferences.models import PendingSignup
 
 # Channels a person can choose on the public sign-up form (push and post need an app or address).
@@ -190,8 +189,8 @@ def signup_submit(
             template=ALREADY_TEMPLATE,
             language=contact.locale,
             contact=contact,
-            context={"preferences_url": links.preferences_url(contact)},
-            unsubscribe_url=links.unsubscribe_url(contact),
+            context={},
+            links={"preferences_url": links.intent("preferences")},
         )
         return SignupOutcome.ALREADY_SUBSCRIBED
 
@@ -253,12 +252,11 @@ def signup_pending_create(
         language=language,
         contact=contact,
         context={
-            "confirm_url": links.confirm_url(contact, signup.nonce),
             "first_name": signup.first_name,
             "choices": [{"topic": names[c["topic"]], "channel": c["channel"]} for c in choices],
             "expires_days": settings.DOI_CONFIRM_TTL.days,
         },
-        unsubscribe_url=links.unsubscribe_url(contact),
+        links={"confirm_url": links.intent("confirm", s=signup.nonce)},
     )
     return signup
 
@@ -358,7 +356,6 @@ def _is_unsubscribed_from_all(contact: Contact) -> bool:
     return rules.unsubscribed_from_everything(h, rules.RuleSettings.from_django())
 
 
-@transaction.atomic
 def unsubscribe_all(
     *,
     contact: Contact,
@@ -368,10 +365,49 @@ def unsubscribe_all(
     collection_point: str = "",
 ) -> bool:
     """``opt_out`` of every topic on every channel; False (nothing written) if already out."""
+    return (
+        unsubscribe_all_undoable(
+            contact=contact,
+            method=method,
+            ip_address=ip_address,
+            user_agent=user_agent,
+            collection_point=collection_point,
+        )
+        is not None
+    )
+
+
+@transaction.atomic
+def unsubscribe_all_undoable(
+    *,
+    contact: Contact,
+    method: str,
+    ip_address: str | None = None,
+    user_agent: str = "",
+    collection_point: str = "",
+) -> dict[str, Any] | None:
+    """``unsubscribe_all``, returning what ``unsubscribe_undo`` needs to put things back.
+
+    ``{"seq": the opt_out's place in the chain, "choices": [{"topic", "channel", "frequency",
+    "notice"}]}``: the subscriptions it ended, with the wording each was given under. None when
+    nothing was written.
+    """
     locked = Contact.objects.select_for_update().get(pk=contact.pk)
     if _is_unsubscribed_from_all(locked):
-        return False
-    services.consent_withdraw(
+        return None
+    subscribed = list(
+        ConsentState.objects.filter(contact=locked, status=ConsentState.Status.OPTED_IN).order_by(
+            "topic", "channel"
+        )
+    )
+    wording: dict[tuple[str, str], int | None] = {}
+    for topic, channel, notice in (
+        Event.objects.filter(contact=locked, type=EventType.OPT_IN)
+        .order_by("seq")
+        .values_list("topic", "channel", "notice_id")
+    ):
+        wording[(topic, channel)] = notice
+    event = services.consent_withdraw(
         contact=locked,
         topic=ANY,
         channel=ANY,
@@ -383,4 +419,64 @@ def unsubscribe_all(
             user_agent=user_agent[:1000],
         ),
     )
-    return True
+    return {
+        "seq": event.seq,
+        "choices": [
+            {
+                "topic": state.topic,
+                "channel": state.channel,
+                "frequency": state.frequency,
+                "notice": wording.get((state.topic, state.channel)),
+            }
+            for state in subscribed
+        ],
+    }
+
+
+@transaction.atomic
+def unsubscribe_undo(
+    *,
+    contact: Contact,
+    undo: Mapping[str, Any],
+    ip_address: str | None = None,
+    user_agent: str = "",
+    collection_point: str = "",
+) -> bool:
+    """The person changed their mind at once: say yes again to what the unsubscribe ended.
+
+    Only while the unsubscribe is still the latest thing that happened to them; the ledger keeps
+    both (it is append-only): the ``opt_out``, then an ``opt_in`` per subscription it ended,
+    under the wording that subscription was given. False when nothing was written.
+    """
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    latest = (
+        Event.objects.filter(contact=locked).order_by("-seq").values_list("seq", flat=True).first()
+    )
+    if latest is None or latest != undo.get("seq"):
+        return False
+    choices = [c for c in undo.get("choices", []) if isinstance(c, dict)]
+    notices = Notice.objects.in_bulk([c["notice"] for c in choices if c.get("notice")])
+    topics = {t.slug: t for t in Topic.objects.filter(active=True)}
+    restored = False
+    for choice in choices:
+        topic = topics.get(choice.get("topic", ""))
+        channel = choice.get("channel", "")
+        if topic is None or channel not in topic.channels:
+            continue  # no longer offered: nothing to say yes to
+        frequency = choice.get("frequency", "")
+        services.consent_grant(
+            contact=locked,
+            topic=topic.slug,
+            channel=channel,
+            proof=services.Proof(
+                method=Method.UNSUBSCRIBE_LINK,
+                actor="person",
+                collection_point=f"{collection_point}: undo"[:500],
+                notice=notices.get(choice.get("notice")),
+                ip_address=ip_address,
+                user_agent=user_agent[:1000],
+            ),
+            frequency=frequency if frequency in topic.frequencies else "",
+        )
+        restored = True
+    return restored

@@ -18,14 +18,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
-from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext_lazy as _
 
-from consents import clock, proof, services
+from consents import clock, links, proof, services
 from consents.models import Category, Contact, Store, Topic
 from consents.vocab import Channel, Doi, Method
 from preferences.models import Capture, Device, StoreMembership
@@ -38,8 +37,8 @@ from preferences.services import (
 )
 
 DEVICE_COOKIE = "assent_device"
-DEVICE_SALT = "assent.store.device"
-DEVICE_COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest lifetime browsers keep a cookie
+# Signed like every other credential we hand out (``consents.links``, scope "device").
+DEVICE_COOKIE_MAX_AGE = int(links.DEVICE_TTL.total_seconds())
 
 
 class Confirm(enum.StrEnum):
@@ -100,7 +99,7 @@ def device_revoke(*, device: Device) -> Device:
 
 
 def device_cookie_value(device: Device) -> str:
-    return signing.dumps({"d": device.pk, "s": device.secret}, salt=DEVICE_SALT)
+    return links.make("device", d=device.pk, s=device.secret)
 
 
 def device_from_cookie(value: str | None) -> Device | None:
@@ -108,10 +107,10 @@ def device_from_cookie(value: str | None) -> Device | None:
     if not value:
         return None
     try:
-        payload = signing.loads(value, salt=DEVICE_SALT, max_age=DEVICE_COOKIE_MAX_AGE)
-    except signing.BadSignature:
+        payload = links.read("device", value).payload
+    except links.LinkError:
         return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("d"), int):
+    if not isinstance(payload.get("d"), int):
         return None
     device = Device.objects.select_related("store").filter(pk=payload["d"]).first()
     if device is None or device.revoked_at is not None:

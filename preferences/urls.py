@@ -14,6 +14,7 @@ urlpatterns = [
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("preferences/", views.preferences, name="preferences"),
     path("preferences/<str:token>/", views.preferences_open, name="preferences_open"),
+    path("my-data/<str:token>/", views.data_download, name="data_download"),
     path("dev/mail/", views.dev_mail, name="dev_mail"),
     path("dev/mail/<str:name>/", views.dev_mail_message, name="dev_mail_message"),
 ]

@@ -22,14 +22,16 @@ from django.utils import formats, timezone, translation
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
-from consents import clock, proof
+from consents import clock, links, proof
+from consents.links import LinkError
 from consents.models import ConsentState, Contact, Event, Notice, Topic
 from consents.vocab import ANY, EventType, Method, Reason
-from preferences import center, devmail, links, pagecache, ratelimit
+from preferences import center, devmail, pagecache, ratelimit
 from preferences.center import preferences_link_send
 from preferences.forms import (
     LinkRequestForm,
@@ -39,7 +41,6 @@ from preferences.forms import (
     preferences_choice,
     topic_groups,
 )
-from preferences.links import Link, LinkError
 from preferences.models import PendingSignup
 from preferences.services import (
     ConfirmOutcome,
@@ -48,6 +49,8 @@ from preferences.services import (
     signup_submit,
     signup_topics,
     unsubscribe_all,
+    unsubscribe_all_undoable,
+    unsubscribe_undo,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,8 @@ logger = logging.getLogger(__name__)
 # The preference center remembers who opened it, never the token itself.
 SESSION_CONTACT = "preferences_contact"
 SESSION_LINK_VERSION = "preferences_link_version"
+# The binding of the link that opened it: a change of address closes the session too.
+SESSION_ADDRESS = "preferences_address"
 # When the link was opened: the session's authorisation lasts as long as a link does.
 SESSION_GRANTED_AT = "preferences_granted_at"
 SESSION_FLASH = "preferences_saved"
@@ -139,17 +144,6 @@ def _ip_allowed(request: HttpRequest) -> bool:
         limit=settings.SIGNUP_MAX_PER_IP_PER_HOUR,
         window_seconds=3600,
     )
-
-
-def _preferences_path(contact: Contact, payload: dict[str, Any]) -> str | None:
-    """A fresh preference link, unless the person signed out of all links since this one.
-
-    Confirmation and unsubscribe links survive "sign out of all links" (so that confirming and
-    leaving always work); they must not become a way back into the preference center.
-    """
-    if payload.get("v") != contact.link_version:
-        return None
-    return reverse("preferences_open", args=[links.make_token("preferences", contact)])
 
 
 def _choice_rows(signup: PendingSignup) -> list[dict[str, str]]:
@@ -260,24 +254,28 @@ def subscribe_done(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def confirm(request: HttpRequest, token: str) -> HttpResponse:
+    # A confirmation link confirms, and gives nothing else: no way into the preference center.
     try:
-        link = links.read_token(
-            "confirm", token, max_age=settings.DOI_CONFIRM_TTL, check_version=False
-        )
+        link = links.read("confirm", token)
     except LinkError as exc:
-        if exc.reason == "expired":
-            return _confirm_expired_link(request, token, exc.payload)
+        if exc.reason == "expired" and exc.contact is not None:
+            return _confirm_expired_link(request, token, exc)
+        if exc.reason in ("expired", "revoked"):
+            # Sent to an address that is no longer the person's.
+            return _confirm_expired(request, token, None)
         return _bad_link(request, exc.reason)
+    contact = link.contact
+    assert contact is not None
     nonce = link.payload.get("s")
     if not isinstance(nonce, str):
         return _bad_link(request, "invalid")
-    signup = signup_for_token(link.contact, nonce)
+    signup = signup_for_token(contact, nonce)
     if signup is None:
         return _bad_link(request, "unknown")
 
     if request.method == "POST":
         outcome, signup = signup_confirm(
-            contact=link.contact,
+            contact=contact,
             nonce=nonce,
             token_digest=links.token_digest(token),
             ip_address=_ip(request),
@@ -286,50 +284,52 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         if outcome is ConfirmOutcome.UNKNOWN or signup is None:
             return _bad_link(request, "unknown")
         if outcome is ConfirmOutcome.CONFIRMED:
-            return _confirm_result(request, link, signup, "preferences/confirm_done.html")
+            return _confirm_result(request, signup, "preferences/confirm_done.html")
     assert signup is not None
     if signup.confirmed_at is not None:
-        return _confirm_result(request, link, signup, "preferences/confirm_already.html")
+        return _confirm_result(request, signup, "preferences/confirm_already.html")
     if clock.now() > signup.expires_at:
-        return _confirm_expired(request, token, link.contact, signup)
+        return _confirm_expired(request, token, signup)
     context = {"choices": _choice_rows(signup), "action": request.path}
     return render(request, "preferences/confirm.html", context)
 
 
-def _confirm_result(
-    request: HttpRequest, link: Link, signup: PendingSignup, template: str
-) -> HttpResponse:
-    context = {
-        "choices": _choice_rows(signup),
-        "preferences_path": _preferences_path(link.contact, link.payload),
-    }
-    return render(request, template, context)
+def _confirm_result(request: HttpRequest, signup: PendingSignup, template: str) -> HttpResponse:
+    # The page offers the "/" form for a preference link, which goes to the mailbox.
+    return render(request, template, {"choices": _choice_rows(signup)})
 
 
-def _confirm_expired_link(
-    request: HttpRequest, token: str, payload: dict[str, Any]
-) -> HttpResponse:
-    contact = Contact.objects.filter(public_id=payload.get("c")).first()
-    nonce = payload.get("s")
-    if contact is None:
-        return _bad_link(request, "unknown")
+def _confirm_expired_link(request: HttpRequest, token: str, exc: LinkError) -> HttpResponse:
+    """A genuine link past its lifetime (or of the earlier format): a fresh one goes to the
+    person's current address."""
+    contact = exc.contact
+    assert contact is not None
+    nonce = exc.payload.get("s")
     if not isinstance(nonce, str):
         return _bad_link(request, "invalid")
     signup = signup_for_token(contact, nonce)
     if signup is not None and signup.confirmed_at is not None:
-        link = Link(contact=contact, payload=payload)
-        return _confirm_result(request, link, signup, "preferences/confirm_already.html")
-    return _confirm_expired(request, token, contact, signup)
+        return _confirm_result(request, signup, "preferences/confirm_already.html")
+    return _confirm_expired(request, token, signup, prefill=contact if exc.same_address else None)
 
 
 def _confirm_expired(
-    request: HttpRequest, token: str, contact: Contact, signup: PendingSignup | None
+    request: HttpRequest,
+    token: str,
+    signup: PendingSignup | None,
+    *,
+    prefill: Contact | None = None,
 ) -> HttpResponse:
-    """An old link: offer a fresh one (the same choices), or the form again once forgotten."""
+    """An old link: offer a fresh one (the same choices), or the form again once forgotten.
+
+    ``prefill`` only when the link went to the person's current address: the form is then
+    filled in with it (the holder of the link knows it already).
+    """
     if signup is not None:
         context = {"resend_action": reverse("confirm_resend", args=[token])}
     else:
-        query = urlencode({"email": contact.email}) if contact.email else ""
+        email = prefill.email if prefill is not None else None
+        query = urlencode({"email": email}) if email else ""
         context = {"subscribe_path": reverse("subscribe") + (f"?{query}" if query else "")}
     return render(request, "preferences/confirm_expired.html", context)
 
@@ -342,19 +342,31 @@ def confirm_resend(request: HttpRequest, token: str) -> HttpResponse:
         return redirect("confirm", token=token)
     # An expired link is the reason to be here: its signature must hold, not its age.
     try:
-        link = links.read_token("confirm", token, max_age=None, check_version=False)
+        link = links.read("confirm", token, expired_ok=True)
     except LinkError as exc:
-        return _bad_link(request, exc.reason)
+        if exc.reason == "expired" and exc.contact is not None:
+            # The earlier format: the fresh link goes to the current address all the same.
+            link = links.Link(contact=exc.contact, payload=exc.payload)
+            same_address = False
+        elif exc.reason in ("expired", "revoked"):
+            return _confirm_expired(request, token, None)
+        else:
+            return _bad_link(request, exc.reason)
+    else:
+        same_address = True
+    contact = link.contact
+    assert contact is not None
+    prefill = contact if same_address else None
     nonce = link.payload.get("s")
     if not isinstance(nonce, str):
         return _bad_link(request, "invalid")
     if not _ip_allowed(request):
         return _too_many(request)
-    signup = signup_for_token(link.contact, nonce)
+    signup = signup_for_token(contact, nonce)
     if signup is not None and signup.confirmed_at is not None:
-        return _confirm_result(request, link, signup, "preferences/confirm_already.html")
-    if signup is None or not link.contact.email:
-        return _confirm_expired(request, token, link.contact, None)
+        return _confirm_result(request, signup, "preferences/confirm_already.html")
+    if signup is None or not contact.email:
+        return _confirm_expired(request, token, None, prefill=prefill)
     first_event = signup.choices[0].get("event") if signup.choices else None
     collection_point = Event.objects.filter(pk=first_event).values_list(
         "collection_point", flat=True
@@ -367,7 +379,7 @@ def confirm_resend(request: HttpRequest, token: str) -> HttpResponse:
     }
     try:
         signup_submit(
-            email=link.contact.email,
+            email=contact.email,
             choices=[(c["topic"], c["channel"]) for c in signup.choices],
             language=signup.locale,
             notices=shown,  # the wording they were shown when they signed up
@@ -381,13 +393,16 @@ def confirm_resend(request: HttpRequest, token: str) -> HttpResponse:
         )
     except ValidationError:
         # A topic was closed since: the person chooses again on the form.
-        return _confirm_expired(request, token, link.contact, None)
+        return _confirm_expired(request, token, None, prefill=prefill)
     return redirect("subscribe_done")
 
 
 # --- Unsubscribe --------------------------------------------------------------------------------
 
 UNSUBSCRIBE_POINT = "unsubscribe link"
+# What an unsubscribe in this browser would restore, and for how long it may.
+SESSION_UNDO = "unsubscribe_undo"
+UNSUBSCRIBE_UNDO_SECONDS = 30 * 60
 
 
 def _is_one_click(request: HttpRequest) -> bool:
@@ -399,36 +414,110 @@ def _is_one_click(request: HttpRequest) -> bool:
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    # Leaving must always work: no expiry, and "sign out of all links" does not revoke it.
+    """An unsubscribe link unsubscribes, and can undo that in the same visit: nothing else.
+
+    It works for ``UNSUBSCRIBE_LINK_TTL`` after its email was sent (the one-click button of that
+    email with it), and stops with "sign out of all links" or a change of address.
+    """
+    one_click = request.method == "POST" and _is_one_click(request)
     try:
-        link = links.read_token("unsubscribe", token, max_age=None, check_version=False)
+        link = links.read("unsubscribe", token)
     except LinkError as exc:
+        if exc.reason in ("expired", "revoked"):
+            if one_click:
+                return HttpResponse(
+                    "This unsubscribe link no longer works.\n",
+                    status=400,
+                    content_type="text/plain; charset=utf-8",
+                )
+            return _link_expired(request, exc, kind="unsubscribe")
         return _bad_link(request, exc.reason)
-    if request.method == "POST" and _is_one_click(request):
+    contact = link.contact
+    assert contact is not None
+    if one_click:
         # The mail provider posts without cookies or CSRF token; the signed token authorises.
         unsubscribe_all(
-            contact=link.contact,
+            contact=contact,
             method=Method.ONE_CLICK_UNSUBSCRIBE,
             ip_address=_ip(request),
             user_agent=_user_agent(request),
             collection_point=UNSUBSCRIBE_POINT,
         )
         return HttpResponse("Unsubscribed.\n", content_type="text/plain; charset=utf-8")
-    return csrf_protect(_unsubscribe_page)(request, link)
+    return csrf_protect(_unsubscribe_page)(request, contact)
 
 
-def _unsubscribe_page(request: HttpRequest, link: Link) -> HttpResponse:
+def _unsubscribe_page(request: HttpRequest, contact: Contact) -> HttpResponse:
+    if request.method != "POST":
+        return render(request, "preferences/unsubscribe.html", {"action": request.path})
+    if request.POST.get("action") == "undo":
+        return _unsubscribe_undo(request, contact)
+    undo = unsubscribe_all_undoable(
+        contact=contact,
+        method=Method.UNSUBSCRIBE_LINK,
+        ip_address=_ip(request),
+        user_agent=_user_agent(request),
+        collection_point=UNSUBSCRIBE_POINT,
+    )
+    if undo is not None and undo["choices"]:
+        # Only this browser, only for a while: what to restore if they change their mind.
+        request.session[SESSION_UNDO] = {
+            **undo,
+            "contact": contact.public_id,
+            "at": clock.now().timestamp(),
+        }
+    context = {"action": request.path, "undo": _undo_for(request, contact) is not None}
+    return render(request, "preferences/unsubscribe_done.html", context)
+
+
+def _undo_for(request: HttpRequest, contact: Contact) -> dict[str, Any] | None:
+    undo = request.session.get(SESSION_UNDO)
+    if not isinstance(undo, dict) or undo.get("contact") != contact.public_id:
+        return None
+    age = clock.now().timestamp() - float(undo.get("at", 0))
+    return undo if 0 <= age <= UNSUBSCRIBE_UNDO_SECONDS else None
+
+
+def _unsubscribe_undo(request: HttpRequest, contact: Contact) -> HttpResponse:
+    undo = _undo_for(request, contact)
+    request.session.pop(SESSION_UNDO, None)  # once
+    done = undo is not None and unsubscribe_undo(
+        contact=contact,
+        undo=undo,
+        ip_address=_ip(request),
+        user_agent=_user_agent(request),
+        collection_point=UNSUBSCRIBE_POINT,
+    )
+    return render(request, "preferences/unsubscribe_undone.html", {"done": done})
+
+
+# --- "Download my data": the one-time link emailed from the preference page ---------------------
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def data_download(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows a button (mail scanners open links), POST downloads, once."""
+    try:
+        link = links.read("data_download", token)
+    except LinkError as exc:
+        if exc.reason in ("expired", "revoked"):
+            return render(request, "preferences/data_download.html", {"state": "expired"})
+        return _bad_link(request, exc.reason)
+    contact = link.contact
+    assert contact is not None
+    downloads_before = link.payload.get("n")
+    if not isinstance(downloads_before, int):
+        return _bad_link(request, "invalid")
     if request.method == "POST":
-        unsubscribe_all(
-            contact=link.contact,
-            method=Method.UNSUBSCRIBE_LINK,
-            ip_address=_ip(request),
-            user_agent=_user_agent(request),
-            collection_point=UNSUBSCRIBE_POINT,
+        data = center.data_download(contact=contact, downloads_before=downloads_before)
+        if data is not None:
+            return proof.json_file(data, f"my-data-{contact.public_id}.json")
+    elif center.self_exports(contact) == downloads_before:
+        return render(
+            request, "preferences/data_download.html", {"state": "ready", "action": request.path}
         )
-        context = {"preferences_path": _preferences_path(link.contact, link.payload)}
-        return render(request, "preferences/unsubscribe_done.html", context)
-    return render(request, "preferences/unsubscribe.html", {"action": request.path})
+    return render(request, "preferences/data_download.html", {"state": "used"})
 
 
 # --- The way into the preference center ---------------------------------------------------------
@@ -461,28 +550,38 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "preferences/home.html", context)
 
 
-def _link_form_for(payload: dict[str, Any]) -> LinkRequestForm:
-    """The link-request form, prefilled with the address the old link was sent to."""
-    contact = Contact.objects.filter(public_id=payload.get("c")).first()
-    email = contact.email if contact is not None and contact.email else ""
-    return LinkRequestForm(initial={"email": email})
+def _link_expired(request: HttpRequest, exc: LinkError, *, kind: str) -> HttpResponse:
+    """A genuine link that no longer works: say why, and offer the form that emails a new one.
+
+    The form names the address only when the link went to it: after a change of address, an
+    old link must not reveal the new one.
+    """
+    email = exc.contact.email if exc.contact is not None and exc.same_address else ""
+    context = {
+        "reason": exc.reason,
+        "kind": kind,
+        "form": LinkRequestForm(initial={"email": email} if email else None),
+    }
+    return render(request, "preferences/link_expired.html", context)
 
 
 @never_cache
 @require_GET
 def preferences_open(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        link = links.read_token("preferences", token, max_age=settings.PREFERENCE_LINK_TTL)
+        link = links.read("preferences", token)
     except LinkError as exc:
         if exc.reason in ("expired", "revoked"):
-            context = {"reason": exc.reason, "form": _link_form_for(exc.payload)}
-            return render(request, "preferences/link_expired.html", context)
+            return _link_expired(request, exc, kind="preferences")
         return _bad_link(request, exc.reason)
+    contact = link.contact
+    assert contact is not None
     # A new session key: whatever was in this browser's session before is not carried over
     # under the same id (session fixation), and the token leaves the address bar.
     request.session.cycle_key()
-    request.session[SESSION_CONTACT] = link.contact.public_id
-    request.session[SESSION_LINK_VERSION] = link.contact.link_version
+    request.session[SESSION_CONTACT] = contact.public_id
+    request.session[SESSION_LINK_VERSION] = contact.link_version
+    request.session[SESSION_ADDRESS] = link.payload["a"]
     request.session[SESSION_GRANTED_AT] = clock.now().timestamp()
     if request.session.session_key is None:
         request.session.save()
@@ -491,7 +590,8 @@ def preferences_open(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def _session_contact(request: HttpRequest) -> Contact | None:
-    """The person this session may act for: granted by a link, for as long as a link lives."""
+    """The person this session may act for: granted by a link, for as long as a link lives,
+    while the address the link went to is still theirs."""
     public_id = request.session.get(SESSION_CONTACT)
     granted_at = request.session.get(SESSION_GRANTED_AT)
     if not isinstance(public_id, str) or not isinstance(granted_at, int | float):
@@ -502,6 +602,8 @@ def _session_contact(request: HttpRequest) -> Contact | None:
     contact = pagecache.contact_for_page(public_id)
     if contact is None or contact.link_version != request.session.get(SESSION_LINK_VERSION):
         return None  # signed out of all links since
+    if not links.bound_to(contact.email, request.session.get(SESSION_ADDRESS)):
+        return None  # the address changed since
     return contact
 
 
@@ -518,7 +620,7 @@ def _center_request(request: HttpRequest) -> center.Request:
 def preferences(request: HttpRequest) -> HttpResponse:
     contact = _session_contact(request)
     if contact is None:
-        for key in (SESSION_CONTACT, SESSION_LINK_VERSION, SESSION_GRANTED_AT):
+        for key in (SESSION_CONTACT, SESSION_LINK_VERSION, SESSION_ADDRESS, SESSION_GRANTED_AT):
             request.session.pop(key, None)
         status = 403 if request.method == "POST" else 200
         context = {"form": LinkRequestForm()}
@@ -845,6 +947,18 @@ def _flash_lines(flash: dict[str, Any], topics: dict[str, Topic]) -> list[str]:
         return [str(_("You were already unsubscribed from everything: nothing has changed."))]
     if kind == "language":
         return [str(_("This page and our messages are now in English."))]
+    if kind == "download_sent":
+        minutes = int(settings.DATA_DOWNLOAD_LINK_TTL.total_seconds() // 60)
+        return [
+            ngettext(
+                "We have emailed you a link to download your data. It works once, for %(n)d "
+                "minute.",
+                "We have emailed you a link to download your data. It works once, for %(n)d "
+                "minutes.",
+                minutes,
+            )
+            % {"n": minutes}
+        ]
     lines = []
     for change in flash.get("changes", []):
         values = {
@@ -921,7 +1035,10 @@ def _resume(request: HttpRequest, contact: Contact) -> HttpResponse:
 
 
 def _download_data(request: HttpRequest, contact: Contact) -> HttpResponse:
-    """The person's own access request (GDPR art. 15): everything we hold, as a JSON file."""
+    """The person's own access request (GDPR art. 15). The data leaves only through a one-time
+    link emailed to them: an open page, or a link someone else got hold of, is not enough."""
+    if not contact.email:
+        return _preferences_page(request, contact, error=_("We have no email address for you."))
     if not ratelimit.allow(
         "access-export",
         contact.public_id,
@@ -929,19 +1046,11 @@ def _download_data(request: HttpRequest, contact: Contact) -> HttpResponse:
         window_seconds=24 * 3600,
     ):
         error = _(
-            "You have already downloaded your data several times today. Please try again tomorrow."
+            "You have already asked for your data several times today. Please try again tomorrow."
         )
         return _preferences_page(request, contact, error=error, status=429)
-    # Logged before the data leaves, like every export from the admin.
-    proof.access_log(
-        user=request.user,
-        username="person",
-        action="export_access_self",
-        contact=contact,
-        detail="downloaded from the preference page",
-    )
-    data = proof.access_export(contact, clock.now())
-    return proof.json_file(data, f"my-data-{contact.public_id}.json")
+    center.data_download_request(contact=contact, language=_language())
+    return _done(request, {"kind": "download_sent"})
 
 
 def _unsubscribe_all(request: HttpRequest, contact: Contact) -> HttpResponse:

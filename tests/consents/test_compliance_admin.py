@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from consents.models import (
     Store,
     Topic,
 )
+from consents.outbox import render_email
 from tests.conftest import at
 from tests.consents.conftest import (
     publish_promotions_notice,
@@ -409,7 +411,10 @@ def test_rectification_changes_the_email_only_once_the_new_address_confirms(
     assert marie.email == "marie@example.fr"
     row = Outbox.objects.get(template="email-confirm")
     assert row.to == "marie.new@example.org" and row.is_service
-    link = row.context["confirm_url"].removeprefix("http://127.0.0.1:8000")
+    # The row holds what to send, not the link: that is minted when the email is rendered.
+    assert "http" not in json.dumps([row.context, row.links])
+    body = render_email(row).body
+    link = re.search(r"http://127\.0\.0\.1:8000(/confirm-email/[^/\s]+/)", body).group(1)
     anonymous = Client()
     assert anonymous.get(link).status_code == 200
     marie.refresh_from_db()
@@ -468,6 +473,34 @@ def test_actions_are_refused_without_the_right(
     draft.refresh_from_db()
     assert marie.email == "marie@example.fr" and draft.published_at is None
     assert not Outbox.objects.exists()
+
+
+# --- The outbox: what was sent, never a key to a person ----------------------------------------
+
+
+def test_the_outbox_page_shows_no_link_and_no_message_and_each_view_is_logged(
+    officer_client: Client, marie: Contact
+) -> None:
+    from preferences.services import signup_submit
+
+    # Someone signed up and has not confirmed yet: their confirmation email is pending.
+    signup_submit(email="paul@example.fr", choices=[("promotions", "email")])
+    row = Outbox.objects.get(to="paul@example.fr")
+    assert row.status == Outbox.Status.PENDING
+    listing = officer_client.get(url("consents_outbox_changelist")).content.decode()
+    page = officer_client.get(url("consents_outbox_change", row.pk))
+    assert page.status_code == 200
+    html = page.content.decode()
+    # An officer used to be able to copy the confirmation link here and confirm in the
+    # person's name; now the row holds no link at all, and the page shows none.
+    for text in (listing, html):
+        assert "/confirm/" not in text and "/unsubscribe/" not in text
+        assert not re.search(r"[A-Za-z0-9_-]{8,}:[A-Za-z0-9_-]{4,}:[A-Za-z0-9_-]{8,}", text)
+    assert "confirm, unsubscribe" in html  # what kind of links the email carries
+    assert "signup-confirm" in html
+    entry = AccessLog.objects.get(action="view_outbox")
+    assert entry.contact == row.contact and entry.username == "officer"
+    assert f"#{row.pk}" in entry.detail
 
 
 # --- The outbox's index for per-address rate limits (preferences) -----------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import io
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -35,3 +37,46 @@ def test_the_index_built_by_the_migration_is_valid() -> None:
             ["outbox_upper_to_template"],
         )
         assert cursor.fetchone() == (True,)
+
+
+@pytest.mark.django_db
+def test_emails_waiting_at_the_upgrade_keep_their_links_as_intents(make_contact: Any) -> None:
+    """Rows written before the outbox held intents carried live links: the migration keeps what
+    each link was for and drops it, so that the email gets fresh links when it is sent."""
+    from django.apps import apps
+    from django.core import signing
+
+    from consents import clock
+    from consents.models import Outbox
+
+    migration = importlib.import_module("consents.migrations.0016_outbox_intents_and_retries")
+    contact = make_contact(email="paul@example.fr")
+    old = {"c": contact.public_id, "v": 1}
+    confirm = signing.dumps({**old, "s": "n0nce"}, salt="assent.links.confirm", compress=True)
+    unsubscribe = signing.dumps(old, salt="assent.links.unsubscribe", compress=True)
+    site = "https://prefs.example"
+    context = {
+        "confirm_url": f"{site}/confirm/{confirm}/",
+        "unsubscribe_url": f"{site}/unsubscribe/{unsubscribe}/",
+        "first_name": "Paul",
+    }
+    pending, sent = (
+        Outbox.objects.create(
+            contact=contact,
+            template="signup-confirm",
+            to=contact.email,
+            context=context,
+            status=status,
+            created_at=clock.now(),
+        )
+        for status in ("pending", "sent")
+    )
+    migration.pending_links_to_intents(apps, None)
+    pending.refresh_from_db()
+    assert pending.context == {"first_name": "Paul"}
+    assert pending.links == {
+        "confirm_url": {"scope": "confirm", "params": {"s": "n0nce"}},
+        "unsubscribe_url": {"scope": "unsubscribe", "params": {}},
+    }
+    sent.refresh_from_db()
+    assert sent.links == {} and sent.context == context  # what was sent stays as it was

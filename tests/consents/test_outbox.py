@@ -1,9 +1,12 @@
-"""The outbox: written with the change, queued on commit, sent once, retried, swept, and never
-a failed request when the broker is down."""
+"""The outbox: written with the change, queued on commit, holding intents (never a live link),
+sent once, retried with backoff when due, swept, and never a failed request when the broker is
+down."""
 
 from __future__ import annotations
 
 import itertools
+import json
+import re
 import time
 from datetime import timedelta
 from types import SimpleNamespace
@@ -12,16 +15,16 @@ import pytest
 from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 
-from config.celery import app as celery_app
-from consents import clock, outbox
+from consents import clock, links, outbox, services
 from consents.models import Contact, Outbox
 from consents.outbox import OutboxSendError, email_enqueue, outbox_deliver, outbox_due, queue_send
 from consents.tasks import outbox_send, outbox_sweep
+from tests.mailsink import Sink
 from tests.workers import UNREACHABLE_BROKER, celery_publishing
 
-UNSUBSCRIBE = "https://assent.example/unsubscribe/tok3n/"
+UNSUBSCRIBE = re.compile(r"^http://127\.0\.0\.1:8000/unsubscribe/([^/]+)/$")
 EMAIL_TEMPLATES = {
     "note-subject.txt": "{{ brand_name }}:\n a note for {{ name }}\n",
     "note-body.txt": "Hello {{ name }}.\nLeave: {{ unsubscribe_url }}\n",
@@ -74,16 +77,26 @@ def outbox_setup(settings, tmp_path):
         yield
 
 
-def enqueue(contact=None, *, to="ana@example.fr", is_service=False, unsubscribe=UNSUBSCRIBE):
+def person(address: str) -> Contact:
+    contact, _ = services.contact_get_or_create(email=address)
+    return contact
+
+
+def enqueue(contact=None, *, to="ana@example.fr", is_service=False, **extra):
     return email_enqueue(
         to=to,
         template="note",
         context={"name": "Ana"},
         language="en",
-        contact=contact,
+        contact=contact or person(to),
         is_service=is_service,
-        unsubscribe_url=unsubscribe,
+        **extra,
     )
+
+
+def later(delta: timedelta):
+    """The outbox's clock, ``delta`` from now."""
+    return clock.frozen(clock.now() + delta)
 
 
 def backdate(row: Outbox, delta: timedelta) -> None:
@@ -163,66 +176,102 @@ class TestDelivery:
         settings.OUTBOX_MAX_ATTEMPTS = 3
         row = enqueue()
         for attempt in (1, 2):
-            # Raised so that Celery retries the task (autoretry_for, with backoff).
-            with pytest.raises(OutboxSendError, match="ConnectionRefusedError"):
+            # Raised so that the task logs it; the row says when its next attempt is due.
+            with (
+                later(timedelta(days=attempt)),
+                pytest.raises(OutboxSendError, match="ConnectionRefusedError"),
+            ):
                 outbox_deliver(row.pk)
             row.refresh_from_db()
             assert (row.status, row.attempts) == (Outbox.Status.PENDING, attempt)
             assert "refused the connection" in row.last_error
             assert row.sent_at is None
-        assert outbox_deliver(row.pk) == "failed"  # no exception: no more retries
-        assert outbox_deliver(row.pk) == "failed"
+        with later(timedelta(days=3)):
+            assert outbox_deliver(row.pk) == "failed"  # no exception: no more retries
+            assert outbox_deliver(row.pk) == "failed"
         row.refresh_from_db()
         assert (row.status, row.attempts) == (Outbox.Status.FAILED, 3)
         assert mail.outbox == []
         assert outbox_due(timedelta(0)) == []  # the sweep leaves failed rows alone
 
-    def test_the_task_retries_transport_errors_with_backoff(self, settings, monkeypatch):
-        assert OutboxSendError in outbox_send.autoretry_for
-        assert outbox_send.retry_backoff and outbox_send.max_retries
+    def test_a_failed_attempt_waits_for_its_backoff_then_the_sweep_sends_it(self, settings):
+        # Celery no longer retries by itself (its retries ignored the row's state): the row
+        # records its next attempt, and the sweep hands it back once that time has come.
         assert outbox_send.acks_late
         settings.EMAIL_BACKEND = "tests.consents.test_outbox.FlakyBackend"
-        # Run eagerly, Celery runs each retry at once instead of after the backoff; it only
-        # raises the Retry when eager exceptions propagate.
-        monkeypatch.setitem(celery_app.conf, "task_eager_propagates", False)
+        settings.OUTBOX_SWEEP_AFTER = timedelta(0)
         row = enqueue()
-        assert outbox_send.apply(args=[row.pk]).get() == "sent"
+        assert outbox_send.apply(args=[row.pk]).get() == "pending"
+        row.refresh_from_db()
+        assert (row.status, row.attempts) == (Outbox.Status.PENDING, 1)
+        wait = row.next_attempt_at - clock.now()
+        assert timedelta(seconds=50) < wait <= timedelta(seconds=73)
+        assert outbox_sweep.apply().get() == 0  # not due yet
+        assert outbox_send.apply(args=[row.pk]).get() == "pending"  # a stray task waits too
+        row.refresh_from_db()
+        assert row.attempts == 1
+        with later(wait + timedelta(seconds=1)):
+            assert outbox_sweep.apply().get() == 1
         row.refresh_from_db()
         assert (row.status, row.attempts) == (Outbox.Status.SENT, 2)
         assert "TimeoutError" not in row.last_error
         assert len(mail.outbox) == 1
 
-    def test_the_task_stops_retrying_once_the_row_failed(self, settings, monkeypatch):
+    def test_the_task_stops_retrying_once_the_row_failed(self, settings):
         settings.EMAIL_BACKEND = "tests.consents.test_outbox.BrokenBackend"
-        monkeypatch.setitem(celery_app.conf, "task_eager_propagates", False)
+        settings.OUTBOX_SWEEP_AFTER = timedelta(0)
         settings.OUTBOX_MAX_ATTEMPTS = 3
         row = enqueue()
-        assert outbox_send.apply(args=[row.pk]).get() == "failed"
+        assert outbox_send.apply(args=[row.pk]).get() == "pending"
+        for day in (1, 2):
+            with later(timedelta(days=day)):
+                assert outbox_sweep.apply().get() == 1
         row.refresh_from_db()
         assert (row.status, row.attempts) == (Outbox.Status.FAILED, 3)
+        with later(timedelta(days=3)):
+            assert outbox_sweep.apply().get() == 0
+            assert outbox_send.apply(args=[row.pk]).get() == "failed"
+        row.refresh_from_db()
+        assert row.attempts == 3
 
 
 @pytest.mark.django_db
 class TestUnsubscribeHeaders:
     def test_a_non_service_email_carries_one_click_unsubscribe(self):
-        outbox_deliver(enqueue().pk)
+        row = enqueue()
+        outbox_deliver(row.pk)
         (message,) = mail.outbox
-        assert message.extra_headers["List-Unsubscribe"] == f"<{UNSUBSCRIBE}>"
+        url = message.extra_headers["List-Unsubscribe"].strip("<>")
+        match = UNSUBSCRIBE.match(url)
+        assert match, url
+        # Minted at send time, for this contact, bound to the address it was sent to.
+        assert links.read("unsubscribe", match.group(1)).contact == row.contact
+        assert f"Leave: {url}" in message.body
         assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         rendered = message.message()
-        assert rendered["List-Unsubscribe"] == f"<{UNSUBSCRIBE}>"
+        assert rendered["List-Unsubscribe"] == f"<{url}>"
         assert rendered["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
-    @pytest.mark.parametrize("unsubscribe", ["", UNSUBSCRIBE])
-    def test_a_service_email_has_none(self, unsubscribe):
-        outbox_deliver(enqueue(is_service=True, unsubscribe=unsubscribe).pk)
+    @pytest.mark.parametrize("with_contact", [False, True])
+    def test_a_service_email_has_none(self, with_contact):
+        contact = person("ana@example.fr") if with_contact else None
+        row = email_enqueue(
+            to="ana@example.fr",
+            template="note",
+            context={"name": "Ana"},
+            contact=contact,
+            is_service=True,
+        )
+        outbox_deliver(row.pk)
         (message,) = mail.outbox
         assert "List-Unsubscribe" not in message.message()
         assert "List-Unsubscribe-Post" not in message.message()
 
     def test_a_non_service_email_without_unsubscribe_link_is_refused(self):
+        # Its unsubscribe link is minted for a contact: an email to nobody in particular
+        # cannot carry one.
         with pytest.raises(ValueError, match="unsubscribe_url"):
-            enqueue(unsubscribe="")
+            email_enqueue(to="ana@example.fr", template="note", context={"name": "Ana"})
         assert not Outbox.objects.exists()
 
 
@@ -289,3 +338,192 @@ class TestBrokerOutage:
         backdate(row, timedelta(hours=1))
         assert outbox_sweep.apply().get() == 1
         assert len(mail.outbox) == 1
+
+
+# --- Intents, not keys --------------------------------------------------------------------------
+
+SIGNED = re.compile(r"[A-Za-z0-9_-]{8,}:[A-Za-z0-9_-]{4,}:[A-Za-z0-9_-]{8,}")
+
+
+@pytest.mark.django_db
+class TestIntents:
+    def test_a_row_holds_the_scope_and_parameters_of_its_links_never_a_token(self):
+        row = enqueue(links={"confirm_url": links.intent("confirm", s="nonce-1")})
+        row.refresh_from_db()
+        assert row.links == {
+            "confirm_url": {"scope": "confirm", "params": {"s": "nonce-1"}},
+            "unsubscribe_url": {"scope": "unsubscribe", "params": {}},
+        }
+        stored = json.dumps([row.context, row.links])
+        assert "http" not in stored and not SIGNED.search(stored)
+        # Minted when it is rendered for sending.
+        message = outbox.render_email(row)
+        assert "/unsubscribe/" in message.extra_headers["List-Unsubscribe"]
+
+    def test_a_link_passed_as_plain_context_is_refused(self):
+        with pytest.raises(ValueError, match="unsubscribe_url"):
+            email_enqueue(
+                to="ana@example.fr",
+                template="note",
+                context={"name": "Ana", "unsubscribe_url": "https://assent.example/u/x/"},
+                contact=person("ana@example.fr"),
+            )
+        with pytest.raises(ValueError, match="scope"):
+            enqueue(links={"x_url": {"scope": "everything", "params": {}}})
+        with pytest.raises(ValueError, match="takes"):
+            enqueue(links={"x_url": links.intent("preferences") | {"params": {"s": "1"}}})
+        assert not Outbox.objects.exists()
+
+    def test_links_are_bound_to_the_address_the_email_goes_to(self):
+        contact = person("ana@example.fr")
+        row = enqueue(contact, to="ana@example.fr")
+        # The address changes before the email leaves: its links are dead on arrival.
+        services.contact_email_change(
+            contact=contact, new_email="ana@new.example", proof=services.Proof(actor="person")
+        )
+        row.refresh_from_db()
+        url = outbox.render_email(row).extra_headers["List-Unsubscribe"].strip("<>")
+        with pytest.raises(links.LinkError) as error:
+            links.read("unsubscribe", UNSUBSCRIBE.match(url).group(1))
+        assert error.value.reason == "revoked" and not error.value.same_address
+
+
+# --- Retries: explicit, with backoff, only when due ---------------------------------------------
+
+
+def test_the_backoff_doubles_up_to_its_cap_with_some_jitter(settings):
+    settings.OUTBOX_RETRY_BASE = timedelta(seconds=60)
+    settings.OUTBOX_RETRY_MAX = timedelta(hours=1)
+    for attempts, base in [(1, 60), (2, 120), (3, 240), (6, 1920), (7, 3600), (20, 3600)]:
+        delays = {outbox.retry_delay(attempts).total_seconds() for _ in range(20)}
+        assert all(base <= d <= base * 1.2 for d in delays), (attempts, delays)
+        assert len(delays) > 1  # jittered
+
+
+def test_the_default_attempts_span_about_a_day(settings):
+    """Documented in the README: an outage of a day loses nothing."""
+    shortest = sum(
+        min(
+            settings.OUTBOX_RETRY_MAX.total_seconds(),
+            settings.OUTBOX_RETRY_BASE.total_seconds() * 2 ** (n - 1),
+        )
+        for n in range(1, settings.OUTBOX_MAX_ATTEMPTS)
+    )
+    assert 23 * 3600 < shortest < 26 * 3600
+
+
+class OutageBackend(BaseEmailBackend):
+    """The email service, down until ``back_at`` (on the outbox's clock); it records each
+    message it accepts."""
+
+    back_at = None
+    accepted: list = []
+
+    def send_messages(self, messages):
+        if clock.now() < OutageBackend.back_at:
+            raise ConnectionRefusedError("the email service is down")
+        for message in messages:
+            OutageBackend.accepted.append((message.to[0], message.extra_headers["Message-ID"]))
+        return len(messages)
+
+
+@pytest.mark.django_db
+def test_an_email_service_down_for_two_hours_loses_no_email_and_sends_none_twice(settings):
+    settings.EMAIL_BACKEND = "tests.consents.test_outbox.OutageBackend"
+    start = clock.now().replace(microsecond=0)
+    OutageBackend.back_at = start + timedelta(hours=2)
+    OutageBackend.accepted = []
+    with clock.frozen(start):
+        rows = [enqueue(to=f"person{i}@example.fr") for i in range(20)]
+        for row in rows:
+            outbox_send.apply(args=[row.pk])  # the task queued on commit: the service is down
+    # Beat runs the sweep every minute, for five hours.
+    minute = 0
+    while minute < 5 * 60 and Outbox.objects.exclude(status=Outbox.Status.SENT).exists():
+        minute += 1
+        with clock.frozen(start + timedelta(minutes=minute)):
+            outbox_sweep.apply()
+    statuses = set(Outbox.objects.values_list("status", flat=True))
+    assert statuses == {Outbox.Status.SENT}, statuses
+    recipients = [to for to, _ in OutageBackend.accepted]
+    assert sorted(recipients) == sorted(row.to for row in rows)  # each once
+    # Back within the backoff's cap of the service's return.
+    assert minute <= 120 + 75
+    for row in Outbox.objects.all():
+        assert row.attempts > 1 and row.sent_at >= OutageBackend.back_at
+
+
+# --- The provider call, outside the transaction; a crash after it ---------------------------------
+
+
+class WatchingBackend(LocmemBackend):
+    """Checks, while the provider is called, what the database already says about the row."""
+
+    seen: list = []
+
+    def send_messages(self, messages):
+        row = Outbox.objects.get(to=messages[0].to[0])
+        WatchingBackend.seen.append(
+            {
+                "in_transaction": connection.in_atomic_block,
+                "attempts": row.attempts,
+                "message_id": row.message_id,
+                "header": messages[0].extra_headers.get("Message-ID"),
+                "leased": row.next_attempt_at > clock.now(),
+            }
+        )
+        return super().send_messages(messages)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_provider_is_called_outside_any_transaction_with_the_attempt_recorded(settings):
+    settings.EMAIL_BACKEND = "tests.consents.test_outbox.WatchingBackend"
+    WatchingBackend.seen = []
+    row = enqueue()  # committed at once: its task runs (in-process) and sends
+    row.refresh_from_db()
+    assert row.status == Outbox.Status.SENT
+    (seen,) = WatchingBackend.seen
+    # No lock held while the provider takes its time, and the attempt is on record first.
+    assert seen["in_transaction"] is False
+    assert seen["attempts"] == 1 and seen["leased"]
+    assert seen["message_id"] == seen["header"] == row.message_id
+    assert re.fullmatch(r"<[0-9a-f-]{36}@assent\.localhost>", row.message_id)
+
+
+@pytest.mark.django_db
+def test_a_crash_after_the_provider_accepted_resends_with_the_same_message_id(
+    settings, tmp_path, monkeypatch
+):
+    """The database is gone at the moment the row would say "sent": once it is back, the row is
+    sent again with the same Message-ID and key, which a deduplicating provider delivers once."""
+    settings.EMAIL_BACKEND = "tests.mailsink.DedupingBackend"
+    settings.MAILSINK_DIR = str(tmp_path)
+    settings.OUTBOX_IDEMPOTENCY_HEADER = "idempotencyKey"
+    settings.OUTBOX_SWEEP_AFTER = timedelta(0)
+    sink = Sink(tmp_path)
+    row = enqueue()
+    real_record = outbox._record_sent
+
+    def database_gone(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(outbox, "_record_sent", database_gone)
+    with pytest.raises(OperationalError):
+        outbox_deliver(row.pk)
+    monkeypatch.setattr(outbox, "_record_sent", real_record)
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == (Outbox.Status.PENDING, 1)
+    assert len(sink.delivered) == 1
+
+    # Leased: nobody sends it again before the lease ends...
+    assert outbox_deliver(row.pk) == "pending"
+    assert outbox_due() == []
+    # ...then the sweep does, with the same identity.
+    with later(settings.OUTBOX_SEND_LEASE + timedelta(seconds=1)):
+        assert outbox_sweep.apply().get() == 1
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == (Outbox.Status.SENT, 2)
+    key = outbox.idempotency_key(row.message_id)
+    assert [call[0] for call in sink.calls] == [key, key]
+    assert len(sink.delivered) == 1  # the provider recognised it
+    assert row.provider_message_id == f"sink-{key}"

@@ -13,11 +13,11 @@ from django.core import mail
 from django.core.cache import cache
 from django.test import Client
 
-from consents import clock, services
+from consents import clock, links, services
 from consents.models import Contact, Evidence, Outbox, Topic
 from consents.outbox import email_enqueue, outbox_deliver
 from consents.personal_data import APPS, DELETED, INVENTORY, WIPED
-from preferences import devmail, links, pagecache
+from preferences import devmail, pagecache
 from preferences.models import CenterSession, PendingSignup
 
 RULE_PREFIXES = (WIPED, DELETED, "kept: ")
@@ -114,7 +114,7 @@ def rows_of(model: Any, contact: Contact) -> Any:
 def test_every_wiped_and_deleted_rule_holds_after_erasure(
     person: Contact, client: Client, django_capture_on_commit_callbacks: Any
 ) -> None:
-    client.get(f"/preferences/{links.make_token('preferences', person)}/")
+    client.get(f"/preferences/{links.make('preferences', person)}/")
     assert CenterSession.objects.filter(contact=person).exists()
     with django_capture_on_commit_callbacks(execute=True):
         services.contact_erase(contact=person, reason="DSR 42", actor="staff:dpo")
@@ -162,7 +162,7 @@ def test_erasure_ends_the_persons_preference_sessions(
 ) -> None:
     other = Client()
     for browser in (client, other):
-        response = browser.get(f"/preferences/{links.make_token('preferences', person)}/")
+        response = browser.get(f"/preferences/{links.make('preferences', person)}/")
         assert response.status_code == 302
     keys = list(CenterSession.objects.filter(contact=person).values_list("session_key", flat=True))
     assert len(keys) == 2 and Session.objects.filter(session_key__in=keys).count() == 2
@@ -180,7 +180,7 @@ def test_erasure_ends_sessions_in_the_shared_cache_too(
     person: Contact, client: Client, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
-    client.get(f"/preferences/{links.make_token('preferences', person)}/")
+    client.get(f"/preferences/{links.make('preferences', person)}/")
     key = CenterSession.objects.get(contact=person).session_key
     assert cache.get(f"django.contrib.sessions.cached_db{key}") is not None
     with django_capture_on_commit_callbacks(execute=True):

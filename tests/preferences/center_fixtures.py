@@ -7,12 +7,12 @@ from typing import Any
 
 from django.test import Client
 
+from consents import links
 from consents.models import Contact
-from preferences import links
 
 
 def open_session(client: Client, contact: Contact) -> None:
-    response = client.get(f"/preferences/{links.make_token('preferences', contact)}/")
+    response = client.get(f"/preferences/{links.make('preferences', contact)}/")
     assert response.status_code == 302 and response["Location"] == "/preferences/"
 
 

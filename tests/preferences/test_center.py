@@ -10,10 +10,9 @@ import pytest
 from django.core import mail
 from django.test import Client
 
-from consents import clock, services
+from consents import clock, links, services
 from consents.ledger import verify_range
 from consents.models import ConsentState, Contact, Event, Outbox, Topic
-from preferences import links
 from preferences.models import PendingSignup
 from tests.preferences.center_fixtures import form_state, open_session, post
 from tests.preferences.pages import CONFIRM_LINK, path_in
@@ -348,7 +347,7 @@ def test_language_switch_is_remembered_on_the_contact(client: Client, marie: Con
 def test_sign_out_of_all_links_revokes_links_and_closes_the_session(
     opened: Client, marie: Contact
 ) -> None:
-    old_link = f"/preferences/{links.make_token('preferences', marie)}/"
+    old_link = f"/preferences/{links.make('preferences', marie)}/"
     response = post(opened, {"action": "sign_out"})
     assert "Vous êtes déconnecté(e) de tous les liens" in response.content.decode()
     marie.refresh_from_db()
@@ -381,9 +380,14 @@ def test_unknown_action_is_refused(opened: Client) -> None:
     assert post(opened, {"action": "delete_everything"}).status_code == 400
 
 
-def test_unsubscribe_page_leads_back_to_the_preference_center(marie: Contact) -> None:
+def test_unsubscribe_page_leads_to_the_link_form_not_into_the_preference_center(
+    marie: Contact,
+) -> None:
     client = Client()
-    path = f"/unsubscribe/{links.make_token('unsubscribe', marie)}/"
+    path = f"/unsubscribe/{links.make('unsubscribe', marie)}/"
     html = client.post(path).content.decode()
-    assert 'href="/preferences/' in html
+    # It used to hand out a fresh preference link: an unsubscribe link only unsubscribes.
+    assert 'href="/preferences/' not in html
+    assert 'href="/"' in html
+    assert "ouvrez le lien en bas" in page(client)  # no preference session either
     assert Outbox.objects.count() == 0

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from consents import services
+from consents import links, services
 from consents.models import ConsentState, Contact, Event
-from preferences import links
 from tests.conftest import SCREENSHOTS, accessible, browser_context, close_checking_csp
 
 pytestmark = [
@@ -141,7 +140,7 @@ def test_ask_for_a_link_change_choices_pause_resume_and_leave(page: Any, languag
     accessible(page)
 
     # Old and bad links.
-    old = f"/preferences/{links.make_token('preferences', contact)}/"
+    old = f"/preferences/{links.make('preferences', contact)}/"
     services.contact_revoke_links(contact=contact)
     page.goto(old)
     assert page.input_value("#id_email") == contact.email
@@ -155,7 +154,7 @@ def test_ask_for_a_link_change_choices_pause_resume_and_leave(page: Any, languag
 @pytest.mark.usefixtures("site")
 def test_the_page_works_with_the_keyboard_and_shows_focus(page: Any) -> None:
     contact = person()
-    page.goto(f"/preferences/{links.make_token('preferences', contact)}/")
+    page.goto(f"/preferences/{links.make('preferences', contact)}/")
     reached: list[str] = []
     for _ in range(60):
         page.keyboard.press("Tab")
@@ -193,7 +192,7 @@ def test_preference_page_screenshots_at_360_and_1280(page: Any) -> None:
         until=services.clock.now().replace(year=services.clock.now().year + 1),
         proof=services.Proof(method="preference_center", actor="person"),
     )
-    page.goto(f"/preferences/{links.make_token('preferences', contact)}/")
+    page.goto(f"/preferences/{links.make('preferences', contact)}/")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for width in (360, 1280):
         page.set_viewport_size({"width": width, "height": 900})
@@ -214,7 +213,7 @@ def test_preference_page_screenshots_at_360_and_1280(page: Any) -> None:
 @pytest.mark.usefixtures("site")
 def test_with_javascript_a_save_needs_no_reload_and_moves_the_focus(page: Any) -> None:
     contact = person()
-    page.goto(f"/preferences/{links.make_token('preferences', contact)}/")
+    page.goto(f"/preferences/{links.make('preferences', contact)}/")
     page.evaluate("window.notReloaded = true")
     page.check("#cell-promotions-sms")
     page.click("form.preferences button[type=submit]")
@@ -241,7 +240,7 @@ def test_without_javascript_the_forms_post_and_reload(browser: Any, live_server:
     context = browser_context(browser, base_url=live_server.url, java_script_enabled=False)
     try:
         page = context.new_page()
-        page.goto(f"/preferences/{links.make_token('preferences', contact)}/")
+        page.goto(f"/preferences/{links.make('preferences', contact)}/")
         page.check("#cell-promotions-sms")
         page.click("form.preferences button[type=submit]")
         page.wait_for_url("**/preferences/")

@@ -9,9 +9,8 @@ import pytest
 from django.core import mail
 from django.test import Client
 
-from consents import services
+from consents import links, services
 from consents.models import Contact, Outbox
-from preferences import links
 from tests.preferences.pages import PREFERENCES_LINK, UNSUBSCRIBE_LINK, path_in
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("pages", "topics")]
@@ -91,7 +90,7 @@ def _expired_link(contact: Contact, monkeypatch: pytest.MonkeyPatch, settings: A
     signed_at = time.time() - settings.PREFERENCE_LINK_TTL.total_seconds() - 60
     with monkeypatch.context() as m:
         m.setattr("django.core.signing.time.time", lambda: signed_at)
-        return f"/preferences/{links.make_token('preferences', contact)}/"
+        return f"/preferences/{links.make('preferences', contact)}/"
 
 
 def test_expired_link_offers_the_form_prefilled(
@@ -105,7 +104,7 @@ def test_expired_link_offers_the_form_prefilled(
 
 
 def test_revoked_link_offers_the_form_prefilled(client: Client, marie: Contact) -> None:
-    old = f"/preferences/{links.make_token('preferences', marie)}/"
+    old = f"/preferences/{links.make('preferences', marie)}/"
     services.contact_revoke_links(contact=marie)
     html = client.get(old).content.decode()
     assert "Ce lien ne fonctionne plus" in html and 'value="marie@example.fr"' in html
@@ -114,13 +113,13 @@ def test_revoked_link_offers_the_form_prefilled(client: Client, marie: Contact) 
 
 @pytest.mark.parametrize("purpose", ["confirm", "unsubscribe"])
 def test_wrong_purpose_token_is_refused(client: Client, marie: Contact, purpose: str) -> None:
-    response = client.get(f"/preferences/{links.make_token(purpose, marie)}/")
+    response = client.get(f"/preferences/{links.make(purpose, marie)}/")
     assert response.status_code == 400
     assert "preferences_contact" not in client.session
 
 
 def test_tampered_token_is_refused(client: Client, marie: Contact) -> None:
-    token = links.make_token("preferences", marie)
+    token = links.make("preferences", marie)
     tampered = token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb")
     assert client.get(f"/preferences/{tampered}/").status_code == 400
     assert "preferences_contact" not in client.session
@@ -129,7 +128,7 @@ def test_tampered_token_is_refused(client: Client, marie: Contact) -> None:
 def test_token_for_a_contact_that_does_not_exist_is_404(client: Client) -> None:
     # Contacts are never deleted (the ledger protects them): a public id nobody has stands in.
     ghost = Contact(public_id="no-such-person-0000000", link_version=1)
-    response = client.get(f"/preferences/{links.make_token('preferences', ghost)}/")
+    response = client.get(f"/preferences/{links.make('preferences', ghost)}/")
     assert response.status_code == 404
     assert "preferences_contact" not in client.session
 

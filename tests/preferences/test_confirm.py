@@ -7,12 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.core import mail
+from django.core import mail, signing
 from django.test import Client
 
-from consents import clock, services
+from consents import clock, links, services
 from consents.models import ConsentState, Contact, Event, Evidence
-from preferences import links
 from preferences.models import PendingSignup
 from tests.preferences.pages import CONFIRM_LINK, path_in
 
@@ -45,7 +44,7 @@ def old_token(monkeypatch: pytest.MonkeyPatch, contact: Contact, nonce: str) -> 
     signed_at = time.time() - EIGHT_DAYS
     with monkeypatch.context() as m:
         m.setattr("django.core.signing.time.time", lambda: signed_at)
-        return links.make_token("confirm", contact, s=nonce)
+        return links.make("confirm", contact, s=nonce)
 
 
 def test_get_shows_the_choices_and_one_button_and_writes_nothing(
@@ -73,7 +72,9 @@ def test_post_records_doi_confirmed_with_the_token_digest_and_thanks(
     assert response.status_code == 200
     page = html(response)
     assert "Merci, votre abonnement est confirmé" in page
-    assert 'href="/preferences/' in page
+    # A confirmation link confirms, nothing more: it used to hand out a preference link.
+    assert 'href="/preferences/' not in page
+    assert 'href="/"' in page
 
     confirmed = Event.objects.filter(type="doi_confirmed").order_by("seq")
     assert [(e.topic, e.channel) for e in confirmed] == [
@@ -118,9 +119,11 @@ def test_confirm_form_without_csrf_token_is_refused(confirm: str) -> None:
 def test_a_link_signed_for_another_purpose_is_not_a_confirmation(
     client: Client, confirm: str, purpose: str
 ) -> None:
-    contact = Contact.objects.get()
-    nonce = PendingSignup.objects.get().nonce
-    foreign = links.make_token(purpose, contact, s=nonce)
+    # The same payload as a confirmation (with the sign-up's nonce), signed for another scope.
+    payload = signing.loads(token_of(confirm), salt=links.SCOPES["confirm"].salt)
+    assert payload["s"] == PendingSignup.objects.get().nonce
+    assert payload["c"] == Contact.objects.get().public_id
+    foreign = signing.dumps(payload, salt=links.SCOPES[purpose].salt, compress=True)
     before = ledger()
     for response in (client.get(f"/confirm/{foreign}/"), client.post(f"/confirm/{foreign}/")):
         assert response.status_code == 400
@@ -145,7 +148,7 @@ def test_tampered_link_is_400_and_writes_nothing(client: Client, confirm: str, d
 
 def test_link_to_a_forgotten_signup_is_404(client: Client, confirm: str) -> None:
     contact = Contact.objects.get()
-    gone = links.make_token("confirm", contact, s="no-such-sign-up")
+    gone = links.make("confirm", contact, s="no-such-sign-up")
     before = ledger()
     assert client.get(f"/confirm/{gone}/").status_code == 404
     assert client.post(f"/confirm/{gone}/").status_code == 404

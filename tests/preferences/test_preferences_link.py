@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from consents import services
+from consents import links, services
 from consents.models import Contact
-from preferences import links
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("pages", "topics")]
 
@@ -24,7 +23,7 @@ def marie(make_contact: Any, web_proof: services.Proof) -> Contact:
 
 
 def open_path(contact: Contact) -> str:
-    return f"/preferences/{links.make_token('preferences', contact)}/"
+    return f"/preferences/{links.make('preferences', contact)}/"
 
 
 def test_opening_the_link_moves_it_into_the_session_and_redirects(
@@ -87,7 +86,7 @@ def test_expired_link_explains_and_leads_home(
 
 @pytest.mark.parametrize("purpose", ["confirm", "unsubscribe"])
 def test_foreign_and_tampered_links_are_400(client: Client, marie: Contact, purpose: str) -> None:
-    foreign = f"/preferences/{links.make_token(purpose, marie)}/"
+    foreign = f"/preferences/{links.make(purpose, marie)}/"
     tampered = open_path(marie)[:-5] + "/"
     for path in (foreign, tampered):
         response = client.get(path)

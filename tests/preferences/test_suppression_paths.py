@@ -15,10 +15,9 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.test import Client
 
-from consents import clock, proof, rules, services
+from consents import clock, links, proof, rules, services
 from consents.audience import audience
 from consents.models import Category, Contact, Event, Store
-from consents.public_views import email_token
 from consents.vocab import Method, Reason
 from preferences import store
 from preferences.models import Device
@@ -193,7 +192,9 @@ def test_admin_rectification_to_a_suppressed_address_arrives_opted_out(
     marc = services.contact_create(email="marc@example.fr", informed_at_collection=True)
     services.consent_grant(contact=marc, topic="promotions", channel="email", proof=WEB)
     assert verdict(marc, promotion("email")) == Reason.OPT_IN
-    response = Client().post(f"/confirm-email/{email_token(marc, EMAIL)}/")
+    response = Client().post(
+        f"/confirm-email/{links.make('email_change', marc, to=EMAIL, e=EMAIL)}/"
+    )
     assert response.status_code == 200
     marc.refresh_from_db()
     assert marc.email == EMAIL
