@@ -137,6 +137,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "outbox-sweep": {"task": "consents.tasks.outbox_sweep", "schedule": 60.0},
+    "link-requests-sweep": {"task": "preferences.tasks.link_requests_sweep", "schedule": 60.0},
     "signups-purge": {
         "task": "preferences.tasks.signups_purge",
         "schedule": crontab(minute=23),

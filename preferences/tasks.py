@@ -1,11 +1,37 @@
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from preferences.services import signups_purge as purge
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True)
 def signups_purge() -> int:
     """Hourly: forget pending sign-ups whose confirmation link has expired."""
     return purge()
+
+
+@shared_task(acks_late=True)
+def link_request_send(request_id: int) -> str:
+    """Handle one "send me my link" request; idempotent (a second run finds nothing to do)."""
+    from preferences.center import link_request_handle
+
+    outcome = link_request_handle(request_id=request_id)
+    return outcome.value if outcome is not None else "handled"
+
+
+@shared_task(acks_late=True)
+def link_requests_sweep() -> int:
+    """Every minute: hand requests whose task never ran (broker down) to the broker again."""
+    from preferences.center import link_requests_due, queue_link_request
+
+    due = link_requests_due()
+    for request_id in due:
+        queue_link_request(request_id)
+    if due:
+        logger.info("link requests sweep: re-queued %d", len(due))
+    return len(due)
