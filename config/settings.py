@@ -65,6 +65,8 @@ MIDDLEWARE = [
     # Outside whitenoise, so that every response carries the policy, static files included.
     "config.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # A clear 400 for bodies not in UTF-8 and NUL characters, before anything reads them.
+    "consents.http.UnreadableRequestMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -137,6 +139,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "outbox-sweep": {"task": "consents.tasks.outbox_sweep", "schedule": 60.0},
+    "link-requests-sweep": {"task": "preferences.tasks.link_requests_sweep", "schedule": 60.0},
     "signups-purge": {
         "task": "preferences.tasks.signups_purge",
         "schedule": crontab(minute=23),

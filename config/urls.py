@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import os
 
+from anymail import urls as anymail_urls
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
 from config import errors
 from consents.views import healthz
+from preferences.webhooks import bad_payloads_answered
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -20,7 +22,14 @@ urlpatterns = [
 if settings.EMAIL_TRACKING_WEBHOOKS:
     # Email-service tracking events (bounces, complaints, clicks...), with anymail's own auth;
     # with DEBUG off the settings refuse to load without ANYMAIL_WEBHOOK_SECRET.
-    urlpatterns.insert(2, path("webhooks/anymail/", include("anymail.urls")))
+    # A payload anymail cannot read answers 400, never 500 (which the service would retry).
+    urlpatterns.insert(
+        2,
+        path(
+            "webhooks/anymail/",
+            include((bad_payloads_answered(anymail_urls.urlpatterns), anymail_urls.app_name)),
+        ),
+    )
 # The preference-center benchmark's floor (bench/preferences_bench.py); off unless asked for.
 if os.environ.get("BENCH_FLOOR_VIEW") == "1":
     urlpatterns.insert(0, path("bench/floor/", include("bench.floor")))

@@ -218,6 +218,9 @@ class UTCDateTimeField(forms.DateTimeField):
             return super().to_python(value)
 
 
+DECISION_YEARS = (1970, 2100)
+
+
 class DecisionForm(forms.Form):
     """The decision panel: a message, an instant, and ``decide``'s answer for this person."""
 
@@ -245,6 +248,29 @@ class DecisionForm(forms.Form):
         self.fields["topic"].choices = [("", "-")] + [
             (slug, slug) for slug in Topic.objects.values_list("slug", flat=True)
         ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        purpose = cleaned.get("purpose")
+        # decide() answers a marketing message only about a topic (RULES.md: consent is given
+        # per topic): the panel asks for one rather than failing.
+        marketing = purpose not in (None, Purpose.SERVICE, Purpose.REPERMISSION) or (
+            purpose == Purpose.SERVICE and cleaned.get("contains_promotion")
+        )
+        if marketing and not cleaned.get("topic") and "topic" not in self.errors:
+            self.add_error("topic", _("Choose the topic of this marketing message."))
+        if cleaned.get("automated") and cleaned.get("channel") not in (None, Channel.PHONE):
+            # RULES.md: only a phone call can be automated.
+            self.add_error("automated", _("Only a phone call can be automated."))
+        at = cleaned.get("at")
+        if at is not None and not DECISION_YEARS[0] <= at.year <= DECISION_YEARS[1]:
+            # Retention and link lifetimes are added to this instant: keep clear of year 9999.
+            self.add_error(
+                "at",
+                _("Choose an instant between the years %(first)s and %(last)s.")
+                % {"first": DECISION_YEARS[0], "last": DECISION_YEARS[1]},
+            )
+        return cleaned
 
     def message(self) -> rules.Message:
         data = self.cleaned_data
@@ -381,7 +407,11 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
         form = DecisionForm(request.GET if "decide-channel" in request.GET else None)
         decision = None
         if form.is_bound and form.is_valid():
-            decision = proof.decide_for(contact, facts, form.message(), form.instant())
+            try:
+                decision = proof.decide_for(contact, facts, form.message(), form.instant())
+            except ValueError as exc:
+                # A question the rules cannot answer as asked: said next to the form.
+                form.add_error(None, str(exc))
         user = request.user
         context = {
             **(extra_context or {}),
@@ -394,7 +424,10 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
             "can_erase": user.has_perm("consents.erase_contact"),
             "can_rectify": user.has_perm("consents.rectify_contact"),
         }
-        return super().change_view(request, object_id, form_url, context)
+        response = super().change_view(request, object_id, form_url, context)
+        if form.is_bound and form.errors:
+            response.status_code = 400  # the page, with the panel's question explained
+        return response
 
     def get_urls(self) -> list:
         def view(fn: Any) -> Any:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -16,20 +17,31 @@ from django.utils.translation import gettext as _
 from consents import clock, dashboards, retention
 from consents.proof import access_log
 
-
-def _end(request: HttpRequest) -> datetime:
-    raw = request.GET.get("until", "")
-    try:
-        return datetime.fromisoformat(raw).replace(tzinfo=UTC) if raw else clock.now()
-    except ValueError:
-        return clock.now()
+# The dates a dashboard window may end on: far enough either way for any real question, and
+# clear of the calendar's ends (0001-01-01 or 9999-12-31 overflow the weeks computed from them).
+EARLIEST_END = date(1970, 1, 1)
+LATEST_END = date(2100, 12, 31)
 
 
-def _weeks(request: HttpRequest) -> int:
-    try:
-        return max(1, min(104, int(request.GET.get("weeks", "12"))))
-    except ValueError:
-        return 12
+class WindowForm(forms.Form):
+    """The dashboards' window: the day it ends (empty: now) and how many weeks before it."""
+
+    until = forms.DateField(required=False)
+    weeks = forms.IntegerField(required=False, min_value=1, max_value=104)
+
+    def clean_until(self) -> date | None:
+        until = self.cleaned_data["until"]
+        if until is not None and not EARLIEST_END <= until <= LATEST_END:
+            raise forms.ValidationError(
+                _("Choose a date between %(first)s and %(last)s.")
+                % {"first": EARLIEST_END.isoformat(), "last": LATEST_END.isoformat()}
+            )
+        return until
+
+    def window(self) -> tuple[datetime, int]:
+        until, weeks = self.cleaned_data["until"], self.cleaned_data["weeks"]
+        end = datetime.combine(until, time.min, tzinfo=UTC) if until else clock.now()
+        return end, weeks or 12
 
 
 def _require(request: HttpRequest, perm: str) -> None:
@@ -39,24 +51,33 @@ def _require(request: HttpRequest, perm: str) -> None:
 
 def dashboard(request: HttpRequest) -> HttpResponse:
     _require(request, "consents.view_dashboard")
-    end, weeks = _end(request), _weeks(request)
+    form = WindowForm(request.GET)
     context = {
         **admin.site.each_context(request),
         "title": _("Dashboards"),
-        "charts": dashboards.charts(end, weeks, settings.DOI_CONFIRM_TTL),
-        "until": end.date().isoformat(),
-        "weeks": weeks,
         "query": request.GET.urlencode(),
+        "errors": [e for errors in form.errors.values() for e in errors],
     }
+    if not form.is_valid():
+        context.update(until=request.GET.get("until", ""), weeks=request.GET.get("weeks", ""))
+        return render(request, "admin/consents/dashboard.html", context, status=400)
+    end, weeks = form.window()
+    context.update(
+        charts=dashboards.charts(end, weeks, settings.DOI_CONFIRM_TTL),
+        until=end.date().isoformat(),
+        weeks=weeks,
+    )
     return render(request, "admin/consents/dashboard.html", context)
 
 
 def dashboard_csv(request: HttpRequest, chart: str) -> HttpResponse:
     _require(request, "consents.view_dashboard")
-    found = {
-        c.key: c
-        for c in dashboards.charts(_end(request), _weeks(request), settings.DOI_CONFIRM_TTL)
-    }
+    form = WindowForm(request.GET)
+    if not form.is_valid():
+        errors = " ".join(e for errors in form.errors.values() for e in errors)
+        return HttpResponse(errors, status=400, content_type="text/plain; charset=utf-8")
+    end, weeks = form.window()
+    found = {c.key: c for c in dashboards.charts(end, weeks, settings.DOI_CONFIRM_TTL)}
     if chart not in found:
         raise Http404
     table = getattr(found[chart], "table", found[chart])

@@ -271,3 +271,25 @@ def read(scope: str, token: str, *, expired_ok: bool = False) -> Link:
 def token_digest(token: str) -> str:
     """What the ledger keeps of a token: its hash, never the token itself."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- Signed form values -----------------------------------------------------------------------
+# Not links, but the same kind of key: a value the server put in a page and reads back from the
+# posted form (which notice wording a form showed), so that the browser cannot choose it.
+
+FORM_SALTS = {"notices_shown": "assent.notices.shown"}
+
+
+class SealBroken(Exception):
+    """The posted value is not one this server signed for this purpose."""
+
+
+def seal(purpose: str, value: Any) -> str:
+    return signing.dumps(value, salt=FORM_SALTS[purpose], compress=True)
+
+
+def unseal(purpose: str, raw: str) -> Any:
+    try:
+        return signing.loads(raw, salt=FORM_SALTS[purpose])
+    except signing.BadSignature:
+        raise SealBroken(purpose) from None

@@ -277,7 +277,19 @@ INVENTORY: dict[str, str] = {
             "a capture's idempotency key, who captured, when, and the ids of the events it "
             "recorded: never what the person typed"
         )
-        for name in ("id", "key", "kind", "device", "user", "created_at", "result")
+        for name in ("id", "key", "kind", "device", "user", "created_at", "result", "scope")
+    },
+    # A keyed hash of what was typed (addresses included), only to recognise a retry of the same
+    # capture: wiped by the hourly purge once a day has passed (``captures_forget``).
+    "preferences.Capture.digest": kept(
+        "a keyed hash of a capture's details, useless without the deployment's key, wiped after "
+        "a day"
+    ),
+    # "Send me my link": handled (and deleted) seconds after the request; an erasure deletes
+    # any still waiting for the person's address.
+    **{
+        f"preferences.LinkRequest.{name}": DELETED
+        for name in ("id", "email", "language", "created_at")
     },
 }
 

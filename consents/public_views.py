@@ -11,10 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
 from consents import links, retention, services
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+from consents.http import client_ip, user_agent
 
 
 def _bad_link(request: HttpRequest, exc: links.LinkError) -> HttpResponse:
@@ -32,7 +29,7 @@ def retention_keep(request: HttpRequest, token: str) -> HttpResponse:
         retention.keep(
             contact,
             ip_address=client_ip(request),
-            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            user_agent=user_agent(request),
         )
         return render(request, "consents/keep_done.html")
     return render(request, "consents/keep.html")
@@ -61,7 +58,7 @@ def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
                     actor="person",
                     collection_point="rectification:email-link",
                     ip_address=client_ip(request),
-                    user_agent=request.META.get("HTTP_USER_AGENT", "")[:500],
+                    user_agent=user_agent(request),
                 ),
             )
         except ValidationError:
@@ -83,7 +80,7 @@ def notice_reconfirm(request: HttpRequest, token: str) -> HttpResponse:
         notices.reconfirm(
             reconfirm,
             ip_address=client_ip(request),
-            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            user_agent=user_agent(request),
         )
         return render(request, "consents/reconfirm.html", {"notice": notice, "done": True})
     done = reconfirm.confirmed_at is not None

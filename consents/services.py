@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,7 @@ import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
@@ -58,6 +59,7 @@ logger = logging.getLogger(__name__)
 # --- Addresses ----------------------------------------------------------------------------------
 
 _email_validator = EmailValidator()
+EMAIL_MAX_LENGTH = 254  # Contact.email, Outbox.to
 
 
 def normalize_email(raw: str) -> str:
@@ -72,6 +74,10 @@ def normalize_email(raw: str) -> str:
     except UnicodeError as exc:
         raise ValidationError({"email": "Enter a valid email address."}) from exc
     value = f"{local}@{domain}"
+    # The ASCII form of an internationalised domain is longer than what was typed: an address
+    # that fit the form may not fit the column (RFC 5321's 254 characters).
+    if len(value) > EMAIL_MAX_LENGTH:
+        raise ValidationError({"email": "This email address is too long."})
     try:
         _email_validator(value)
     except ValidationError as exc:
@@ -87,6 +93,50 @@ OVERSEAS_REGIONS = ("GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF")
 # which ``phonenumbers`` would quietly read as ASCII ones) is refused.
 _PHONE_CHARACTERS = re.compile(r"[0-9+ .\-()\t]*")
 _PHONE_ERROR = "Enter a phone number in international format (+33…)."
+
+
+def address_lock(address: str) -> None:
+    """Hold, until the current transaction ends, the lock on decisions about one email address
+    (how many emails it has had): parallel sign-ups of one address then decide one after the
+    other, each seeing what the previous one wrote.
+
+    A PostgreSQL advisory lock on a hash of the address, case ignored as the contact lookup
+    ignores it (the contact row may not exist yet). SQLite needs none: its transactions here
+    begin IMMEDIATE, one writer at a time."""
+    if connection.vendor != "postgresql":
+        return
+    if not connection.in_atomic_block:
+        raise RuntimeError("address_lock is held until the transaction ends: call it in one.")
+    digest = hashlib.sha256(b"assent.address:" + address.lower().encode()).digest()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)]
+        )
+
+
+# A first name as people write theirs: letters of any script with their accents, and the
+# hyphen, apostrophe, full stop (initials) and space between the parts ("Marie-Hélène",
+# "O’Neill", "J.-P."). Nothing else, so that a first name greeted in an email cannot carry
+# someone else's message ("your parcel is blocked, call 08 99 ...").
+FIRST_NAME_MAX_LENGTH = 35
+FIRST_NAME_MAX_WORDS = 4
+FIRST_NAME_JOINERS = frozenset(" -'’.")
+
+
+def normalize_first_name(raw: str) -> str:
+    """One space between words, composed accents; a ValidationError for anything not a name."""
+    value = unicodedata.normalize("NFC", " ".join((raw or "").split()))
+    invalid = ValidationError({"first_name": "Enter only a first name."})
+    if not value:
+        return ""
+    if len(value) > FIRST_NAME_MAX_LENGTH or len(value.split(" ")) > FIRST_NAME_MAX_WORDS:
+        raise invalid
+    if not unicodedata.category(value[0]).startswith("L"):
+        raise invalid
+    for char in value:
+        if char not in FIRST_NAME_JOINERS and unicodedata.category(char)[0] not in "LM":
+            raise invalid
+    return value
 
 
 def normalize_phone(raw: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import enum
+import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,8 +26,10 @@ from consents.models import AccessLog, ConsentState, Contact, Event, Notice, Out
 from consents.outbox import email_enqueue
 from consents.projections import fact_from_event, person_from_contact
 from consents.vocab import ANY, Channel, Doi, EventType, Method, Reason
-from preferences.models import CenterSession
+from preferences.models import CenterSession, LinkRequest
 from preferences.services import signup_pending_create, unsubscribe_all
+
+logger = logging.getLogger(__name__)
 
 LINK_TEMPLATE = "preferences-link"
 DATA_TEMPLATE = "data-download"
@@ -494,11 +497,60 @@ class LinkOutcome(enum.Enum):
 
 
 @transaction.atomic
+def link_request_record(*, email: str, language: str) -> LinkRequest:
+    """Someone asked for their link: one row, and its task queued once it commits, the same
+    whether the address is known or not (the lookup happens in the task)."""
+    row = LinkRequest.objects.create(
+        email=email, language=language if language in ("fr", "en") else "fr", created_at=clock.now()
+    )
+    transaction.on_commit(lambda: queue_link_request(row.pk))
+    return row
+
+
+def queue_link_request(request_id: int) -> bool:
+    """Hand a request to the broker. An outage must never fail the page: the sweep retries."""
+    from preferences.tasks import link_request_send
+
+    try:
+        link_request_send.apply_async(args=[request_id], retry=False)
+    except Exception:
+        logger.warning(
+            "link request %s: could not reach the broker; the sweep will retry", request_id
+        )
+        return False
+    return True
+
+
+@transaction.atomic
+def link_request_handle(*, request_id: int) -> LinkOutcome | None:
+    """Handle one request, once: the link email when the address is known. None when the row
+    is already handled (a duplicate task, the sweep)."""
+    row = LinkRequest.objects.select_for_update().filter(pk=request_id).first()
+    if row is None:
+        return None
+    outcome = preferences_link_send(email=row.email, language=row.language)
+    row.delete()
+    return outcome
+
+
+def link_requests_due(older_than: timedelta | None = None) -> list[int]:
+    """Requests still waiting after a while: their task never ran (broker down)."""
+    cutoff = clock.now() - (older_than or settings.OUTBOX_SWEEP_AFTER)
+    return list(
+        LinkRequest.objects.filter(created_at__lte=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)[:1000]
+    )
+
+
+@transaction.atomic
 def preferences_link_send(*, email: str, language: str) -> LinkOutcome:
     """Email a fresh preference link to a known address. The caller answers the same way always."""
     contact = services.contact_find(email=email)
     if contact is None or not contact.email:
         return LinkOutcome.UNKNOWN
+    # Parallel requests for one address count the links already sent one after the other.
+    services.address_lock(contact.email)
     since = clock.now() - timedelta(hours=24)
     recent = Outbox.objects.filter(
         contact=contact, template=LINK_TEMPLATE, created_at__gte=since

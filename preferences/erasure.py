@@ -18,7 +18,7 @@ from django.db import transaction
 
 from consents.models import Contact
 from preferences import devmail, pagecache
-from preferences.models import CenterSession, PendingSignup
+from preferences.models import CenterSession, LinkRequest, PendingSignup
 
 DB_SESSION_ENGINES = (
     "django.contrib.sessions.backends.db",
@@ -50,6 +50,8 @@ def sessions_end(contact: Contact) -> list[str]:
 
 def contact_erased(sender: Any, contact: Contact, addresses: Sequence[str], **kwargs: Any) -> None:
     PendingSignup.objects.filter(contact=contact).delete()
+    for address in addresses:
+        LinkRequest.objects.filter(email__iexact=address).delete()
     sessions_end(contact)
     pagecache.forget(contact.pk)
     if devmail.writes_files():

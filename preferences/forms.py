@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,16 +12,14 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
-from consents import services
+from consents import links, services
 from consents.models import LANGUAGES, Notice, Topic
 from preferences.services import PHONE_CHANNELS, SIGNUP_CHANNELS, notice_for
 
 # A real form never sends more than a few dozen choices; anything beyond is not a person.
 MAX_CHOICES = 100
 MAX_CHOICE_LENGTH = 80
-# A first name is greeted in the confirmation email: keep links and markup out of it, so that
-# the form cannot be used to send someone else a message of the sender's choosing.
-NOT_A_NAME = re.compile(r"[<>@/\\]|://|www\.|\bhttps?\b", re.IGNORECASE)
+FIRST_NAME_MAX_LENGTH = services.FIRST_NAME_MAX_LENGTH
 
 
 # --- Cleaning the person's details: the same rules on every form that collects them ---------
@@ -48,11 +47,16 @@ def phone_cleaned(raw: str) -> str:
 
 
 def first_name_cleaned(raw: str, message: Any) -> str:
-    """One space between words; anything that looks like a link or an address is refused."""
-    value = " ".join(raw.split())
-    if NOT_A_NAME.search(value):
-        raise ValidationError(message, code="invalid")
-    return value
+    """A first name is greeted in the confirmation email: only letters and what joins the parts
+    of a name, short (``services.normalize_first_name``), so that the form cannot be used to
+    send someone else a message of the sender's choosing."""
+    try:
+        return services.normalize_first_name(raw)
+    except ValidationError:
+        raise ValidationError(message, code="invalid") from None
+
+
+FIRST_NAME_ONLY = _("Enter only your first name, in letters (hyphens and apostrophes are fine).")
 
 
 def describe_errors(form: forms.Form, *, skip: tuple[str, ...] = (), hints: bool = False) -> None:
@@ -122,6 +126,54 @@ def topic_groups(topics: list[Topic], language: str) -> list[TopicGroup]:
     return groups
 
 
+# --- The wording a page showed -------------------------------------------------------------------
+# Each form that collects a yes carries, signed by the server, the notice it showed per topic:
+# the ledger records what the person read, even if a new version was published meanwhile, and
+# never a notice id the browser chose.
+
+SHOWN_FIELD = "notices"
+PAGE_CHANGED = _(
+    "This page was changed since it was shown. Please check your choices and send them again."
+)
+
+
+def shown_signed(notices: Mapping[str, Notice | None]) -> str:
+    """The value of the form's hidden ``notices`` field: {topic slug: notice id}, signed."""
+    payload = {slug: notice.pk if notice else None for slug, notice in notices.items()}
+    return links.seal("notices_shown", payload)
+
+
+def shown_read(data: Any) -> dict[str, Notice | None] | None:
+    """The notices the posted page showed, per topic slug; None when the form carries none (a
+    page drawn before it did: the caller uses what it shows now). A value that is not ours, or
+    names a notice that is not a published one of that topic, is a ValidationError."""
+    raw = data.get(SHOWN_FIELD)
+    if raw is None:
+        return None
+    try:
+        payload = links.unseal("notices_shown", raw)
+    except links.SealBroken:
+        raise ValidationError(PAGE_CHANGED, code="stale") from None
+    if not isinstance(payload, dict) or not all(
+        isinstance(slug, str) and (pk is None or type(pk) is int) for slug, pk in payload.items()
+    ):
+        raise ValidationError(PAGE_CHANGED, code="stale")
+    found = Notice.objects.select_related("topic").in_bulk(
+        [pk for pk in payload.values() if pk is not None]
+    )
+    shown: dict[str, Notice | None] = {}
+    for slug, pk in payload.items():
+        notice = found.get(pk) if pk is not None else None
+        if pk is not None and (
+            notice is None
+            or notice.published_at is None
+            or (notice.topic is not None and notice.topic.slug != slug)
+        ):
+            raise ValidationError(PAGE_CHANGED, code="stale")
+        shown[slug] = notice
+    return shown
+
+
 class TelInput(forms.TextInput):
     input_type = "tel"
 
@@ -141,6 +193,20 @@ class ChoicesForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.groups = groups
         self.offered = {o.value: o for g in groups for o in g.options}
+        # The wording this page shows now; once valid, the one the posted page showed.
+        self.notices: dict[str, Notice | None] = {g.topic.slug: g.notice for g in groups}
+
+    @property
+    def notices_signed(self) -> str:
+        """The hidden field's value for the page drawn now."""
+        return shown_signed({g.topic.slug: g.notice for g in self.groups})
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        posted = shown_read(self.data)
+        if posted is not None:
+            self.notices = {**self.notices, **posted}
+        return cleaned
 
     def phone_missing(self, cleaned: dict[str, Any], values: list[str]) -> bool:
         """A ticked choice needs a phone number and none was given (a number that failed its
@@ -177,7 +243,7 @@ class SubscribeForm(ChoicesForm):
     )
     first_name = forms.CharField(
         label=_("First name (optional)"),
-        max_length=150,
+        max_length=FIRST_NAME_MAX_LENGTH,
         required=False,
         widget=forms.TextInput(attrs={"autocomplete": "given-name"}),
     )
@@ -215,7 +281,7 @@ class SubscribeForm(ChoicesForm):
         return email_cleaned(self.cleaned_data["email"])
 
     def clean_first_name(self) -> str:
-        return first_name_cleaned(self.cleaned_data["first_name"], _("Enter only your first name."))
+        return first_name_cleaned(self.cleaned_data["first_name"], FIRST_NAME_ONLY)
 
     def clean_phone(self) -> str:
         return phone_cleaned(self.cleaned_data["phone"])
@@ -280,7 +346,8 @@ class PreferencesChoice:
     shown: list[tuple[str, str]]
     wanted: list[tuple[str, str]]
     frequencies: dict[str, str]
-    notice_ids: dict[str, int]
+    # The wording the page showed per topic (signed into it); None: a page drawn without it.
+    notices: dict[str, Notice | None] | None
 
 
 def _pair(value: str, topics: dict[str, Topic]) -> tuple[str, str]:
@@ -304,7 +371,6 @@ def preferences_choice(data: Any, topics: dict[str, Topic]) -> PreferencesChoice
     if not set(wanted) <= set(shown):
         raise ValidationError(NOT_OFFERED)
     frequencies: dict[str, str] = {}
-    notice_ids: dict[str, int] = {}
     for key in data:
         if key.startswith("frequency-"):
             slug = key.removeprefix("frequency-")
@@ -314,9 +380,7 @@ def preferences_choice(data: Any, topics: dict[str, Topic]) -> PreferencesChoice
                 raise ValidationError(_("This frequency is not offered."))
             if value:
                 frequencies[slug] = value
-        elif key.startswith("notice-"):
-            slug = key.removeprefix("notice-")
-            value = data.get(key, "")
-            if slug in topics and value.isdigit():
-                notice_ids[slug] = int(value)
-    return PreferencesChoice(shown, wanted, frequencies, notice_ids)
+    notices = shown_read(data)
+    if notices is not None:
+        notices = {slug: notice for slug, notice in notices.items() if slug in topics}
+    return PreferencesChoice(shown, wanted, frequencies, notices)

@@ -1,11 +1,11 @@
 """Password logins (the admin's and the store's), counted per account and per client address.
 
 Every login form posts to ``django.contrib.auth.authenticate``, which asks the backend below
-first: past ``LOGIN_ATTEMPTS_PER_ACCOUNT`` attempts on one account name, or
+first: past ``LOGIN_ATTEMPTS_PER_ACCOUNT`` failed attempts on one account name, or
 ``LOGIN_ATTEMPTS_PER_IP`` from one address, within ``LOGIN_THROTTLE_WINDOW``, the password is
-not even checked, the right one included, until the window ends. Counting every attempt (not
-only the failed ones) lets the check happen before the password is known, which the rate-limit
-module's one counter allows; a person who logs in normally never comes near the limit.
+not even checked, the right one included, until the window ends. Only failures count: staff
+behind one shop's address who log in many times a day are never locked out by their own
+successes.
 
 The refusal is the same for an account that exists and for one that does not, so it tells an
 attacker nothing; the first refusal of each lockout is logged and written to the compliance
@@ -39,34 +39,38 @@ SCOPE = "login"
 
 
 def _client_ip(request: HttpRequest) -> str:
-    from preferences.views import _ip  # the one reading of NUM_PROXIES and X-Forwarded-For
+    from consents.http import client_ip  # the one reading of NUM_PROXIES and X-Forwarded-For
 
-    return _ip(request) or "unknown"
+    return client_ip(request) or "unknown"
 
 
 def _window_seconds() -> int:
     return int(settings.LOGIN_THROTTLE_WINDOW.total_seconds())
 
 
+def _keys(request: HttpRequest, username: str) -> tuple[str, str]:
+    return username.strip().casefold()[:150], _client_ip(request)
+
+
 def login_attempt_allowed(*, request: HttpRequest, username: str) -> bool:
-    """Count one password attempt; False once the account name or the address is over its limit."""
-    account = username.strip().casefold()[:150]
-    address = _client_ip(request)
-    window = _window_seconds()
-    by_account = ratelimit.allow(
-        f"{SCOPE}-account",
-        account,
-        limit=settings.LOGIN_ATTEMPTS_PER_ACCOUNT,
-        window_seconds=window,
-    )
-    by_address = ratelimit.allow(
-        f"{SCOPE}-ip", address, limit=settings.LOGIN_ATTEMPTS_PER_IP, window_seconds=window
-    )
+    """May this password be checked? No once the account name or the address has had too many
+    failed attempts in the window (the refusal is noted once per lockout)."""
+    account, address = _keys(request, username)
+    by_account = ratelimit.hits(f"{SCOPE}-account", account) < settings.LOGIN_ATTEMPTS_PER_ACCOUNT
+    by_address = ratelimit.hits(f"{SCOPE}-ip", address) < settings.LOGIN_ATTEMPTS_PER_IP
     if not by_account:
         _note_lockout(request=request, username=username, address=address, reason="account")
     if not by_address:
         _note_lockout(request=request, username=username, address=address, reason="address")
     return by_account and by_address
+
+
+def login_failed(*, request: HttpRequest, username: str) -> None:
+    """Count one failed attempt against the account name and the address."""
+    account, address = _keys(request, username)
+    window = _window_seconds()
+    ratelimit.hit(f"{SCOPE}-account", account, window_seconds=window)
+    ratelimit.hit(f"{SCOPE}-ip", address, window_seconds=window)
 
 
 def _note_lockout(*, request: HttpRequest, username: str, address: str, reason: str) -> None:
@@ -115,7 +119,10 @@ class ThrottledModelBackend(ModelBackend):
         if web_login and not login_attempt_allowed(request=request, username=str(name)):
             minutes = _window_seconds() // 60
             raise ValidationError(TOO_MANY, code=LOGIN_THROTTLED, params={"minutes": minutes})
-        return super().authenticate(request, username=username, password=password, **kwargs)
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if web_login and user is None:
+            login_failed(request=request, username=str(name))
+        return user
 
     async def aauthenticate(
         self,

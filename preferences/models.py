@@ -55,6 +55,26 @@ class CenterSession(models.Model):
         return f"preference session of contact {self.contact_id}"
 
 
+class LinkRequest(models.Model):
+    """Someone asked for a link to their preferences ("/"), not yet handled.
+
+    Written the same way whatever the address, and handled after the response by a task that
+    looks the address up and sends the link when it is known: the page answers in the same
+    time either way, so that it does not tell whose address is on file. Deleted once handled;
+    a sweep hands rows that were never handled (broker down) to the broker again.
+    """
+
+    email = models.CharField(max_length=254)
+    language = models.CharField(max_length=2, choices=LANGUAGES, default="fr")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"link request {self.pk}"
+
+
 # --- Delegated consent: stores, their staff and tablets -------------------------------------------
 
 
@@ -102,9 +122,15 @@ class Device(models.Model):
 
 
 class Capture(models.Model):
-    """One submitted capture, by its idempotency key: a retry finds it and records nothing."""
+    """One submitted capture, by its idempotency key: a retry finds it and records nothing.
 
-    key = models.CharField(max_length=64, unique=True)
+    A key is unique within its ``scope`` (one tablet and one staff member); ``digest`` (a keyed
+    hash of what was submitted) tells a retry from a reused key with another customer's details.
+    """
+
+    key = models.CharField(max_length=64)
+    scope = models.CharField(max_length=100, default="")
+    digest = models.CharField(max_length=64, blank=True, default="")
     kind = models.CharField(max_length=16)  # "store" or "phone"
     device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.PROTECT)
     user = models.ForeignKey(
@@ -117,6 +143,9 @@ class Capture(models.Model):
     class Meta:
         ordering = ["-id"]
         permissions = [("capture_consent", "Can capture consent in a store or on the phone")]
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="capture_key_unique_in_scope"),
+        ]
 
     def __str__(self) -> str:
         return f"capture {self.key}"

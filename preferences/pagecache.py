@@ -35,6 +35,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 
+from config.cache import cache_down
 from consents import clock
 from consents.models import Contact, ContactFacts
 
@@ -67,7 +68,8 @@ CODE_VERSION = _code_version()
 
 
 def enabled() -> bool:
-    return settings.PREFERENCE_PAGE_CACHE_SECONDS > 0
+    """Configured, and the cache reachable: while Redis is down the page is drawn each time."""
+    return settings.PREFERENCE_PAGE_CACHE_SECONDS > 0 and not cache_down(cache)
 
 
 def _contact_digest(contact: Contact) -> str:

@@ -129,8 +129,11 @@ def signup_submit(
     """
     address = services.normalize_email(email)
     phone = services.normalize_phone(phone) if phone else ""
+    first_name = services.normalize_first_name(first_name)
     chosen = validate_choices(choices, has_phone=bool(phone)) if choices or not elsewhere else []
     language = language if language in ("fr", "en") else "fr"
+    # Parallel sign-ups of one address count the emails already sent one after the other.
+    services.address_lock(address)
     if _recent_emails(address) >= settings.SIGNUP_MAX_EMAILS_PER_ADDRESS:
         return SignupOutcome.RATE_LIMITED
 

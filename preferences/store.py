@@ -9,8 +9,10 @@ email" path goes through the sign-up's double opt-in (``signup_submit``).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -21,11 +23,11 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
-from django.utils.crypto import constant_time_compare
+from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext_lazy as _
 
 from consents import clock, links, proof, services
-from consents.models import Category, Contact, Store, Topic
+from consents.models import Category, Contact, Notice, Store, Topic
 from consents.vocab import Channel, Doi, Method
 from preferences.models import Capture, Device, StoreMembership
 from preferences.services import (
@@ -54,6 +56,11 @@ class CaptureOutcome(enum.Enum):
 
 class ConfirmationEmailRefused(Exception):
     """The address has had its share of confirmation emails for now: nothing was recorded."""
+
+
+class CaptureKeyReused(Exception):
+    """This tablet and staff member already sent this form's key with other details (a form
+    kept from an earlier customer): nothing was recorded for these."""
 
 
 @dataclass(frozen=True)
@@ -123,17 +130,61 @@ def device_from_cookie(value: str | None) -> Device | None:
 # --- Captures -----------------------------------------------------------------------------------
 
 
-def _claim(*, key: str, kind: str, device: Device | None, user: AbstractBaseUser) -> Capture | None:
-    """Write the capture's key first; None when that key was already used (a retry)."""
+def capture_scope(kind: str, device: Device | None, user: AbstractBaseUser) -> str:
+    """Where a capture key is unique: one tablet (or the phone) and one staff member. Another
+    tablet or colleague that happens to send the same key records its own capture."""
+    return f"{kind}:device:{device.pk if device else '-'}:user:{user.pk}"
+
+
+def capture_digest(**data: Any) -> str:
+    """What was submitted, keyed (it holds personal details): a retry sends the same."""
+    text = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
+    return salted_hmac("assent.store.capture", text).hexdigest()
+
+
+# What a capture's digest becomes once a retry can no longer come: it hashed what the person typed.
+DIGEST_FORGOTTEN = "forgotten"
+DIGEST_KEPT = timedelta(days=1)
+
+
+def captures_forget(older_than: timedelta = DIGEST_KEPT) -> int:
+    """Forget the digests of captures older than a day (the hourly purge): no retry of the same
+    form comes that late, and a key sent again after that is refused, never taken as a retry."""
+    return (
+        Capture.objects.filter(created_at__lt=clock.now() - older_than)
+        .exclude(digest__in=("", DIGEST_FORGOTTEN))
+        .update(digest=DIGEST_FORGOTTEN)
+    )
+
+
+def _claim(
+    *, key: str, kind: str, device: Device | None, user: AbstractBaseUser, digest: str
+) -> tuple[Capture, bool]:
+    """Write the capture's key first: (the new row, True), or (the earlier one, False) when this
+    tablet and staff member already sent that key with the same details (a retry). The same key
+    with other details is refused (``CaptureKeyReused``): never a silent "thank you" that
+    dropped the customer."""
     if not key or len(key) > 64:
         raise ValidationError({"key": "This capture has no valid key."})
+    scope = capture_scope(kind, device, user)
     try:
         with transaction.atomic():
-            return Capture.objects.create(
-                key=key, kind=kind, device=device, user=user, created_at=clock.now()
+            capture = Capture.objects.create(
+                key=key,
+                scope=scope,
+                digest=digest,
+                kind=kind,
+                device=device,
+                user=user,
+                created_at=clock.now(),
             )
+            return capture, True
     except IntegrityError:
-        return None
+        earlier = Capture.objects.get(scope=scope, key=key)
+    # Rows written before captures kept a digest cannot be compared: taken as the retry.
+    if earlier.digest and not constant_time_compare(earlier.digest, digest):
+        raise CaptureKeyReused
+    return earlier, False
 
 
 def _create_contact(
@@ -220,12 +271,23 @@ def _category(slug: str) -> str:
     return slug
 
 
+Shown = Mapping[str, Notice | None] | None
+
+
+def _notice(topic: Topic, language: str, notices: Shown) -> Notice | None:
+    """The wording the form showed (signed into it), else the one it shows now."""
+    if notices is not None and topic.slug in notices:
+        return notices[topic.slug]
+    return notice_for(topic, language)
+
+
 def _record_each(
     record: Callable[..., Any],
     *,
     owners: Owners,
     chosen: Sequence[tuple[Topic, str]],
     language: str,
+    notices: Shown,
     proof_base: dict[str, Any],
     now: Any,
     **extra: Any,
@@ -238,7 +300,7 @@ def _record_each(
             contact=owners.of(channel),
             topic=topic.slug,
             channel=channel,
-            proof=services.Proof(notice=notice_for(topic, language), **proof_base),
+            proof=services.Proof(notice=_notice(topic, language, notices), **proof_base),
             occurred_at=now,
             **extra,
         ).pk
@@ -261,12 +323,15 @@ def store_capture(
     first_name: str = "",
     purchase_category: str = "",
     user_agent: str = "",
+    notices: Shown = None,
 ) -> CaptureResult:
     """A customer's choices on the store tablet, confirmed here (``opt_in``, doi none) or by
     email (pending ``opt_in`` and a confirmation email), plus an optional purchase today.
+    ``notices`` is the wording the tablet showed per topic.
 
     Raises ``ConfirmationEmailRefused`` (and writes nothing) when the address may not be sent
-    another confirmation email yet."""
+    another confirmation email yet, ``CaptureKeyReused`` when the form's key was already sent
+    from this tablet by this staff member with other details."""
     if device.revoked_at is not None or device.store_id != store.pk:
         raise ValidationError({"device": "This tablet is not enrolled for this store."})
     if not is_member(user, store):
@@ -275,14 +340,24 @@ def store_capture(
         raise ValidationError({"confirm": "Choose how to confirm."})
     language = language if language in ("fr", "en") else "fr"
     email, phone = _addresses(email, phone)
+    first_name = services.normalize_first_name(first_name)
     if confirm == Confirm.EMAIL and not email:
         raise ValidationError({"email": "Enter an email address to confirm by email."})
     chosen = validate_choices(choices, has_phone=bool(phone))
     category = _category(purchase_category) if purchase_category else ""
 
-    capture = _claim(key=key, kind="store", device=device, user=user)
-    if capture is None:
-        return CaptureResult(CaptureOutcome.ALREADY_DONE, Capture.objects.get(key=key))
+    digest = capture_digest(
+        email=email,
+        phone=phone,
+        first_name=first_name,
+        choices=sorted((t.slug, c) for t, c in chosen),
+        confirm=str(confirm),
+        language=language,
+        purchase_category=category,
+    )
+    capture, created = _claim(key=key, kind="store", device=device, user=user, digest=digest)
+    if not created:
+        return CaptureResult(CaptureOutcome.ALREADY_DONE, capture)
     now = capture.created_at
     actor = staff_actor(user)
     # Where and on which device: in the chained event itself, not only in erasable evidence.
@@ -313,6 +388,7 @@ def store_capture(
             owners=owners,
             chosen=chosen,
             language=language,
+            notices=notices,
             proof_base=proof_base,
             now=now,
             doi=Doi.NONE,
@@ -324,6 +400,7 @@ def store_capture(
             phone=phone,
             chosen=chosen,
             language=language,
+            notices=notices,
             first_name=first_name,
             point=point,
             store=store,
@@ -357,6 +434,7 @@ def _confirm_by_email(
     phone: str,
     chosen: list[tuple[Topic, str]],
     language: str,
+    notices: Shown,
     first_name: str,
     point: str,
     store: Store,
@@ -388,6 +466,7 @@ def _confirm_by_email(
             owners=owners,
             chosen=elsewhere,
             language=language,
+            notices=notices,
             proof_base=proof_base,
             now=now,
             doi=Doi.PENDING,
@@ -403,6 +482,7 @@ def _confirm_by_email(
             email=email,
             choices=[(t.slug, c) for t, c in by_mail],
             language=language,
+            notices={t.slug: _notice(t, language, notices) for t, _c in by_mail},
             first_name=first_name,
             phone="" if split else phone,
             collection_point=point,
@@ -452,10 +532,12 @@ def phone_capture(
     language: str = "fr",
     first_name: str = "",
     store: Store | None = None,
+    notices: Shown = None,
 ) -> CaptureResult:
     """The caller's oral answers, read to them from the notices: ``opt_in`` by ``phone_call``
     for each yes, ``opt_out`` by ``phone_call`` for each no, and ``callback_request`` when they
     asked to be called back. A topic and channel not asked is recorded as nothing.
+    ``notices`` is the wording the form showed to read, per topic.
 
     ``automated``: the caller also agreed to recorded or automated calls; it applies to each yes
     on the phone channel (consent to live calls alone does not cover them)."""
@@ -464,6 +546,7 @@ def phone_capture(
         raise ValidationError({"call_reference": "This field is required."})
     language = language if language in ("fr", "en") else "fr"
     email, phone = _addresses(email, phone)
+    first_name = services.normalize_first_name(first_name)
     if callback and not phone:
         raise ValidationError({"phone": "Enter the phone number to call back."})
     chosen = validate_choices(answers, has_phone=bool(phone)) if answers else []
@@ -475,9 +558,21 @@ def phone_capture(
     if store is not None and not is_member(user, store):
         raise ValidationError({"store": "You do not belong to this store."})
 
-    capture = _claim(key=key, kind="phone", device=None, user=user)
-    if capture is None:
-        return CaptureResult(CaptureOutcome.ALREADY_DONE, Capture.objects.get(key=key))
+    digest = capture_digest(
+        call_reference=call_reference,
+        email=email,
+        phone=phone,
+        first_name=first_name,
+        answers=sorted((t.slug, c) for t, c in chosen),
+        refusals=sorted((t.slug, c) for t, c in refused),
+        callback=bool(callback),
+        automated=bool(automated),
+        language=language,
+        store=store.pk if store is not None else None,
+    )
+    capture, created = _claim(key=key, kind="phone", device=None, user=user, digest=digest)
+    if not created:
+        return CaptureResult(CaptureOutcome.ALREADY_DONE, capture)
     now = capture.created_at
     owners = _owners(
         email=email, phone=phone, first_name=first_name, locale=language, informed=True
@@ -503,6 +598,7 @@ def phone_capture(
             owners=owners,
             chosen=others,
             language=language,
+            notices=notices,
             proof_base=proof_base,
             now=now,
             doi=Doi.NONE,
@@ -512,6 +608,7 @@ def phone_capture(
             owners=owners,
             chosen=calls,
             language=language,
+            notices=notices,
             proof_base=proof_base,
             now=now,
             doi=Doi.NONE,
@@ -524,6 +621,7 @@ def phone_capture(
             owners=owners,
             chosen=refused,
             language=language,
+            notices=notices,
             proof_base=proof_base,
             now=now,
         )

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from consents.models import Category
 from preferences.forms import (
+    FIRST_NAME_MAX_LENGTH,
     AnyChoiceField,
     ChoicesForm,
     TelInput,
@@ -52,7 +53,7 @@ class _CaptureForm(ChoicesForm):
     )
     first_name = forms.CharField(
         label=_("First name (optional)"),
-        max_length=150,
+        max_length=FIRST_NAME_MAX_LENGTH,
         required=False,
         widget=forms.TextInput(attrs=OFF),
     )
@@ -73,7 +74,10 @@ class _CaptureForm(ChoicesForm):
         return phone_cleaned(self.cleaned_data["phone"])
 
     def clean_first_name(self) -> str:
-        return first_name_cleaned(self.cleaned_data["first_name"], _("Enter only a first name."))
+        return first_name_cleaned(
+            self.cleaned_data["first_name"],
+            _("Enter only a first name, in letters (hyphens and apostrophes are fine)."),
+        )
 
     def clean_choice(self) -> list[str]:
         values = list(dict.fromkeys(self.cleaned_data["choice"]))

@@ -30,6 +30,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from consents.http import user_agent
 from consents.models import Store
 from preferences import store
 from preferences.forms import topic_groups
@@ -56,6 +57,10 @@ SESSION_STORE = "store_pk"
 
 View = Callable[..., HttpResponse]
 
+KEY_REUSED = _(
+    "This form was already sent for another customer. Nothing was recorded for this one: check "
+    "the details and send again."
+)
 CONFIRMATION_REFUSED = _(
     "We could not send a confirmation email to this address right now. Choose “Confirm here”, "
     "or try again later."
@@ -333,17 +338,29 @@ def _capture_submit(
             confirm=data["confirm"],
             language=language,
             purchase_category=data["purchase_category"] if data["purchase"] else "",
-            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            user_agent=user_agent(request),
+            notices=form.notices,
         )
     except ValidationError as exc:
         _service_errors(form, exc)
         return 400
+    except store.CaptureKeyReused:
+        _key_reused(form)
+        return 409
     except store.ConfirmationEmailRefused:
         # Nothing was recorded. Say only what the customer needs to choose what to do next.
         form.add_error(None, CONFIRMATION_REFUSED)
         return 429
     # POST/redirect/GET to a screen that holds nothing the customer typed.
     return redirect("store_thanks")
+
+
+def _key_reused(form: Any) -> None:
+    """Say so, and give the form shown again a key of its own: sending it records it."""
+    form.add_error(None, KEY_REUSED)
+    data = form.data.copy()
+    data["key"] = new_key()
+    form.data = data
 
 
 @staff_view(CAPTURE)
@@ -413,12 +430,16 @@ def phone(request: HttpRequest) -> HttpResponse:
                         automated=data["automated"],
                         language=language,
                         store=_current_store(request),
+                        notices=form.notices,
                     )
                 except ValidationError as exc:
                     _service_errors(form, exc)
+                except store.CaptureKeyReused:
+                    _key_reused(form)
+                    status = 409
                 else:
                     return redirect("store_phone_done")
-            status = 400
+            status = 400 if status == 200 else status
         else:
             form = PhoneCaptureForm(initial={"key": new_key(), "language": language}, groups=groups)
             answered = {}

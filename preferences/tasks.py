@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from consents.locks import run_lock
 from preferences.center import center_sessions_purge
 from preferences.services import signups_purge as purge
+from preferences.store import captures_forget
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True)
@@ -15,4 +20,27 @@ def signups_purge() -> int:
         if not held:
             return 0
         center_sessions_purge()
+        captures_forget()
         return purge()
+
+
+@shared_task(acks_late=True)
+def link_request_send(request_id: int) -> str:
+    """Handle one "send me my link" request; idempotent (a second run finds nothing to do)."""
+    from preferences.center import link_request_handle
+
+    outcome = link_request_handle(request_id=request_id)
+    return outcome.value if outcome is not None else "handled"
+
+
+@shared_task(acks_late=True)
+def link_requests_sweep() -> int:
+    """Every minute: hand requests whose task never ran (broker down) to the broker again."""
+    from preferences.center import link_requests_due, queue_link_request
+
+    due = link_requests_due()
+    for request_id in due:
+        queue_link_request(request_id)
+    if due:
+        logger.info("link requests sweep: re-queued %d", len(due))
+    return len(due)

@@ -27,18 +27,21 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
-from consents import clock, links, proof
+from consents import clock, links, proof, services
+from consents.http import client_ip, user_agent
 from consents.links import LinkError
-from consents.models import ConsentState, Contact, Event, Notice, Topic
+from consents.models import ConsentState, Contact, Event, Topic
 from consents.vocab import ANY, EventType, Method, Reason
 from preferences import center, devmail, pagecache, ratelimit
-from preferences.center import preferences_link_send
+from preferences.center import link_request_record
 from preferences.forms import (
+    FIRST_NAME_ONLY,
     LinkRequestForm,
     SubscribeForm,
     channel_label,
     frequency_label,
     preferences_choice,
+    shown_signed,
     topic_groups,
 )
 from preferences.models import PendingSignup
@@ -74,21 +77,6 @@ STATUS_LABELS = {
 
 
 # --- Helpers ------------------------------------------------------------------------------------
-
-
-def _ip(request: HttpRequest) -> str | None:
-    """The client's address; behind ``NUM_PROXIES`` trusted proxies, the one they saw."""
-    proxies = settings.NUM_PROXIES
-    if proxies:
-        forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        forwarded = [a for a in forwarded if a]
-        if len(forwarded) >= proxies:
-            return forwarded[-proxies]
-    return request.META.get("REMOTE_ADDR") or None
-
-
-def _user_agent(request: HttpRequest) -> str:
-    return request.META.get("HTTP_USER_AGENT", "")[:1000]
 
 
 def _language() -> str:
@@ -140,7 +128,7 @@ def _too_many(request: HttpRequest, *, embed: bool = False) -> HttpResponse:
 def _ip_allowed(request: HttpRequest) -> bool:
     return ratelimit.allow(
         "signup-ip",
-        _ip(request) or "unknown",
+        client_ip(request) or "unknown",
         limit=settings.SIGNUP_MAX_PER_IP_PER_HOUR,
         window_seconds=3600,
     )
@@ -187,13 +175,13 @@ def _subscribe(request: HttpRequest, *, embed: bool) -> HttpResponse:
                     email=data["email"],
                     choices=form.choices,
                     language=data["language"],
-                    notice_language=_language(),
+                    notices=form.notices,  # the wording the page showed, signed into it
                     first_name=data["first_name"],
                     phone=data["phone"],
                     collection_point=_form_address(request),
                     source=source,
-                    ip_address=_ip(request),
-                    user_agent=_user_agent(request),
+                    ip_address=client_ip(request),
+                    user_agent=user_agent(request),
                 )
             except ValidationError as exc:
                 _service_errors(form, exc)
@@ -230,7 +218,9 @@ def _service_errors(form: SubscribeForm, exc: ValidationError) -> None:
         form.add_error("email", _("Enter a valid email address."))
     if "phone" in fields:
         form.add_error("phone", _("Enter your phone number to receive text messages or calls."))
-    if not fields.keys() & {"email", "phone"}:
+    if "first_name" in fields:
+        form.add_error("first_name", FIRST_NAME_ONLY)
+    if not fields.keys() & {"email", "phone", "first_name"}:
         form.add_error(
             None, _("One of your choices is no longer offered. Please check them again.")
         )
@@ -278,8 +268,8 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
             contact=contact,
             nonce=nonce,
             token_digest=links.token_digest(token),
-            ip_address=_ip(request),
-            user_agent=_user_agent(request),
+            ip_address=client_ip(request),
+            user_agent=user_agent(request),
         )
         if outcome is ConfirmOutcome.UNKNOWN or signup is None:
             return _bad_link(request, "unknown")
@@ -383,18 +373,26 @@ def confirm_resend(request: HttpRequest, token: str) -> HttpResponse:
             choices=[(c["topic"], c["channel"]) for c in signup.choices],
             language=signup.locale,
             notices=shown,  # the wording they were shown when they signed up
-            first_name=signup.first_name,
+            first_name=_still_a_first_name(signup.first_name),
             phone=signup.phone,
             # Where the consent was collected: the original form, not this link.
             collection_point=collection_point,
             source=signup.source,
-            ip_address=_ip(request),
-            user_agent=_user_agent(request),
+            ip_address=client_ip(request),
+            user_agent=user_agent(request),
         )
     except ValidationError:
         # A topic was closed since: the person chooses again on the form.
         return _confirm_expired(request, token, None, prefill=prefill)
     return redirect("subscribe_done")
+
+
+def _still_a_first_name(value: str) -> str:
+    """A sign-up kept from before the first-name rules: the new email greets no one instead."""
+    try:
+        return services.normalize_first_name(value)
+    except ValidationError:
+        return ""
 
 
 # --- Unsubscribe --------------------------------------------------------------------------------
@@ -439,8 +437,8 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         unsubscribe_all(
             contact=contact,
             method=Method.ONE_CLICK_UNSUBSCRIBE,
-            ip_address=_ip(request),
-            user_agent=_user_agent(request),
+            ip_address=client_ip(request),
+            user_agent=user_agent(request),
             collection_point=UNSUBSCRIBE_POINT,
         )
         return HttpResponse("Unsubscribed.\n", content_type="text/plain; charset=utf-8")
@@ -455,8 +453,8 @@ def _unsubscribe_page(request: HttpRequest, contact: Contact) -> HttpResponse:
     undo = unsubscribe_all_undoable(
         contact=contact,
         method=Method.UNSUBSCRIBE_LINK,
-        ip_address=_ip(request),
-        user_agent=_user_agent(request),
+        ip_address=client_ip(request),
+        user_agent=user_agent(request),
         collection_point=UNSUBSCRIBE_POINT,
     )
     if undo is not None and undo["choices"]:
@@ -484,8 +482,8 @@ def _unsubscribe_undo(request: HttpRequest, contact: Contact) -> HttpResponse:
     done = undo is not None and unsubscribe_undo(
         contact=contact,
         undo=undo,
-        ip_address=_ip(request),
-        user_agent=_user_agent(request),
+        ip_address=client_ip(request),
+        user_agent=user_agent(request),
         collection_point=UNSUBSCRIBE_POINT,
     )
     return render(request, "preferences/unsubscribe_undone.html", {"done": done})
@@ -535,14 +533,15 @@ def home(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if not ratelimit.allow(
             "preferences-link-ip",
-            _ip(request) or "unknown",
+            client_ip(request) or "unknown",
             limit=settings.SIGNUP_MAX_PER_IP_PER_HOUR,
             window_seconds=3600,
         ):
             return _too_many(request)
         form = LinkRequestForm(request.POST)
         if form.is_valid():
-            preferences_link_send(email=form.cleaned_data["email"], language=_language())
+            # Looked up and sent after the response: the same answer, in the same time.
+            link_request_record(email=form.cleaned_data["email"], language=_language())
             return redirect(reverse("home") + "?sent=1")
     else:
         form = LinkRequestForm()
@@ -609,8 +608,8 @@ def _session_contact(request: HttpRequest) -> Contact | None:
 
 def _center_request(request: HttpRequest) -> center.Request:
     return center.Request(
-        ip_address=_ip(request),
-        user_agent=_user_agent(request),
+        ip_address=client_ip(request),
+        user_agent=user_agent(request),
         collection_point=links.absolute(reverse("preferences")),
     )
 
@@ -661,6 +660,7 @@ def _preferences_page(
     context = {
         "state": state,
         "topics": [_topic_context(view, words) for view in state.topics],
+        "notices_signed": shown_signed({view.topic.slug: view.notice for view in state.topics}),
         "history": [_history_row(e, state.topic_names) for e in state.history if _shown(e)],
         "saved": _flash_lines(flash, state.topic_names) if flash else None,
         "error": error,
@@ -996,17 +996,8 @@ def _save(request: HttpRequest, contact: Contact) -> HttpResponse:
         return _preferences_page(request, contact, error=" ".join(exc.messages))
     language = _language()
     shown_notices = center.notices_for(topics.values(), language)
-    # The wording the page showed, when it is still one of the topic's own (or the global one).
-    posted = {
-        n.pk: n
-        for n in Notice.objects.filter(
-            pk__in=choice.notice_ids.values(), published_at__isnull=False
-        )
-    }
-    for slug, notice_id in choice.notice_ids.items():
-        notice = posted.get(notice_id)
-        if notice is not None and notice.topic_id in (None, topics[slug].pk):
-            shown_notices[slug] = notice
+    # The wording the page showed, as the server signed it into the page.
+    shown_notices.update(choice.notices or {})
     changes = center.preferences_save(
         contact=contact,
         shown=choice.shown,
@@ -1020,11 +1011,13 @@ def _save(request: HttpRequest, contact: Contact) -> HttpResponse:
 
 
 def _pause(request: HttpRequest, contact: Contact) -> HttpResponse:
-    months = request.POST.get("months", "")
-    if not months.isdigit() or int(months) not in center.PAUSE_MONTHS:
+    # Compared as text: "²".isdigit() is true, and int("²") raises.
+    offered = {str(m): m for m in center.PAUSE_MONTHS}
+    months = offered.get(request.POST.get("months", ""))
+    if months is None:
         return _preferences_page(request, contact, error=_("This pause is not offered."))
     until = center.preferences_pause(
-        contact=contact, months=int(months), request=_center_request(request)
+        contact=contact, months=months, request=_center_request(request)
     )
     return _done(request, {"kind": "paused", "until": until.isoformat()})
 
@@ -1098,7 +1091,7 @@ _ACTIONS = {
 @never_cache
 @require_GET
 def dev_mail(request: HttpRequest) -> HttpResponse:
-    if not devmail.shown_to(_ip(request)):
+    if not devmail.shown_to(client_ip(request)):
         raise Http404
     context = {"mails": devmail.mail_list(), "folder": devmail.mail_dir()}
     return render(request, "preferences/dev_mail_list.html", context)
@@ -1107,7 +1100,7 @@ def dev_mail(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def dev_mail_message(request: HttpRequest, name: str) -> HttpResponse:
-    if not devmail.shown_to(_ip(request)):
+    if not devmail.shown_to(client_ip(request)):
         raise Http404
     mails = devmail.mail_file(name)
     if mails is None:

@@ -24,15 +24,19 @@ logged and dropped. Database errors still propagate, so that the ESP retries lat
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import wraps
 from typing import Any
 
 from anymail.signals import AnymailTrackingEvent
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import URLPattern
 from django.utils import timezone
 
 from consents import clock, services
@@ -110,7 +114,8 @@ def reference(event: AnymailTrackingEvent) -> str:
         # Without an event id (Postmark opens and clicks, Mailjet), the message and the ESP's
         # instant identify the event.
         parts.append(f"at:{event.timestamp.isoformat()}")
-    return " ".join(parts)[: Event._meta.get_field("proof").max_length]
+    # NUL is no character of a reference, and PostgreSQL refuses it in text.
+    return " ".join(parts).replace("\x00", "")[: Event._meta.get_field("proof").max_length]
 
 
 def find_contact(recipient: str | None) -> Contact | None:
@@ -178,6 +183,46 @@ FACTS = {
     "opened": EventType.INTERACTION,
 }
 INTERACTION_KINDS = {"clicked": InteractionKind.CLICK, "opened": InteractionKind.OPEN}
+
+
+# What a payload that is not an event makes anymail's parsing (or the receiver) raise: JSON that
+# does not parse, a list where an object was expected, a missing key, an instant out of range.
+UNREADABLE_PAYLOAD = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError)
+
+
+def bad_payloads_answered(patterns: list[URLPattern]) -> list[URLPattern]:
+    """Anymail's webhook URLs, each answering 400 to a payload it cannot read, rather than a 500
+    the ESP would retry forever. Database errors still answer 500: the ESP retries later."""
+    return [
+        URLPattern(p.pattern, _answer_bad_payloads(p.callback), p.default_args, p.name)
+        for p in patterns
+    ]
+
+
+def _answer_bad_payloads(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)  # keeps csrf_exempt: the ESP posts without a token
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except OSError as exc:
+            # An instant the platform cannot represent (datetime.fromtimestamp), not an outage.
+            if exc.errno != errno.EOVERFLOW:
+                raise
+            return _unreadable(request, exc)
+        except UNREADABLE_PAYLOAD as exc:
+            return _unreadable(request, exc)
+
+    return wrapped
+
+
+def _unreadable(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.warning(
+        "webhook %s: a payload that is not an event we can read, refused (%s: %s)",
+        request.path,
+        type(exc).__name__,
+        str(exc)[:200],
+    )
+    return JsonResponse({"error": "This payload is not an event we can read."}, status=400)
 
 
 def tracking_received(

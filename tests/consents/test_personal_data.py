@@ -18,7 +18,7 @@ from consents.models import Contact, Evidence, Outbox, Topic
 from consents.outbox import email_enqueue, outbox_deliver
 from consents.personal_data import APPS, DELETED, INVENTORY, WIPED
 from preferences import devmail, pagecache
-from preferences.models import CenterSession, PendingSignup
+from preferences.models import CenterSession, LinkRequest, PendingSignup
 
 RULE_PREFIXES = (WIPED, DELETED, "kept: ")
 
@@ -91,6 +91,7 @@ def person(make_topic: Callable[..., Topic], make_contact: Callable[..., Contact
         created_at=clock.now(),
         expires_at=clock.now(),
     )
+    LinkRequest.objects.create(email="lea@example.fr", created_at=clock.now())
     Outbox.objects.create(
         contact=contact,
         template="x",
@@ -104,6 +105,8 @@ def person(make_topic: Callable[..., Topic], make_contact: Callable[..., Contact
 
 
 def rows_of(model: Any, contact: Contact) -> Any:
+    if model is LinkRequest:
+        return LinkRequest.objects.filter(email__iexact="lea@example.fr")
     if model is Contact:
         return Contact.objects.filter(pk=contact.pk)
     if model is Evidence:

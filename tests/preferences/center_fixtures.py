@@ -28,9 +28,10 @@ def form_state(html: str) -> dict[str, Any]:
     for tag, name, value in radios:
         if " checked" in tag:
             data[name] = value
-    notices = re.findall(r'<input type="hidden" name="(notice-[^"]+)" value="([^"]+)">', form)
-    for name, value in notices:
-        data[name] = value
+    # The wording the page showed, signed into it by the server.
+    notices = re.findall(r'<input type="hidden" name="notices" value="([^"]+)">', form)
+    if notices:
+        data["notices"] = notices[0]
     return data
 
 

@@ -98,3 +98,12 @@ def test_sign_up_page_screenshots_at_360_and_1280(page: Any, live_server: Any) -
         # Nothing wider than the screen: no sideways scrolling on a phone.
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         page.screenshot(path=str(SCREENSHOTS / f"subscribe-{width}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_the_page_for_an_unreadable_request_is_accessible(page: Any, language: str) -> None:
+    page.set_extra_http_headers({"Accept-Language": language})
+    response = page.goto("/subscribe/?source=%00")
+    assert response is not None and response.status == 400
+    assert page.locator("html").get_attribute("lang") == language
+    accessible(page)

@@ -492,3 +492,46 @@ def test_bounce_is_hard_follows_the_esps_own_bounce_type(
 
     event = AnymailTrackingEvent(event_type="bounced", esp_event=raw)
     assert webhooks.bounce_is_hard(esp_name, event) is hard
+
+
+# --- Payloads that are no event ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"null",
+        b"1",
+        b'"text"',
+        b"\xff\xfe",
+        b'{"RecordType": "Bounce", "BouncedAt": 5}',
+    ],
+)
+def test_a_payload_that_is_not_an_event_is_refused_not_retried_forever(
+    client: Client, alice: Contact, body: bytes
+) -> None:
+    response = client.post(
+        "/webhooks/anymail/postmark/tracking/", data=body, content_type="application/json", **AUTH
+    )
+    assert response.status_code == 400
+    assert events(alice) == []
+
+
+def test_an_instant_beyond_the_platform_is_refused(client: Client, alice: Contact) -> None:
+    payload = {"event": "hard_bounce", "email": "alice@example.fr", "ts_epoch": 10**20}
+    response = client.post(
+        "/webhooks/anymail/brevo/tracking/",
+        data=json.dumps(payload),
+        content_type="application/json",
+        **AUTH,
+    )
+    assert response.status_code == 400
+    assert events(alice) == []
+
+
+def test_a_nul_in_the_esp_reference_is_dropped(client: Client, alice: Contact) -> None:
+    response = post_postmark(client, postmark_bounce("alice@example.fr", MessageID="ab\x00cd"))
+    assert response.status_code == 200
+    (bounce,) = events(alice)
+    assert "\x00" not in bounce.proof and "abcd" in bounce.proof
