@@ -98,3 +98,22 @@ def test_a_decision_instant_off_the_calendar_is_refused(
         f"&decide-purpose=promotion&decide-topic=promotions&decide-at={at}"
     )
     assert response.status_code == 400
+
+
+def test_an_automated_call_is_only_asked_about_on_the_phone(
+    admin_client: Client, person: Contact
+) -> None:
+    # RULES.md v2: `automated` off the phone is malformed; the panel says so, never a 500.
+    base = f"/admin/consents/contact/{person.pk}/change/"
+    response = admin_client.get(
+        f"{base}?decide-channel=email&decide-purpose=promotion&decide-topic=promotions"
+        "&decide-automated=on",
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
+    assert response.status_code == 400
+    assert "Only a phone call can be automated." in response.content.decode()
+    by_phone = admin_client.get(
+        f"{base}?decide-channel=phone&decide-purpose=promotion&decide-topic=promotions"
+        "&decide-automated=on"
+    )
+    assert by_phone.status_code == 200
