@@ -25,6 +25,7 @@ checked (no second lookup an attacker's DNS could answer differently).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -37,7 +38,8 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -259,6 +261,20 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
 # --- Writing deliveries with the facts they tell --------------------------------------------------
 
 
+# Imports record history without telling anyone, unless asked to (``imports``' ``webhooks``).
+_muted: ContextVar[bool] = ContextVar("assent_webhooks_muted", default=False)
+
+
+@contextlib.contextmanager
+def muted() -> Iterator[None]:
+    """Facts recorded inside are not sent to the endpoints."""
+    token = _muted.set(True)
+    try:
+        yield
+    finally:
+        _muted.reset(token)
+
+
 def kind_of(event: Event) -> str | None:
     """The webhook type of a ledger event, or None for events other systems are not told of."""
     data = event.data or {}
@@ -327,7 +343,7 @@ def event_recorded(*, event: Event, contact: Contact) -> list[WebhookDelivery]:
     """One delivery per interested endpoint, in the caller's transaction (``services._append``
     calls this for every event it appends); each is queued once the transaction commits."""
     kind = kind_of(event)
-    if kind is None:
+    if kind is None or _muted.get():
         return []
     endpoints = _endpoints_for(kind)
     if not endpoints:
