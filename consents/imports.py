@@ -156,7 +156,7 @@ def _yes(value: str) -> bool:
     return value.strip().lower() in ("1", "yes", "true", "oui", "y", "x")
 
 
-# --- What a row says -------------------------------------------------------------------------------
+# --- What a row says ------------------------------------------------------------------------------
 
 
 class Refused(Exception):
@@ -469,7 +469,7 @@ MAPPERS: dict[str, Callable[[dict[str, str], int, Context], Mapped]] = {
 REQUIRED_COLUMNS = {"mailchimp": ("Email Address",), "brevo": ("EMAIL",), "assent": ("email",)}
 
 
-# --- Planning and recording ------------------------------------------------------------------------
+# --- Planning and recording -----------------------------------------------------------------------
 
 
 class Outcome:
