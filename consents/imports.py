@@ -954,3 +954,75 @@ def unproven_contacts(import_run: ImportRun) -> Iterator[tuple[int, str, str]]:
     )
     for r in rows.iterator(chunk_size=2000):
         yield r.row, r.contact.public_id, r.contact.email or ""
+
+
+# --- Asynchronous imports (the admin's confirmation, the API) -----------------------------------
+
+
+@transaction.atomic
+def import_queue(
+    *,
+    path: Path,
+    preset: str,
+    topic: str,
+    actor: str,
+    webhooks: bool = False,
+    filename: str = "",
+    locale: str = "fr",
+) -> ImportRun:
+    """Record an import to run, and run it in a worker once this transaction commits; its record
+    (``ImportRun.status``, counts, report) says how it went. ``path`` is deleted afterwards."""
+    if preset not in PRESETS:
+        raise ValidationError({"preset": f"One of {', '.join(PRESETS)}."})
+    topics = {
+        slug: list(channels) for slug, channels in Topic.objects.values_list("slug", "channels")
+    }
+    try:
+        _check_topic(preset, topic, topics)
+    except ImportError_ as exc:
+        raise ValidationError({"topic": str(exc)}) from exc
+    import_run = ImportRun.objects.create(
+        preset=preset,
+        topic=topic,
+        filename=(filename or path.name)[:255],
+        file_sha256=file_digest(path)[0],
+        actor=actor[:150],
+        webhooks=webhooks,
+        created_at=clock.now(),
+    )
+    options = {"locale": locale}
+    transaction.on_commit(lambda: _queue(import_run.pk, str(path), options))
+    return import_run
+
+
+def _queue(run_id: int, path: str, options: dict[str, Any]) -> None:
+    from consents.tasks import import_contacts
+
+    import_contacts.apply_async(args=[run_id, path, options], retry=False)
+
+
+def import_execute(*, run_id: int, path: Path, locale: str = "fr") -> ImportRun:
+    """Run a queued import (the worker's side of ``import_queue``)."""
+    import_run = ImportRun.objects.get(pk=run_id)
+    if import_run.status != ImportRun.Status.QUEUED:
+        return import_run  # run already (a redelivered task)
+    try:
+        run(
+            path,
+            preset=import_run.preset,
+            topic=import_run.topic,
+            actor=import_run.actor,
+            webhooks=import_run.webhooks,
+            locale=locale,
+            import_run=import_run,
+        )
+    except (ImportError_, bulk.BulkError, OSError) as exc:
+        import_run.refresh_from_db()
+        if import_run.status != ImportRun.Status.FAILED:
+            import_run.status = ImportRun.Status.FAILED
+            import_run.error = str(exc)[:2000]
+            import_run.save(update_fields=["status", "error"])
+    finally:
+        path.unlink(missing_ok=True)
+    import_run.refresh_from_db()
+    return import_run

@@ -149,3 +149,13 @@ def webhooks_sweep() -> int:
     if due:
         logger.info("webhooks sweep: re-queued %d deliveries", len(due))
     return len(due)
+
+
+@shared_task(acks_late=True)
+def import_contacts(run_id: int, path: str, options: dict[str, Any]) -> str:
+    """Run an import queued by the admin or the API; its record says how it went."""
+    from pathlib import Path
+
+    from consents.imports import import_execute
+
+    return import_execute(run_id=run_id, path=Path(path), **options).status
