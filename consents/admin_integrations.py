@@ -22,7 +22,7 @@ from django.db.models import Avg, Count, Max, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -35,6 +35,7 @@ from consents.proof import access_log
 
 
 class EndpointForm(forms.ModelForm):
+    url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https")
     event_types = forms.MultipleChoiceField(
         label=_("event types"),
         choices=[(t, t) for t in webhooks_out.EVENT_TYPES],
@@ -383,21 +384,21 @@ class ImportRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("counts"))
     def counts_table(self, obj: ImportRun) -> str:
-        items = "".join(
-            format_html("<li>{}: {}</li>", name, value)
-            for name, value in sorted(obj.counts.items())
-        )
-        return format_html("<ul>{}</ul>", format_html(items)) if items else "-"
+        if not obj.counts:
+            return "-"
+        items = format_html_join("", "<li>{}: {}</li>", sorted(obj.counts.items()))
+        return format_html("<ul>{}</ul>", items)
 
     @admin.display(description=_("refused, conflicting and unproven rows"))
     def issues(self, obj: ImportRun) -> str:
-        items = "".join(
-            format_html(
-                "<li>{} {}: {} {}</li>", gettext("row"), i["row"], i["outcome"], i["reason"]
-            )
-            for i in obj.report[:100]
+        if not obj.report:
+            return "-"
+        items = format_html_join(
+            "",
+            "<li>{} {}: {} {}</li>",
+            ((gettext("row"), i["row"], i["outcome"], i["reason"]) for i in obj.report[:100]),
         )
-        return format_html("<ul>{}</ul>", format_html(items)) if items else "-"
+        return format_html("<ul>{}</ul>", items)
 
     @admin.display(description=_("opt-ins without proof"))
     def unproven(self, obj: ImportRun) -> str:
