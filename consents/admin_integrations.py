@@ -8,7 +8,6 @@ it, never again. Imports are uploaded, previewed (a dry run), then confirmed.
 from __future__ import annotations
 
 import csv
-import hashlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -307,14 +306,7 @@ def import_page(request: HttpRequest) -> HttpResponse:
         return render(request, "admin/consents/import.html", context, status=400)
     upload = form.cleaned_data["file"]
     suffix = Path(upload.name).suffix.lower()
-    digest = hashlib.sha256()
-    partial = import_dir() / f"upload-{clock.now().timestamp()}{suffix}"
-    with partial.open("wb") as f:
-        for chunk in upload.chunks():
-            digest.update(chunk)
-            f.write(chunk)
-    stored = import_dir() / f"{digest.hexdigest()}{suffix}"
-    partial.replace(stored)
+    stored = imports.import_store(chunks=upload.chunks(), filename=upload.name)
     rows: list[imports.RowPlan] = []
 
     def keep(plan: imports.RowPlan) -> None:
@@ -339,7 +331,7 @@ def import_page(request: HttpRequest) -> HttpResponse:
         counts=sorted(summary.counts.items()),
         confirm=ConfirmForm(
             initial={
-                "sha256": summary.sha256,
+                "sha256": stored.stem,
                 "suffix": suffix,
                 "filename": Path(upload.name).name[:255],
                 "preset": form.cleaned_data["preset"],

@@ -1026,3 +1026,46 @@ def import_execute(*, run_id: int, path: Path, locale: str = "fr") -> ImportRun:
         path.unlink(missing_ok=True)
     import_run.refresh_from_db()
     return import_run
+
+
+# --- For the integration API: store an upload, read an import's status ---------------------------
+
+SUFFIXES = (".csv", ".xlsx")
+
+
+def import_store(*, chunks: Iterable[bytes], filename: str) -> Path:
+    """Keep an uploaded file until its import runs (``import_queue`` deletes it afterwards),
+    named by its SHA-256 under ``VAR_DIR/imports``."""
+    suffix = Path(filename).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValidationError({"file": "Give a .csv or .xlsx file."})
+    folder = Path(settings.VAR_DIR) / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    partial = folder / f"upload-{clock.now().timestamp()}-{id(chunks)}{suffix}"
+    with partial.open("wb") as f:
+        for chunk in chunks:
+            digest.update(chunk)
+            f.write(chunk)
+    stored = folder / f"{digest.hexdigest()}{suffix}"
+    partial.replace(stored)
+    return stored
+
+
+def import_as_dict(import_run: ImportRun) -> dict[str, Any]:
+    """An import's status resource: where it is, what it recorded, what it refused (by row
+    number and reason: the report holds no address)."""
+    return {
+        "id": import_run.pk,
+        "status": import_run.status,
+        "preset": import_run.preset,
+        "topic": import_run.topic or None,
+        "file_sha256": import_run.file_sha256,
+        "webhooks": import_run.webhooks,
+        "created_at": import_run.created_at.isoformat(),
+        "finished_at": import_run.finished_at.isoformat() if import_run.finished_at else None,
+        "rows": import_run.rows,
+        "counts": import_run.counts,
+        "issues": import_run.report,
+        "error": import_run.error or None,
+    }

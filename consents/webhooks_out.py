@@ -815,3 +815,20 @@ def deliveries_replay(*, endpoint: WebhookEndpoint, start: datetime, end: dateti
     )
     transaction.on_commit(lambda: queue_many(ids))
     return len(ids)
+
+
+def endpoint_as_dict(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    """An endpoint as the API shows it: never its secret (shown once, when made or rotated)."""
+    return {
+        "id": endpoint.pk,
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "event_types": list(endpoint.event_types),
+        "active": endpoint.active,
+        "created_at": ledger.iso(endpoint.created_at),
+        "failing_since": ledger.iso(endpoint.failing_since) if endpoint.failing_since else None,
+        "disabled_reason": endpoint.disabled_reason or None,
+        "secret_rotated_until": (
+            ledger.iso(endpoint.previous_secret_until) if endpoint.previous_secret_until else None
+        ),
+    }

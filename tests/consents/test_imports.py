@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import tablib
 from django.core import mail
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -355,3 +356,33 @@ def test_future_instants_and_bad_dates_are_refused_per_row(newsletter: Any, tmp_
     reasons = {i["row"]: i["reason"] for i in summary.issues}
     assert reasons[3] == "OPTIN_TIME: in the future"
     assert reasons[7] == "OPTIN_TIME: not a date and time"
+
+
+def test_the_apis_services_queue_an_import_and_report_its_status(
+    newsletter: Any, settings: Any, tmp_path: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    from tests.workers import celery_publishing
+
+    settings.VAR_DIR = tmp_path
+    data = (FILES / "mailchimp_cleaned.csv").read_bytes()
+    stored = imports.import_store(chunks=[data[:100], data[100:]], filename="cleaned.CSV")
+    assert stored.name == hashlib.sha256(data).hexdigest() + ".csv"
+    with pytest.raises(ValidationError) as caught:
+        imports.import_store(chunks=[b"x"], filename="export.pdf")
+    assert "file" in caught.value.message_dict
+    with pytest.raises(ValidationError) as caught:
+        imports.import_queue(path=stored, preset="mailchimp", topic="nope", actor="api:key-1")
+    assert "topic" in caught.value.message_dict
+    with (
+        celery_publishing("memory://", eager=True),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        run = imports.import_queue(
+            path=stored, preset="mailchimp", topic="newsletter", actor="api:key-1"
+        )
+        assert imports.import_as_dict(run)["status"] == "queued"
+    run.refresh_from_db()
+    status = imports.import_as_dict(run)
+    assert status["status"] == "done" and status["counts"]["status:cleaned"] == 2
+    assert status["file_sha256"] == hashlib.sha256(data).hexdigest()
+    assert not stored.exists()  # the upload is not kept once imported

@@ -91,7 +91,7 @@ def test_the_endpoint_page_shows_recent_deliveries_and_latency_and_replays_a_ran
     page = admin_client.get(f"/admin/consents/webhookendpoint/{endpoint.pk}/change/")
     text = page.content.decode()
     assert "consent.withdrawn" in text and "recent-deliveries" in text
-    assert "1 messages: 1 delivered" in text or "1 delivered" in text
+    assert "1 messages : 1 remis" in text  # the admin speaks French by default
     delivery = WebhookDelivery.objects.get()
     assert str(delivery.latency_ms) in text
     start = (clock.now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
@@ -130,7 +130,9 @@ def test_failing_endpoints_are_shown_on_the_admin_index(admin_client: Client) ->
         failing_since=clock.now(),
     )  # fmt: skip
     page = admin_client.get("/admin/")
-    assert "1 webhook endpoint is failing" in page.content.decode()
+    assert "1 point de réception de webhooks est en échec" in page.content.decode()
+    english = admin_client.get("/admin/", HTTP_ACCEPT_LANGUAGE="en")
+    assert "1 webhook endpoint is failing" in english.content.decode()
 
 
 def test_an_import_is_previewed_then_confirmed(

@@ -559,3 +559,16 @@ def test_an_endpoint_that_resolves_inside_the_network_later_is_refused_at_send_t
     assert receiver.received == []
     row = WebhookDelivery.objects.get()
     assert row.status == "pending" and "loopback, private" in row.last_error
+
+
+def test_the_apis_view_of_an_endpoint_never_shows_its_secret(
+    endpoint: tuple[WebhookEndpoint, str],
+) -> None:
+    ep, secret = endpoint
+    shown = webhooks_out.endpoint_as_dict(ep)
+    assert secret not in json.dumps(shown)
+    assert shown["url"] == ep.url and shown["event_types"] == [] and shown["active"]
+    updated = webhooks_out.endpoint_update(
+        endpoint=ep, event_types=["contact.erased"], active=False
+    )
+    assert webhooks_out.endpoint_as_dict(updated)["event_types"] == ["contact.erased"]
