@@ -572,3 +572,30 @@ def test_the_apis_view_of_an_endpoint_never_shows_its_secret(
         endpoint=ep, event_types=["contact.erased"], active=False
     )
     assert webhooks_out.endpoint_as_dict(updated)["event_types"] == ["contact.erased"]
+
+
+def test_the_rfc_8058_one_click_unsubscribe_is_told_with_the_address(
+    lea: Contact,
+    endpoint: tuple[WebhookEndpoint, str],
+    receiver: Receiver,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from django.test import Client
+
+    from consents import links
+
+    grant(lea)
+    provider = Client(enforce_csrf_checks=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = provider.post(
+            f"/unsubscribe/{links.make('unsubscribe', lea)}/",
+            data="List-Unsubscribe=One-Click",
+            content_type="application/x-www-form-urlencoded",
+        )
+    assert response.status_code == 200
+    withdrawn = receiver.bodies()[-1]
+    assert withdrawn["type"] == "consent.withdrawn"
+    assert withdrawn["data"]["method"] == "one_click_unsubscribe"
+    assert (withdrawn["data"]["topic"], withdrawn["data"]["channel"]) == ("*", "*")
+    # An email tool needs the address to stop sending to it.
+    assert withdrawn["data"]["email"] == "lea@example.fr"
