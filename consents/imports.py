@@ -28,8 +28,8 @@ import contextlib
 import csv
 import hashlib
 import hmac
-import ipaddress
 import json
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -146,10 +146,18 @@ def parse_instant(value: str) -> datetime | None:
 
 
 def _ip(value: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(value.strip())) if value.strip() else None
-    except ValueError:
+    """A valid IP address as given, or None (an address the source mangled is no evidence)."""
+    value = value.strip()
+    if not value:
         return None
+    # inet_pton, in C, is a fraction of the cost of ``ipaddress`` on a million rows.
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, value)
+        except OSError:
+            continue
+        return value
+    return None
 
 
 def _yes(value: str) -> bool:
@@ -488,10 +496,15 @@ class RowPlan:
     status: str = ""
     email: str = ""
     reason: str = ""
-    events: list[str] = field(default_factory=list)
+    recorded: list[dict[str, Any]] = field(default_factory=list)
     proven: bool = True
     suppressed: bool = False
     existing: bool = False
+
+    @property
+    def events(self) -> list[str]:
+        """The facts recorded, in words (spelt only when someone reads them)."""
+        return [_describe(e) for e in self.recorded]
 
 
 @dataclass
@@ -662,7 +675,7 @@ class _Importer:
                 counts["unproven"] += 1
             if plan.suppressed:
                 counts["suppressed"] += 1
-            counts["events"] += len(plan.events)
+            counts["events"] += len(plan.recorded)
             if not plan.existing:
                 counts["contacts_created"] += 1
         noted = plan.outcome != Outcome.RECORDED or not plan.proven or plan.suppressed
@@ -756,7 +769,7 @@ class _Importer:
             status=m.status,
             email=m.email,
             reason=reason,
-            events=[_describe(e) for e in m.events],
+            recorded=m.events,
             proven=m.proven or suppressed,
             suppressed=suppressed,
             existing=existing,
