@@ -687,6 +687,10 @@ class _Importer:
 
     def batch(self, batch: list[tuple[int, dict[str, str]]]) -> None:
         ctx = self.ctx
+        if settings.DEBUG:
+            # DEBUG keeps the text of the last 9,000 queries, and each batch's look-ups name
+            # thousands of keys: a million-row import would hold hundreds of megabytes of them.
+            connection.queries_log.clear()
         mapped: list[tuple[int, Mapped]] = []
         for n, row in batch:
             try:
