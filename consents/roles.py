@@ -34,6 +34,7 @@ VIEW_ALL = [
     "consents.view_webhookendpoint",
     "consents.view_webhookdelivery",
     "consents.view_importrun",
+    "consents.view_importedrow",
 ]
 ROLES: dict[str, list[str]] = {
     # Reads everything, exports, runs retention and data-subject requests, manages topics and
