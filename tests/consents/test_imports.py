@@ -386,3 +386,16 @@ def test_the_apis_services_queue_an_import_and_report_its_status(
     assert status["status"] == "done" and status["counts"]["status:cleaned"] == 2
     assert status["file_sha256"] == hashlib.sha256(data).hexdigest()
     assert not stored.exists()  # the upload is not kept once imported
+
+
+def test_the_command_shows_a_progress_bar(newsletter: Any) -> None:
+    err = io.StringIO()
+    call_command(
+        "import_contacts",
+        str(FILES / "mailchimp_subscribed.csv"),
+        "--preset=mailchimp",
+        "--topic=newsletter",
+        stdout=io.StringIO(),
+        stderr=err,
+    )
+    assert "] 6/7 rows" in err.getvalue() or "] 6/6 rows" in err.getvalue()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -60,7 +59,7 @@ class Command(BaseCommand):
                 shown.append(plan)
 
         started = time.monotonic()
-        progress = None if options["no_progress"] else _ProgressBar(sys.stderr)
+        progress = None if options["no_progress"] else _ProgressBar(self.stderr)
         try:
             summary = imports.run(
                 path,
@@ -116,10 +115,11 @@ class _ProgressBar:
         total = max(total, done, 1)
         width = 30
         filled = int(width * done / total)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} rows")
+        bar = f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} rows"
+        self.stream.write(bar, ending="")
         self.stream.flush()
         self.drawn = True
 
     def close(self) -> None:
         if self.drawn:
-            self.stream.write("\n")
+            self.stream.write("")
