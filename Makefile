@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: install run test lint format bench bench-ledger bench-signup bench-preferences \
-	bench-dashboard worker beat clean
+	bench-dashboard bench-import worker beat clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ bench-preferences: install
 # Reads the 1,000,000-contact dataset that bench-ledger builds.
 bench-dashboard: install
 	$(PY) bench/dashboard_bench.py
+
+# A 1,000,000-row Mailchimp export through manage.py import_contacts (bench/README.md).
+bench-import: install
+	$(PY) bench/import_bench.py
 
 worker: install
 	$(VENV)/bin/celery -A config worker --loglevel=INFO

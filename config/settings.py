@@ -139,6 +139,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "outbox-sweep": {"task": "consents.tasks.outbox_sweep", "schedule": 60.0},
+    "webhooks-sweep": {"task": "consents.tasks.webhooks_sweep", "schedule": 60.0},
     "link-requests-sweep": {"task": "preferences.tasks.link_requests_sweep", "schedule": 60.0},
     "signups-purge": {
         "task": "preferences.tasks.signups_purge",
@@ -201,6 +202,31 @@ if not DEBUG and EMAIL_TRACKING_WEBHOOKS and not ANYMAIL.get("WEBHOOK_SECRET"):
         "ANYMAIL_WEBHOOK_SECRET to 'user:password' (the basic auth your email service sends), "
         "or set EMAIL_TRACKING_WEBHOOKS=False if this deployment does not use tracking webhooks."
     )
+
+# --- Outgoing webhooks (Standard Webhooks v1) ---------------------------------------------------
+# Endpoint URLs must be https (plain http is for local testing, with DEBUG on) and must not
+# resolve to loopback, private, link-local or metadata addresses, checked when saved and again at
+# each send; WEBHOOK_ALLOW_PRIVATE_ADDRESSES=True lifts the address check for local testing only.
+WEBHOOK_REQUIRE_HTTPS = env.bool("WEBHOOK_REQUIRE_HTTPS", default=not DEBUG)
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=False)
+if not DEBUG and WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
+    raise ImproperlyConfigured(
+        "WEBHOOK_ALLOW_PRIVATE_ADDRESSES is for local testing: with DEBUG off it would let an "
+        "endpoint reach this network's private services. Unset it."
+    )
+# How long a receiver has to answer one request (connect, send, answer).
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT_SECONDS", default=20.0)
+if not 1 <= WEBHOOK_TIMEOUT <= 30:
+    raise ImproperlyConfigured("WEBHOOK_TIMEOUT_SECONDS is between 1 and 30 (default 20).")
+# A failed delivery waits 30 s, 1 min, 2 min, ... (doubling, capped at 6 hours, plus up to 20%
+# jitter) and is given up after 3 days: about 20 attempts. The receiver's Retry-After is honoured.
+WEBHOOK_RETRY_BASE = timedelta(seconds=env.int("WEBHOOK_RETRY_BASE_SECONDS", default=30))
+WEBHOOK_RETRY_MAX = timedelta(seconds=env.int("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3600))
+WEBHOOK_RETRY_FOR = timedelta(hours=env.int("WEBHOOK_RETRY_FOR_HOURS", default=72))
+# Rows whose own task never ran (broker down at commit time) are swept after this.
+WEBHOOK_SWEEP_AFTER = timedelta(seconds=env.int("WEBHOOK_SWEEP_AFTER_SECONDS", default=120))
+# After a rotation, the previous secret keeps signing (beside the new one) for this long.
+WEBHOOK_SECRET_OVERLAP = timedelta(hours=env.int("WEBHOOK_SECRET_OVERLAP_HOURS", default=24))
 
 # --- Auth, sessions, security ------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -1073,3 +1073,6 @@ class StaffUserAdmin(UserAdmin):
 
 admin.site.unregister(User)
 admin.site.register(User, StaffUserAdmin)
+
+# Webhook endpoints, their deliveries and imports: registered with the same site.
+from consents import admin_integrations  # noqa: E402, F401

@@ -63,6 +63,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         return render(request, "admin/consents/dashboard.html", context, status=400)
     end, weeks = form.window()
     context.update(
+        proof=dashboards.proof_tile(),
         charts=dashboards.charts(end, weeks, settings.DOI_CONFIRM_TTL),
         until=end.date().isoformat(),
         weeks=weeks,

@@ -115,7 +115,7 @@ class AssentAdminSite(admin.AdminSite):
         return response
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
-        from consents import admin_views, twofactor
+        from consents import admin_integrations, admin_views, twofactor
 
         def staff(view: Any) -> Any:
             return self.admin_view(view)
@@ -134,6 +134,7 @@ class AssentAdminSite(admin.AdminSite):
                 "dashboard/<str:chart>.csv", staff(admin_views.dashboard_csv), name="dashboard_csv"
             ),
             path("retention/", staff(admin_views.retention_report), name="retention"),
+            path("import/", staff(admin_integrations.import_page), name="consents_import"),
         ]
         return urls + super().get_urls()
 
@@ -142,6 +143,13 @@ class AssentAdminSite(admin.AdminSite):
         user = request.user
         context["can_view_dashboard"] = user.is_active and user.has_perm("consents.view_dashboard")
         context["can_run_retention"] = user.is_active and user.has_perm("consents.run_retention")
+        context["can_import"] = user.is_active and user.has_perm("consents.add_importrun")
+        if user.is_active and user.has_perm("consents.view_webhookendpoint"):
+            from consents.models import WebhookEndpoint
+
+            context["failing_webhooks"] = WebhookEndpoint.objects.filter(
+                active=True, failing_since__isnull=False
+            ).count()
         return context
 
 

@@ -708,12 +708,15 @@ def load(
     validate: bool = True,
     keep_ids: bool = False,
     progress: Callable[[LoadStats], None] | None = None,
+    on_batch: Callable[[list[int]], None] | None = None,
 ) -> LoadStats:
     """Import contacts with their histories; one transaction per ``batch_size`` contacts.
 
     Inside an ``atomic`` block each batch is a savepoint of it. A batch that fails (a duplicate
     email, a bad event) is rolled back whole and the error raised; earlier batches stay.
-    ``keep_ids`` returns every new contact id in the stats (in input order).
+    ``keep_ids`` returns every new contact id in the stats (in input order). ``on_batch`` is
+    called in each batch's transaction with the batch's new contact ids (in input order), for
+    what must be written with them (an import's row records, its webhooks).
     """
     connection.ensure_connection()
     if connection.vendor != "postgresql":
@@ -733,7 +736,14 @@ def load(
     for batch in _batches(items, batch_size):
         try:
             with transaction.atomic():
-                _load_batch(batch, offset, s, checks, tables, stats, keep_ids, anchored)
+                before = len(stats.contact_ids)
+                _load_batch(
+                    batch, offset, s, checks, tables, stats, keep_ids or bool(on_batch), anchored
+                )
+                if on_batch is not None:
+                    on_batch(stats.contact_ids[before:])
+                    if not keep_ids:
+                        del stats.contact_ids[before:]
         except psycopg.Error as exc:
             raise BulkError(
                 f"contacts #{offset + 1} to #{offset + len(batch)} (rolled back): {exc}"

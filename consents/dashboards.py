@@ -573,3 +573,50 @@ def bar_chart(chart: Chart) -> SafeString:
         parts.append(f'<text x="{205 + width:.1f}" y="{yy + 14}" font-size="12">{value:g}</text>')
     parts.append("</svg>")
     return mark_safe("".join(parts))
+
+
+@dataclass
+class ProofTile:
+    """How many contacts' consent could be shown to an auditor: the first question they ask."""
+
+    consenting: int  # contacts with a valid consent on some topic and channel
+    proven: int  # of those, whose opt-in carries evidence (IP, device), a notice or a reference
+    unproven: int  # contacts whose opt-ins are not consent for lack of proof (or other defects)
+
+    @property
+    def share(self) -> float | None:
+        return round(100 * self.proven / self.consenting, 1) if self.consenting else None
+
+
+def proof_tile() -> ProofTile:
+    """Counted by the database over the projections, with one EXISTS per consent."""
+    from django.db.models import Exists
+
+    from consents.models import ConsentState
+
+    evidenced = Event.objects.filter(
+        contact_id=OuterRef("contact_id"),
+        topic=OuterRef("topic"),
+        channel=OuterRef("channel"),
+        type__in=(EventType.OPT_IN, EventType.DOI_CONFIRMED),
+    ).filter(~Q(evidence_digest="") | ~Q(proof="") | Q(notice__isnull=False))
+    states = ConsentState.objects.annotate(evidenced=Exists(evidenced))
+    counts = states.aggregate(
+        consenting=Count("contact", distinct=True, filter=Q(status=ConsentState.Status.OPTED_IN)),
+        proven=Count(
+            "contact",
+            distinct=True,
+            filter=Q(status=ConsentState.Status.OPTED_IN, evidenced=True),
+        ),
+    )
+    opted_in = ConsentState.objects.filter(
+        contact_id=OuterRef("contact_id"), status=ConsentState.Status.OPTED_IN
+    )
+    unproven = (
+        ConsentState.objects.filter(status=ConsentState.Status.INVALID)
+        .exclude(Exists(opted_in))
+        .values("contact")
+        .distinct()
+        .count()
+    )
+    return ProofTile(counts["consenting"], counts["proven"], unproven)

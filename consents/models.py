@@ -593,3 +593,141 @@ class EnrolmentLink(models.Model):
 
     def __str__(self) -> str:
         return f"enrolment link for user {self.user_id}"
+
+
+# --- Events out: signed webhooks to other systems -----------------------------------------------
+
+
+class WebhookEndpoint(models.Model):
+    """A system told of consent events (an email tool, a CRM), by Standard Webhooks v1 requests.
+
+    The secret signs every request; a rotation keeps the previous one signing as well until
+    ``previous_secret_until``, so that the receiver can switch without losing a message."""
+
+    url = models.URLField(max_length=500)
+    description = models.CharField(max_length=200, blank=True)
+    event_types = models.JSONField(
+        default=list, blank=True, help_text="The event types sent here; empty: every type."
+    )
+    active = models.BooleanField(default=True)
+    secret = models.CharField(max_length=100, editable=False)
+    previous_secret = models.CharField(max_length=100, blank=True, editable=False)
+    previous_secret_until = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(editable=False)
+    # Set when a delivery was given up (retried for days); cleared by the next success.
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_reason = models.CharField(max_length=200, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.description or self.url
+
+
+class WebhookDelivery(models.Model):
+    """One message to one endpoint: written in the transaction of the fact it tells, sent by a
+    Celery task, retried with backoff under the same ``message_id`` (the ``webhook-id``)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        # Not sent: its endpoint was switched off before it left.
+        CANCELLED = "cancelled", "Cancelled"
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.PROTECT, related_name="deliveries"
+    )
+    message_id = models.CharField(max_length=40, unique=True)
+    type = models.CharField(max_length=32)
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The contact's ledger sequence of the fact, so that receivers can detect a gap.
+    sequence = models.PositiveIntegerField(null=True, blank=True)
+    # The body without the address: nothing here names a person.
+    payload = models.JSONField(default=dict)
+    # The address, for the types whose receivers need it to act; wiped by erasure.
+    email = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(db_default=Now())
+    give_up_at = models.DateTimeField()
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(fields=["endpoint", "created_at"]),
+            models.Index(fields=["status", "next_attempt_at"]),
+            models.Index(fields=["endpoint", "contact", "sequence"]),
+            models.Index(fields=["contact"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} to endpoint {self.endpoint_id} ({self.status})"
+
+
+# --- History in: imports from other tools ------------------------------------------------------
+
+
+class ImportRun(models.Model):
+    """One file imported (``consents.imports``): what it held, what it recorded, what it refused."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    preset = models.CharField(max_length=16)
+    topic = models.CharField(max_length=64, blank=True)
+    filename = models.CharField(max_length=255, blank=True)
+    file_sha256 = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    actor = models.CharField(max_length=150)
+    webhooks = models.BooleanField(default=False, help_text="Imported events sent to webhooks.")
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rows = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True)
+    # The first refused, conflicting and unproven rows, by row number and reason (no address).
+    report = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import #{self.pk} ({self.preset}, {self.status})"
+
+
+class ImportedRow(models.Model):
+    """A source row already recorded: re-importing it records nothing, a changed one conflicts.
+
+    Keyed by a keyed hash (HMAC) of the source's own id of the row, or of its address: nothing
+    here can be read back into an address. Deleted with the contact's personal data."""
+
+    run = models.ForeignKey(ImportRun, on_delete=models.PROTECT, related_name="imported_rows")
+    row = models.PositiveIntegerField()
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="+")
+    source = models.CharField(max_length=16)
+    key_digest = models.CharField(max_length=64)
+    content_digest = models.CharField(max_length=64)
+    proven = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "key_digest"], name="imported_row_once"),
+        ]
+        indexes = [models.Index(fields=["contact"]), models.Index(fields=["run", "proven"])]
+
+    def __str__(self) -> str:
+        return f"row {self.row} of import {self.run_id}"

@@ -245,6 +245,94 @@ INVENTORY: dict[str, str] = {
         )
         for name in ("id", "campaign", "contact", "channel", "created_at", "confirmed_at")
     },
+    # --- Events out: webhook endpoints and their deliveries -------------------------------------
+    **{
+        f"consents.WebhookEndpoint.{name}": kept(
+            "the configuration of a receiving system, set by staff (its URL, the secret it shares "
+            "with Assent): nobody's data"
+        )
+        for name in (
+            "id",
+            "url",
+            "description",
+            "event_types",
+            "active",
+            "secret",
+            "previous_secret",
+            "previous_secret_until",
+            "created_at",
+            "failing_since",
+            "disabled_reason",
+        )
+    },  # fmt: skip
+    "consents.WebhookDelivery.id": KEY,
+    "consents.WebhookDelivery.endpoint": LINK,
+    "consents.WebhookDelivery.contact": LINK,
+    "consents.WebhookDelivery.message_id": kept("the webhook-id we generated for the message"),
+    "consents.WebhookDelivery.type": kept("which event type: a code"),
+    "consents.WebhookDelivery.sequence": kept("a position in the contact's chain"),
+    "consents.WebhookDelivery.payload": kept(
+        "the thin message: the contact's public id, its sequence, topic, channel, method and "
+        "instants; never an address (that is in ``email``, wiped)"
+    ),
+    # The address some types carry for the receiver to act on: never sent after erasure.
+    "consents.WebhookDelivery.email": WIPED,
+    **{
+        f"consents.WebhookDelivery.{name}": WHEN
+        for name in (
+            "created_at",
+            "next_attempt_at",
+            "give_up_at",
+            "last_attempt_at",
+            "delivered_at",
+        )
+    },  # fmt: skip
+    "consents.WebhookDelivery.status": kept("delivered, failed, pending or cancelled"),
+    "consents.WebhookDelivery.attempts": kept("a count"),
+    "consents.WebhookDelivery.response_status": kept("the receiver's HTTP status"),
+    "consents.WebhookDelivery.latency_ms": kept("how long the receiver took to answer"),
+    "consents.WebhookDelivery.last_error": kept(
+        "what the receiver or the network answered (a status, a timeout): no person's data"
+    ),
+    # --- History in: imports ----------------------------------------------------------------
+    **{
+        f"consents.ImportRun.{name}": kept(
+            "an import run by staff: the file's name and hash, counts, and refused rows by row "
+            "number and reason, never an address"
+        )
+        for name in (
+            "id",
+            "preset",
+            "topic",
+            "filename",
+            "file_sha256",
+            "status",
+            "actor",
+            "webhooks",
+            "created_at",
+            "finished_at",
+            "rows",
+            "counts",
+            "report",
+            "error",
+        )
+    },  # fmt: skip
+    # Which source row made the contact (a keyed hash of its id or address): an erased person's
+    # rows go, and a re-import of the same file finds them new (the suppression list still keeps
+    # an address that opted out from coming back as consenting).
+    **{
+        f"consents.ImportedRow.{name}": DELETED
+        for name in (
+            "id",
+            "run",
+            "row",
+            "contact",
+            "source",
+            "key_digest",
+            "content_digest",
+            "proven",
+        )
+    },  # fmt: skip
     # --- The preference center --------------------------------------------------------------
     **{
         f"preferences.PendingSignup.{name}": DELETED

@@ -31,6 +31,10 @@ VIEW_ALL = [
     "consents.view_chainhead",
     "consents.view_ledgeranchor",
     "consents.view_enrolmentlink",
+    "consents.view_webhookendpoint",
+    "consents.view_webhookdelivery",
+    "consents.view_importrun",
+    "consents.view_importedrow",
 ]
 ROLES: dict[str, list[str]] = {
     # Reads everything, exports, runs retention and data-subject requests, manages topics and
@@ -46,6 +50,9 @@ ROLES: dict[str, list[str]] = {
         "consents.rectify_contact",
         "consents.run_retention",
         "consents.view_dashboard",
+        "consents.add_webhookendpoint",
+        "consents.change_webhookendpoint",
+        "consents.add_importrun",
     ],
     # Captures, and manages the staff and tablets of their own stores.
     "Store manager": [

@@ -25,7 +25,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
-from consents import clock, ledger
+from consents import clock, ledger, webhooks_out
 from consents.models import (
     Category,
     ChainHead,
@@ -33,6 +33,7 @@ from consents.models import (
     Erasure,
     Event,
     Evidence,
+    ImportedRow,
     Notice,
     Outbox,
     Store,
@@ -412,7 +413,7 @@ def notice_publish(*, topic: Topic | None, language: str, text: str) -> Notice:
     _check_choice("language", language, ("fr", "en"))
     if not text.strip():
         raise ValidationError({"text": "The wording cannot be empty."})
-    return Notice.objects.create(
+    notice = Notice.objects.create(
         topic=topic,
         language=language,
         version=_next_notice_version(topic, language),
@@ -420,6 +421,8 @@ def notice_publish(*, topic: Topic | None, language: str, text: str) -> Notice:
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         published_at=clock.now(),
     )
+    webhooks_out.notice_published(notice=notice)
+    return notice
 
 
 @transaction.atomic
@@ -464,6 +467,7 @@ def notice_draft_publish(*, notice: Notice) -> Notice:
     locked.sha256 = hashlib.sha256(locked.text.encode()).hexdigest()
     locked.published_at = clock.now()
     locked.save(update_fields=["sha256", "published_at"])
+    webhooks_out.notice_published(notice=locked)
     return locked
 
 
@@ -546,6 +550,8 @@ def _append(
             salt=salt,
         )
     projection_refresh(locked)
+    # Other systems are told through deliveries written in this same transaction.
+    webhooks_out.event_recorded(event=event, contact=locked)
     return event
 
 
@@ -1117,11 +1123,13 @@ def contact_erase(*, contact: Contact, reason: str, actor: str) -> Erasure:
     # An email not sent yet is never sent: to nobody, it would be marked sent to nobody.
     outbox.filter(status=Outbox.Status.PENDING).update(status=Outbox.Status.CANCELLED)
     outbox.update(to="", context={}, links={}, last_error="")
+    ImportedRow.objects.filter(contact=locked).delete()
     projection_refresh(locked)
     erasure = Erasure.objects.create(
         contact=locked, erased_at=now, actor=actor[:150], reason=reason, suppressed=suppressed
     )
     contact_erased.send(sender=Contact, contact=locked, addresses=sorted(addresses))
+    webhooks_out.contact_erased(contact=locked, erasure_id=erasure.pk)
     return erasure
 
 

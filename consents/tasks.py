@@ -122,3 +122,40 @@ def reconfirm_campaigns() -> int:
     from consents import notices
 
     return notices.campaigns_run()
+
+
+@shared_task(acks_late=True)
+def webhook_send(delivery_id: int) -> str:
+    """Send one webhook delivery if it is due; idempotent. A failed attempt records when the
+    next is due (backoff, or the receiver's Retry-After) and the sweep hands it back then."""
+    from consents.webhooks_out import webhook_deliver
+
+    return webhook_deliver(delivery_id)
+
+
+@shared_task(acks_late=True)
+def webhooks_sweep() -> int:
+    """Every minute: re-queue the deliveries that are due (retries whose wait is over, rows whose
+    task never ran because the broker was down, rows whose sender died). One sweep at a time."""
+    from consents.webhooks_out import queue_send, webhooks_due
+
+    with run_lock("webhooks-sweep") as held:
+        if not held:
+            return 0
+        due = webhooks_due()
+        for delivery_id in due:
+            if not queue_send(delivery_id):
+                break
+    if due:
+        logger.info("webhooks sweep: re-queued %d deliveries", len(due))
+    return len(due)
+
+
+@shared_task(acks_late=True)
+def import_contacts(run_id: int, path: str, options: dict[str, Any]) -> str:
+    """Run an import queued by the admin or the API; its record says how it went."""
+    from pathlib import Path
+
+    from consents.imports import import_execute
+
+    return import_execute(run_id=run_id, path=Path(path), **options).status

@@ -14,7 +14,16 @@ from django.core.cache import cache
 from django.test import Client
 
 from consents import clock, links, services
-from consents.models import Contact, Evidence, Outbox, Topic
+from consents.models import (
+    Contact,
+    Evidence,
+    ImportedRow,
+    ImportRun,
+    Outbox,
+    Topic,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from consents.outbox import email_enqueue, outbox_deliver
 from consents.personal_data import APPS, DELETED, INVENTORY, WIPED
 from preferences import devmail, pagecache
@@ -100,6 +109,26 @@ def person(make_topic: Callable[..., Topic], make_contact: Callable[..., Contact
         status=Outbox.Status.SENT,
         last_error="550 Lea@Example.fr: mailbox full",
         created_at=clock.now(),
+    )
+    endpoint = WebhookEndpoint.objects.create(
+        url="https://crm.example.com/hooks", secret="whsec_x", created_at=clock.now()
+    )
+    WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        message_id="msg_1",
+        type="consent.withdrawn",
+        contact=contact,
+        sequence=2,
+        payload={"type": "consent.withdrawn", "data": {"contact": contact.public_id}},
+        email="Lea@Example.fr",
+        created_at=clock.now(),
+        give_up_at=clock.now(),
+    )
+    run = ImportRun.objects.create(
+        preset="mailchimp", file_sha256="0" * 64, actor="staff:dpo", created_at=clock.now()
+    )
+    ImportedRow.objects.create(
+        run=run, row=2, contact=contact, source="mailchimp", key_digest="k", content_digest="c"
     )
     return contact
 

@@ -1,0 +1,401 @@
+"""Imports that keep history: Mailchimp, Brevo and Assent's own exports, each fact at its
+original instant with the file's hash and row as proof, idempotent, with no email and no webhook
+unless asked for. On SQLite through the services, on PostgreSQL through the bulk loader: the same
+tests hold both."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tablib
+from django.core import mail
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from consents import clock, imports, services
+from consents.models import (
+    ChannelState,
+    ConsentState,
+    Contact,
+    ContactFacts,
+    Event,
+    ImportedRow,
+    ImportRun,
+    Outbox,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from tests.conftest import at
+
+FILES = Path(__file__).resolve().parent / "imports"
+NOW = at("2026-11-28T12:00")
+
+
+@pytest.fixture(autouse=True)
+def frozen() -> Any:
+    with clock.frozen(NOW):
+        yield
+
+
+@pytest.fixture
+def newsletter(make_topic: Callable[..., Any]) -> Any:
+    make_topic("promotions")
+    return make_topic("newsletter")
+
+
+@pytest.fixture
+def endpoint(db: Any) -> WebhookEndpoint:
+    # An endpoint that wants everything: an import must still tell it nothing by default.
+    return WebhookEndpoint.objects.create(
+        url="https://crm.example.com/hooks", secret="whsec_" + "A" * 44, created_at=NOW
+    )
+
+
+def mailchimp(name: str, **options: Any) -> imports.Summary:
+    options.setdefault("topic", "newsletter")
+    return imports.run(FILES / name, preset="mailchimp", actor="staff:dpo", **options)
+
+
+def state(email: str, topic: str = "newsletter", channel: str = "email") -> str:
+    contact = Contact.objects.get(email__iexact=email)
+    found = ConsentState.objects.filter(contact=contact, topic=topic, channel=channel).first()
+    return found.status if found else "none"
+
+
+def test_the_three_mailchimp_exports_are_imported_with_the_right_counts_and_no_email(
+    newsletter: Any, endpoint: WebhookEndpoint, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        subscribed = mailchimp("mailchimp_subscribed.csv")
+        unsubscribed = mailchimp("mailchimp_unsubscribed.csv")
+        cleaned = mailchimp("mailchimp_cleaned.csv")
+    assert dict(subscribed.counts) == {
+        "rows": 6,
+        "recorded": 5,
+        "refused": 1,
+        "status:subscribed": 5,
+        "unproven": 1,
+        "contacts_created": 5,
+        "events": 8,  # four proven opt-ins, three with their confirmation, one unproven opt-in
+    }
+    assert unsubscribed.counts["status:unsubscribed"] == 3
+    assert unsubscribed.counts["recorded"] == 3
+    assert cleaned.counts["status:cleaned"] == 2
+    assert cleaned.counts["recorded"] == 2
+    assert Contact.objects.count() == 10
+    # No email, and no webhook by default.
+    assert Outbox.objects.count() == 0 and mail.outbox == []
+    assert WebhookDelivery.objects.count() == 0
+    # What each row now means.
+    assert state("claire.martin@example.fr") == "opted_in"
+    assert state("sophie.durand@example.fr") == "opted_in"
+    assert state("ancien.client@example.fr") == "invalid"  # no proof: not consent
+    assert state("paul.roux@example.fr") == "opted_out"
+    assert state("marc.petit@example.fr") == "opted_out"
+    old = Contact.objects.get(email="old.mailbox@example.fr")
+    assert ContactFacts.objects.get(contact=old).undeliverable_email
+    # The refusal names the row and the field, never the address.
+    assert subscribed.run is not None
+    assert subscribed.run.report[0] == {
+        "row": 5,
+        "outcome": "refused",
+        "reason": "email: not a valid address",
+    }
+    assert [(r, e) for r, _, e in imports.unproven_contacts(subscribed.run)] == [
+        (4, "ancien.client@example.fr")
+    ]
+
+
+def test_each_fact_keeps_its_original_instant_and_the_files_hash_and_row_as_proof(
+    newsletter: Any,
+) -> None:
+    summary = mailchimp("mailchimp_subscribed.csv")
+    sha = hashlib.sha256((FILES / "mailchimp_subscribed.csv").read_bytes()).hexdigest()
+    assert summary.sha256 == sha
+    claire = Contact.objects.get(email="claire.martin@example.fr")
+    opt_in, confirm = Event.objects.filter(contact=claire, type__in=["opt_in", "doi_confirmed"])
+    assert opt_in.occurred_at == at("2023-04-02T09:14:03")
+    assert opt_in.recorded_at == NOW
+    assert opt_in.method == confirm.method == "import"
+    assert opt_in.data["doi"] == "pending"
+    assert opt_in.proof == f"import mailchimp sha256:{sha} row:2"
+    assert opt_in.evidence.ip_address == "203.0.113.10"
+    assert opt_in.evidence.details["OPTIN_TIME"] == "2023-04-02 09:14:03"
+    assert confirm.occurred_at == at("2023-04-02T09:16:45")
+    assert claire.first_name == "Claire" and claire.collected_at == at("2023-04-02T09:14:03")
+    unproven = Event.objects.get(contact__email="ancien.client@example.fr", type="opt_in")
+    assert unproven.proof == "" and unproven.data["doi"] == "none"
+
+
+def test_the_ledger_verifies_after_an_import(newsletter: Any) -> None:
+    mailchimp("mailchimp_subscribed.csv")
+    mailchimp("mailchimp_unsubscribed.csv")
+    out = io.StringIO()
+    call_command("verify_ledger", workers=1, stdout=out)
+    assert out.getvalue().startswith("OK: 15 events in 8 chains verified")
+
+
+def test_re_importing_the_same_file_records_nothing_new(newsletter: Any) -> None:
+    mailchimp("mailchimp_subscribed.csv")
+    events = Event.objects.count()
+    again = mailchimp("mailchimp_subscribed.csv")
+    assert Event.objects.count() == events
+    assert again.counts["unchanged"] == 5 and again.counts["refused"] == 1
+    assert again.counts["recorded"] == 0
+    assert ImportedRow.objects.count() == 5
+
+
+def test_a_changed_row_is_reported_as_a_conflict_and_not_recorded(
+    newsletter: Any, tmp_path: Path
+) -> None:
+    mailchimp("mailchimp_subscribed.csv")
+    events = Event.objects.count()
+    changed = tmp_path / "export.csv"
+    text = (FILES / "mailchimp_subscribed.csv").read_text()
+    changed.write_text(text.replace("2023-06-10 18:42:11", "2023-06-11 18:42:11"))
+    summary = imports.run(changed, preset="mailchimp", topic="newsletter", actor="staff:dpo")
+    assert summary.counts["conflict"] == 1 and summary.counts["unchanged"] == 4
+    assert Event.objects.count() == events
+    conflict = next(i for i in summary.issues if i["outcome"] == "conflict")
+    assert conflict["row"] == 3
+
+
+def test_the_dry_run_changes_nothing_and_says_what_each_row_would_record(
+    newsletter: Any,
+) -> None:
+    out = io.StringIO()
+    call_command(
+        "import_contacts",
+        str(FILES / "mailchimp_subscribed.csv"),
+        "--preset=mailchimp",
+        "--topic=newsletter",
+        "--dry-run",
+        "--no-progress",
+        stdout=out,
+    )
+    text = out.getvalue()
+    assert Contact.objects.count() == 0 and Event.objects.count() == 0
+    assert ImportRun.objects.count() == 0 and ImportedRow.objects.count() == 0
+    assert "Dry run: nothing was changed." in text
+    assert (
+        "row 2: recorded: opt_in newsletter/email 2023-04-02T09:14:03+00:00 double opt-in" in text
+    )
+    assert "row 4: recorded (opt-in without proof: imported as such, not consent)" in text
+    assert "row 5: refused (email: not a valid address)" in text
+
+
+def test_the_command_writes_a_report_of_every_row(newsletter: Any, tmp_path: Path) -> None:
+    report = tmp_path / "report.csv"
+    call_command(
+        "import_contacts",
+        str(FILES / "mailchimp_unsubscribed.csv"),
+        "--preset=mailchimp",
+        "--topic=newsletter",
+        f"--report={report}",
+        "--no-progress",
+        stdout=io.StringIO(),
+    )
+    lines = report.read_text().splitlines()
+    assert lines[0] == "row,outcome,status,email,reason,events"
+    assert len(lines) == 4
+    assert "paul.roux@example.fr" in lines[1] and "opt_out newsletter/email" in lines[1]
+
+
+def test_an_address_on_the_suppression_list_never_comes_back_as_consenting(
+    newsletter: Any, make_contact: Callable[..., Contact]
+) -> None:
+    gone = make_contact(email="claire.martin@example.fr")
+    services.consent_withdraw(
+        contact=gone,
+        topic="*",
+        channel="*",
+        proof=services.Proof(method="unsubscribe_link", actor="person"),
+    )
+    services.contact_erase(contact=gone, reason="DSR 7", actor="staff:dpo")
+    summary = mailchimp("mailchimp_subscribed.csv")
+    assert summary.counts["suppressed"] == 1
+    claire = Contact.objects.get(email="claire.martin@example.fr")
+    assert ChannelState.objects.get(contact=claire, channel="email").opted_out
+    assert state("claire.martin@example.fr") != "opted_in"
+    assert not Event.objects.filter(contact=claire, type="opt_in").exists()
+    assert Event.objects.filter(contact=claire, method="suppression").exists()
+
+
+def test_an_opt_out_on_file_newer_than_the_imported_opt_in_wins(
+    newsletter: Any, make_contact: Callable[..., Contact]
+) -> None:
+    jules = make_contact(email="jules.bernard@example.fr")
+    services.consent_withdraw(
+        contact=jules,
+        topic="newsletter",
+        channel="email",
+        proof=services.Proof(method="unsubscribe_link", actor="person"),
+        occurred_at=at("2024-01-01T00:00"),
+    )
+    summary = mailchimp("mailchimp_subscribed.csv")
+    assert summary.counts["recorded"] == 5 and summary.counts["contacts_created"] == 4
+    # The imported opt-in (2023-06-10) joins the history at its instant, before the opt-out.
+    assert Event.objects.filter(contact=jules, type="opt_in", method="import").exists()
+    assert state("jules.bernard@example.fr") == "opted_out"
+
+
+def test_an_imported_opt_in_newer_than_an_opt_out_on_file_counts(
+    newsletter: Any, make_contact: Callable[..., Contact]
+) -> None:
+    jules = make_contact(email="jules.bernard@example.fr")
+    services.consent_withdraw(
+        contact=jules,
+        topic="newsletter",
+        channel="email",
+        proof=services.Proof(method="unsubscribe_link", actor="person"),
+        occurred_at=at("2023-01-01T00:00"),
+    )
+    mailchimp("mailchimp_subscribed.csv")
+    assert state("jules.bernard@example.fr") == "opted_in"
+
+
+def test_an_explicit_option_replays_webhooks_for_the_imported_events(
+    newsletter: Any,
+    endpoint: WebhookEndpoint,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: Any,
+) -> None:
+    from consents import webhooks_out
+
+    monkeypatch.setattr(webhooks_out, "queue_send", lambda delivery_id: True)
+    with django_capture_on_commit_callbacks(execute=True):
+        mailchimp("mailchimp_unsubscribed.csv", webhooks=True)
+    types = sorted(WebhookDelivery.objects.values_list("type", flat=True))
+    # Two proven opt-ins (one by double opt-in, confirmed) and three opt-outs; Marc's unproven
+    # opt-in is no consent.
+    assert types == [
+        "consent.granted",
+        "consent.pending",
+        "consent.withdrawn",
+        "consent.withdrawn",
+        "consent.withdrawn",
+        "doi.confirmed",
+    ]
+
+
+def test_xlsx_files_are_read_like_csv(newsletter: Any, tmp_path: Path) -> None:
+    data = tablib.Dataset()
+    data.load((FILES / "mailchimp_subscribed.csv").read_text(), format="csv")
+    path = tmp_path / "subscribed.xlsx"
+    path.write_bytes(data.export("xlsx"))
+    summary = mailchimp(str(path))
+    assert summary.counts["recorded"] == 5 and summary.counts["refused"] == 1
+    assert state("claire.martin@example.fr") == "opted_in"
+
+
+def test_brevo_blacklisted_contacts_are_opted_out_and_double_opt_in_is_proof(
+    newsletter: Any,
+) -> None:
+    summary = imports.run(
+        FILES / "brevo_contacts.csv", preset="brevo", topic="newsletter", actor="staff:dpo"
+    )
+    assert summary.counts["recorded"] == 3 and summary.counts["unproven"] == 1
+    assert state("nadia.fontaine@example.fr") == "opted_in"
+    assert state("thomas.girard@example.fr") == "invalid"
+    assert state("ines.bonnet@example.fr") == "opted_out"
+    ines = Contact.objects.get(email="ines.bonnet@example.fr")
+    assert ines.phone == "+33612345003"
+    outs = Event.objects.filter(contact=ines, type="opt_out")
+    assert sorted(outs.values_list("topic", "channel")) == [("*", "email"), ("*", "sms")]
+
+
+def test_assent_format_one_fact_per_row(newsletter: Any) -> None:
+    summary = imports.run(FILES / "assent_history.csv", preset="assent", actor="staff:dpo")
+    assert summary.counts["recorded"] == 4 and summary.counts["refused"] == 1
+    refused = [i for i in summary.issues if i["outcome"] == "refused"]
+    assert refused == [{"row": 6, "outcome": "refused", "reason": "topic: unknown topic"}]
+    assert state("alice.blanc@example.fr") == "opted_in"
+    assert state("alice.blanc@example.fr", channel="sms") == "invalid"
+    assert state("bruno.noel@example.fr") == "opted_out"
+    assert state("bruno.noel@example.fr", topic="promotions") == "opted_in"
+    bruno = Contact.objects.get(email="bruno.noel@example.fr")
+    assert bruno.locale == "en"
+    again = imports.run(FILES / "assent_history.csv", preset="assent", actor="staff:dpo")
+    assert again.counts["unchanged"] == 4
+
+
+def test_a_file_of_another_format_is_refused_whole(newsletter: Any) -> None:
+    with pytest.raises(CommandError, match="Missing column 'Email Address'"):
+        call_command(
+            "import_contacts",
+            str(FILES / "brevo_contacts.csv"),
+            "--preset=mailchimp",
+            "--topic=newsletter",
+            "--no-progress",
+            stdout=io.StringIO(),
+        )
+    assert Contact.objects.count() == 0
+
+
+def test_an_unknown_topic_is_refused_before_anything_is_read(newsletter: Any) -> None:
+    with pytest.raises(imports.ImportError_, match="Unknown topic 'nope'"):
+        mailchimp("mailchimp_subscribed.csv", topic="nope")
+    assert ImportRun.objects.count() == 0
+
+
+def test_future_instants_and_bad_dates_are_refused_per_row(newsletter: Any, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    shutil.copy(FILES / "mailchimp_subscribed.csv", path)
+    text = path.read_text()
+    text = text.replace("2023-06-10 18:42:11", "2031-01-01 00:00:00", 1)
+    text = text.replace("2021-09-30 21:30:00", "yesterday", 1)
+    path.write_text(text)
+    summary = imports.run(path, preset="mailchimp", topic="newsletter", actor="staff:dpo")
+    reasons = {i["row"]: i["reason"] for i in summary.issues}
+    assert reasons[3] == "OPTIN_TIME: in the future"
+    assert reasons[7] == "OPTIN_TIME: not a date and time"
+
+
+def test_the_apis_services_queue_an_import_and_report_its_status(
+    newsletter: Any, settings: Any, tmp_path: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    from tests.workers import celery_publishing
+
+    settings.VAR_DIR = tmp_path
+    data = (FILES / "mailchimp_cleaned.csv").read_bytes()
+    stored = imports.import_store(chunks=[data[:100], data[100:]], filename="cleaned.CSV")
+    assert stored.name == hashlib.sha256(data).hexdigest() + ".csv"
+    with pytest.raises(ValidationError) as caught:
+        imports.import_store(chunks=[b"x"], filename="export.pdf")
+    assert "file" in caught.value.message_dict
+    with pytest.raises(ValidationError) as caught:
+        imports.import_queue(path=stored, preset="mailchimp", topic="nope", actor="api:key-1")
+    assert "topic" in caught.value.message_dict
+    with (
+        celery_publishing("memory://", eager=True),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        run = imports.import_queue(
+            path=stored, preset="mailchimp", topic="newsletter", actor="api:key-1"
+        )
+        assert imports.import_as_dict(run)["status"] == "queued"
+    run.refresh_from_db()
+    status = imports.import_as_dict(run)
+    assert status["status"] == "done" and status["counts"]["status:cleaned"] == 2
+    assert status["file_sha256"] == hashlib.sha256(data).hexdigest()
+    assert not stored.exists()  # the upload is not kept once imported
+
+
+def test_the_command_shows_a_progress_bar(newsletter: Any) -> None:
+    err = io.StringIO()
+    call_command(
+        "import_contacts",
+        str(FILES / "mailchimp_subscribed.csv"),
+        "--preset=mailchimp",
+        "--topic=newsletter",
+        stdout=io.StringIO(),
+        stderr=err,
+    )
+    assert "] 6/7 rows" in err.getvalue() or "] 6/6 rows" in err.getvalue()
