@@ -25,7 +25,7 @@ class KeyRateThrottle(BaseThrottle):
             return True
         now = time.time()
         window = int(now // WINDOW)
-        name = f"api:rate:{key.pk}:{window}"
+        name = f"api:rate:{key.prefix}:{window}"
         cache.add(name, 0, WINDOW + 5)
         try:
             count = cache.incr(name)

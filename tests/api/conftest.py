@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from api import keys
@@ -32,13 +31,6 @@ class ApiClient:
 
     def patch(self, path: str, data: Any = None, **kw: Any) -> Any:
         return self.client.patch(path, data, content_type="application/json", **kw)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_counters() -> None:
-    # Keys are numbered from 1 again in each test; CI's Redis outlives the test database.
-    for k in cache.keys("api:rate:*") if hasattr(cache, "keys") else []:
-        cache.delete(k)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from datetime import datetime
 from typing import Any
 
@@ -51,7 +50,11 @@ class Command(BaseCommand):
             rules.check_message(message)
         except rules.MalformedMessage as exc:
             raise CommandError(str(exc)) from exc
-        out = sys.stdout if opts["output"] == "-" else open(opts["output"], "w", newline="")  # noqa: SIM115
+        if opts["output"] == "-":
+            self.stdout.ending = ""
+            out: Any = self.stdout
+        else:
+            out = open(opts["output"], "w", newline="")  # noqa: SIM115
         try:
             rows = audience(message, at)
             if opts["format"] == "csv":
@@ -68,5 +71,5 @@ class Command(BaseCommand):
                         + "\n"
                     )
         finally:
-            if out is not sys.stdout:
+            if out is not self.stdout:
                 out.close()
