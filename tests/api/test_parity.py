@@ -67,6 +67,7 @@ AUDIENCE_MESSAGES = [
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("catalogue")
 @settings(
     max_examples=EXAMPLES,
     derandomize=True,
@@ -75,9 +76,7 @@ AUDIENCE_MESSAGES = [
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(population=populations())
-def test_decisions_decide_admin_panel_and_audience_agree(
-    catalogue: None, admin_user: Any, population: Any
-) -> None:
+def test_decisions_decide_admin_panel_and_audience_agree(admin_user: Any, population: Any) -> None:
     now, crowd = population
     s = rules.RuleSettings.from_django()
     catalog = dict(Category.objects.values_list("slug", "family"))
