@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.response import Response
 
@@ -237,5 +238,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     return Response(data, status=data["status"], headers=headers, content_type=CONTENT_TYPE)
 
 
+@csrf_exempt  # a key, not a cookie, authenticates API calls: a POST here is a 404 too
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     return response("not-found", "No such URL in the API.", request=request)

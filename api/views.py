@@ -50,12 +50,13 @@ from consents.vocab import ANY, Channel, Method
 CURSOR_LAG = timedelta(minutes=1)
 
 
-def problem_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+def problem_responses(*statuses: int) -> dict[Any, OpenApiResponse]:
+    """The errors an operation may answer, each ``application/problem+json`` with its types."""
     out = {}
-    for status in (400, 401, 403, 429, *statuses):
+    for status in (400, 401, 403, 405, 429, 503, *statuses):
         slugs = [slug for slug, p in PROBLEMS.items() if p[0] == status]
-        out[status] = OpenApiResponse(
-            s.ProblemSerializer, description="application/problem+json: " + ", ".join(slugs)
+        out[(status, "application/problem+json")] = OpenApiResponse(
+            s.ProblemSerializer, description="Problem types: " + ", ".join(slugs)
         )
     return out
 
@@ -751,7 +752,7 @@ class AudienceView(ApiView):
         },
     )
     def get(self, request: Request) -> StreamingHttpResponse:
-        query = AudienceQuery(data=request.query_params)
+        query = AudienceQuery(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         q = query.validated_data
         message = rules.Message(

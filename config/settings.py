@@ -385,6 +385,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "api.problems.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DATETIME_FORMAT": "iso-8601",
+    # The representation is chosen by Accept only (no ?format=): one way to ask.
+    "URL_FORMAT_OVERRIDE": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Assent integration API",
@@ -400,6 +402,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "LanguageEnum": ["en", "fr"],
+        "ChannelEnum": "consents.vocab.CHANNELS",
+    },
     "DISABLE_ERRORS_AND_WARNINGS": False,
 }
