@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -201,7 +202,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     instance = request.path if request is not None else ""
     headers: dict[str, str] = {}
     errors = None
-    if isinstance(exc, Http404):
+    if isinstance(exc, RequestDataTooBig):
+        exc = Problem("payload-too-large", "The body is larger than this server accepts.")
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()

@@ -7,7 +7,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -16,6 +16,7 @@ from django.db.models.functions import Upper
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers as drf
@@ -66,8 +67,14 @@ class ApiView(APIView):
 
     scopes: dict[str, str] = {}
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Instants are answered in UTC, and an instant sent without an offset is read as UTC.
+        timezone.activate(UTC)
+        super().initial(request, *args, **kwargs)
+
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
+        timezone.deactivate()
         for name, value in throttles.headers(request).items():
             response[name] = value
         response.setdefault("Cache-Control", "no-store")

@@ -91,3 +91,22 @@ def test_access_log_names_the_key(api: Any, make_contact: Any) -> None:
     assert c.get(f"/api/v1/contacts/{contact.public_id}").status_code == 200
     log = AccessLog.objects.get(contact=contact, action="api_view_contact")
     assert log.username == "api:crm"
+
+
+def test_a_body_over_the_limit_is_413_not_500(api: Any, settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    r = api().post("/api/v1/events", {"events": [{"type": "x" * 200}]}, HTTP_IDEMPOTENCY_KEY="k")
+    problem(r, 413, "payload-too-large")
+    r = api().post("/api/v1/decisions", {"questions": [{"x": "y" * 200}]})
+    problem(r, 413, "payload-too-large")
+
+
+def test_instants_are_answered_in_utc(api: Any, make_contact: Any, make_topic: Any) -> None:
+    make_topic("news", purpose="newsletter")
+    p = make_contact()
+    r = api().post(
+        "/api/v1/decisions",
+        {"questions": [{"contact": {"id": p.public_id}, "as_of": "2026-11-02T10:00:00+01:00",
+                        "message": {"channel": "email", "purpose": "newsletter", "topic": "news"}}]},
+    )  # fmt: skip
+    assert r.json()["decisions"][0]["as_of"] == "2026-11-02T09:00:00Z"
