@@ -107,6 +107,6 @@ def test_instants_are_answered_in_utc(api: Any, make_contact: Any, make_topic: A
     r = api().post(
         "/api/v1/decisions",
         {"questions": [{"contact": {"id": p.public_id}, "as_of": "2026-11-02T10:00:00+01:00",
-                        "message": {"channel": "email", "purpose": "newsletter", "topic": "news"}}]},
+                        "message": {"channel": "email", "purpose": "newsletter", "topic": "news"}}]},  # noqa: E501
     )  # fmt: skip
     assert r.json()["decisions"][0]["as_of"] == "2026-11-02T09:00:00Z"
