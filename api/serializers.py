@@ -20,6 +20,21 @@ from consents.vocab import (
 
 MAX_BATCH = 1000
 LANGUAGES = ("en", "fr")
+# As the admin's decision panel: retention periods and link lifetimes are added to an instant, so
+# it stays clear of the calendar's ends.
+YEARS = (1970, 2100)
+
+
+class InstantField(serializers.DateTimeField):
+    """An ISO 8601 instant between 1970 and 2100 (without an offset: UTC)."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        at = super().to_internal_value(value)
+        if not YEARS[0] <= at.year <= YEARS[1]:
+            raise serializers.ValidationError(
+                f"Give an instant between the years {YEARS[0]} and {YEARS[1]}."
+            )
+        return at
 
 
 # --- Problems -----------------------------------------------------------------------------------
@@ -77,7 +92,7 @@ class MessageSerializer(serializers.Serializer):
 class QuestionSerializer(serializers.Serializer):
     contact = ContactRefSerializer()
     message = MessageSerializer()
-    as_of = serializers.DateTimeField(required=False, help_text="Default: now.")
+    as_of = InstantField(required=False, help_text="Default: now.")
     language = serializers.ChoiceField(choices=LANGUAGES, default="en")
 
 
@@ -139,7 +154,7 @@ class EvidenceSerializer(serializers.Serializer):
 class EventInSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=EVENT_KINDS)
     contact = EventContactSerializer()
-    occurred_at = serializers.DateTimeField(required=False, help_text="Default: now.")
+    occurred_at = InstantField(required=False, help_text="Default: now.")
     topic = serializers.CharField(required=False, max_length=64, help_text="opt_in, opt_out.")
     channel = serializers.CharField(required=False, max_length=8)
     method = serializers.ChoiceField(choices=METHODS, required=False, help_text="Default: api.")
@@ -153,10 +168,10 @@ class EventInSerializer(serializers.Serializer):
     automated = serializers.BooleanField(required=False)
     category = serializers.CharField(required=False, allow_blank=True, max_length=64)
     product = serializers.CharField(required=False, allow_blank=True, max_length=128)
-    warranty_until = serializers.DateTimeField(required=False)
+    warranty_until = InstantField(required=False)
     contract = serializers.CharField(required=False, max_length=128)
     kind = serializers.ChoiceField(choices=InteractionKind.values, required=False)
-    until = serializers.DateTimeField(required=False, help_text="pause: until when.")
+    until = InstantField(required=False, help_text="pause: until when.")
 
     REQUIRED = {
         "opt_in": ("topic", "channel", "method"),
@@ -404,8 +419,8 @@ class EndpointsSerializer(serializers.Serializer):
 
 
 class ReplayRequestSerializer(serializers.Serializer):
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
+    start = InstantField()
+    end = InstantField()
 
 
 class ReplaySerializer(serializers.Serializer):

@@ -731,8 +731,8 @@ class AudienceQuery(drf.Serializer):
     topic = drf.CharField(required=False, max_length=64)
     category = drf.CharField(required=False, max_length=64)
     product = drf.CharField(required=False, max_length=128)
-    as_of = drf.DateTimeField(required=False)
-    since = drf.DateTimeField(required=False, help_text="The Audience-Cursor of a past export.")
+    as_of = s.InstantField(required=False)
+    since = s.InstantField(required=False, help_text="The Audience-Cursor of a past export.")
     links = drf.BooleanField(required=False, default=False, help_text="Needs links:create.")
 
 
