@@ -354,3 +354,30 @@ def test_audience_as_of_follows_decide(
     r = api().get("/api/v1/audiences?channel=email&purpose=newsletter&topic=news")
     assert b"".join(r.streaming_content) == b""
     assert rules.Message("email", "newsletter", "news")
+
+
+def test_the_fast_reading_of_questions_answers_as_the_serializer(
+    api: Any, news: Any, make_contact: Any, web_proof: Any
+) -> None:
+    from api import serializers as s
+
+    p = make_contact()
+    opt_in(p, web_proof)
+    plain = {"questions": [{**question(p), "as_of": "2026-12-31T10:00:00+01:00"}]}
+    assert s.fast_questions(plain) is not None
+    # A string where a boolean goes: DRF reads it, the fast path leaves it to DRF.
+    unusual = {
+        "questions": [
+            {**plain["questions"][0], "message": {**question(p)["message"], "automated": "false"}}
+        ]
+    }  # noqa: E501
+    assert s.fast_questions(unusual) is None
+    c = api(["decisions:read"])
+    a = c.post("/api/v1/decisions", plain).json()
+    b = c.post("/api/v1/decisions", unusual).json()
+    assert a == b and a["decisions"][0]["reason"] == "OPT_IN"
+    for bad in (
+        {"questions": [{**plain["questions"][0], "language": "de"}]},
+        {"questions": [{"contact": {"id": " x "}, "message": question(p)["message"]}]},
+    ):
+        assert s.fast_questions(bad) is None  # fmt: skip
