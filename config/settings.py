@@ -58,6 +58,10 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "consents",
     "preferences",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -355,6 +359,9 @@ LEDGER_MAX_CLOCK_SKEW = timedelta(minutes=env.int("LEDGER_MAX_CLOCK_SKEW_MINUTES
 # SECRET_KEY unless set; production sets a dedicated key (``check --deploy`` warns otherwise),
 # given only to the processes that anchor and verify (Celery workers, the operators' shell).
 LEDGER_ANCHOR_KEY = env("LEDGER_ANCHOR_KEY", default="")
+# Signs consent receipts (Ed25519, 32 bytes in base64) so that anyone can check them with the
+# public key the API publishes; derived from the anchoring key unless set (api/receipts.py).
+RECEIPT_SIGNING_KEY = env("RECEIPT_SIGNING_KEY", default="")
 # An anchor covers what was recorded until this long before it is made, so that a transaction
 # still open then cannot add an event recorded before the anchor's instant afterwards.
 LEDGER_ANCHOR_LAG = timedelta(minutes=env.int("LEDGER_ANCHOR_LAG_MINUTES", default=10))
@@ -365,4 +372,39 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+}
+
+# --- The integration API (api/) -------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.auth.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttles.KeyRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.problems.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "DATETIME_FORMAT": "iso-8601",
+    # The representation is chosen by Accept only (no ?format=): one way to ask.
+    "URL_FORMAT_OVERRIDE": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Assent integration API",
+    "DESCRIPTION": (
+        "Ask Assent whether a person may be contacted, tell it what happened elsewhere, export "
+        "audiences, read receipts. Every error is RFC 9457 application/problem+json."
+    ),
+    "VERSION": "1",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "LanguageEnum": ["en", "fr"],
+        "ChannelEnum": "consents.vocab.CHANNELS",
+    },
+    "DISABLE_ERRORS_AND_WARNINGS": False,
 }

@@ -14,6 +14,7 @@ from preferences.webhooks import bad_payloads_answered
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("api/", include("api.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("store/", include("preferences.store_urls")),
     path("", include("consents.public_urls")),

@@ -221,3 +221,42 @@ def audience(
         while rows := cursor.fetchmany(chunk_size):
             for row in rows:
                 yield AudienceRow(*row)
+
+
+# --- Exports: the ``audience`` command and the API stream the same rows the same way ----------
+
+EXPORT_COLUMNS = ("id", "address", "reason")
+
+
+def changed_since_sql(
+    message: rules.Message,
+    now: datetime,
+    since: datetime,
+    *,
+    settings: rules.RuleSettings | None = None,
+) -> tuple[str, list[object]]:
+    """For an incremental sync: every contact whose ledger changed (or who was erased) after
+    ``since``, with the audience's address and reason when they are in it, NULL when not."""
+    sql, params = audience_sql(message, now, settings=settings)
+    q = _Sql()
+    changed = (
+        "SELECT h.contact_id FROM consents_chainhead h WHERE h.recorded_at > "
+        f"{q.p(since)} UNION SELECT e.contact_id FROM consents_erasure e WHERE e.erased_at > "
+        f"{q.p(since)}"
+    )
+    text = (
+        "SELECT c.id, c.public_id, a.address, a.reason FROM consents_contact c"
+        f" LEFT JOIN ({sql}) a ON a.id = c.id WHERE c.id IN ({changed}) ORDER BY c.id"
+    )
+    return text, [*params, *q.params]
+
+
+def changed_since(
+    message: rules.Message, now: datetime, since: datetime, *, chunk_size: int = 5000
+) -> Iterator[AudienceRow]:
+    sql, params = changed_since_sql(message, now, since)
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(chunk_size):
+            for row in rows:
+                yield AudienceRow(row[0], row[1], row[2] or "", row[3] or "")

@@ -96,6 +96,10 @@ def unreadable(request: HttpRequest) -> bool:
 
 
 def bad_request_page(request: HttpRequest) -> HttpResponse:
+    if request.path_info.startswith("/api/"):
+        from api.problems import response
+
+        return response("malformed-body", "The request cannot be read.", request=request)
     # Runs before the locale middleware: the page's language is chosen here, the same way.
     language = translation.get_language_from_request(request)
     with translation.override(language):

@@ -379,7 +379,41 @@ INVENTORY: dict[str, str] = {
         f"preferences.LinkRequest.{name}": DELETED
         for name in ("id", "email", "language", "created_at")
     },
+    # --- The integration API ------------------------------------------------------------------
+    **{
+        f"api.ApiKey.{name}": kept("about the systems that call the API, not about people")
+        for name in (
+            "id",
+            "name",
+            "prefix",
+            "digest",
+            "scopes",
+            "allowed_networks",
+            "rate_per_minute",
+            "created_at",
+            "created_by",
+            "last_used_at",
+            "revoked_at",
+        )
+    },  # fmt: skip
+    **{
+        f"api.IdempotentRequest.{name}": kept(
+            "the answer to an API write, replayed for a day then purged: ids and outcomes "
+            "(public ids, ledger sequences), never an address (the events endpoint echoes none)"
+        )
+        for name in (
+            "id",
+            "api_key",
+            "key",
+            "fingerprint",
+            "status",
+            "response_status",
+            "response_type",
+            "response_body",
+            "created_at",
+        )
+    },  # fmt: skip
 }
 
 # The project's apps whose models the inventory covers.
-APPS = ("consents", "preferences")
+APPS = ("consents", "preferences", "api")
