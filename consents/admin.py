@@ -870,9 +870,9 @@ class NoticeAdmin(admin.ModelAdmin):
 
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
-    list_display = ("slug", "family", "name")
+    list_display = ("slug", "family", "name", "name_en")
     list_filter = ("family",)
-    search_fields = ("slug", "family", "name")
+    search_fields = ("slug", "family", "name", "name_en")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Category | None = None) -> tuple:
         return ("slug",) if obj is not None else ()  # purchases in the ledger name it by slug
@@ -880,7 +880,9 @@ class CategoryAdmin(admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: Category, form: forms.Form, change: bool
     ) -> None:
-        saved = services.category_set(slug=obj.slug, family=obj.family, name=obj.name)
+        saved = services.category_set(
+            slug=obj.slug, family=obj.family, name=obj.name, name_en=obj.name_en
+        )
         obj.pk = saved.pk
 
 

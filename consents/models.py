@@ -103,6 +103,9 @@ class Category(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     family = models.SlugField(max_length=64)
     name = models.CharField(max_length=200, blank=True)
+    name_en = models.CharField(
+        max_length=200, blank=True, help_text="The name in English (the name above is in French)."
+    )
 
     class Meta:
         ordering = ["family", "slug"]
@@ -110,6 +113,13 @@ class Category(models.Model):
 
     def __str__(self) -> str:
         return f"{self.slug} ({self.family})"
+
+    @property
+    def label(self) -> str:
+        """The name in the current language, else the other one, else the slug."""
+        en = (get_language() or "").startswith("en")
+        first, second = (self.name_en, self.name) if en else (self.name, self.name_en)
+        return first or second or self.slug
 
 
 class Store(models.Model):

@@ -472,14 +472,14 @@ def notice_draft_publish(*, notice: Notice) -> Notice:
 
 
 @transaction.atomic
-def category_set(*, slug: str, family: str, name: str = "") -> Category:
+def category_set(*, slug: str, family: str, name: str = "", name_en: str = "") -> Category:
     # RULES.md: an empty string is never a value; a category with no family is its own family.
     if not slug:
         raise ValidationError({"slug": "This field is required."})
     if not family:
         raise ValidationError({"family": "This field is required."})
     category, _ = Category.objects.update_or_create(
-        slug=slug, defaults={"family": family, "name": name}
+        slug=slug, defaults={"family": family, "name": name, "name_en": name_en}
     )
     return category
 

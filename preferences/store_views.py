@@ -46,6 +46,7 @@ from preferences.store_forms import (
     StaffPasswordForm,
     StaffStoreForm,
     StoreCaptureForm,
+    StorePurchaseForm,
     new_key,
 )
 
@@ -286,8 +287,6 @@ def capture(request: HttpRequest) -> HttpResponse:
             # The same capture in the other language: what was typed stays, no error yet.
             initial = {name: request.POST.get(name, "") for name in ("email", "phone", "key")}
             initial.update(first_name=request.POST.get("first_name", ""), language=language)
-            initial["purchase"] = bool(request.POST.get("purchase"))
-            initial["purchase_category"] = request.POST.get("purchase_category", "")
             form = StoreCaptureForm(initial=initial, groups=groups)
             ticked = {v for v in request.POST.getlist("choice") if v in form.offered}
         elif request.method == "POST":
@@ -337,7 +336,6 @@ def _capture_submit(
             choices=form.choices,
             confirm=data["confirm"],
             language=language,
-            purchase_category=data["purchase_category"] if data["purchase"] else "",
             user_agent=user_agent(request),
             notices=form.notices,
         )
@@ -367,6 +365,47 @@ def _key_reused(form: Any) -> None:
 def thanks(request: HttpRequest) -> HttpResponse:
     context = {"seconds": thanks_seconds()}
     return render(request, "store/thanks.html", context)
+
+
+# --- A purchase, on the staff screen -------------------------------------------------------------
+
+
+@staff_view(CAPTURE)
+@require_http_methods(["GET", "HEAD", "POST"])
+def purchase(request: HttpRequest) -> HttpResponse:
+    """A purchase made today, recorded by staff before or after customer mode, never inside it."""
+    current = _current_store(request)
+    if current is None:
+        return redirect("store_home")
+    status = 200
+    if request.method == "POST":
+        form = StorePurchaseForm(request.POST)
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                store.store_purchase(
+                    key=data["key"],
+                    user=request.user,
+                    store=current,
+                    device=_device(request),
+                    email=data["email"],
+                    phone=data["phone"],
+                    category=data["purchase_category"],
+                )
+            except ValidationError as exc:
+                _service_errors(form, exc)
+            except store.CaptureKeyReused:
+                _key_reused(form)
+                status = 409
+            else:
+                messages.success(request, _("The purchase was recorded."))
+                return redirect("store_purchase")
+    else:
+        form = StorePurchaseForm(initial={"key": new_key()})
+    form.describe_errors()
+    context = {"form": form, "current": current}
+    return render(request, "store/purchase.html", context, status=status)
 
 
 # --- On the phone ---------------------------------------------------------------------------------

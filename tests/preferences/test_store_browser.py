@@ -177,6 +177,19 @@ def test_staff_and_customer_screens_are_accessible(
     accessible(page)  # staff home
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"store-home-{language}.png"), full_page=True)
+    # A purchase, on the staff screen (never in customer mode): its errors, then recorded.
+    page.click("#record-purchase-link")
+    page.wait_for_url("**/store/purchase/")
+    accessible(page)
+    page.click("#record-purchase")
+    page.locator("#error-summary").wait_for()
+    accessible(page)
+    page.fill("#id_email", "buyer@example.fr")
+    page.select_option("#id_purchase_category", "sofas")
+    page.click("#record-purchase")
+    page.locator("[role=status] p").wait_for()
+    accessible(page)
+    assert Event.objects.filter(type="purchase").count() == 1
     page.goto("/store/phone/")
     accessible(page)
     page.screenshot(path=str(SCREENSHOTS / f"store-phone-{language}.png"), full_page=True)

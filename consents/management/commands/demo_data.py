@@ -104,6 +104,19 @@ CATALOG = {
     "shoes": "fashion",
     "coat": "fashion",
 }
+# Each category's name, in French then in English.
+CATALOG_NAMES = {
+    "books": ("Livres", "Books"),
+    "music": ("Musique", "Music"),
+    "dvd": ("DVD", "DVDs"),
+    "sofa": ("Canapés", "Sofas"),
+    "lamp": ("Luminaires", "Lamps"),
+    "rug": ("Tapis", "Rugs"),
+    "drill": ("Perceuses", "Drills"),
+    "paint": ("Peinture", "Paint"),
+    "shoes": ("Chaussures", "Shoes"),
+    "coat": ("Manteaux", "Coats"),
+}
 
 STORE = {"code": "paris-01", "name": "Paris Rivoli", "address": "75 rue de Rivoli, 75001 Paris"}
 
@@ -140,10 +153,11 @@ def ensure_topics() -> int:
 
 
 def ensure_catalog() -> Store:
-    existing = dict(Category.objects.values_list("slug", "family"))
+    existing = dict(Category.objects.values_list("slug", "name_en"))
     for slug, family in CATALOG.items():
-        if slug not in existing:
-            services.category_set(slug=slug, family=family, name=slug.replace("-", " ").title())
+        if not existing.get(slug):
+            name, name_en = CATALOG_NAMES[slug]
+            services.category_set(slug=slug, family=family, name=name, name_en=name_en)
     store, _ = Store.objects.get_or_create(
         code=STORE["code"], defaults={"name": STORE["name"], "address": STORE["address"]}
     )
