@@ -28,6 +28,7 @@ from django.utils.translation import gettext_lazy as _
 
 from consents import clock, links, proof, services
 from consents.models import Category, Contact, Notice, Store, Topic
+from consents.outbox import email_enqueue
 from consents.vocab import Channel, Doi, Method
 from preferences.models import Capture, Device, StoreMembership
 from preferences.services import (
@@ -39,6 +40,7 @@ from preferences.services import (
 )
 
 DEVICE_COOKIE = "assent_device"
+RECEIPT_TEMPLATE = "store-receipt"
 # Signed like every other credential we hand out (``consents.links``, scope "device").
 DEVICE_COOKIE_MAX_AGE = int(links.DEVICE_TTL.total_seconds())
 
@@ -394,6 +396,14 @@ def store_capture(
             now=now,
             doi=Doi.NONE,
         )
+        if owners.by_email is not None:
+            result["receipt"] = _receipt(
+                owners.by_email,
+                chosen=chosen,
+                language=language,
+                store=store,
+                first_name=first_name,
+            ).pk
         outcome = CaptureOutcome.RECORDED
     else:
         owners, outcome = _confirm_by_email(
@@ -472,6 +482,35 @@ def store_purchase(
     capture.result = {"purchase": event.pk}
     capture.save(update_fields=["result"])
     return CaptureResult(CaptureOutcome.RECORDED, capture)
+
+
+def _receipt(
+    contact: Contact,
+    *,
+    chosen: Sequence[tuple[Topic, str]],
+    language: str,
+    store: Store,
+    first_name: str,
+) -> Any:
+    """The customer's receipt of choices confirmed on the tablet, to the email they typed: what
+    they chose, where, and a link to their preferences (a service message, in the outbox)."""
+    assert contact.email
+    return email_enqueue(
+        to=contact.email,
+        template=RECEIPT_TEMPLATE,
+        language=language,
+        contact=contact,
+        is_service=True,
+        context={
+            "first_name": first_name,
+            "store": store.name,
+            "choices": [
+                {"topic": t.name_en if language == "en" else t.name_fr, "channel": c}
+                for t, c in chosen
+            ],
+        },
+        links={"preferences_url": links.intent("preferences")},
+    )
 
 
 def _confirm_by_email(

@@ -17,7 +17,7 @@ from consents.vocab import Method
 from preferences import store
 from preferences.models import Capture, Device, PendingSignup
 from preferences.services import notice_for
-from tests.preferences.pages import CONFIRM_LINK, path_in
+from tests.preferences.pages import CONFIRM_LINK, PREFERENCES_LINK, path_in
 from tests.preferences.store_fixtures import *  # noqa: F403  (the store fixtures)
 from tests.preferences.store_fixtures import capture_data, log_in
 
@@ -71,7 +71,13 @@ def test_confirm_here_records_a_full_proof(
         assert evidence.user_agent == "Tablet/1.0"
     assert contact.informed_at_collection
     assert contact.first_name == "Claire"
-    assert mail.outbox == []
+    # A receipt of the choices (a service message): no confirmation to click, a preference link.
+    (receipt,) = mail.outbox
+    assert receipt.to == ["claire@example.fr"]
+    assert "List-Unsubscribe" not in receipt.extra_headers
+    body = receipt.body
+    assert "La lettre d'information par e-mail" in body and "Bons plans par e-mail" in body
+    assert path_in(PREFERENCES_LINK, receipt)
 
 
 def test_confirm_here_in_english_records_the_english_wording(
