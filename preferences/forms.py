@@ -280,7 +280,7 @@ class SubscribeForm(ChoicesForm):
         choices=LANGUAGES,
         widget=forms.RadioSelect,
     )
-    choice = AnyChoiceField(required=False)
+    choice = AnyChoiceField(label=_("Your choices"), required=False)
     # Bots fill every field; people never see this one (visually hidden, out of the tab order).
     website = forms.CharField(
         label=_("Leave this field empty"),
