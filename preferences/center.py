@@ -247,8 +247,18 @@ class Request:
     ip_address: str | None = None
     user_agent: str = ""
     collection_point: str = COLLECTION_POINT
+    # The digest of the emailed link that opened the page: it proves control of the address it
+    # went to, so a "yes" by email given here needs no confirmation email.
+    link_digest: str = ""
 
-    def proof(self, notice: Notice | None = None) -> services.Proof:
+    def proof(
+        self, notice: Notice | None = None, *, address_proven: bool = False
+    ) -> services.Proof:
+        details = (
+            {"address_proven_by": "preferences_link", "link_sha256": self.link_digest}
+            if address_proven and self.link_digest
+            else {}
+        )
         return services.Proof(
             method=Method.PREFERENCE_CENTER,
             actor="person",
@@ -256,6 +266,7 @@ class Request:
             notice=notice,
             ip_address=self.ip_address,
             user_agent=self.user_agent[:1000],
+            details=details,
         )
 
 
@@ -322,15 +333,20 @@ def preferences_save(
         assert view is not None
         notice = notices.get(slug, view.notice)
         if yes:
+            # A link delivered to the mailbox opened this page: the address is proven, the yes
+            # applies at once. Only an address nobody proved needs a confirmation email.
+            proven = channel in CONFIRMED_CHANNELS and bool(request.link_digest)
             needs_confirmation = (
-                channel in CONFIRMED_CHANNELS and slug not in state.confirmed_email_topics
+                channel in CONFIRMED_CHANNELS
+                and not proven
+                and slug not in state.confirmed_email_topics
             )
             frequency = frequencies.get(slug) or view.frequency
             event = services.consent_grant(
                 contact=locked,
                 topic=slug,
                 channel=channel,
-                proof=request.proof(notice),
+                proof=request.proof(notice, address_proven=proven),
                 doi=Doi.PENDING if needs_confirmation else Doi.NONE,
                 frequency=frequency if frequency in view.topic.frequencies else "",
                 occurred_at=now,

@@ -65,6 +65,9 @@ SESSION_LINK_VERSION = "preferences_link_version"
 SESSION_ADDRESS = "preferences_address"
 # When the link was opened: the session's authorisation lasts as long as a link does.
 SESSION_GRANTED_AT = "preferences_granted_at"
+# The digest of the link that opened this session: it went to the address, so holding it proves
+# control of that mailbox (the evidence of a "yes" by email given on the page).
+SESSION_LINK_DIGEST = "preferences_link_digest"
 SESSION_FLASH = "preferences_saved"
 
 STATUS_LABELS = {
@@ -582,6 +585,7 @@ def preferences_open(request: HttpRequest, token: str) -> HttpResponse:
     request.session[SESSION_LINK_VERSION] = contact.link_version
     request.session[SESSION_ADDRESS] = link.payload["a"]
     request.session[SESSION_GRANTED_AT] = clock.now().timestamp()
+    request.session[SESSION_LINK_DIGEST] = links.token_digest(token)
     if request.session.session_key is None:
         request.session.save()
     center.preferences_session_open(contact=link.contact, session_key=request.session.session_key)
@@ -607,10 +611,12 @@ def _session_contact(request: HttpRequest) -> Contact | None:
 
 
 def _center_request(request: HttpRequest) -> center.Request:
+    digest = request.session.get(SESSION_LINK_DIGEST)
     return center.Request(
         ip_address=client_ip(request),
         user_agent=user_agent(request),
         collection_point=links.absolute(reverse("preferences")),
+        link_digest=digest if isinstance(digest, str) else "",
     )
 
 
@@ -619,7 +625,13 @@ def _center_request(request: HttpRequest) -> center.Request:
 def preferences(request: HttpRequest) -> HttpResponse:
     contact = _session_contact(request)
     if contact is None:
-        for key in (SESSION_CONTACT, SESSION_LINK_VERSION, SESSION_ADDRESS, SESSION_GRANTED_AT):
+        for key in (
+            SESSION_CONTACT,
+            SESSION_LINK_VERSION,
+            SESSION_ADDRESS,
+            SESSION_GRANTED_AT,
+            SESSION_LINK_DIGEST,
+        ):
             request.session.pop(key, None)
         status = 403 if request.method == "POST" else 200
         context = {"form": LinkRequestForm()}
@@ -657,9 +669,14 @@ def _preferences_page(
     language = _language()
     state = center.center_state(contact=contact, language=language)
     words = _Words()
+    paused = (
+        formats.date_format(timezone.localtime(state.pause_until), "DATE_FORMAT")
+        if state.pause_until
+        else ""
+    )
     context = {
         "state": state,
-        "topics": [_topic_context(view, words) for view in state.topics],
+        "topics": [_topic_context(view, words, paused) for view in state.topics],
         "notices_signed": shown_signed({view.topic.slug: view.notice for view in state.topics}),
         "history": [_history_row(e, state.topic_names) for e in state.history if _shown(e)],
         "saved": _flash_lines(flash, state.topic_names) if flash else None,
@@ -749,15 +766,23 @@ class _Words:
         return self.cache[key]
 
 
-def _cell_context(cell: center.Cell, words: _Words) -> dict[str, Any]:
-    """Everything one box shows, as plain strings."""
+PAUSED_LABEL = _("Subscribed, paused until %(date)s")
+PAUSED_EXPLANATION = _("We send you nothing until then; it starts again by itself.")
+
+
+def _cell_context(cell: center.Cell, words: _Words, paused: str = "") -> dict[str, Any]:
+    """Everything one box shows, as plain strings; ``paused``: the end of a pause, as shown."""
     state = cell.state
     since = ""
-    if cell.since and state not in ("covered", ConsentState.Status.NONE):
+    if cell.since and state not in ("covered", ConsentState.Status.NONE) and not paused:
         date = formats.date_format(timezone.localtime(cell.since), "DATE_FORMAT")
         since = " · " + words(SINCE) % {"date": date}
+    state_label = words(STATE_LABELS.get(state, state))
     if not cell.has_address:
         explanation = words(NO_ADDRESS.get(cell.channel, ""))
+    elif paused and cell.receiving:
+        state_label = words(PAUSED_LABEL) % {"date": paused}
+        explanation = words(PAUSED_EXPLANATION)
     elif state == "covered":
         explanation = words(COVERED_EXPLANATIONS.get(cell.covered_by or "", COVERED_DEFAULT))
     else:
@@ -768,8 +793,8 @@ def _cell_context(cell: center.Cell, words: _Words) -> dict[str, Any]:
         "shown": cell.has_address,
         "checked": cell.receiving,
         "label": words(CHANNEL_LABELS.get(cell.channel, cell.channel)),
-        "state": state,
-        "state_label": words(STATE_LABELS.get(state, state)),
+        "state": "paused" if paused and cell.receiving and cell.has_address else state,
+        "state_label": state_label,
         "since": since,
         "explanation": explanation,
     }
@@ -808,7 +833,7 @@ def _cell_html(c: dict[str, Any]) -> str:
     )
 
 
-def _topic_context(view: center.TopicView, words: _Words) -> dict[str, Any]:
+def _topic_context(view: center.TopicView, words: _Words, paused: str = "") -> dict[str, Any]:
     topic = view.topic
     radios = [
         format_html(
@@ -825,7 +850,9 @@ def _topic_context(view: center.TopicView, words: _Words) -> dict[str, Any]:
         "name": topic.name,
         "description": topic.description,
         "notice": view.notice,
-        "cells": mark_safe("".join(_cell_html(_cell_context(c, words)) for c in view.cells)),
+        "cells": mark_safe(
+            "".join(_cell_html(_cell_context(c, words, paused)) for c in view.cells)
+        ),
         "frequencies": mark_safe("".join(radios)),
     }
 

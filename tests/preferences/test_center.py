@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.test import Client
+from django.utils import formats, timezone
 
 from consents import clock, links, services
 from consents.ledger import verify_range
-from consents.models import ConsentState, Contact, Event, Outbox, Topic
+from consents.models import ConsentState, Contact, Event, Evidence, Outbox, Topic
 from preferences.models import PendingSignup
 from tests.preferences.center_fixtures import form_state, open_session, post
 from tests.preferences.pages import CONFIRM_LINK, path_in
@@ -143,20 +144,49 @@ def test_saving_records_only_what_changed_with_proof(
     assert chain_ok(marie)
 
 
-def test_email_opt_in_to_a_new_topic_waits_for_confirmation(
-    opened: Client, marie: Contact, client: Client, django_capture_on_commit_callbacks: Any
+def test_email_opt_in_to_a_new_topic_applies_at_once_with_the_link_as_evidence(
+    client: Client, marie: Contact, django_capture_on_commit_callbacks: Any
 ) -> None:
-    data = form_state(page(opened))
+    """The page was opened with a link delivered to Marie's mailbox: that proves control of the
+    address, so the yes needs no confirmation email; the link's digest is its evidence."""
+    token = links.make("preferences", marie)
+    client.get(f"/preferences/{token}/")
+    data = form_state(page(client))
     data["on"].append("promotions:email")
     with django_capture_on_commit_callbacks(execute=True):
-        post(opened, data)
+        post(client, data)
+    opt_in = events(marie)[-1]
+    assert (opt_in.type, opt_in.topic, opt_in.data["doi"]) == ("opt_in", "promotions", "none")
+    assert status(marie, "promotions", "email") == "opted_in"
+    evidence = Evidence.objects.get(event=opt_in)
+    assert evidence.details == {
+        "address_proven_by": "preferences_link",
+        "link_sha256": links.token_digest(token),
+    }
+    assert mail.outbox == [] and not PendingSignup.objects.exists()
+    assert "Vous recevez désormais « Bons plans » par e-mail." in page(client)
+
+
+def test_email_opt_in_without_a_proven_address_waits_for_confirmation(
+    marie: Contact, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The service with no link behind the request (a session from before links were kept as
+    evidence): the address is unproven, the double opt-in applies."""
+    from preferences import center
+
+    with django_capture_on_commit_callbacks(execute=True):
+        center.preferences_save(
+            contact=marie,
+            shown=[("promotions", "email")],
+            wanted=[("promotions", "email")],
+            frequencies={},
+            notices={},
+            language="fr",
+            request=center.Request(),
+        )
     opt_in = events(marie)[-1]
     assert (opt_in.type, opt_in.topic, opt_in.data["doi"]) == ("opt_in", "promotions", "pending")
-    assert status(marie, "promotions", "email") == "pending"
-    assert "nous vous avons envoyé un e-mail pour confirmer" in page(opened)
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["marie@example.fr"]
-    assert PendingSignup.objects.get(contact=marie).choices[0]["event"] == opt_in.pk
-    # The emailed link confirms it, like a sign-up.
     confirm = path_in(CONFIRM_LINK, mail.outbox[0])
     Client().post(confirm)
     assert status(marie, "promotions", "email") == "opted_in"
@@ -274,6 +304,12 @@ def test_pause_for_a_month_then_resume(opened: Client, marie: Contact) -> None:
     assert timedelta(days=28) <= until - pause.occurred_at <= timedelta(days=31)
     html = page(opened)
     assert "suspendus jusqu’au" in html and 'name="action" value="resume"' in html
+    # Each subscribed box says it is paused, and until when, not "we send you these".
+    end = formats.date_format(timezone.localtime(until), "DATE_FORMAT")
+    newsletter = html[html.index('id="cell-newsletter-email-state"') :]
+    newsletter = newsletter[: newsletter.index("</p>")]
+    assert f"Abonné, en pause jusqu’au {end}" in newsletter
+    assert "nous vous les envoyons" not in newsletter
 
     post(opened, {"action": "resume"})
     resumed = marie.channel_states.filter(channel="email").values_list("pause_until", flat=True)
