@@ -250,6 +250,8 @@ class Request:
     # The digest of the emailed link that opened the page: it proves control of the address it
     # went to, so a "yes" by email given here needs no confirmation email.
     link_digest: str = ""
+    # How the person acted: on this page, or from the unsubscribe link of an email.
+    method: str = Method.PREFERENCE_CENTER
 
     def proof(
         self, notice: Notice | None = None, *, address_proven: bool = False
@@ -260,7 +262,7 @@ class Request:
             else {}
         )
         return services.Proof(
-            method=Method.PREFERENCE_CENTER,
+            method=self.method,
             actor="person",
             collection_point=self.collection_point[:500],
             notice=notice,

@@ -33,6 +33,7 @@ from consents.links import LinkError
 from consents.models import ConsentState, Contact, Event, Topic
 from consents.vocab import ANY, EventType, Method, Reason
 from preferences import center, devmail, pagecache, ratelimit
+from preferences import unsubscribe as lighter
 from preferences.center import link_request_record
 from preferences.forms import (
     FIRST_NAME_ONLY,
@@ -54,6 +55,7 @@ from preferences.services import (
     unsubscribe_all,
     unsubscribe_all_undoable,
     unsubscribe_undo,
+    unsubscribed_from_all,
 )
 
 logger = logging.getLogger(__name__)
@@ -432,7 +434,12 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
                     content_type="text/plain; charset=utf-8",
                 )
             return _link_expired(request, exc, kind="unsubscribe")
-        return _bad_link(request, exc.reason)
+        if one_click:
+            return _bad_link(request, exc.reason)
+        # A cut or changed link: say so, and offer the form that emails a new one.
+        status = 404 if exc.reason == "unknown" else 400
+        context = {"reason": exc.reason, "kind": "unsubscribe", "form": LinkRequestForm()}
+        return render(request, "preferences/link_expired.html", context, status=status)
     contact = link.contact
     assert contact is not None
     if one_click:
@@ -450,9 +457,25 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
 
 def _unsubscribe_page(request: HttpRequest, contact: Contact) -> HttpResponse:
     if request.method != "POST":
-        return render(request, "preferences/unsubscribe.html", {"action": request.path})
-    if request.POST.get("action") == "undo":
+        received = lighter.received_by_email(contact)
+        context = {
+            "action": request.path,
+            "email": lighter.masked(contact.email),
+            "already": unsubscribed_from_all(contact),
+            "received": received,
+            "slower": [
+                {"topic": r.topic, "slower_label": frequency_label(r.slower).lower()}
+                for r in received
+                if r.slower
+            ],
+            "pause_months": center.PAUSE_MONTHS,
+        }
+        return render(request, "preferences/unsubscribe.html", context)
+    action = request.POST.get("action", "all")
+    if action == "undo":
         return _unsubscribe_undo(request, contact)
+    if action in ("topic", "less_often", "pause"):
+        return _unsubscribe_lighter(request, contact, action)
     undo = unsubscribe_all_undoable(
         contact=contact,
         method=Method.UNSUBSCRIBE_LINK,
@@ -467,8 +490,46 @@ def _unsubscribe_page(request: HttpRequest, contact: Contact) -> HttpResponse:
             "contact": contact.public_id,
             "at": clock.now().timestamp(),
         }
-    context = {"action": request.path, "undo": _undo_for(request, contact) is not None}
+    context = {
+        "action": request.path,
+        "undo": _undo_for(request, contact) is not None,
+        "email": lighter.masked(contact.email),
+    }
     return render(request, "preferences/unsubscribe_done.html", context)
+
+
+def _unsubscribe_lighter(request: HttpRequest, contact: Contact, action: str) -> HttpResponse:
+    """This topic only, a break, or less often: each says what it did, or that nothing changed."""
+    evidence = {
+        "ip_address": client_ip(request),
+        "user_agent": user_agent(request),
+        "collection_point": UNSUBSCRIBE_POINT,
+    }
+    slug = request.POST.get("topic", "")
+    topic = Topic.objects.filter(slug=slug).first()
+    context: dict[str, Any] = {
+        "action": request.path,
+        "kind": action,
+        "email": lighter.masked(contact.email),
+    }
+    if action == "topic":
+        done = lighter.stop_topic(contact=contact, slug=slug, **evidence)
+        context.update(done=done, topic=topic)
+    elif action == "less_often":
+        pace = lighter.less_often(contact=contact, slug=slug, language=_language(), **evidence)
+        context.update(done=bool(pace), topic=topic, pace=frequency_label(pace) if pace else "")
+    else:
+        try:
+            months = int(request.POST.get("months", ""))
+        except ValueError:
+            months = 0
+        if months not in center.PAUSE_MONTHS:
+            context.update(done=False)
+        else:
+            until = lighter.pause(contact=contact, months=months, **evidence)
+            context.update(done=True, until=until)
+    status = 200 if context["done"] else 400
+    return render(request, "preferences/unsubscribe_lighter.html", context, status=status)
 
 
 def _undo_for(request: HttpRequest, contact: Contact) -> dict[str, Any] | None:
