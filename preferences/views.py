@@ -32,7 +32,7 @@ from consents.http import client_ip, user_agent
 from consents.links import LinkError
 from consents.models import ConsentState, Contact, Event, Topic
 from consents.vocab import ANY, EventType, Method, Reason
-from preferences import center, devmail, pagecache, ratelimit
+from preferences import center, data_summary, devmail, pagecache, ratelimit
 from preferences import unsubscribe as lighter
 from preferences.center import link_request_record
 from preferences.forms import (
@@ -574,7 +574,13 @@ def data_download(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         data = center.data_download(contact=contact, downloads_before=downloads_before)
         if data is not None:
-            return proof.json_file(data, f"my-data-{contact.public_id}.json")
+            if request.POST.get("format") == "json":
+                return proof.json_file(data, f"my-data-{contact.public_id}.json")
+            # A page to read, in the person's language; the JSON file is its second download.
+            translation.activate(contact.locale)
+            request.LANGUAGE_CODE = contact.locale
+            context = data_summary.summary(contact, data)
+            return render(request, "preferences/data_summary.html", context)
     elif center.self_exports(contact) == downloads_before:
         return render(
             request, "preferences/data_download.html", {"state": "ready", "action": request.path}
