@@ -438,6 +438,44 @@ def preferences_pause(*, contact: Contact, months: int, request: Request) -> dat
 
 
 @transaction.atomic
+def preferences_phone(*, contact: Contact, phone: str, request: Request) -> str:
+    """The person's mobile number, added or changed from the page: "added", "changed",
+    "removed" or "same". A new number arrives with no consent: what was said for the old one is
+    the old number's (``address_changed``), and a number on the suppression list stays out."""
+    locked = _lock(contact)
+    number = services.normalize_phone(phone) if phone.strip() else ""
+    if number == locked.phone:
+        return "same"
+    if not locked.phone or not number:
+        services.contact_update_details(contact=locked, phone=number)
+        return "added" if number else "removed"
+    # What the person said yes to on the old number is not a yes for the new one: each is
+    # withdrawn, and the page asks them to tick again what they want on the new number.
+    received = ConsentState.objects.filter(
+        contact=locked,
+        channel__in=(Channel.SMS, Channel.PHONE),
+        status__in=(STATUS.OPTED_IN, STATUS.PENDING),
+    ).values_list("topic", "channel")
+    for topic, channel in list(received):
+        proof = request.proof()
+        proof.details["reason"] = "number_changed"
+        services.consent_withdraw(contact=locked, topic=topic, channel=channel, proof=proof)
+    services.contact_phone_change(contact=locked, new_phone=number, proof=request.proof())
+    return "changed"
+
+
+@transaction.atomic
+def preferences_postal_address(*, contact: Contact, postal_address: str, request: Request) -> str:
+    """The person's postal address, from the page: "saved" or "same"."""
+    locked = _lock(contact)
+    before = locked.postal_address
+    after = services.contact_postal_address_set(
+        contact=locked, postal_address=postal_address, proof=request.proof()
+    )
+    return "same" if after.postal_address == before else "saved"
+
+
+@transaction.atomic
 def preferences_resume(*, contact: Contact, request: Request) -> bool:
     """End the pause now; False (nothing written) when no pause is running."""
     locked = _lock(contact)

@@ -41,6 +41,7 @@ from preferences.forms import (
     SubscribeForm,
     channel_label,
     frequency_label,
+    phone_cleaned,
     preferences_choice,
     shown_signed,
     topic_groups,
@@ -768,9 +769,9 @@ def _preferences_page(
 
 NO_ADDRESS = {
     "email": _("We have no email address for you."),
-    "sms": _("We have no mobile phone number for you."),
-    "phone": _("We have no phone number for you."),
-    "postal": _("We have no postal address for you."),
+    "sms": _("We have no mobile phone number for you: add one under “Your contact details”."),
+    "phone": _("We have no phone number for you: add one under “Your contact details”."),
+    "postal": _("We have no postal address for you: add one under “Your contact details”."),
     "push": _("Notifications need our app, which you have not installed."),
 }
 STATE_LABELS = {
@@ -1020,6 +1021,8 @@ def _history_row(event: Event, topics: dict[str, Topic]) -> dict[str, Any]:
 def _flash_lines(flash: dict[str, Any], topics: dict[str, Topic]) -> list[str]:
     """What was saved, in words."""
     kind = flash.get("kind")
+    if kind in DETAILS_DONE:
+        return [str(DETAILS_DONE[kind])]
     if kind == "paused":
         until = datetime.fromisoformat(flash["until"])
         date = formats.date_format(timezone.localtime(until), "DATE_FORMAT")
@@ -1168,7 +1171,46 @@ def _sign_out(request: HttpRequest, contact: Contact) -> HttpResponse:
     return render(request, "preferences/signed_out.html", {"form": LinkRequestForm()})
 
 
+def _phone(request: HttpRequest, contact: Contact) -> HttpResponse:
+    """Add, change or remove the mobile number: a new number receives nothing until the person
+    ticks what they want on it."""
+    try:
+        number = phone_cleaned(request.POST.get("phone", "")[:32])
+    except ValidationError as exc:
+        return _preferences_page(request, contact, error=" ".join(exc.messages))
+    done = center.preferences_phone(contact=contact, phone=number, request=_center_request(request))
+    return _done(request, {"kind": f"phone_{done}"})
+
+
+def _postal(request: HttpRequest, contact: Contact) -> HttpResponse:
+    try:
+        done = center.preferences_postal_address(
+            contact=contact,
+            postal_address=request.POST.get("postal_address", "")[:2000],
+            request=_center_request(request),
+        )
+    except ValidationError:
+        error = _("Enter a postal address of at most 500 characters.")
+        return _preferences_page(request, contact, error=error)
+    return _done(request, {"kind": f"postal_{done}"})
+
+
+DETAILS_DONE = {
+    "phone_added": _("Your mobile number was added. Tick above what you want to receive on it."),
+    "phone_changed": _(
+        "Your mobile number was changed. Nothing is sent to the new number until you tick what "
+        "you want on it."
+    ),
+    "phone_removed": _("Your mobile number was removed: we send nothing more to it."),
+    "phone_same": _("This number was already on file: nothing has changed."),
+    "postal_saved": _("Your postal address was saved."),
+    "postal_same": _("This address was already on file: nothing has changed."),
+}
+
+
 _ACTIONS = {
+    "phone": _phone,
+    "postal": _postal,
     "save": _save,
     "pause": _pause,
     "resume": _resume,

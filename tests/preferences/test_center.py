@@ -53,7 +53,7 @@ def test_page_shows_each_topic_its_channels_and_the_state_in_words(opened: Clien
     assert "Abonné(e)" in html
     # No phone: SMS is shown, disabled, with its reason, and not part of the form.
     assert 'id="cell-promotions-sms" disabled' in html
-    assert "Nous n’avons pas de numéro de mobile pour vous." in html
+    assert "Nous n’avons pas de numéro de mobile pour vous : ajoutez-en un" in html
     assert 'name="shown" value="promotions:sms"' not in html
     # The frequency choices of the topic, and the wording shown.
     assert 'name="frequency-promotions" value="monthly"' in html
@@ -427,3 +427,57 @@ def test_unsubscribe_page_leads_to_the_link_form_not_into_the_preference_center(
     assert 'href="/"' in html
     assert "ouvrez le lien en bas" in page(client)  # no preference session either
     assert Outbox.objects.count() == 0
+
+
+# --- Contact details from the page ----------------------------------------------------------------
+
+
+def test_a_missing_number_says_where_to_add_it_and_adding_it_opens_the_boxes(
+    opened: Client, marie: Contact
+) -> None:
+    html = page(opened)
+    assert 'id="cell-promotions-sms" disabled' in html
+    assert "ajoutez-en un sous « Vos coordonnées »" in html
+    assert 'href="#details"' in html and 'name="action" value="phone"' in html
+    response = post(opened, {"action": "phone", "phone": "06 12 34 56 78"})
+    assert response.status_code == 302
+    marie.refresh_from_db()
+    assert marie.phone == "+33612345678"
+    html = page(opened)
+    assert "Votre numéro de mobile a été ajouté." in html
+    assert 'id="cell-promotions-sms" disabled' not in html
+    assert status(marie, "promotions", "sms") in (None, "opted_out")  # nothing until ticked
+
+
+def test_a_changed_number_starts_with_no_consent(opened: Client, marie: Contact) -> None:
+    post(opened, {"action": "phone", "phone": "06 12 34 56 78"})
+    data = form_state(page(opened))
+    data["on"].append("promotions:sms")
+    post(opened, data)
+    assert status(marie, "promotions", "sms") == "opted_in"
+    post(opened, {"action": "phone", "phone": "06 98 76 54 32"})
+    marie.refresh_from_db()
+    assert marie.phone == "+33698765432"
+    assert events(marie)[-1].type == "address_changed"
+    html = page(opened)
+    assert "Rien n’est envoyé au nouveau numéro" in html
+    assert 'id="cell-promotions-sms" checked' not in html
+
+
+def test_a_bad_number_is_refused_with_its_reason(opened: Client, marie: Contact) -> None:
+    response = post(opened, {"action": "phone", "phone": "12"})
+    assert response.status_code == 400
+    assert "06 12 34 56 78" in response.content.decode()
+    marie.refresh_from_db()
+    assert marie.phone == ""
+
+
+def test_a_postal_address_is_added_then_changed(opened: Client, marie: Contact) -> None:
+    post(opened, {"action": "postal", "postal_address": "1 rue de la Paix\n75002 Paris"})
+    marie.refresh_from_db()
+    assert marie.postal_address == "1 rue de la Paix\n75002 Paris"
+    assert "Votre adresse postale a été enregistrée." in page(opened)
+    before = len(events(marie))
+    post(opened, {"action": "postal", "postal_address": "2 rue de Rivoli\n75001 Paris"})
+    assert [e.type for e in events(marie)[before:]] == ["address_changed"]
+    assert post(opened, {"action": "postal", "postal_address": "x" * 600}).status_code == 400
