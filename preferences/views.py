@@ -165,8 +165,30 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     return csrf_protect(_subscribe)(request, embed=embed)
 
 
+def _embed_options(request: HttpRequest, embed: bool) -> tuple[set[str], str]:
+    """``?embed=1&topics=newsletter,deals&lang=en``: the topics the embedded form offers (all
+    when none is named) and its fixed language ("" to let the person choose)."""
+    if not embed:
+        return set(), ""
+    wanted = {
+        slug.strip()
+        for value in request.GET.getlist("topics")
+        for slug in value.split(",")
+        if slug.strip()
+    }
+    lang = request.GET.get("lang", "")
+    return wanted, lang if lang in ("fr", "en") else ""
+
+
 def _subscribe(request: HttpRequest, *, embed: bool) -> HttpResponse:
-    groups = topic_groups(signup_topics(), _language())
+    only, lang = _embed_options(request, embed)
+    if lang:
+        translation.activate(lang)
+        request.LANGUAGE_CODE = lang
+    topics = signup_topics()
+    if only and any(t.slug in only for t in topics):
+        topics = [t for t in topics if t.slug in only]
+    groups = topic_groups(topics, _language())
     if request.method == "POST":
         if not _ip_allowed(request):
             return _too_many(request, embed=embed)
@@ -202,6 +224,8 @@ def _subscribe(request: HttpRequest, *, embed: bool) -> HttpResponse:
         "groups": groups,
         "ticked": form.ticked(),
         "embed": embed,
+        "fixed_language": lang,
+        "needs_phone": any(o.needs_phone for g in groups for o in g.options),
         "action": request.get_full_path(),
         "expires_days": settings.DOI_CONFIRM_TTL.days,
     }
