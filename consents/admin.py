@@ -291,6 +291,13 @@ class DecisionForm(forms.Form):
 
 
 class EraseForm(forms.Form):
+    """Who is erased is typed again (their email, else their phone): never the wrong person."""
+
+    confirm = forms.CharField(
+        label=_("Type the person's email address (or phone number) to confirm"),
+        max_length=254,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
     # Kept after the erasure, in the erasure record and the access log: the page says so.
     reason = forms.CharField(
         label=_("reason"),
@@ -301,6 +308,28 @@ class EraseForm(forms.Form):
             "name, address, phone number or what the person wrote."
         ),
     )
+
+    def __init__(self, *args: Any, contact: Contact, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.contact = contact
+
+    def clean_confirm(self) -> str:
+        typed = self.cleaned_data["confirm"].strip()
+        email, phone = self.contact.email or "", self.contact.phone or ""
+        same = (email and typed.casefold() == email.casefold()) or (
+            phone and "".join(typed.split()) in (phone, _national(phone))
+        )
+        if not same:
+            raise ValidationError(
+                _("This is not the email address or phone number of the person shown above."),
+                code="mismatch",
+            )
+        return typed
+
+
+def _national(phone: str) -> str:
+    """+33612345678 -> 0612345678: the way the officer may read it out."""
+    return "0" + phone[3:] if phone.startswith("+33") else phone
 
 
 class RectifyForm(forms.Form):
@@ -452,7 +481,13 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:consents_contact_change", args=[contact.pk]))
 
     def _form_page(
-        self, request: HttpRequest, name: str, title: Any, contact: Contact, form: Any
+        self,
+        request: HttpRequest,
+        name: str,
+        title: Any,
+        contact: Contact,
+        form: Any,
+        **extra: Any,
     ) -> HttpResponse:
         """One of a contact's action forms (erase, rectify), in the admin's frame."""
         context = {
@@ -461,6 +496,7 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
             "contact": contact,
             "form": form,
             "opts": self.model._meta,
+            **extra,
         }
         return render(request, f"admin/consents/contact/{name}.html", context)
 
@@ -505,7 +541,7 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
 
     def erase_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         contact = self._contact(request, pk, "consents.erase_contact")
-        form = EraseForm(request.POST or None)
+        form = EraseForm(request.POST or None, contact=contact)
         if request.method == "POST" and form.is_valid():
             reason = form.cleaned_data["reason"]
             try:
@@ -522,7 +558,17 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
                 messages.success(request, _("The contact's personal data was erased."))
             return self._back(contact)
         title = _("Erase this contact's personal data")
-        return self._form_page(request, "erase", title, contact, form)
+        response = self._form_page(
+            request,
+            "erase",
+            title,
+            contact,
+            form,
+            events=Event.objects.filter(contact=contact).count(),
+        )
+        if form.is_bound:
+            response.status_code = 400
+        return response
 
     def rectify_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         from consents.outbox import email_enqueue
