@@ -27,9 +27,10 @@ from django.urls import path, reverse
 from django.utils import timezone, translation
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from consents import anchors, clock, ledger, links, notices, proof, rules, services
+from consents import anchors, clock, explain, ledger, links, notices, proof, rules, services
 from consents.models import (
     AccessLog,
     CatalogFact,
@@ -50,7 +51,7 @@ from consents.models import (
     Suppression,
     Topic,
 )
-from consents.vocab import PURPOSES, TOPIC_PURPOSES, Channel, Purpose
+from consents.vocab import CHANNELS, PURPOSES, TOPIC_PURPOSES, Channel, Purpose
 
 
 def method_decorator_post(fn: Any) -> Any:
@@ -158,10 +159,19 @@ class EventInline(ReadOnlyInline):
         "store",
         "notice",
         "proof",
-        "hash",
+        "short_hash",
     )
     readonly_fields = fields
     show_change_link = True
+
+    @admin.display(description=_("hash"))
+    def short_hash(self, obj: Event) -> str:
+        """The first characters; the whole value on demand (the page fits a 1280 px screen)."""
+        return format_html(
+            '<details class="hash"><summary><code>{}…</code></summary><code>{}</code></details>',
+            obj.hash[:10],
+            obj.hash,
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("store", "notice__topic")
@@ -343,6 +353,32 @@ class RectifyForm(forms.Form):
             raise ValidationError(_("Enter a valid email address."), code="invalid") from exc
 
 
+def _today_summary(grid: list[Any]) -> list[dict[str, Any]]:
+    """ "May we write to this person today?", per channel, in words: the topics allowed and why,
+    else why not."""
+    summary = []
+    for channel in CHANNELS:
+        rows = [r for r in grid if r.channel == channel]
+        if not rows:
+            continue
+        allowed = [r for r in rows if r.decision.allowed]
+        if allowed:
+            text = ", ".join(
+                f"{r.topic.name} ({explain.short_reason(r.decision.reason)})" for r in allowed
+            )
+        else:
+            reasons = dict.fromkeys(explain.short_reason(r.decision.reason) for r in rows)
+            text = "; ".join(reasons)
+        summary.append(
+            {
+                "channel": Channel(channel).label,
+                "allowed": bool(allowed),
+                "text": text,
+            }
+        )
+    return summary
+
+
 @admin.register(Contact)
 class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
     change_form_template = "admin/consents/contact/change_form.html"
@@ -408,14 +444,16 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
         events_url = reverse("admin:consents_event_changelist") + f"?contact__id__exact={obj.pk}"
         if broken:
             return format_html(
-                '<strong>BROKEN</strong> at event #{}: {}. <a href="{}">All events</a>',
-                broken["seq"],
-                broken["problem"],
+                '<strong>{}</strong> <a href="{}">{}</a>',
+                _("BROKEN at event #%(seq)s: %(problem)s.")
+                % {"seq": broken["seq"], "problem": broken["problem"]},
                 events_url,
+                _("All events"),
             )
-        return format_html(
-            'Intact: {} events verified. <a href="{}">All events</a>', checked, events_url
-        )
+        intact = ngettext(
+            "Intact: %(n)s event verified.", "Intact: %(n)s events verified.", checked
+        ) % {"n": checked}
+        return format_html('{} <a href="{}">{}</a>', intact, events_url, _("All events"))
 
     # --- The compliance officer's tools on a person ---------------------------------------------
 
@@ -431,22 +469,32 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
             return super().change_view(request, object_id, form_url, extra_context)
         if request.method == "GET":
             proof.access_log(user=request.user, action="view_contact", contact=contact)
-        _, facts = proof.history(contact)  # once, for the grid and the panel
+        events, facts = proof.history(contact)  # once, for the grid and the panel
         now = clock.now()
         form = DecisionForm(request.GET if "decide-channel" in request.GET else None)
         decision = None
+        explanation = None
+        words = explain.Explainer(events)
         if form.is_bound and form.is_valid():
             try:
                 decision = proof.decide_for(contact, facts, form.message(), form.instant())
             except ValueError as exc:
                 # A question the rules cannot answer as asked: said next to the form.
                 form.add_error(None, str(exc))
+            else:
+                explanation = words.explain(decision, form.message())
         user = request.user
+        grid = proof.state_grid(contact, facts, now)
         context = {
             **(extra_context or {}),
-            "grid": proof.state_grid(contact, facts, now),
+            "grid": grid,
+            "grid_words": [
+                {"row": row, "why": explain.short_reason(row.decision.reason)} for row in grid
+            ],
+            "summary": _today_summary(grid),
             "decision_form": form,
             "decision": decision,
+            "explanation": explanation,
             "decision_facts": sorted((decision.facts if decision else {}).items()),
             "erasure": Erasure.objects.filter(contact=contact).first(),
             "can_export": user.has_perm("consents.export_contact"),

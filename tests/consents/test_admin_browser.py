@@ -74,11 +74,11 @@ def test_officer_logs_in_with_totp_reads_a_decision_and_exports_the_proof(
     page.select_option("#id_decide-purpose", "promotion")
     page.select_option("#id_decide-topic", "promotions")
     page.click("#decide")
-    assert page.inner_text("#decision-reason") == "OPT_IN"
+    assert page.text_content("#decision-reason") == "OPT_IN"
     assert "Allowed" in page.inner_text("#decision-result")
     page.select_option("#id_decide-channel", "sms")
     page.click("#decide")
-    assert page.inner_text("#decision-reason") == "NO_ADDRESS"
+    assert page.text_content("#decision-reason") == "NO_ADDRESS"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "admin-decision-panel.png"), full_page=True)
 
