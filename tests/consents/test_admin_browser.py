@@ -81,6 +81,13 @@ def test_officer_logs_in_with_totp_reads_a_decision_and_exports_the_proof(
     assert page.text_content("#decision-reason") == "NO_ADDRESS"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "admin-decision-panel.png"), full_page=True)
+    # The contact page fits 1280 px: no sideways scrolling, no button broken across lines.
+    assert page.viewport_size["width"] == 1280
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    for button in page.locator("#contact-tools .button, #contact-tools button").all():
+        box = button.bounding_box()
+        assert box is not None and box["height"] < 40, button.inner_text()
+    assert page.locator("#today li").count() >= 1
 
     with page.expect_download() as download:
         page.click("#export-proof")
