@@ -385,7 +385,7 @@ def test_sign_out_of_all_links_revokes_links_and_closes_the_session(
 ) -> None:
     old_link = f"/preferences/{links.make('preferences', marie)}/"
     response = post(opened, {"action": "sign_out"})
-    assert "Vous êtes déconnecté(e) de tous les liens" in response.content.decode()
+    assert "Tous vos liens sont désactivés" in response.content.decode()
     marie.refresh_from_db()
     assert marie.link_version == 2
     assert "ouvrez le lien en bas" in page(opened)

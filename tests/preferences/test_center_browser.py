@@ -194,7 +194,7 @@ def test_preference_page_screenshots_at_360_and_1280(page: Any) -> None:
     )
     page.goto(f"/preferences/{links.make('preferences', contact)}/")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for width in (360, 1280):
+    for width in (360, 375, 1280):
         page.set_viewport_size({"width": width, "height": 900})
         page.reload()
         # Nothing wider than the screen: no sideways scrolling on a phone.
@@ -250,3 +250,33 @@ def test_without_javascript_the_forms_post_and_reload(browser: Any, live_server:
         assert state(contact, "promotions", "sms") == "opted_in"
     finally:
         close_checking_csp(context)
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_the_unsubscribe_page_offers_lighter_choices_first_and_is_accessible(
+    page: Any, language: str
+) -> None:
+    contact = person(language)
+    page.set_extra_http_headers({"Accept-Language": language})
+    url = f"/unsubscribe/{links.make('unsubscribe', contact)}/"
+    page.goto(url)
+    accessible(page)
+    # The lighter choices come before "everything", each reachable with the keyboard.
+    buttons = page.locator("main button[type=submit]")
+    assert buttons.count() >= 3
+    lighter, everything = page.locator("#lighter"), page.locator("#everything")
+    assert lighter.bounding_box()["y"] < everything.bounding_box()["y"]
+    page.locator("#lighter form:has(input[value=topic]) button").first.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    accessible(page)
+    page.goto(url)
+    page.click("#everything button[type=submit]")
+    page.wait_for_load_state()
+    accessible(page)
+    page.goto(url)  # a second visit
+    assert page.locator("#everything").count() == 0
+    accessible(page)
+    page.goto("/unsubscribe/cut-in-two/")
+    accessible(page)
+    assert page.locator("main input[name=email]").count() == 1
