@@ -256,7 +256,7 @@ class DecisionForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, prefix="decide", **kwargs)
         self.fields["topic"].choices = [("", "-")] + [
-            (topic.slug, f"{topic.name} ({topic.slug})") for topic in Topic.objects.all()
+            (topic.slug, f"{topic.slug} ({topic.name})") for topic in Topic.objects.all()
         ]
 
     def clean(self) -> dict[str, Any]:
