@@ -17,16 +17,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# HOST and PORT reach the settings too: emailed links and recorded collection points use them
+# (SITE_URL, when it is not set). demo_data prints the addresses to open.
+run: export HOST := $(HOST)
+run: export PORT := $(PORT)
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_data
 	@echo
-	@echo "  Assent is starting on http://$(HOST):$(PORT)/"
-	@echo "    customer pages:  http://$(HOST):$(PORT)/"
-	@echo "    admin:           http://$(HOST):$(PORT)/admin/   (logins printed above)"
-	@echo "    mail sent:       http://$(HOST):$(PORT)/dev/mail/   (files in var/mail/)"
-	@echo "    store tablet:    http://$(HOST):$(PORT)/store/"
-	@echo "    health:          http://$(HOST):$(PORT)/healthz"
+	@echo "  Assent is starting on http://$(HOST):$(PORT)/ (health: /healthz)"
 	@echo
 	$(PY) manage.py runserver $(HOST):$(PORT)
 

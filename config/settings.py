@@ -41,8 +41,17 @@ if not DEBUG and (SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 32):
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# The address of this site in emailed links, List-Unsubscribe and recorded collection points.
+# Unset, it is the address the development server runs on (``make run HOST=... PORT=...``).
+SITE_URL = env(
+    "SITE_URL", default=f"http://{env('HOST', default='127.0.0.1')}:{env('PORT', default='8000')}"
+).rstrip("/")
 BRAND_NAME = env("BRAND_NAME", default="Assent")
+# Who is responsible for the data (GDPR art. 13): named on every customer page, the sign-up
+# form and the store tablet, with a link to the company's privacy notice.
+CONTROLLER_NAME = env("CONTROLLER_NAME", default=BRAND_NAME)
+CONTROLLER_ADDRESS = env("CONTROLLER_ADDRESS", default="")
+PRIVACY_NOTICE_URL = env("PRIVACY_NOTICE_URL", default="")
 
 INSTALLED_APPS = [
     # The admin site with a second factor (consents.adminsite.AssentAdminSite).
@@ -297,7 +306,10 @@ STORE_THANKS_SECONDS = env.int("STORE_THANKS_SECONDS", default=6)
 LANGUAGE_CODE = "fr"
 LANGUAGES = [("fr", "Français"), ("en", "English")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
-TIME_ZONE = "Europe/Paris"
+# English dates for European readers: 12 March 2026, 14:05 (never 03/12/2026); see config/formats.
+FORMAT_MODULE_PATH = ["config.formats"]
+# Dates and times are shown in this time zone (and stored in UTC).
+TIME_ZONE = env("TIME_ZONE", default="Europe/Paris")
 USE_I18N = True
 USE_TZ = True
 

@@ -27,9 +27,10 @@ from django.urls import path, reverse
 from django.utils import timezone, translation
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from consents import anchors, clock, ledger, links, notices, proof, rules, services
+from consents import anchors, clock, explain, ledger, links, notices, proof, rules, services
 from consents.models import (
     AccessLog,
     CatalogFact,
@@ -50,7 +51,7 @@ from consents.models import (
     Suppression,
     Topic,
 )
-from consents.vocab import PURPOSES, TOPIC_PURPOSES, Channel, Purpose
+from consents.vocab import CHANNELS, PURPOSES, TOPIC_PURPOSES, Channel, Purpose
 
 
 def method_decorator_post(fn: Any) -> Any:
@@ -158,10 +159,19 @@ class EventInline(ReadOnlyInline):
         "store",
         "notice",
         "proof",
-        "hash",
+        "short_hash",
     )
     readonly_fields = fields
     show_change_link = True
+
+    @admin.display(description=_("hash"))
+    def short_hash(self, obj: Event) -> str:
+        """The first characters; the whole value on demand (the page fits a 1280 px screen)."""
+        return format_html(
+            '<details class="hash"><summary><code>{}…</code></summary><code>{}</code></details>',
+            obj.hash[:10],
+            obj.hash,
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("store", "notice__topic")
@@ -246,7 +256,7 @@ class DecisionForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, prefix="decide", **kwargs)
         self.fields["topic"].choices = [("", "-")] + [
-            (slug, slug) for slug in Topic.objects.values_list("slug", flat=True)
+            (topic.slug, f"{topic.slug} ({topic.name})") for topic in Topic.objects.all()
         ]
 
     def clean(self) -> dict[str, Any]:
@@ -291,6 +301,13 @@ class DecisionForm(forms.Form):
 
 
 class EraseForm(forms.Form):
+    """Who is erased is typed again (their email, else their phone): never the wrong person."""
+
+    confirm = forms.CharField(
+        label=_("Type the person's email address (or phone number) to confirm"),
+        max_length=254,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
     # Kept after the erasure, in the erasure record and the access log: the page says so.
     reason = forms.CharField(
         label=_("reason"),
@@ -302,6 +319,28 @@ class EraseForm(forms.Form):
         ),
     )
 
+    def __init__(self, *args: Any, contact: Contact, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.contact = contact
+
+    def clean_confirm(self) -> str:
+        typed = self.cleaned_data["confirm"].strip()
+        email, phone = self.contact.email or "", self.contact.phone or ""
+        same = (email and typed.casefold() == email.casefold()) or (
+            phone and "".join(typed.split()) in (phone, _national(phone))
+        )
+        if not same:
+            raise ValidationError(
+                _("This is not the email address or phone number of the person shown above."),
+                code="mismatch",
+            )
+        return typed
+
+
+def _national(phone: str) -> str:
+    """+33612345678 -> 0612345678: the way the officer may read it out."""
+    return "0" + phone[3:] if phone.startswith("+33") else phone
+
 
 class RectifyForm(forms.Form):
     email = forms.CharField(label=_("new email address"), max_length=254)
@@ -312,6 +351,32 @@ class RectifyForm(forms.Form):
         except ValidationError as exc:
             # The service names the field in its error; a form's clean_<field> may not.
             raise ValidationError(_("Enter a valid email address."), code="invalid") from exc
+
+
+def _today_summary(grid: list[Any]) -> list[dict[str, Any]]:
+    """ "May we write to this person today?", per channel, in words: the topics allowed and why,
+    else why not."""
+    summary = []
+    for channel in CHANNELS:
+        rows = [r for r in grid if r.channel == channel]
+        if not rows:
+            continue
+        allowed = [r for r in rows if r.decision.allowed]
+        if allowed:
+            text = ", ".join(
+                f"{r.topic.name} ({explain.short_reason(r.decision.reason)})" for r in allowed
+            )
+        else:
+            reasons = dict.fromkeys(explain.short_reason(r.decision.reason) for r in rows)
+            text = "; ".join(reasons)
+        summary.append(
+            {
+                "channel": Channel(channel).label,
+                "allowed": bool(allowed),
+                "text": text,
+            }
+        )
+    return summary
 
 
 @admin.register(Contact)
@@ -379,14 +444,16 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
         events_url = reverse("admin:consents_event_changelist") + f"?contact__id__exact={obj.pk}"
         if broken:
             return format_html(
-                '<strong>BROKEN</strong> at event #{}: {}. <a href="{}">All events</a>',
-                broken["seq"],
-                broken["problem"],
+                '<strong>{}</strong> <a href="{}">{}</a>',
+                _("BROKEN at event #%(seq)s: %(problem)s.")
+                % {"seq": broken["seq"], "problem": broken["problem"]},
                 events_url,
+                _("All events"),
             )
-        return format_html(
-            'Intact: {} events verified. <a href="{}">All events</a>', checked, events_url
-        )
+        intact = ngettext(
+            "Intact: %(n)s event verified.", "Intact: %(n)s events verified.", checked
+        ) % {"n": checked}
+        return format_html('{} <a href="{}">{}</a>', intact, events_url, _("All events"))
 
     # --- The compliance officer's tools on a person ---------------------------------------------
 
@@ -402,22 +469,32 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
             return super().change_view(request, object_id, form_url, extra_context)
         if request.method == "GET":
             proof.access_log(user=request.user, action="view_contact", contact=contact)
-        _, facts = proof.history(contact)  # once, for the grid and the panel
+        events, facts = proof.history(contact)  # once, for the grid and the panel
         now = clock.now()
         form = DecisionForm(request.GET if "decide-channel" in request.GET else None)
         decision = None
+        explanation = None
+        words = explain.Explainer(events)
         if form.is_bound and form.is_valid():
             try:
                 decision = proof.decide_for(contact, facts, form.message(), form.instant())
             except ValueError as exc:
                 # A question the rules cannot answer as asked: said next to the form.
                 form.add_error(None, str(exc))
+            else:
+                explanation = words.explain(decision, form.message())
         user = request.user
+        grid = proof.state_grid(contact, facts, now)
         context = {
             **(extra_context or {}),
-            "grid": proof.state_grid(contact, facts, now),
+            "grid": grid,
+            "grid_words": [
+                {"row": row, "why": explain.short_reason(row.decision.reason)} for row in grid
+            ],
+            "summary": _today_summary(grid),
             "decision_form": form,
             "decision": decision,
+            "explanation": explanation,
             "decision_facts": sorted((decision.facts if decision else {}).items()),
             "erasure": Erasure.objects.filter(contact=contact).first(),
             "can_export": user.has_perm("consents.export_contact"),
@@ -452,7 +529,13 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:consents_contact_change", args=[contact.pk]))
 
     def _form_page(
-        self, request: HttpRequest, name: str, title: Any, contact: Contact, form: Any
+        self,
+        request: HttpRequest,
+        name: str,
+        title: Any,
+        contact: Contact,
+        form: Any,
+        **extra: Any,
     ) -> HttpResponse:
         """One of a contact's action forms (erase, rectify), in the admin's frame."""
         context = {
@@ -461,6 +544,7 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
             "contact": contact,
             "form": form,
             "opts": self.model._meta,
+            **extra,
         }
         return render(request, f"admin/consents/contact/{name}.html", context)
 
@@ -505,7 +589,7 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
 
     def erase_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         contact = self._contact(request, pk, "consents.erase_contact")
-        form = EraseForm(request.POST or None)
+        form = EraseForm(request.POST or None, contact=contact)
         if request.method == "POST" and form.is_valid():
             reason = form.cleaned_data["reason"]
             try:
@@ -522,7 +606,17 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
                 messages.success(request, _("The contact's personal data was erased."))
             return self._back(contact)
         title = _("Erase this contact's personal data")
-        return self._form_page(request, "erase", title, contact, form)
+        response = self._form_page(
+            request,
+            "erase",
+            title,
+            contact,
+            form,
+            events=Event.objects.filter(contact=contact).count(),
+        )
+        if form.is_bound:
+            response.status_code = 400
+        return response
 
     def rectify_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         from consents.outbox import email_enqueue
@@ -870,9 +964,9 @@ class NoticeAdmin(admin.ModelAdmin):
 
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
-    list_display = ("slug", "family", "name")
+    list_display = ("slug", "family", "name", "name_en")
     list_filter = ("family",)
-    search_fields = ("slug", "family", "name")
+    search_fields = ("slug", "family", "name", "name_en")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Category | None = None) -> tuple:
         return ("slug",) if obj is not None else ()  # purchases in the ledger name it by slug
@@ -880,7 +974,9 @@ class CategoryAdmin(admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: Category, form: forms.Form, change: bool
     ) -> None:
-        saved = services.category_set(slug=obj.slug, family=obj.family, name=obj.name)
+        saved = services.category_set(
+            slug=obj.slug, family=obj.family, name=obj.name, name_en=obj.name_en
+        )
         obj.pk = saved.pk
 
 

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class ConsentsConfig(AppConfig):
     name = "consents"
-    verbose_name = "Consents"
+    verbose_name = _("Consents")
 
     def ready(self) -> None:
+        from consents.i18n import translate_names
+
+        translate_names(self)  # model and field names in the officer's language
         from django.db.models.signals import post_migrate
 
         from consents import checks, projections, roles  # noqa: F401  (checks: deploy checks)

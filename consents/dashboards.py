@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db import connection
@@ -24,6 +24,7 @@ from django.db.models import (
     Subquery,
 )
 from django.db.models.functions import TruncWeek
+from django.utils import formats
 from django.utils.functional import lazy
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
@@ -88,6 +89,26 @@ METHOD_LABELS = {
 }
 
 
+SPECIAL_NAMES: dict[str, dict[str, Any]] = {
+    "topic": {
+        "*": pgettext_lazy("dashboard", "All topics (unsubscribed from everything)"),
+        "-": pgettext_lazy("dashboard", "No topic"),
+    },
+    "channel": {
+        "*": pgettext_lazy("dashboard", "Every channel"),
+        "-": pgettext_lazy("dashboard", "No channel"),
+    },
+    "store": {"-": pgettext_lazy("dashboard", "Online (no store)")},
+}
+
+
+def week_label(value: Any) -> Any:
+    """A week's first day, as the page shows it: "2 March 2026", never "2026-03-02"."""
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return formats.date_format(date.fromisoformat(value), "DATE_FORMAT")
+    return value
+
+
 def label(value: Any) -> Any:
     """What the page shows for a column name or a measure; other values as they are."""
     if not isinstance(value, str):
@@ -147,6 +168,8 @@ class Chart:
     def value_label(self, column: int, value: Any) -> Any:
         """What the page shows for a cell: a code by its name, a measure by its label."""
         named = column < len(self.columns) and self.columns[column] == self.named
+        if column < len(self.columns) and self.columns[column] == "week":
+            return week_label(value)
         if named and isinstance(value, str) and value in self.names:
             return str(self.names[value])
         return value if named else label(value)
@@ -285,7 +308,8 @@ def weekly_by(
         value = value if value not in (None, "") else "-"
         values.add(value)
         counts[(week, value)][0 if type_ == EventType.OPT_IN else 1] += n
-    shown = shown or {}
+    # The wildcard and the empty value by their meaning, never as "*" or "-".
+    shown = {**SPECIAL_NAMES.get(dimension, {}), **(shown or {})}
     chart = Chart(key, title, ["week", *[f"{v} net" for v in sorted(values)]], names=shown)
     detail = Chart(
         key, title, ["week", dimension, "opt-ins", "opt-outs", "net"], named=dimension, names=shown
@@ -526,15 +550,16 @@ def line_chart(chart: Chart) -> SafeString:
     def y(v: float) -> float:
         return H - PAD - (H - 2 * PAD) * ((v - lo) / (hi - lo))
 
+    first, last = week_label(chart.rows[0][0]), week_label(chart.rows[-1][0])
+
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H + 20 * len(columns)}" '
         f'width="100%" role="img" aria-label="{escape(chart.title)}">',
         f'<line x1="{PAD}" y1="{y(0):.1f}" x2="{W - PAD}" y2="{y(0):.1f}" stroke="#999"/>',
         f'<text x="4" y="{y(hi) + 4:.1f}" font-size="11">{hi:g}</text>',
         f'<text x="4" y="{y(lo) + 4:.1f}" font-size="11">{lo:g}</text>',
-        f'<text x="{PAD}" y="{H - 20}" font-size="11">{escape(chart.rows[0][0])}</text>',
-        f'<text x="{W - PAD}" y="{H - 20}" font-size="11" text-anchor="end">'
-        f"{escape(chart.rows[-1][0])}</text>",
+        f'<text x="{PAD}" y="{H - 20}" font-size="11">{escape(first)}</text>',
+        f'<text x="{W - PAD}" y="{H - 20}" font-size="11" text-anchor="end">{escape(last)}</text>',
     ]
     for k, col in enumerate(columns):
         color = PALETTE[k % len(PALETTE)]

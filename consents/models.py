@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now, Upper
 from django.utils.translation import get_language
+from django.utils.translation import gettext_lazy as _
 
 from consents.vocab import (
     Channel,
@@ -103,6 +104,9 @@ class Category(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     family = models.SlugField(max_length=64)
     name = models.CharField(max_length=200, blank=True)
+    name_en = models.CharField(
+        max_length=200, blank=True, help_text="The name in English (the name above is in French)."
+    )
 
     class Meta:
         ordering = ["family", "slug"]
@@ -110,6 +114,13 @@ class Category(models.Model):
 
     def __str__(self) -> str:
         return f"{self.slug} ({self.family})"
+
+    @property
+    def label(self) -> str:
+        """The name in the current language, else the other one, else the slug."""
+        en = (get_language() or "").startswith("en")
+        first, second = (self.name_en, self.name) if en else (self.name, self.name_en)
+        return first or second or self.slug
 
 
 class Store(models.Model):
@@ -363,11 +374,11 @@ class ConsentState(models.Model):
     """Current state per contact x topic x channel, exactly as the ledger says."""
 
     class Status(models.TextChoices):
-        OPTED_IN = "opted_in", "Opted in"
-        PENDING = "pending", "Pending confirmation"
-        INVALID = "invalid", "Invalid consent"
-        OPTED_OUT = "opted_out", "Opted out"
-        NONE = "none", "No choice"
+        OPTED_IN = "opted_in", _("Opted in")
+        PENDING = "pending", _("Pending confirmation")
+        INVALID = "invalid", _("Invalid consent")
+        OPTED_OUT = "opted_out", _("Opted out")
+        NONE = "none", _("No choice")
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consent_states")
     topic = models.CharField(max_length=64)
@@ -396,8 +407,8 @@ class CatalogFact(models.Model):
     """What a contact bought or subscribed to (categories and products), for the rules."""
 
     class Kind(models.TextChoices):
-        PURCHASE = "purchase", "Purchase"
-        CONTRACT = "contract", "Contract"
+        PURCHASE = "purchase", _("Purchase")
+        CONTRACT = "contract", _("Contract")
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="catalog_facts")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -422,11 +433,11 @@ class Outbox(models.Model):
     scope and parameters of each link, minted when the email is rendered for sending."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SENT = "sent", "Sent"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
         # Never to be sent: its person was erased before it left.
-        CANCELLED = "cancelled", "Cancelled"
+        CANCELLED = "cancelled", _("Cancelled")
 
     contact = models.ForeignKey(
         Contact, null=True, blank=True, on_delete=models.PROTECT, related_name="outbox"
@@ -630,11 +641,11 @@ class WebhookDelivery(models.Model):
     Celery task, retried with backoff under the same ``message_id`` (the ``webhook-id``)."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        DELIVERED = "delivered", "Delivered"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Failed")
         # Not sent: its endpoint was switched off before it left.
-        CANCELLED = "cancelled", "Cancelled"
+        CANCELLED = "cancelled", _("Cancelled")
 
     endpoint = models.ForeignKey(
         WebhookEndpoint, on_delete=models.PROTECT, related_name="deliveries"
@@ -682,10 +693,10 @@ class ImportRun(models.Model):
     """One file imported (``consents.imports``): what it held, what it recorded, what it refused."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
 
     preset = models.CharField(max_length=16)
     topic = models.CharField(max_length=64, blank=True)

@@ -68,7 +68,9 @@ INVENTORY: dict[str, str] = {
             "created_at",
         )
     },  # fmt: skip
-    **{f"consents.Category.{name}": CATALOG for name in ("id", "slug", "family", "name")},
+    **{
+        f"consents.Category.{name}": CATALOG for name in ("id", "slug", "family", "name", "name_en")
+    },
     **{f"consents.Store.{name}": CATALOG for name in ("id", "code", "name", "address")},
     # --- The person -------------------------------------------------------------------------
     "consents.Contact.id": KEY,

@@ -348,6 +348,36 @@ def contact_phone_change(*, contact: Contact, new_phone: str, proof: Proof) -> E
     )
 
 
+POSTAL_ADDRESS_MAX_LENGTH = 500
+
+
+@transaction.atomic
+def contact_postal_address_set(*, contact: Contact, postal_address: str, proof: Proof) -> Contact:
+    """The postal address the person gave us themselves (added, changed or removed). A change
+    is ``address_changed`` on the postal channel: what was said about the old address is the
+    old address's."""
+    text = "\n".join(line.strip() for line in postal_address.strip().splitlines() if line.strip())
+    if len(text) > POSTAL_ADDRESS_MAX_LENGTH:
+        raise ValidationError({"postal_address": "The address is too long."})
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    if Erasure.objects.filter(contact=locked).exists():
+        raise ValidationError({"postal_address": "This contact is erased."})
+    if text == locked.postal_address:
+        return locked
+    replaced = bool(locked.postal_address)
+    locked.postal_address = text
+    locked.save(update_fields=["postal_address"])
+    if replaced:
+        _append(
+            contact=locked,
+            type=EventType.ADDRESS_CHANGED,
+            occurred_at=None,
+            proof=proof,
+            channel=Channel.POSTAL,
+        )
+    return locked
+
+
 @transaction.atomic
 def contact_revoke_links(*, contact: Contact) -> Contact:
     """Every link already sent to this contact stops working."""
@@ -472,14 +502,14 @@ def notice_draft_publish(*, notice: Notice) -> Notice:
 
 
 @transaction.atomic
-def category_set(*, slug: str, family: str, name: str = "") -> Category:
+def category_set(*, slug: str, family: str, name: str = "", name_en: str = "") -> Category:
     # RULES.md: an empty string is never a value; a category with no family is its own family.
     if not slug:
         raise ValidationError({"slug": "This field is required."})
     if not family:
         raise ValidationError({"family": "This field is required."})
     category, _ = Category.objects.update_or_create(
-        slug=slug, defaults={"family": family, "name": name}
+        slug=slug, defaults={"family": family, "name": name, "name_en": name_en}
     )
     return category
 

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class PreferencesConfig(AppConfig):
     name = "preferences"
-    verbose_name = "Preferences"
+    verbose_name = _("Preferences")
 
     def ready(self) -> None:
+        from consents.i18n import translate_names
+
+        translate_names(self)  # model and field names in the officer's language
         from anymail.signals import tracking
 
         from preferences import checks  # noqa: F401  (registers the deploy checks)

@@ -247,15 +247,28 @@ class Request:
     ip_address: str | None = None
     user_agent: str = ""
     collection_point: str = COLLECTION_POINT
+    # The digest of the emailed link that opened the page: it proves control of the address it
+    # went to, so a "yes" by email given here needs no confirmation email.
+    link_digest: str = ""
+    # How the person acted: on this page, or from the unsubscribe link of an email.
+    method: str = Method.PREFERENCE_CENTER
 
-    def proof(self, notice: Notice | None = None) -> services.Proof:
+    def proof(
+        self, notice: Notice | None = None, *, address_proven: bool = False
+    ) -> services.Proof:
+        details = (
+            {"address_proven_by": "preferences_link", "link_sha256": self.link_digest}
+            if address_proven and self.link_digest
+            else {}
+        )
         return services.Proof(
-            method=Method.PREFERENCE_CENTER,
+            method=self.method,
             actor="person",
             collection_point=self.collection_point[:500],
             notice=notice,
             ip_address=self.ip_address,
             user_agent=self.user_agent[:1000],
+            details=details,
         )
 
 
@@ -322,15 +335,20 @@ def preferences_save(
         assert view is not None
         notice = notices.get(slug, view.notice)
         if yes:
+            # A link delivered to the mailbox opened this page: the address is proven, the yes
+            # applies at once. Only an address nobody proved needs a confirmation email.
+            proven = channel in CONFIRMED_CHANNELS and bool(request.link_digest)
             needs_confirmation = (
-                channel in CONFIRMED_CHANNELS and slug not in state.confirmed_email_topics
+                channel in CONFIRMED_CHANNELS
+                and not proven
+                and slug not in state.confirmed_email_topics
             )
             frequency = frequencies.get(slug) or view.frequency
             event = services.consent_grant(
                 contact=locked,
                 topic=slug,
                 channel=channel,
-                proof=request.proof(notice),
+                proof=request.proof(notice, address_proven=proven),
                 doi=Doi.PENDING if needs_confirmation else Doi.NONE,
                 frequency=frequency if frequency in view.topic.frequencies else "",
                 occurred_at=now,
@@ -417,6 +435,44 @@ def preferences_pause(*, contact: Contact, months: int, request: Request) -> dat
         contact=locked, channel=ANY, until=until, proof=request.proof(), occurred_at=now
     )
     return until
+
+
+@transaction.atomic
+def preferences_phone(*, contact: Contact, phone: str, request: Request) -> str:
+    """The person's mobile number, added or changed from the page: "added", "changed",
+    "removed" or "same". A new number arrives with no consent: what was said for the old one is
+    the old number's (``address_changed``), and a number on the suppression list stays out."""
+    locked = _lock(contact)
+    number = services.normalize_phone(phone) if phone.strip() else ""
+    if number == locked.phone:
+        return "same"
+    if not locked.phone or not number:
+        services.contact_update_details(contact=locked, phone=number)
+        return "added" if number else "removed"
+    # What the person said yes to on the old number is not a yes for the new one: each is
+    # withdrawn, and the page asks them to tick again what they want on the new number.
+    received = ConsentState.objects.filter(
+        contact=locked,
+        channel__in=(Channel.SMS, Channel.PHONE),
+        status__in=(STATUS.OPTED_IN, STATUS.PENDING),
+    ).values_list("topic", "channel")
+    for topic, channel in list(received):
+        proof = request.proof()
+        proof.details["reason"] = "number_changed"
+        services.consent_withdraw(contact=locked, topic=topic, channel=channel, proof=proof)
+    services.contact_phone_change(contact=locked, new_phone=number, proof=request.proof())
+    return "changed"
+
+
+@transaction.atomic
+def preferences_postal_address(*, contact: Contact, postal_address: str, request: Request) -> str:
+    """The person's postal address, from the page: "saved" or "same"."""
+    locked = _lock(contact)
+    before = locked.postal_address
+    after = services.contact_postal_address_set(
+        contact=locked, postal_address=postal_address, proof=request.proof()
+    )
+    return "same" if after.postal_address == before else "saved"
 
 
 @transaction.atomic

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,27 @@ def describe_errors(form: forms.Form, *, skip: tuple[str, ...] = (), hints: bool
             attrs["aria-describedby"] = " ".join(dict.fromkeys(ids))
         if invalid:
             attrs["aria-invalid"] = "true"
+
+
+def channel_by(channel: str) -> str:
+    """How a message reaches the person, in a sentence: "by email", "by text message"."""
+    return str(
+        {
+            "email": _("by email"),
+            "sms": _("by text message"),
+            "phone": _("by phone call"),
+            "push": _("by notification"),
+            "postal": _("by post"),
+        }.get(channel, channel)
+    )
+
+
+def channels_by(channels: Sequence[str]) -> str:
+    """Several channels in one sentence: "by email or by text message"."""
+    words = [channel_by(c) for c in dict.fromkeys(channels)]
+    if len(words) <= 1:
+        return "".join(words)
+    return str(_("%(first)s or %(last)s") % {"first": ", ".join(words[:-1]), "last": words[-1]})
 
 
 def channel_label(channel: str) -> str:
@@ -259,7 +280,7 @@ class SubscribeForm(ChoicesForm):
         choices=LANGUAGES,
         widget=forms.RadioSelect,
     )
-    choice = AnyChoiceField(required=False)
+    choice = AnyChoiceField(label=_("Your choices"), required=False)
     # Bots fill every field; people never see this one (visually hidden, out of the tab order).
     website = forms.CharField(
         label=_("Leave this field empty"),

@@ -131,7 +131,7 @@ class Capture(models.Model):
     key = models.CharField(max_length=64)
     scope = models.CharField(max_length=100, default="")
     digest = models.CharField(max_length=64, blank=True, default="")
-    kind = models.CharField(max_length=16)  # "store" or "phone"
+    kind = models.CharField(max_length=16)  # "store", "phone" or "purchase"
     device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.PROTECT)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"

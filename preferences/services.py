@@ -350,6 +350,11 @@ def signups_purge() -> int:
     return count
 
 
+def unsubscribed_from_all(contact: Contact) -> bool:
+    """The person's latest word is "unsubscribe from everything"."""
+    return _is_unsubscribed_from_all(contact)
+
+
 def _is_unsubscribed_from_all(contact: Contact) -> bool:
     """True when the person's latest word is "unsubscribe from everything" (the rules' order)."""
     events = Event.objects.filter(contact=contact).values(

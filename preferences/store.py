@@ -28,6 +28,7 @@ from django.utils.translation import gettext_lazy as _
 
 from consents import clock, links, proof, services
 from consents.models import Category, Contact, Notice, Store, Topic
+from consents.outbox import email_enqueue
 from consents.vocab import Channel, Doi, Method
 from preferences.models import Capture, Device, StoreMembership
 from preferences.services import (
@@ -39,6 +40,7 @@ from preferences.services import (
 )
 
 DEVICE_COOKIE = "assent_device"
+RECEIPT_TEMPLATE = "store-receipt"
 # Signed like every other credential we hand out (``consents.links``, scope "device").
 DEVICE_COOKIE_MAX_AGE = int(links.DEVICE_TTL.total_seconds())
 
@@ -321,13 +323,16 @@ def store_capture(
     confirm: str,
     language: str = "fr",
     first_name: str = "",
-    purchase_category: str = "",
     user_agent: str = "",
     notices: Shown = None,
 ) -> CaptureResult:
     """A customer's choices on the store tablet, confirmed here (``opt_in``, doi none) or by
-    email (pending ``opt_in`` and a confirmation email), plus an optional purchase today.
-    ``notices`` is the wording the tablet showed per topic.
+    email (pending ``opt_in`` and a confirmation email). ``notices`` is the wording the tablet
+    showed per topic.
+
+    Never a purchase: the tablet is in the customer's hands, and a purchase is a fact staff
+    attest (it can open the soft opt-in); staff record it on their own screen
+    (``store_purchase``).
 
     Raises ``ConfirmationEmailRefused`` (and writes nothing) when the address may not be sent
     another confirmation email yet, ``CaptureKeyReused`` when the form's key was already sent
@@ -344,7 +349,6 @@ def store_capture(
     if confirm == Confirm.EMAIL and not email:
         raise ValidationError({"email": "Enter an email address to confirm by email."})
     chosen = validate_choices(choices, has_phone=bool(phone))
-    category = _category(purchase_category) if purchase_category else ""
 
     digest = capture_digest(
         email=email,
@@ -353,7 +357,6 @@ def store_capture(
         choices=sorted((t.slug, c) for t, c in chosen),
         confirm=str(confirm),
         language=language,
-        purchase_category=category,
     )
     capture, created = _claim(key=key, kind="store", device=device, user=user, digest=digest)
     if not created:
@@ -393,6 +396,14 @@ def store_capture(
             now=now,
             doi=Doi.NONE,
         )
+        if owners.by_email is not None:
+            result["receipt"] = _receipt(
+                owners.by_email,
+                chosen=chosen,
+                language=language,
+                store=store,
+                first_name=first_name,
+            ).pk
         outcome = CaptureOutcome.RECORDED
     else:
         owners, outcome = _confirm_by_email(
@@ -409,23 +420,97 @@ def store_capture(
             user_agent=user_agent,
             result=result,
         )
-    if category:
-        event = services.purchase_record(
-            contact=owners.primary,
-            category=category,
-            product="",
-            occurred_at=now,
-            proof=services.Proof(
-                actor=actor,
-                collection_point=point,
-                store=store,
-                details={**details, "source": "store"},
-            ),
-        )
-        result["purchase"] = event.pk
     capture.result = result
     capture.save(update_fields=["result"])
     return CaptureResult(outcome, capture)
+
+
+@transaction.atomic
+def store_purchase(
+    *,
+    key: str,
+    user: AbstractBaseUser,
+    store: Store,
+    device: Device | None,
+    email: str,
+    phone: str,
+    category: str,
+) -> CaptureResult:
+    """A purchase made today in ``store``, recorded by staff on their own screen (never on the
+    customer's): the fact that can open the soft opt-in (L34-5 CPCE) is attested by staff.
+
+    It goes to the contact that owns the email (else the phone). An address nobody owns yet gets
+    a contact of its own, not informed at collection: staff typed it, the customer was shown no
+    information statement. The screen says the same whether the address was known."""
+    if device is not None and (device.revoked_at is not None or device.store_id != store.pk):
+        raise ValidationError({"device": "This tablet is not enrolled for this store."})
+    if not is_member(user, store):
+        raise ValidationError({"store": "You do not belong to this store."})
+    email, phone = _addresses(email, phone)
+    if not category:
+        raise ValidationError({"purchase_category": "This field is required."})
+    category = _category(category)
+    digest = capture_digest(email=email, phone=phone, category=category, store=store.pk)
+    capture, created = _claim(key=key, kind="purchase", device=device, user=user, digest=digest)
+    if not created:
+        return CaptureResult(CaptureOutcome.ALREADY_DONE, capture)
+    contact = (Contact.objects.filter(email__iexact=email).first() if email else None) or (
+        _phone_owner(phone)
+    )
+    if contact is None:
+        contact = _create_contact(
+            email=email, phone=phone, first_name="", locale="fr", informed=False
+        )
+    point = f"store:{store.code}" + (f" device:{device.pk}" if device is not None else "")
+    details: dict[str, Any] = {
+        "collected_by": user.get_username(),
+        "store": store.code,
+        "capture": key,
+        "source": "store",
+    }
+    if device is not None:
+        details.update(device=device.pk, device_name=device.name)
+    event = services.purchase_record(
+        contact=contact,
+        category=category,
+        product="",
+        occurred_at=capture.created_at,
+        proof=services.Proof(
+            actor=staff_actor(user), collection_point=point, store=store, details=details
+        ),
+    )
+    capture.result = {"purchase": event.pk}
+    capture.save(update_fields=["result"])
+    return CaptureResult(CaptureOutcome.RECORDED, capture)
+
+
+def _receipt(
+    contact: Contact,
+    *,
+    chosen: Sequence[tuple[Topic, str]],
+    language: str,
+    store: Store,
+    first_name: str,
+) -> Any:
+    """The customer's receipt of choices confirmed on the tablet, to the email they typed: what
+    they chose, where, and a link to their preferences (a service message, in the outbox)."""
+    assert contact.email
+    return email_enqueue(
+        to=contact.email,
+        template=RECEIPT_TEMPLATE,
+        language=language,
+        contact=contact,
+        is_service=True,
+        context={
+            "first_name": first_name,
+            "store": store.name,
+            "choices": [
+                {"topic": t.name_en if language == "en" else t.name_fr, "channel": c}
+                for t, c in chosen
+            ],
+        },
+        links={"preferences_url": links.intent("preferences")},
+    )
 
 
 def _confirm_by_email(

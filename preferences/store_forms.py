@@ -100,14 +100,6 @@ class StoreCaptureForm(_CaptureForm):
     confirm = forms.ChoiceField(
         choices=[(c.value, c.value) for c in Confirm], required=False, widget=forms.HiddenInput
     )
-    purchase = forms.BooleanField(label=_("Purchase made today"), required=False)
-    purchase_category = forms.ChoiceField(label=_("Product category"), required=False)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["purchase_category"].choices = [("", "—")] + [
-            (c.slug, c.name or c.slug) for c in Category.objects.order_by("name", "slug")
-        ]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -118,8 +110,51 @@ class StoreCaptureForm(_CaptureForm):
             self.add_error(None, _("Choose how to confirm."))
         elif confirm == Confirm.EMAIL and not cleaned.get("email") and cleaned.get("phone"):
             self.add_error("email", _("Enter an email address to confirm by email."))
-        if cleaned.get("purchase") and not cleaned.get("purchase_category"):
-            self.add_error("purchase_category", _("Choose the category of the purchase."))
+        return cleaned
+
+
+class StorePurchaseForm(forms.Form):
+    """A purchase made today, on the staff screen: who bought (email or phone) and what."""
+
+    key = forms.CharField(max_length=64, widget=forms.HiddenInput)
+    email = forms.CharField(
+        label=_("The customer’s email address"),
+        max_length=254,
+        required=False,
+        widget=forms.EmailInput(attrs=OFF),
+    )
+    phone = forms.CharField(
+        label=_("or their mobile phone"),
+        max_length=32,
+        required=False,
+        widget=TelInput(attrs=OFF),
+    )
+    purchase_category = forms.ChoiceField(label=_("Product category"))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        categories = sorted(Category.objects.all(), key=lambda c: (c.label.casefold(), c.slug))
+        self.fields["purchase_category"].choices = [("", "—")] + [
+            (c.slug, c.label) for c in categories
+        ]
+        self.fields["purchase_category"].error_messages["required"] = _(
+            "Choose the category of the purchase."
+        )
+
+    def describe_errors(self) -> None:
+        describe_errors(self)
+
+    def clean_email(self) -> str:
+        raw = self.cleaned_data["email"].strip()
+        return email_cleaned(raw) if raw else ""
+
+    def clean_phone(self) -> str:
+        return phone_cleaned(self.cleaned_data["phone"])
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if "email" in cleaned and "phone" in cleaned and not (cleaned["email"] or cleaned["phone"]):
+            self.add_error("email", _("Enter an email address or a phone number."))
         return cleaned
 
 

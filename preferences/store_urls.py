@@ -12,6 +12,7 @@ urlpatterns = [
     path("logout/", views.store_logout, name="store_logout"),
     path("capture/", views.capture, name="store_capture"),
     path("thanks/", views.thanks, name="store_thanks"),
+    path("purchase/", views.purchase, name="store_purchase"),
     path("phone/", views.phone, name="store_phone"),
     path("phone/done/", views.phone_done, name="store_phone_done"),
     path("devices/", views.devices, name="store_devices"),

@@ -31,7 +31,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from consents.http import user_agent
-from consents.models import Store
+from consents.models import Store, Topic
 from preferences import store
 from preferences.forms import topic_groups
 from preferences.logins import LOGIN_THROTTLED
@@ -46,6 +46,7 @@ from preferences.store_forms import (
     StaffPasswordForm,
     StaffStoreForm,
     StoreCaptureForm,
+    StorePurchaseForm,
     new_key,
 )
 
@@ -54,6 +55,10 @@ MANAGE_DEVICES = "preferences.manage_devices"
 MANAGE_STAFF = "preferences.manage_staff"
 SESSION_LAST_SEEN = "store_last_seen"
 SESSION_STORE = "store_pk"
+# What the thank-you screen (and the phone's done screen) reads back once: topics and channels,
+# never an address or a name.
+SESSION_THANKS = "store_thanks"
+SESSION_PHONE_DONE = "store_phone_done"
 
 View = Callable[..., HttpResponse]
 
@@ -231,6 +236,11 @@ def devices(request: HttpRequest) -> HttpResponse:
             _service_errors(form, exc)
         else:
             request.session[SESSION_STORE] = chosen.pk
+            messages.success(
+                request,
+                _("This browser is now the tablet “%(name)s” of %(store)s: it can record consent.")
+                % {"name": device.name, "store": chosen.name},
+            )
             response = redirect("store_devices")
             response.set_cookie(
                 store.DEVICE_COOKIE,
@@ -286,8 +296,6 @@ def capture(request: HttpRequest) -> HttpResponse:
             # The same capture in the other language: what was typed stays, no error yet.
             initial = {name: request.POST.get(name, "") for name in ("email", "phone", "key")}
             initial.update(first_name=request.POST.get("first_name", ""), language=language)
-            initial["purchase"] = bool(request.POST.get("purchase"))
-            initial["purchase_category"] = request.POST.get("purchase_category", "")
             form = StoreCaptureForm(initial=initial, groups=groups)
             ticked = {v for v in request.POST.getlist("choice") if v in form.offered}
         elif request.method == "POST":
@@ -337,7 +345,6 @@ def _capture_submit(
             choices=form.choices,
             confirm=data["confirm"],
             language=language,
-            purchase_category=data["purchase_category"] if data["purchase"] else "",
             user_agent=user_agent(request),
             notices=form.notices,
         )
@@ -351,7 +358,14 @@ def _capture_submit(
         # Nothing was recorded. Say only what the customer needs to choose what to do next.
         form.add_error(None, CONFIRMATION_REFUSED)
         return 429
-    # POST/redirect/GET to a screen that holds nothing the customer typed.
+    # POST/redirect/GET to a screen that holds nothing the customer typed: only what they chose,
+    # read back once.
+    request.session[SESSION_THANKS] = {
+        "language": language,
+        "confirm": str(data["confirm"]),
+        "choices": [list(pair) for pair in form.choices],
+        "receipt": bool(data["email"]),
+    }
     return redirect("store_thanks")
 
 
@@ -363,10 +377,72 @@ def _key_reused(form: Any) -> None:
     form.data = data
 
 
+def _chosen(pairs: list[Any]) -> list[dict[str, Any]]:
+    """(topic slug, channel) pairs as the topic (named in the active language) and its channels."""
+    topics = {t.slug: t for t in Topic.objects.filter(slug__in=[p[0] for p in pairs])}
+    rows: dict[str, dict[str, Any]] = {}
+    for slug, channel in pairs:
+        if slug in topics:
+            row = rows.setdefault(slug, {"topic": topics[slug], "channels": []})
+            row["channels"].append(channel)
+    return list(rows.values())
+
+
 @staff_view(CAPTURE)
 def thanks(request: HttpRequest) -> HttpResponse:
-    context = {"seconds": thanks_seconds()}
-    return render(request, "store/thanks.html", context)
+    """In the language the customer chose, what was recorded, once: a reload or the back button
+    finds only the plain thank-you."""
+    summary = request.session.pop(SESSION_THANKS, None) or {}
+    language = summary.get("language")
+    with translation.override(language if language in ("fr", "en") else _language(request)):
+        context = {
+            "seconds": thanks_seconds(),
+            "confirm": summary.get("confirm", ""),
+            "chosen": _chosen(summary.get("choices", [])),
+            "receipt": summary.get("receipt", False),
+        }
+        return render(request, "store/thanks.html", context)
+
+
+# --- A purchase, on the staff screen -------------------------------------------------------------
+
+
+@staff_view(CAPTURE)
+@require_http_methods(["GET", "HEAD", "POST"])
+def purchase(request: HttpRequest) -> HttpResponse:
+    """A purchase made today, recorded by staff before or after customer mode, never inside it."""
+    current = _current_store(request)
+    if current is None:
+        return redirect("store_home")
+    status = 200
+    if request.method == "POST":
+        form = StorePurchaseForm(request.POST)
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                store.store_purchase(
+                    key=data["key"],
+                    user=request.user,
+                    store=current,
+                    device=_device(request),
+                    email=data["email"],
+                    phone=data["phone"],
+                    category=data["purchase_category"],
+                )
+            except ValidationError as exc:
+                _service_errors(form, exc)
+            except store.CaptureKeyReused:
+                _key_reused(form)
+                status = 409
+            else:
+                messages.success(request, _("The purchase was recorded."))
+                return redirect("store_purchase")
+    else:
+        form = StorePurchaseForm(initial={"key": new_key()})
+    form.describe_errors()
+    context = {"form": form, "current": current}
+    return render(request, "store/purchase.html", context, status=status)
 
 
 # --- On the phone ---------------------------------------------------------------------------------
@@ -438,6 +514,14 @@ def phone(request: HttpRequest) -> HttpResponse:
                     _key_reused(form)
                     status = 409
                 else:
+                    request.session[SESSION_PHONE_DONE] = {
+                        "language": language,
+                        "yes": [list(pair) for pair in form.choices],
+                        "no": [list(pair) for pair in form.refusals],
+                        "callback": bool(data["callback"]),
+                        "automated": bool(data["automated"]),
+                        "call_reference": data["call_reference"],
+                    }
                     return redirect("store_phone_done")
             status = 400 if status == 200 else status
         else:
@@ -451,7 +535,18 @@ def phone(request: HttpRequest) -> HttpResponse:
 
 @staff_view(CAPTURE)
 def phone_done(request: HttpRequest) -> HttpResponse:
-    return render(request, "store/phone_done.html")
+    """The answers read back to the caller, once, in the language of the call."""
+    summary = request.session.pop(SESSION_PHONE_DONE, None) or {}
+    language = summary.get("language")
+    with translation.override(language if language in ("fr", "en") else _language(request)):
+        context = {
+            "yes": _chosen(summary.get("yes", [])),
+            "no": _chosen(summary.get("no", [])),
+            "callback": summary.get("callback", False),
+            "automated": summary.get("automated", False),
+            "call_reference": summary.get("call_reference", ""),
+        }
+        return render(request, "store/phone_done.html", context)
 
 
 # --- Staff accounts -------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ from consents.http import client_ip, user_agent
 from consents.links import LinkError
 from consents.models import ConsentState, Contact, Event, Topic
 from consents.vocab import ANY, EventType, Method, Reason
-from preferences import center, devmail, pagecache, ratelimit
+from preferences import center, data_summary, devmail, pagecache, ratelimit
+from preferences import unsubscribe as lighter
 from preferences.center import link_request_record
 from preferences.forms import (
     FIRST_NAME_ONLY,
@@ -40,6 +41,7 @@ from preferences.forms import (
     SubscribeForm,
     channel_label,
     frequency_label,
+    phone_cleaned,
     preferences_choice,
     shown_signed,
     topic_groups,
@@ -54,6 +56,7 @@ from preferences.services import (
     unsubscribe_all,
     unsubscribe_all_undoable,
     unsubscribe_undo,
+    unsubscribed_from_all,
 )
 
 logger = logging.getLogger(__name__)
@@ -65,6 +68,9 @@ SESSION_LINK_VERSION = "preferences_link_version"
 SESSION_ADDRESS = "preferences_address"
 # When the link was opened: the session's authorisation lasts as long as a link does.
 SESSION_GRANTED_AT = "preferences_granted_at"
+# The digest of the link that opened this session: it went to the address, so holding it proves
+# control of that mailbox (the evidence of a "yes" by email given on the page).
+SESSION_LINK_DIGEST = "preferences_link_digest"
 SESSION_FLASH = "preferences_saved"
 
 STATUS_LABELS = {
@@ -159,8 +165,30 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     return csrf_protect(_subscribe)(request, embed=embed)
 
 
+def _embed_options(request: HttpRequest, embed: bool) -> tuple[set[str], str]:
+    """``?embed=1&topics=newsletter,deals&lang=en``: the topics the embedded form offers (all
+    when none is named) and its fixed language ("" to let the person choose)."""
+    if not embed:
+        return set(), ""
+    wanted = {
+        slug.strip()
+        for value in request.GET.getlist("topics")
+        for slug in value.split(",")
+        if slug.strip()
+    }
+    lang = request.GET.get("lang", "")
+    return wanted, lang if lang in ("fr", "en") else ""
+
+
 def _subscribe(request: HttpRequest, *, embed: bool) -> HttpResponse:
-    groups = topic_groups(signup_topics(), _language())
+    only, lang = _embed_options(request, embed)
+    if lang:
+        translation.activate(lang)
+        request.LANGUAGE_CODE = lang
+    topics = signup_topics()
+    if only and any(t.slug in only for t in topics):
+        topics = [t for t in topics if t.slug in only]
+    groups = topic_groups(topics, _language())
     if request.method == "POST":
         if not _ip_allowed(request):
             return _too_many(request, embed=embed)
@@ -196,6 +224,8 @@ def _subscribe(request: HttpRequest, *, embed: bool) -> HttpResponse:
         "groups": groups,
         "ticked": form.ticked(),
         "embed": embed,
+        "fixed_language": lang,
+        "needs_phone": any(o.needs_phone for g in groups for o in g.options),
         "action": request.get_full_path(),
         "expires_days": settings.DOI_CONFIRM_TTL.days,
     }
@@ -429,7 +459,12 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
                     content_type="text/plain; charset=utf-8",
                 )
             return _link_expired(request, exc, kind="unsubscribe")
-        return _bad_link(request, exc.reason)
+        if one_click:
+            return _bad_link(request, exc.reason)
+        # A cut or changed link: say so, and offer the form that emails a new one.
+        status = 404 if exc.reason == "unknown" else 400
+        context = {"reason": exc.reason, "kind": "unsubscribe", "form": LinkRequestForm()}
+        return render(request, "preferences/link_expired.html", context, status=status)
     contact = link.contact
     assert contact is not None
     if one_click:
@@ -447,9 +482,25 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
 
 def _unsubscribe_page(request: HttpRequest, contact: Contact) -> HttpResponse:
     if request.method != "POST":
-        return render(request, "preferences/unsubscribe.html", {"action": request.path})
-    if request.POST.get("action") == "undo":
+        received = lighter.received_by_email(contact)
+        context = {
+            "action": request.path,
+            "email": lighter.masked(contact.email),
+            "already": unsubscribed_from_all(contact),
+            "received": received,
+            "slower": [
+                {"topic": r.topic, "slower_label": frequency_label(r.slower).lower()}
+                for r in received
+                if r.slower
+            ],
+            "pause_months": center.PAUSE_MONTHS,
+        }
+        return render(request, "preferences/unsubscribe.html", context)
+    action = request.POST.get("action", "all")
+    if action == "undo":
         return _unsubscribe_undo(request, contact)
+    if action in ("topic", "less_often", "pause"):
+        return _unsubscribe_lighter(request, contact, action)
     undo = unsubscribe_all_undoable(
         contact=contact,
         method=Method.UNSUBSCRIBE_LINK,
@@ -464,8 +515,46 @@ def _unsubscribe_page(request: HttpRequest, contact: Contact) -> HttpResponse:
             "contact": contact.public_id,
             "at": clock.now().timestamp(),
         }
-    context = {"action": request.path, "undo": _undo_for(request, contact) is not None}
+    context = {
+        "action": request.path,
+        "undo": _undo_for(request, contact) is not None,
+        "email": lighter.masked(contact.email),
+    }
     return render(request, "preferences/unsubscribe_done.html", context)
+
+
+def _unsubscribe_lighter(request: HttpRequest, contact: Contact, action: str) -> HttpResponse:
+    """This topic only, a break, or less often: each says what it did, or that nothing changed."""
+    evidence = {
+        "ip_address": client_ip(request),
+        "user_agent": user_agent(request),
+        "collection_point": UNSUBSCRIBE_POINT,
+    }
+    slug = request.POST.get("topic", "")
+    topic = Topic.objects.filter(slug=slug).first()
+    context: dict[str, Any] = {
+        "action": request.path,
+        "kind": action,
+        "email": lighter.masked(contact.email),
+    }
+    if action == "topic":
+        done = lighter.stop_topic(contact=contact, slug=slug, **evidence)
+        context.update(done=done, topic=topic)
+    elif action == "less_often":
+        pace = lighter.less_often(contact=contact, slug=slug, language=_language(), **evidence)
+        context.update(done=bool(pace), topic=topic, pace=frequency_label(pace) if pace else "")
+    else:
+        try:
+            months = int(request.POST.get("months", ""))
+        except ValueError:
+            months = 0
+        if months not in center.PAUSE_MONTHS:
+            context.update(done=False)
+        else:
+            until = lighter.pause(contact=contact, months=months, **evidence)
+            context.update(done=True, until=until)
+    status = 200 if context["done"] else 400
+    return render(request, "preferences/unsubscribe_lighter.html", context, status=status)
 
 
 def _undo_for(request: HttpRequest, contact: Contact) -> dict[str, Any] | None:
@@ -510,7 +599,13 @@ def data_download(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         data = center.data_download(contact=contact, downloads_before=downloads_before)
         if data is not None:
-            return proof.json_file(data, f"my-data-{contact.public_id}.json")
+            if request.POST.get("format") == "json":
+                return proof.json_file(data, f"my-data-{contact.public_id}.json")
+            # A page to read, in the person's language; the JSON file is its second download.
+            translation.activate(contact.locale)
+            request.LANGUAGE_CODE = contact.locale
+            context = data_summary.summary(contact, data)
+            return render(request, "preferences/data_summary.html", context)
     elif center.self_exports(contact) == downloads_before:
         return render(
             request, "preferences/data_download.html", {"state": "ready", "action": request.path}
@@ -582,6 +677,7 @@ def preferences_open(request: HttpRequest, token: str) -> HttpResponse:
     request.session[SESSION_LINK_VERSION] = contact.link_version
     request.session[SESSION_ADDRESS] = link.payload["a"]
     request.session[SESSION_GRANTED_AT] = clock.now().timestamp()
+    request.session[SESSION_LINK_DIGEST] = links.token_digest(token)
     if request.session.session_key is None:
         request.session.save()
     center.preferences_session_open(contact=link.contact, session_key=request.session.session_key)
@@ -607,10 +703,12 @@ def _session_contact(request: HttpRequest) -> Contact | None:
 
 
 def _center_request(request: HttpRequest) -> center.Request:
+    digest = request.session.get(SESSION_LINK_DIGEST)
     return center.Request(
         ip_address=client_ip(request),
         user_agent=user_agent(request),
         collection_point=links.absolute(reverse("preferences")),
+        link_digest=digest if isinstance(digest, str) else "",
     )
 
 
@@ -619,7 +717,13 @@ def _center_request(request: HttpRequest) -> center.Request:
 def preferences(request: HttpRequest) -> HttpResponse:
     contact = _session_contact(request)
     if contact is None:
-        for key in (SESSION_CONTACT, SESSION_LINK_VERSION, SESSION_ADDRESS, SESSION_GRANTED_AT):
+        for key in (
+            SESSION_CONTACT,
+            SESSION_LINK_VERSION,
+            SESSION_ADDRESS,
+            SESSION_GRANTED_AT,
+            SESSION_LINK_DIGEST,
+        ):
             request.session.pop(key, None)
         status = 403 if request.method == "POST" else 200
         context = {"form": LinkRequestForm()}
@@ -657,9 +761,14 @@ def _preferences_page(
     language = _language()
     state = center.center_state(contact=contact, language=language)
     words = _Words()
+    paused = (
+        formats.date_format(timezone.localtime(state.pause_until), "DATE_FORMAT")
+        if state.pause_until
+        else ""
+    )
     context = {
         "state": state,
-        "topics": [_topic_context(view, words) for view in state.topics],
+        "topics": [_topic_context(view, words, paused) for view in state.topics],
         "notices_signed": shown_signed({view.topic.slug: view.notice for view in state.topics}),
         "history": [_history_row(e, state.topic_names) for e in state.history if _shown(e)],
         "saved": _flash_lines(flash, state.topic_names) if flash else None,
@@ -684,9 +793,9 @@ def _preferences_page(
 
 NO_ADDRESS = {
     "email": _("We have no email address for you."),
-    "sms": _("We have no mobile phone number for you."),
-    "phone": _("We have no phone number for you."),
-    "postal": _("We have no postal address for you."),
+    "sms": _("We have no mobile phone number for you: add one under “Your contact details”."),
+    "phone": _("We have no phone number for you: add one under “Your contact details”."),
+    "postal": _("We have no postal address for you: add one under “Your contact details”."),
     "push": _("Notifications need our app, which you have not installed."),
 }
 STATE_LABELS = {
@@ -749,15 +858,23 @@ class _Words:
         return self.cache[key]
 
 
-def _cell_context(cell: center.Cell, words: _Words) -> dict[str, Any]:
-    """Everything one box shows, as plain strings."""
+PAUSED_LABEL = _("Subscribed, paused until %(date)s")
+PAUSED_EXPLANATION = _("We send you nothing until then; it starts again by itself.")
+
+
+def _cell_context(cell: center.Cell, words: _Words, paused: str = "") -> dict[str, Any]:
+    """Everything one box shows, as plain strings; ``paused``: the end of a pause, as shown."""
     state = cell.state
     since = ""
-    if cell.since and state not in ("covered", ConsentState.Status.NONE):
+    if cell.since and state not in ("covered", ConsentState.Status.NONE) and not paused:
         date = formats.date_format(timezone.localtime(cell.since), "DATE_FORMAT")
         since = " · " + words(SINCE) % {"date": date}
+    state_label = words(STATE_LABELS.get(state, state))
     if not cell.has_address:
         explanation = words(NO_ADDRESS.get(cell.channel, ""))
+    elif paused and cell.receiving:
+        state_label = words(PAUSED_LABEL) % {"date": paused}
+        explanation = words(PAUSED_EXPLANATION)
     elif state == "covered":
         explanation = words(COVERED_EXPLANATIONS.get(cell.covered_by or "", COVERED_DEFAULT))
     else:
@@ -768,8 +885,8 @@ def _cell_context(cell: center.Cell, words: _Words) -> dict[str, Any]:
         "shown": cell.has_address,
         "checked": cell.receiving,
         "label": words(CHANNEL_LABELS.get(cell.channel, cell.channel)),
-        "state": state,
-        "state_label": words(STATE_LABELS.get(state, state)),
+        "state": "paused" if paused and cell.receiving and cell.has_address else state,
+        "state_label": state_label,
         "since": since,
         "explanation": explanation,
     }
@@ -808,7 +925,7 @@ def _cell_html(c: dict[str, Any]) -> str:
     )
 
 
-def _topic_context(view: center.TopicView, words: _Words) -> dict[str, Any]:
+def _topic_context(view: center.TopicView, words: _Words, paused: str = "") -> dict[str, Any]:
     topic = view.topic
     radios = [
         format_html(
@@ -825,7 +942,9 @@ def _topic_context(view: center.TopicView, words: _Words) -> dict[str, Any]:
         "name": topic.name,
         "description": topic.description,
         "notice": view.notice,
-        "cells": mark_safe("".join(_cell_html(_cell_context(c, words)) for c in view.cells)),
+        "cells": mark_safe(
+            "".join(_cell_html(_cell_context(c, words, paused)) for c in view.cells)
+        ),
         "frequencies": mark_safe("".join(radios)),
     }
 
@@ -926,6 +1045,8 @@ def _history_row(event: Event, topics: dict[str, Topic]) -> dict[str, Any]:
 def _flash_lines(flash: dict[str, Any], topics: dict[str, Topic]) -> list[str]:
     """What was saved, in words."""
     kind = flash.get("kind")
+    if kind in DETAILS_DONE:
+        return [str(DETAILS_DONE[kind])]
     if kind == "paused":
         until = datetime.fromisoformat(flash["until"])
         date = formats.date_format(timezone.localtime(until), "DATE_FORMAT")
@@ -1074,7 +1195,46 @@ def _sign_out(request: HttpRequest, contact: Contact) -> HttpResponse:
     return render(request, "preferences/signed_out.html", {"form": LinkRequestForm()})
 
 
+def _phone(request: HttpRequest, contact: Contact) -> HttpResponse:
+    """Add, change or remove the mobile number: a new number receives nothing until the person
+    ticks what they want on it."""
+    try:
+        number = phone_cleaned(request.POST.get("phone", "")[:32])
+    except ValidationError as exc:
+        return _preferences_page(request, contact, error=" ".join(exc.messages))
+    done = center.preferences_phone(contact=contact, phone=number, request=_center_request(request))
+    return _done(request, {"kind": f"phone_{done}"})
+
+
+def _postal(request: HttpRequest, contact: Contact) -> HttpResponse:
+    try:
+        done = center.preferences_postal_address(
+            contact=contact,
+            postal_address=request.POST.get("postal_address", "")[:2000],
+            request=_center_request(request),
+        )
+    except ValidationError:
+        error = _("Enter a postal address of at most 500 characters.")
+        return _preferences_page(request, contact, error=error)
+    return _done(request, {"kind": f"postal_{done}"})
+
+
+DETAILS_DONE = {
+    "phone_added": _("Your mobile number was added. Tick above what you want to receive on it."),
+    "phone_changed": _(
+        "Your mobile number was changed. Nothing is sent to the new number until you tick what "
+        "you want on it."
+    ),
+    "phone_removed": _("Your mobile number was removed: we send nothing more to it."),
+    "phone_same": _("This number was already on file: nothing has changed."),
+    "postal_saved": _("Your postal address was saved."),
+    "postal_same": _("This address was already on file: nothing has changed."),
+}
+
+
 _ACTIONS = {
+    "phone": _phone,
+    "postal": _postal,
     "save": _save,
     "pause": _pause,
     "resume": _resume,

@@ -30,6 +30,19 @@
     }
   });
 
+  // "Start again": what was typed disappears at once, then a blank screen is loaded.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest("[data-start-again]");
+    var form = captureForm();
+    if (!link || !form) return;
+    event.preventDefault();
+    form.reset();
+    form.querySelectorAll("input[type=email], input[type=tel], input[type=text]").forEach(
+      function (input) { input.value = ""; }
+    );
+    location.replace(link.href);
+  });
+
   function setDisabled(form, disabled) {
     form.querySelectorAll("button").forEach(function (b) { b.disabled = disabled; });
   }
@@ -45,18 +58,17 @@
     setDisabled(form, true);
     fetch(form.action, { method: "POST", body: body, credentials: "same-origin" })
       .then(function (response) {
-        if (response.redirected) {
-          location.replace(response.url);
-          return null;
-        }
         return response.text().then(function (html) {
+          // The page the server answered with, shown as is: a redirect's page (the thank-you
+          // screen, the phone's read-back) is shown once, never fetched a second time.
           var doc = new DOMParser().parseFromString(html, "text/html");
+          if (response.redirected) history.replaceState(null, "", response.url);
           document.title = doc.title;
           document.documentElement.lang = doc.documentElement.lang;
           document.body.replaceWith(doc.body);
           var focus = document.getElementById("error-summary") || document.getElementById("main");
           if (focus) focus.focus();
-          armIdle();
+          start();
         });
       })
       .catch(function () {
@@ -69,13 +81,18 @@
       });
   });
 
-  document.addEventListener("DOMContentLoaded", function () {
+  var advanceTimer = null;
+
+  function start() {
     armIdle();
+    clearTimeout(advanceTimer);
     var thanks = document.querySelector(".thanks[data-advance]");
     if (thanks) {
-      setTimeout(function () {
+      advanceTimer = setTimeout(function () {
         location.replace(thanks.dataset.next);
       }, Number(thanks.dataset.advance) * 1000);
     }
-  });
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
 })();

@@ -86,3 +86,26 @@ def test_staff_passwords_need_twelve_characters(db: object) -> None:
     with translation.override("en"), pytest.raises(ValidationError, match="at least 12 char"):
         validate_password("Zx9#qLm2$Tw")  # 11
     validate_password("Zx9#qLm2$Twp")  # 12
+
+
+SITE = "from django.conf import settings; print(settings.SITE_URL)"
+
+
+def test_site_url_follows_the_port_the_server_runs_on(tmp_path: Path) -> None:
+    """``make run PORT=8101``: emailed links and collection points use that port."""
+    result = start(tmp_path, SITE, PORT="8101")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["http://127.0.0.1:8101"]
+    result = start(tmp_path, SITE, HOST="0.0.0.0", PORT="8101", SITE_URL="https://prefs.example/")
+    assert result.stdout.split() == ["https://prefs.example"]
+
+
+def test_english_dates_are_not_in_us_format(tmp_path: Path) -> None:
+    code = (
+        "from datetime import date; from django.utils import formats, translation; "
+        "translation.activate('en'); d = date(2026, 3, 12); "
+        "print(formats.date_format(d), '|', formats.date_format(d, 'SHORT_DATE_FORMAT'))"
+    )
+    result = start(tmp_path, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "12 March 2026 | 12/03/2026"

@@ -194,7 +194,7 @@ def test_officer_reads_the_ledger_newest_first_on_the_contact_page(
         assert text in page
     assert "promotions fr v1" in page  # the notice version each consent was collected under
     assert "Paris Rivoli (paris-01)" in page
-    assert "Intact: 3 events verified" in page
+    assert "Intacte : 3 événements vérifiés" in page  # in the officer’s language
 
 
 def test_officer_reads_the_current_state_on_the_contact_page(
@@ -236,7 +236,7 @@ def test_the_contact_page_shows_a_broken_chain(officer_client: Client, marie: Co
         if connection.vendor == "postgresql":
             cursor.execute("ALTER TABLE consents_event ENABLE TRIGGER consents_event_append_only")
     page = officer_client.get(admin_url(Contact, "change", marie.pk)).content.decode()
-    assert "BROKEN" in page and "#2" in page
+    assert "ROMPUE" in page and "n° 2" in page
 
 
 def test_the_contact_page_shows_only_the_latest_events(

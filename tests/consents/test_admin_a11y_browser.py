@@ -296,7 +296,7 @@ def test_decision_panel_works_from_the_keyboard(
     page.keyboard.press("Enter")
     page.wait_for_selector("#decision-result")
     assert page.input_value("#id_decide-purpose") == "promotion"
-    assert page.inner_text("#decision-reason") == "OPT_IN"
+    assert page.text_content("#decision-reason") == "OPT_IN"
     # The answer is where the page lands, so a keyboard or screen reader user is taken to it.
     assert page.evaluate("location.hash") == "#decision-result"
     assert (

@@ -74,13 +74,20 @@ def test_officer_logs_in_with_totp_reads_a_decision_and_exports_the_proof(
     page.select_option("#id_decide-purpose", "promotion")
     page.select_option("#id_decide-topic", "promotions")
     page.click("#decide")
-    assert page.inner_text("#decision-reason") == "OPT_IN"
+    assert page.text_content("#decision-reason") == "OPT_IN"
     assert "Allowed" in page.inner_text("#decision-result")
     page.select_option("#id_decide-channel", "sms")
     page.click("#decide")
-    assert page.inner_text("#decision-reason") == "NO_ADDRESS"
+    assert page.text_content("#decision-reason") == "NO_ADDRESS"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "admin-decision-panel.png"), full_page=True)
+    # The contact page fits 1280 px: no sideways scrolling, no button broken across lines.
+    assert page.viewport_size["width"] == 1280
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    for button in page.locator("#contact-tools .button, #contact-tools button").all():
+        box = button.bounding_box()
+        assert box is not None and box["height"] < 40, button.inner_text()
+    assert page.locator("#today li").count() >= 1
 
     with page.expect_download() as download:
         page.click("#export-proof")

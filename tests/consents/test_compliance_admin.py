@@ -385,11 +385,13 @@ def test_erasure_from_the_admin_needs_a_reason_and_is_logged(
     officer_client: Client, marie: Contact
 ) -> None:
     page = url("consents_contact_erase", marie.pk)
-    response = officer_client.post(page, {"reason": ""})
-    assert response.status_code == 200
+    response = officer_client.post(page, {"confirm": "marie@example.fr", "reason": ""})
+    assert response.status_code == 400
     marie.refresh_from_db()
     assert marie.email == "marie@example.fr"
-    response = officer_client.post(page, {"reason": "Request of 12 March, ticket 1234"})
+    response = officer_client.post(
+        page, {"confirm": "marie@example.fr", "reason": "Request of 12 March, ticket 1234"}
+    )
     assert response.status_code == 302
     marie.refresh_from_db()
     assert marie.email is None and marie.phone == ""

@@ -221,7 +221,24 @@ def test_a_code_is_named_only_in_its_own_column() -> None:
     with translation.override("fr"):
         # A topic whose slug is a measure's identifier is shown by its name, not as the measure;
         # a slug without a topic (deleted since) stays as it is.
-        assert chart.display_rows == [["2026-02-16", "Réclamations", 1], ["2026-02-23", "gone", 2]]
+        # The weeks as dates in words, never ISO strings.
+        assert chart.display_rows == [
+            ["16 février 2026", "Réclamations", 1],
+            ["23 février 2026", "gone", 2],
+        ]
         assert dashboards.Chart("t", "t", ["complaint net"], names=chart.names).display_columns == [
             "Réclamations : solde"
         ]
+
+
+def test_the_wildcard_series_are_named_by_their_meaning() -> None:
+    from django.utils import translation
+
+    from consents.dashboards import SPECIAL_NAMES
+
+    chart = dashboards.Chart("t", "t", ["week", "* net", "promotions net"])
+    chart.names = {**SPECIAL_NAMES["topic"], "promotions": "Bons plans"}
+    with translation.override("fr"):
+        labels = chart.display_columns
+    assert "* : solde" not in labels and not any(label.startswith("*") for label in labels)
+    assert labels[2] == "Bons plans : solde"

@@ -275,7 +275,7 @@ def test_the_erasure_form_says_what_stays_and_warns_against_personal_data(
     url = f"/admin/consents/contact/{person.pk}/erase/"
     page = admin_client.get(url).content.decode()
     assert "Ce qui reste" in page
-    assert "N'y saisissez aucune donnée personnelle" in page.replace("&#x27;", "'")
+    assert "N’y saisissez aucune donnée personnelle" in page
     assert "jamais de donnée personnelle" in page  # the reason's own help text
     page = admin_client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "What stays" in page

@@ -106,7 +106,6 @@ def capture_data(**overrides: Any) -> dict[str, Any]:
         "first_name": "Claire",
         "choice": ["newsletter:email"],
         "confirm": "here",
-        "purchase_category": "",
     }
     data.update(overrides)
     return data

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.test import Client
+from django.utils import formats, timezone
 
 from consents import clock, links, services
 from consents.ledger import verify_range
-from consents.models import ConsentState, Contact, Event, Outbox, Topic
+from consents.models import ConsentState, Contact, Event, Evidence, Outbox, Topic
 from preferences.models import PendingSignup
 from tests.preferences.center_fixtures import form_state, open_session, post
 from tests.preferences.pages import CONFIRM_LINK, path_in
@@ -52,7 +53,7 @@ def test_page_shows_each_topic_its_channels_and_the_state_in_words(opened: Clien
     assert "Abonné(e)" in html
     # No phone: SMS is shown, disabled, with its reason, and not part of the form.
     assert 'id="cell-promotions-sms" disabled' in html
-    assert "Nous n’avons pas de numéro de mobile pour vous." in html
+    assert "Nous n’avons pas de numéro de mobile pour vous : ajoutez-en un" in html
     assert 'name="shown" value="promotions:sms"' not in html
     # The frequency choices of the topic, and the wording shown.
     assert 'name="frequency-promotions" value="monthly"' in html
@@ -143,20 +144,49 @@ def test_saving_records_only_what_changed_with_proof(
     assert chain_ok(marie)
 
 
-def test_email_opt_in_to_a_new_topic_waits_for_confirmation(
-    opened: Client, marie: Contact, client: Client, django_capture_on_commit_callbacks: Any
+def test_email_opt_in_to_a_new_topic_applies_at_once_with_the_link_as_evidence(
+    client: Client, marie: Contact, django_capture_on_commit_callbacks: Any
 ) -> None:
-    data = form_state(page(opened))
+    """The page was opened with a link delivered to Marie's mailbox: that proves control of the
+    address, so the yes needs no confirmation email; the link's digest is its evidence."""
+    token = links.make("preferences", marie)
+    client.get(f"/preferences/{token}/")
+    data = form_state(page(client))
     data["on"].append("promotions:email")
     with django_capture_on_commit_callbacks(execute=True):
-        post(opened, data)
+        post(client, data)
+    opt_in = events(marie)[-1]
+    assert (opt_in.type, opt_in.topic, opt_in.data["doi"]) == ("opt_in", "promotions", "none")
+    assert status(marie, "promotions", "email") == "opted_in"
+    evidence = Evidence.objects.get(event=opt_in)
+    assert evidence.details == {
+        "address_proven_by": "preferences_link",
+        "link_sha256": links.token_digest(token),
+    }
+    assert mail.outbox == [] and not PendingSignup.objects.exists()
+    assert "Vous recevez désormais « Bons plans » par e-mail." in page(client)
+
+
+def test_email_opt_in_without_a_proven_address_waits_for_confirmation(
+    marie: Contact, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The service with no link behind the request (a session from before links were kept as
+    evidence): the address is unproven, the double opt-in applies."""
+    from preferences import center
+
+    with django_capture_on_commit_callbacks(execute=True):
+        center.preferences_save(
+            contact=marie,
+            shown=[("promotions", "email")],
+            wanted=[("promotions", "email")],
+            frequencies={},
+            notices={},
+            language="fr",
+            request=center.Request(),
+        )
     opt_in = events(marie)[-1]
     assert (opt_in.type, opt_in.topic, opt_in.data["doi"]) == ("opt_in", "promotions", "pending")
-    assert status(marie, "promotions", "email") == "pending"
-    assert "nous vous avons envoyé un e-mail pour confirmer" in page(opened)
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["marie@example.fr"]
-    assert PendingSignup.objects.get(contact=marie).choices[0]["event"] == opt_in.pk
-    # The emailed link confirms it, like a sign-up.
     confirm = path_in(CONFIRM_LINK, mail.outbox[0])
     Client().post(confirm)
     assert status(marie, "promotions", "email") == "opted_in"
@@ -274,6 +304,12 @@ def test_pause_for_a_month_then_resume(opened: Client, marie: Contact) -> None:
     assert timedelta(days=28) <= until - pause.occurred_at <= timedelta(days=31)
     html = page(opened)
     assert "suspendus jusqu’au" in html and 'name="action" value="resume"' in html
+    # Each subscribed box says it is paused, and until when, not "we send you these".
+    end = formats.date_format(timezone.localtime(until), "DATE_FORMAT")
+    newsletter = html[html.index('id="cell-newsletter-email-state"') :]
+    newsletter = newsletter[: newsletter.index("</p>")]
+    assert f"Abonné, en pause jusqu’au {end}" in newsletter
+    assert "nous vous les envoyons" not in newsletter
 
     post(opened, {"action": "resume"})
     resumed = marie.channel_states.filter(channel="email").values_list("pause_until", flat=True)
@@ -349,7 +385,7 @@ def test_sign_out_of_all_links_revokes_links_and_closes_the_session(
 ) -> None:
     old_link = f"/preferences/{links.make('preferences', marie)}/"
     response = post(opened, {"action": "sign_out"})
-    assert "Vous êtes déconnecté(e) de tous les liens" in response.content.decode()
+    assert "Tous vos liens sont désactivés" in response.content.decode()
     marie.refresh_from_db()
     assert marie.link_version == 2
     assert "ouvrez le lien en bas" in page(opened)
@@ -391,3 +427,57 @@ def test_unsubscribe_page_leads_to_the_link_form_not_into_the_preference_center(
     assert 'href="/"' in html
     assert "ouvrez le lien en bas" in page(client)  # no preference session either
     assert Outbox.objects.count() == 0
+
+
+# --- Contact details from the page ----------------------------------------------------------------
+
+
+def test_a_missing_number_says_where_to_add_it_and_adding_it_opens_the_boxes(
+    opened: Client, marie: Contact
+) -> None:
+    html = page(opened)
+    assert 'id="cell-promotions-sms" disabled' in html
+    assert "ajoutez-en un sous « Vos coordonnées »" in html
+    assert 'href="#details"' in html and 'name="action" value="phone"' in html
+    response = post(opened, {"action": "phone", "phone": "06 12 34 56 78"})
+    assert response.status_code == 302
+    marie.refresh_from_db()
+    assert marie.phone == "+33612345678"
+    html = page(opened)
+    assert "Votre numéro de mobile a été ajouté." in html
+    assert 'id="cell-promotions-sms" disabled' not in html
+    assert status(marie, "promotions", "sms") in (None, "opted_out")  # nothing until ticked
+
+
+def test_a_changed_number_starts_with_no_consent(opened: Client, marie: Contact) -> None:
+    post(opened, {"action": "phone", "phone": "06 12 34 56 78"})
+    data = form_state(page(opened))
+    data["on"].append("promotions:sms")
+    post(opened, data)
+    assert status(marie, "promotions", "sms") == "opted_in"
+    post(opened, {"action": "phone", "phone": "06 98 76 54 32"})
+    marie.refresh_from_db()
+    assert marie.phone == "+33698765432"
+    assert events(marie)[-1].type == "address_changed"
+    html = page(opened)
+    assert "Rien n’est envoyé au nouveau numéro" in html
+    assert 'id="cell-promotions-sms" checked' not in html
+
+
+def test_a_bad_number_is_refused_with_its_reason(opened: Client, marie: Contact) -> None:
+    response = post(opened, {"action": "phone", "phone": "12"})
+    assert response.status_code == 400
+    assert "06 12 34 56 78" in response.content.decode()
+    marie.refresh_from_db()
+    assert marie.phone == ""
+
+
+def test_a_postal_address_is_added_then_changed(opened: Client, marie: Contact) -> None:
+    post(opened, {"action": "postal", "postal_address": "1 rue de la Paix\n75002 Paris"})
+    marie.refresh_from_db()
+    assert marie.postal_address == "1 rue de la Paix\n75002 Paris"
+    assert "Votre adresse postale a été enregistrée." in page(opened)
+    before = len(events(marie))
+    post(opened, {"action": "postal", "postal_address": "2 rue de Rivoli\n75001 Paris"})
+    assert [e.type for e in events(marie)[before:]] == ["address_changed"]
+    assert post(opened, {"action": "postal", "postal_address": "x" * 600}).status_code == 400

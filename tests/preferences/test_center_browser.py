@@ -28,7 +28,7 @@ TEXTS = {
         "resumed": "Vos messages reprennent",
         "left": "Vous êtes désabonné(e) de tous nos messages commerciaux",
         "history": "Oui à « Bons plans » par SMS",
-        "unsubscribe": "Se désabonner de tous nos messages commerciaux",
+        "unsubscribe": "Vous êtes déjà désabonné(e)",
     },
     "en": {
         "title": "Your preferences",
@@ -38,7 +38,7 @@ TEXTS = {
         "resumed": "Your messages have resumed",
         "left": "You are unsubscribed from all our marketing",
         "history": "Yes to “Deals” by text message",
-        "unsubscribe": "Unsubscribe from all our marketing",
+        "unsubscribe": "You are already unsubscribed",
     },
 }
 
@@ -134,9 +134,9 @@ def test_ask_for_a_link_change_choices_pause_resume_and_leave(page: Any, languag
     page.click("main table a")
     unsubscribe = page.get_attribute("pre.mail-text a[href*='/unsubscribe/']", "href")
     page.goto(unsubscribe)
+    # Already unsubscribed from the page: said so, with nothing more to press.
     assert page.inner_text("h1") == text["unsubscribe"]
-    accessible(page)
-    page.click("main button[type=submit]")
+    assert page.locator("main button[type=submit]").count() == 0
     accessible(page)
 
     # Old and bad links.
@@ -194,7 +194,7 @@ def test_preference_page_screenshots_at_360_and_1280(page: Any) -> None:
     )
     page.goto(f"/preferences/{links.make('preferences', contact)}/")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for width in (360, 1280):
+    for width in (360, 375, 1280):
         page.set_viewport_size({"width": width, "height": 900})
         page.reload()
         # Nothing wider than the screen: no sideways scrolling on a phone.
@@ -250,3 +250,34 @@ def test_without_javascript_the_forms_post_and_reload(browser: Any, live_server:
         assert state(contact, "promotions", "sms") == "opted_in"
     finally:
         close_checking_csp(context)
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_the_unsubscribe_page_offers_lighter_choices_first_and_is_accessible(
+    page: Any, language: str
+) -> None:
+    contact = person(language)
+    page.set_extra_http_headers({"Accept-Language": language})
+    url = f"/unsubscribe/{links.make('unsubscribe', contact)}/"
+    page.goto(url)
+    accessible(page)
+    # The lighter choices come before "everything", each reachable with the keyboard.
+    buttons = page.locator("main button[type=submit]")
+    assert buttons.count() >= 3
+    lighter, everything = page.locator("#lighter"), page.locator("#everything")
+    assert lighter.bounding_box()["y"] < everything.bounding_box()["y"]
+    page.locator("#lighter form:has(input[value=topic]) button").first.focus()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.locator("main h1").count() == 1
+    accessible(page)
+    page.goto(url)
+    with page.expect_navigation():
+        page.click("#everything button[type=submit]")
+    accessible(page)
+    page.goto(url)  # a second visit
+    assert page.locator("#everything").count() == 0
+    accessible(page)
+    page.goto("/unsubscribe/cut-in-two/")
+    accessible(page)
+    assert page.locator("main input[name=email]").count() == 1

@@ -3,6 +3,7 @@ resume recorded as such."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -63,12 +64,18 @@ def test_download_my_data_emails_a_link_and_the_link_gives_everything_once(
 
     response = mailbox.post(path)
     assert response.status_code == 200
-    assert response["Content-Type"] == "application/json"
-    assert response["Content-Disposition"] == (
-        f'attachment; filename="my-data-{marie.public_id}.json"'
-    )
+    # A page to read, in Marie's language, in plain words; the JSON file as its second download.
+    assert response["Content-Type"].startswith("text/html")
     assert "no-store" in response["Cache-Control"]
-    data = json.loads(response.content)
+    html = response.content.decode()
+    assert "<h1>Vos données</h1>" in html
+    assert "Ce que nous détenons sur vous" in html and "marie@example.fr" in html
+    assert "Oui à « La lettre d&#x27;information » par e-mail" in html
+    assert "La lettre d&#x27;information par e-mail : vous avez dit oui." in html
+    assert f'download="my-data-{marie.public_id}.json"' in html
+    href = re.search(r'href="data:application/json;charset=utf-8;base64,([^"]+)"', html)
+    assert href is not None
+    data = json.loads(base64.b64decode(href.group(1)))
     assert data["format"] == "assent.access.v1"
     assert data["contact"]["email"] == "marie@example.fr"
     assert [e["type"] for e in data["events"]] == ["opt_in"]
@@ -153,3 +160,15 @@ def test_resume_is_recorded_as_a_pause_ending_when_it_starts(
     state = marie.channel_states.get(channel="email")
     assert state.pause_until is None or state.pause_until <= resume.occurred_at
     assert "Messages repris" in opened.get("/preferences/").content.decode()
+
+
+def test_the_json_file_alone_for_a_program(
+    opened: Client, marie: Contact, django_capture_on_commit_callbacks: Any
+) -> None:
+    ask_for_data(opened, django_capture_on_commit_callbacks)
+    response = Client().post(download_path(mail.outbox[0]), {"format": "json"})
+    assert response["Content-Type"] == "application/json"
+    assert response["Content-Disposition"] == (
+        f'attachment; filename="my-data-{marie.public_id}.json"'
+    )
+    assert json.loads(response.content)["contact"]["email"] == "marie@example.fr"

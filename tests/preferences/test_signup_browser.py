@@ -107,3 +107,30 @@ def test_the_page_for_an_unreadable_request_is_accessible(page: Any, language: s
     assert response is not None and response.status == 400
     assert page.locator("html").get_attribute("lang") == language
     accessible(page)
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_the_embedded_form_for_one_topic_fits_600_px_and_is_accessible(
+    page: Any, language: str, settings: Any
+) -> None:
+    settings.PRIVACY_NOTICE_URL = "https://brand.example/privacy"
+    page.set_viewport_size({"width": 400, "height": 600})
+    page.goto(f"/subscribe/?embed=1&topics=newsletter&lang={language}")
+    assert page.get_attribute("html", "lang") == language
+    assert page.locator("input[name=choice]").count() == 1
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"subscribe-embed-{language}.png"), full_page=True)
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height <= 600, height
+    accessible(page)
+    # Sent with an error, then right: the same compact form, then its thank-you page.
+    page.click("main button[type=submit]")
+    expect(page.locator("#error-summary")).to_be_focused()
+    accessible(page)
+    page.fill("#id_email", f"embed-{language}@example.fr")
+    page.check("#choice-newsletter-email")
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/subscribe/done/?embed=1")
+    accessible(page)
+    signup = Event.objects.get(type="opt_in")
+    assert signup.notice.language == language and signup.topic == "newsletter"

@@ -106,6 +106,8 @@ def test_two_customers_confirm_here_then_by_email(tablet_page: Any, settings: An
     page.check("#choice-promotions-email")
     page.click("#confirm-email")
     page.wait_for_url("**/store/thanks/")
+    # What was recorded, read back once (the screen was not fetched a second time).
+    expect(page.locator("#recorded li")).to_have_count(1)
     page.click("#next-customer")
     page.wait_for_url(re.compile(r"/store/capture/$"))
     blank(page)
@@ -163,6 +165,26 @@ def test_idle_customer_screen_resets_itself(tablet_page: Any, settings: Any) -> 
     assert not Event.objects.exists()
 
 
+@pytest.mark.usefixtures("site", "staff")
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_start_again_clears_the_screen_at_once(tablet_page: Any, language: str) -> None:
+    page = tablet_page
+    page.set_extra_http_headers({"Accept-Language": language})
+    staff_login(page)
+    page.click("#new-customer")
+    page.wait_for_url("**/store/capture/")
+    page.fill("#id_email", "changed.my.mind@example.fr")
+    page.fill("#id_first_name", "Zoé")
+    page.check("#choice-newsletter-email")
+    page.keyboard.press("Shift+Tab")  # the keyboard reaches it like any other control
+    page.focus("#start-again")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    blank(page)
+    accessible(page)
+    assert not Event.objects.exists()
+
+
 @pytest.mark.usefixtures("site", "staff", "sofas")
 @pytest.mark.parametrize("language", ["fr", "en"])
 def test_staff_and_customer_screens_are_accessible(
@@ -177,11 +199,32 @@ def test_staff_and_customer_screens_are_accessible(
     accessible(page)  # staff home
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"store-home-{language}.png"), full_page=True)
+    # A purchase, on the staff screen (never in customer mode): its errors, then recorded.
+    page.click("#record-purchase-link")
+    page.wait_for_url("**/store/purchase/")
+    accessible(page)
+    page.click("#record-purchase")
+    page.locator("#error-summary").wait_for()
+    accessible(page)
+    page.fill("#id_email", "buyer@example.fr")
+    page.select_option("#id_purchase_category", "sofas")
+    page.click("#record-purchase")
+    page.locator("[role=status] p").wait_for()
+    accessible(page)
+    assert Event.objects.filter(type="purchase").count() == 1
     page.goto("/store/phone/")
     accessible(page)
     page.screenshot(path=str(SCREENSHOTS / f"store-phone-{language}.png"), full_page=True)
     page.click("main form[data-phone] button[type=submit]:not([name])")
     page.locator("#error-summary").wait_for()
+    accessible(page)
+    # The answers, then read back to the caller.
+    page.fill("#id_call_reference", f"CALL-{language}")
+    page.fill("#id_phone", "06 12 34 56 78")
+    page.check("#choice-promotions-sms-yes")
+    page.click("main form[data-phone] button[type=submit]:not([name])")
+    page.locator("#readback").wait_for()
+    assert page.url.endswith("/store/phone/done/")
     accessible(page)
 
     page.goto("/store/capture/")
@@ -205,7 +248,7 @@ def test_staff_and_customer_screens_are_accessible(
     page.click("#confirm-here")
     page.wait_for_url("**/store/thanks/")
     accessible(page)
-    assert Event.objects.get(type="opt_in").notice.language == other
+    assert Event.objects.get(type="opt_in", method="store_tablet").notice.language == other
     page.wait_for_url("**/store/capture/?auto=1")  # let the thank-you screen advance first
 
     # The manager's tablet page.

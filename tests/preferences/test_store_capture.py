@@ -17,7 +17,7 @@ from consents.vocab import Method
 from preferences import store
 from preferences.models import Capture, Device, PendingSignup
 from preferences.services import notice_for
-from tests.preferences.pages import CONFIRM_LINK, path_in
+from tests.preferences.pages import CONFIRM_LINK, PREFERENCES_LINK, path_in
 from tests.preferences.store_fixtures import *  # noqa: F403  (the store fixtures)
 from tests.preferences.store_fixtures import capture_data, log_in
 
@@ -71,7 +71,13 @@ def test_confirm_here_records_a_full_proof(
         assert evidence.user_agent == "Tablet/1.0"
     assert contact.informed_at_collection
     assert contact.first_name == "Claire"
-    assert mail.outbox == []
+    # A receipt of the choices (a service message): no confirmation to click, a preference link.
+    (receipt,) = mail.outbox
+    assert receipt.to == ["claire@example.fr"]
+    assert "List-Unsubscribe" not in receipt.extra_headers
+    body = receipt.body
+    assert "La lettre d'information par e-mail" in body and "Bons plans par e-mail" in body
+    assert path_in(PREFERENCES_LINK, receipt)
 
 
 def test_confirm_here_in_english_records_the_english_wording(
@@ -111,21 +117,20 @@ def test_existing_contact_gets_events_appended_and_nothing_shown(
     assert "Secret-Name" not in page(thanks) and "claire@" not in page(thanks)
 
 
-def test_purchase_made_today_records_a_purchase_from_the_store(
-    staff_client: Client, django_capture_on_commit_callbacks: Any, sofas: Any, shop: Store
+def test_the_customer_screen_has_no_purchase_and_a_posted_one_records_nothing(
+    staff_client: Client, django_capture_on_commit_callbacks: Any, sofas: Any
 ) -> None:
-    post(
-        staff_client,
-        django_capture_on_commit_callbacks,
-        purchase="on",
-        purchase_category="sofas",
+    """The tablet is in the customer's hands: a purchase (which can open the soft opt-in for
+    promotions) is a fact staff attest on their own screen, never one the customer ticks."""
+    blank = page(staff_client.get("/store/capture/"))
+    assert 'name="purchase' not in blank and "staff-only" not in blank
+    response = post(
+        staff_client, django_capture_on_commit_callbacks, purchase="on", purchase_category="sofas"
     )
-    purchase = Event.objects.get(type="purchase")
-    assert purchase.data["category"] == "sofas"
-    assert purchase.store == shop
-    assert purchase.actor == "staff:alice"
-    assert Evidence.objects.get(event=purchase).details["source"] == "store"
-    assert Contact.objects.get().facts.is_customer
+    assert response.status_code == 302
+    assert not Event.objects.filter(type="purchase").exists()
+    assert [e.type for e in Event.objects.all()] == ["opt_in"]
+    assert not Contact.objects.get().facts.is_customer
 
 
 # --- Confirm by email -----------------------------------------------------------------------------
@@ -185,8 +190,6 @@ def test_confirm_by_email_refused_by_the_address_limit_says_so_and_records_nothi
         language="en",
         phone="06 12 34 56 78",
         choice=["promotions:email", "promotions:sms"],
-        purchase="on",
-        purchase_category="sofas",
     )
     html = page(response)
     assert response.status_code == 429
@@ -443,8 +446,6 @@ def test_captures_are_rate_limited_per_device(
         ({"choice": ["promotions:sms"]}, "id_phone_error"),  # SMS without a phone number
         ({"choice": ["nosuchtopic:email"]}, "choices-error"),
         ({"choice": ["newsletter:pigeon"]}, "choices-error"),
-        ({"purchase": "on", "purchase_category": ""}, "id_purchase_category_error"),
-        ({"purchase": "on", "purchase_category": "nosuchcategory"}, "id_purchase_category_error"),
     ],
 )
 def test_bad_input_names_the_field_and_records_nothing(

@@ -135,8 +135,8 @@ def test_each_answer_is_a_radio_group_defaulting_to_not_asked(agent: Client) -> 
         assert f'{name} value="" id="{dom}-not-asked" checked>' in html
         for answer in ("yes", "no", "not-asked"):
             assert f'<label for="{dom}-{answer}">' in html
-    # Each group is a fieldset named by its channel, described by the wording to read.
-    assert '<fieldset class="answer" aria-describedby="notice-promotions">' in html
+    # Each group is a fieldset named by the question to ask, described by the text to say.
+    assert '<fieldset class="answer" aria-describedby="say-promotions">' in html
     assert html.count(" checked") == len(OFFERED)  # only the "not asked" radios
 
 

@@ -440,3 +440,19 @@ def test_behind_a_trusted_proxy_the_client_address_is_the_forwarded_one(
     evidence = Event.objects.get(type="opt_in").evidence
     # The proxy appended the address it saw; anything before it is the client's own claim.
     assert evidence.ip_address == "192.0.2.44"
+
+
+def test_the_embedded_form_offers_only_the_topics_named_in_the_language_named(
+    client: Client,
+) -> None:
+    html = page(client.get("/subscribe/?embed=1&topics=newsletter&lang=en"))
+    assert '<html lang="en">' in html
+    assert 'value="newsletter:email"' in html and 'value="promotions:' not in html
+    assert '<input type="hidden" name="language" value="en">' in html
+    assert 'name="first_name"' not in html and 'name="phone"' not in html  # compact
+    # Named topics that offer text messages bring the phone field back.
+    sms = page(client.get("/subscribe/?embed=1&topics=promotions"))
+    assert 'name="phone"' in sms and 'value="newsletter:email"' not in sms
+    # Not embedded: the whole form, whatever the query says.
+    full = page(client.get("/subscribe/?topics=newsletter&lang=en"))
+    assert 'value="promotions:email"' in full and 'name="first_name"' in full

@@ -135,7 +135,6 @@ def test_store_tablet_opt_in_lifts_only_what_the_person_chose(
                 email=EMAIL,
                 phone="06 11 11 11 11",
                 choice=["promotions:sms"],
-                purchase_category="sofas",
             ),
         )
     assert response.status_code == 302
@@ -144,7 +143,7 @@ def test_store_tablet_opt_in_lifts_only_what_the_person_chose(
     events = list(Event.objects.filter(contact=contact).order_by("seq"))
     assert [e.method for e in events[:3]] == ["suppression"] * 3
     assert verdict(contact, promotion("sms")) == Reason.OPT_IN
-    assert verdict(contact, promotion("email")) == Reason.OPTED_OUT  # a purchase is no yes
+    assert verdict(contact, promotion("email")) == Reason.OPTED_OUT  # not chosen: stays out
 
 
 def test_store_tablet_number_added_to_a_known_email_arrives_opted_out(
@@ -160,7 +159,6 @@ def test_store_tablet_number_added_to_a_known_email_arrives_opted_out(
         phone="0611111111",
         choices=[("newsletter", "email")],
         confirm="here",
-        purchase_category="sofas",
     )
     known.refresh_from_db()
     assert known.phone == PHONE

@@ -50,7 +50,10 @@ def test_get_explains_what_will_happen_and_writes_nothing(
     assert "sur tous les canaux" in page
     assert "commandes et votre compte continuent" in page
     main = page.split("<main", 1)[1]
-    assert main.count('type="submit"') == 1
+    # The lighter choices first (each topic, a break, less often), "everything" last.
+    assert main.count('type="submit"') == 2 + 2 + 2 + 1
+    assert main.rindex('name="action" value="all"') > main.rindex('name="action" value="pause"')
+    assert "Pour m•••e@example.fr" in page
     assert Event.objects.count() == before
     assert statuses(subscriber) == {"opted_in"}
 
@@ -180,7 +183,8 @@ def test_foreign_or_tampered_tokens_are_400_and_write_nothing(
 
 def test_unsubscribe_page_in_english(client: Client, unsubscribe: str) -> None:
     page = client.get(unsubscribe, HTTP_ACCEPT_LANGUAGE="en").content.decode()
-    assert "<h1>Unsubscribe from all our marketing</h1>" in page
+    assert "<h1>Unsubscribe</h1>" in page
+    assert "Unsubscribe from all our marketing</h2>" in page
     assert "messages about your orders and your account continue" in page
 
 
@@ -324,3 +328,53 @@ def test_the_undo_page_in_english(client: Client, unsubscribe: str) -> None:
     assert "Undo: subscribe me again" in done
     undone = client.post(unsubscribe, {"action": "undo"}, HTTP_ACCEPT_LANGUAGE="en")
     assert "You are subscribed again" in undone.content.decode()
+
+
+# --- The lighter choices, a second visit, a broken link -------------------------------------------
+
+
+def test_stop_one_topic_only(client: Client, unsubscribe: str, subscriber: Contact) -> None:
+    response = client.post(unsubscribe, {"action": "topic", "topic": "promotions"})
+    assert response.status_code == 200
+    assert "Vous ne recevrez plus « Bons plans » par e-mail" in response.content.decode()
+    assert opt_outs() == [("promotions", "email", "unsubscribe_link")]
+    states = dict(ConsentState.objects.filter(contact=subscriber).values_list("topic", "status"))
+    assert states == {"newsletter": "opted_in", "promotions": "opted_out"}
+    # Not received any more: nothing more to stop.
+    again = client.post(unsubscribe, {"action": "topic", "topic": "promotions"})
+    assert again.status_code == 400 and len(opt_outs()) == 1
+
+
+def test_take_a_break_from_the_unsubscribe_page(
+    client: Client, unsubscribe: str, subscriber: Contact
+) -> None:
+    response = client.post(unsubscribe, {"action": "pause", "months": "3"})
+    assert response.status_code == 200
+    pause = Event.objects.get(type="pause")
+    assert pause.method == "unsubscribe_link" and pause.channel == "*"
+    assert opt_outs() == []
+    assert client.post(unsubscribe, {"action": "pause", "months": "12"}).status_code == 400
+
+
+def test_receive_less_often(client: Client, unsubscribe: str, subscriber: Contact) -> None:
+    response = client.post(unsubscribe, {"action": "less_often", "topic": "newsletter"})
+    assert response.status_code == 200
+    assert "Une fois par mois" in response.content.decode()
+    state = ConsentState.objects.get(contact=subscriber, topic="newsletter", channel="email")
+    assert (state.status, state.frequency) == ("opted_in", "monthly")
+    assert Event.objects.filter(type="opt_in").last().method == "unsubscribe_link"
+
+
+def test_a_second_visit_says_already_unsubscribed(client: Client, unsubscribe: str) -> None:
+    client.post(unsubscribe, {"action": "all"})
+    page = Client().get(unsubscribe).content.decode()
+    assert "Vous êtes déjà désabonné(e)" in page
+    assert 'name="action" value="all"' not in page
+
+
+def test_a_broken_unsubscribe_link_offers_to_type_the_address(client: Client) -> None:
+    response = client.get("/unsubscribe/not-a-real-token/")
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Se désabonner en saisissant votre adresse e-mail" in page
+    assert 'name="email"' in page

@@ -50,7 +50,7 @@ TOPICS: list[dict[str, Any]] = [
         "purpose": "newsletter",
         "channels": ["email"],
         "frequencies": ["weekly", "monthly"],
-        "name_fr": "La lettre d'information",
+        "name_fr": "La lettre d’information",
         "name_en": "The newsletter",
         "description_fr": "Conseils, idées et coulisses de la marque.",
         "description_en": "Tips, ideas and behind the scenes of the brand.",
@@ -79,18 +79,22 @@ TOPICS: list[dict[str, Any]] = [
 
 NOTICES = {
     "fr": (
-        "J'accepte de recevoir « {name} » par {channels}. Je peux retirer mon consentement à tout "
+        "J’accepte de recevoir « {name} » {channels}. Je peux retirer mon consentement à tout "
         "moment depuis le lien présent dans chaque message ou depuis ma page de préférences."
     ),
     "en": (
-        'I agree to receive "{name}" by {channels}. I can withdraw my consent at any time from '
+        "I agree to receive “{name}” {channels}. I can withdraw my consent at any time from "
         "the link in every message or from my preferences page."
     ),
 }
+
 CHANNEL_WORDS = {
-    "fr": {"email": "e-mail", "sms": "SMS", "push": "notification", "postal": "courrier"},
-    "en": {"email": "email", "sms": "text message", "push": "notification", "postal": "post"},
+    "fr": {"email": "par e-mail", "sms": "par SMS", "phone": "par téléphone"},
+    "en": {"email": "by email", "sms": "by text message", "phone": "by phone"},
 }
+# The channels the sign-up form and the store tablet offer (``preferences.services``): a notice
+# shown under their boxes names only those, never one the form does not offer.
+FORM_CHANNELS = ("email", "sms", "phone")
 
 CATALOG = {
     "books": "culture",
@@ -103,6 +107,19 @@ CATALOG = {
     "paint": "diy",
     "shoes": "fashion",
     "coat": "fashion",
+}
+# Each category's name, in French then in English.
+CATALOG_NAMES = {
+    "books": ("Livres", "Books"),
+    "music": ("Musique", "Music"),
+    "dvd": ("DVD", "DVDs"),
+    "sofa": ("Canapés", "Sofas"),
+    "lamp": ("Luminaires", "Lamps"),
+    "rug": ("Tapis", "Rugs"),
+    "drill": ("Perceuses", "Drills"),
+    "paint": ("Peinture", "Paint"),
+    "shoes": ("Chaussures", "Shoes"),
+    "coat": ("Manteaux", "Coats"),
 }
 
 STORE = {"code": "paris-01", "name": "Paris Rivoli", "address": "75 rue de Rivoli, 75001 Paris"}
@@ -120,8 +137,8 @@ def notice_text(topic: Topic, language: str) -> str:
     words = CHANNEL_WORDS[language]
     joiner = " ou " if language == "fr" else " or "
     name = topic.name_fr if language == "fr" else topic.name_en
-    channels = joiner.join(words.get(c, c) for c in topic.channels)
-    return NOTICES[language].format(name=name, channels=channels)
+    channels = joiner.join(words[c] for c in topic.channels if c in FORM_CHANNELS)
+    return NOTICES[language].format(name=name.replace("'", "’"), channels=channels)
 
 
 def ensure_topics() -> int:
@@ -132,18 +149,24 @@ def ensure_topics() -> int:
             created += 1
     for topic in Topic.objects.filter(slug__in=[t["slug"] for t in TOPICS]):
         for language in ("fr", "en"):
-            if not Notice.objects.filter(topic=topic, language=language).exists():
-                services.notice_publish(
-                    topic=topic, language=language, text=notice_text(topic, language)
-                )
+            text = notice_text(topic, language)
+            current = (
+                Notice.objects.filter(topic=topic, language=language, published_at__isnull=False)
+                .order_by("-version")
+                .first()
+            )
+            # A new version when the wording changed (an older demo named other channels).
+            if current is None or current.text != text:
+                services.notice_publish(topic=topic, language=language, text=text)
     return created
 
 
 def ensure_catalog() -> Store:
-    existing = dict(Category.objects.values_list("slug", "family"))
+    existing = dict(Category.objects.values_list("slug", "name_en"))
     for slug, family in CATALOG.items():
-        if slug not in existing:
-            services.category_set(slug=slug, family=family, name=slug.replace("-", " ").title())
+        if not existing.get(slug):
+            name, name_en = CATALOG_NAMES[slug]
+            services.category_set(slug=slug, family=family, name=name, name_en=name_en)
     store, _ = Store.objects.get_or_create(
         code=STORE["code"], defaults={"name": STORE["name"], "address": STORE["address"]}
     )
