@@ -158,6 +158,7 @@ INVENTORY: dict[str, str] = {
             "generic_email",
             "repermission_asked",
             "callback_until",
+            "fold",
             "last_seq",
             "rules_fingerprint",
         )

@@ -40,7 +40,7 @@ from consents.models import (
     Suppression,
     Topic,
 )
-from consents.projections import projection_refresh
+from consents.projections import fact_from_event, projection_append, projection_refresh
 from consents.vocab import (
     ANY,
     CHANNELS,
@@ -549,7 +549,7 @@ def _append(
             details=proof.details,
             salt=salt,
         )
-    projection_refresh(locked)
+    projection_append(locked, fact_from_event(event))
     # Other systems are told through deliveries written in this same transaction.
     webhooks_out.event_recorded(event=event, contact=locked)
     return event
