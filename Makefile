@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: install run test lint format bench bench-ledger bench-signup bench-preferences \
-	bench-dashboard bench-import worker beat clean
+	bench-dashboard bench-import bench-append worker beat clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ bench-dashboard: install
 # A 1,000,000-row Mailchimp export through manage.py import_contacts (bench/README.md).
 bench-import: install
 	$(PY) bench/import_bench.py
+
+# One contact's 2,000th event against its 10th (bench/README.md).
+bench-append: install
+	$(PY) bench/append_bench.py
 
 worker: install
 	$(VENV)/bin/celery -A config worker --loglevel=INFO
