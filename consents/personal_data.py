@@ -380,6 +380,29 @@ INVENTORY: dict[str, str] = {
         f"preferences.LinkRequest.{name}": DELETED
         for name in ("id", "email", "language", "created_at")
     },
+    # Email-service tracking events: in the inbox from the webhook's answer until the drain
+    # moves them into the ledger (seconds); an erasure deletes any still waiting for the address.
+    **{
+        f"preferences.TrackingInbox.{name}": DELETED
+        for name in (
+            "id",
+            "received_at",
+            "esp",
+            "event_type",
+            "fact",
+            "recipient",
+            "reference",
+            "occurred_at",
+            "hard",
+            "message",
+            "raw",
+        )
+    },  # fmt: skip
+    # Opens counted per message and day: nobody's.
+    **{
+        f"preferences.OpenCount.{name}": kept("a count of opens per message and day, nobody's")
+        for name in ("id", "day", "message", "opens")
+    },
 }
 
 # The project's apps whose models the inventory covers.

@@ -529,9 +529,16 @@ class Fold:
             fold.apply(fact)
         return fold
 
-    def in_order(self, fact: rules.Fact) -> bool:
-        """Does ``fact`` come after every event applied so far, in the rules' order?"""
-        return self.last is None or (_us(fact.at), fact.seq) > (self.last[0], self.last[1])
+    def in_order(self, *facts: rules.Fact) -> bool:
+        """Does each fact come after every event applied so far and the facts before it, in the
+        rules' order?"""
+        last = None if self.last is None else (self.last[0], self.last[1])
+        for fact in facts:
+            key = (_us(fact.at), fact.seq)
+            if last is not None and key <= last:
+                return False
+            last = key
+        return True
 
     # -- one event ------------------------------------------------------------------------------
 
