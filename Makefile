@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: install run test lint format bench bench-ledger bench-signup bench-preferences \
-	bench-dashboard bench-import bench-append worker beat clean
+	bench-dashboard bench-import bench-append bench-tracking worker beat clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ bench-import: install
 # One contact's 2,000th event against its 10th (bench/README.md).
 bench-append: install
 	$(PY) bench/append_bench.py
+
+# Email-service webhooks accepted per second, and the inbox drained (bench/README.md).
+bench-tracking: install
+	$(PY) bench/tracking_bench.py
 
 worker: install
 	$(VENV)/bin/celery -A config worker --loglevel=INFO

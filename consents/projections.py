@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.utils.dateparse import parse_datetime
 
 from consents import rules
@@ -322,6 +323,83 @@ def projection_append(
         model.objects.filter(contact=contact).delete()
         model.objects.bulk_create([model(contact=contact, **row) for row in rows])
     return after
+
+
+FACT_FIELDS = [f.name for f in ContactFacts._meta.concrete_fields if not f.primary_key]
+
+
+def rows_update(model: Any, objs: list[Any], names: list[str], chunk: int = 1000) -> None:
+    """Write these fields of these rows (by primary key): on PostgreSQL one ``UPDATE ... FROM
+    (VALUES ...)`` per thousand rows (``bulk_update``'s ``CASE WHEN`` costs seconds to build at
+    that size), elsewhere one ``UPDATE`` per row."""
+    if not objs:
+        return
+    fields = [model._meta.get_field(name) for name in names]
+    if connection.vendor != "postgresql":
+        for obj in objs:
+            model.objects.filter(pk=obj.pk).update(
+                **{f.name: getattr(obj, f.attname) for f in fields}
+            )
+        return
+    pk = model._meta.pk
+    table = connection.ops.quote_name(model._meta.db_table)
+    q = connection.ops.quote_name
+    key = q(pk.column)
+    sets = ", ".join(f"{q(f.column)} = v.{q(f.column)}::{f.db_type(connection)}" for f in fields)
+    columns = ", ".join([key, *(q(f.column) for f in fields)])
+    row = "(" + ", ".join(["%s"] * (len(fields) + 1)) + ")"
+    with connection.cursor() as cursor:
+        for start in range(0, len(objs), chunk):
+            part = objs[start : start + chunk]
+            params: list[Any] = []
+            for obj in part:
+                params.append(obj.pk)
+                params += [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+            cursor.execute(
+                f"UPDATE {table} SET {sets} FROM (VALUES {', '.join([row] * len(part))})"
+                f" AS v({columns}) WHERE {table}.{key} = v.{key}::{pk.db_type(connection)}",
+                params,
+            )
+
+
+def projections_refresh_many(contacts: list[Contact], s: rules.RuleSettings | None = None) -> None:
+    """``projection_refresh`` for many contacts, in a few queries: their histories read at once,
+    their projections (and states) written at once. The caller holds their row locks."""
+    if not contacts:
+        return
+    s = s or rules.RuleSettings.from_django()
+    ids = [c.pk for c in contacts]
+    histories: dict[int, list[rules.Fact]] = {i: [] for i in ids}
+    rows = Event.objects.filter(contact_id__in=ids).values_list(
+        "contact_id", "type", "occurred_at", "seq", "topic", "channel", "method", "proof", "data"
+    )
+    for contact_id, type_, at, seq, topic, channel, method, proof, data in rows:
+        histories[contact_id].append(
+            fact_from_row(
+                type=type_, occurred_at=at, seq=seq, topic=topic, channel=channel,
+                method=method, proof=proof, data=data,
+            )
+        )  # fmt: skip
+    facts: list[ContactFacts] = []
+    new_rows: dict[str, list[Any]] = {name: [] for name, _ in _ROWS}
+    for contact in contacts:
+        history = histories[contact.pk]
+        projection = derive(person_from_contact(contact), history, s)
+        try:
+            fold: dict[str, Any] | None = Fold.of(history, s).dump()
+        except Unfoldable:
+            fold = None
+        facts.append(ContactFacts(contact=contact, **projection.facts, fold=fold))
+        for name, model in _ROWS:
+            new_rows[name] += [model(contact=contact, **row) for row in getattr(projection, name)]
+    existing = set(
+        ContactFacts.objects.filter(contact_id__in=ids).values_list("contact_id", flat=True)
+    )
+    ContactFacts.objects.bulk_create([f for f in facts if f.contact_id not in existing])
+    rows_update(ContactFacts, [f for f in facts if f.contact_id in existing], FACT_FIELDS)
+    for name, model in _ROWS:
+        model.objects.filter(contact_id__in=ids).delete()
+        model.objects.bulk_create(new_rows[name])
 
 
 def stale_contact_ids(s: rules.RuleSettings | None = None) -> list[int]:

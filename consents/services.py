@@ -645,10 +645,8 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
     Event.objects.bulk_create(events)
     touched = {event.contact_id for event in events}
     ChainHead.objects.bulk_create([h for i, h in new_heads.items() if i in touched])
-    ChainHead.objects.bulk_update(
-        [heads[i] for i in touched if i not in new_heads],
-        ["seq", "hash", "recorded_at"],
-        batch_size=1000,
+    projections.rows_update(
+        ChainHead, [heads[i] for i in touched if i not in new_heads], ["seq", "hash", "recorded_at"]
     )
     # The projections: each contact's state folds its new events, or (no usable state, an event
     # dated before the latest) the contact is recomputed from its whole history.
@@ -656,6 +654,7 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
     for event in events:
         by_contact.setdefault(event.contact_id, []).append(event)
     facts_rows: list[ContactFacts] = []
+    recompute: list[Contact] = []
     rewrites: dict[str, dict[int, list[dict[str, Any]]]] = {
         name: {} for name, _ in projections._ROWS
     }
@@ -672,14 +671,14 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
                 fold.apply(fact)
             after = fold.projection(person)
         except projections.Unfoldable:
-            projection_refresh(contact, s)
+            recompute.append(contact)
             continue
         facts_rows.append(ContactFacts(contact=contact, **after.facts, fold=fold.dump()))
         for name, _ in projections._ROWS:
             if getattr(after, name) != getattr(before, name):
                 rewrites[name][contact_id] = getattr(after, name)
     if facts_rows:
-        ContactFacts.objects.bulk_update(facts_rows, _FACT_FIELDS, batch_size=1000)
+        projections.rows_update(ContactFacts, facts_rows, projections.FACT_FIELDS)
     for name, model in projections._ROWS:
         changed = rewrites[name]
         if changed:
@@ -687,6 +686,7 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
             model.objects.bulk_create(
                 [model(contact_id=c, **row) for c, rows in changed.items() for row in rows]
             )
+    projections.projections_refresh_many(recompute, s)
     webhooks_out.events_recorded((event, contacts[event.contact_id]) for event in events)
     for item in slow:
         single.append(
@@ -701,9 +701,6 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
             )
         )
     return events + single
-
-
-_FACT_FIELDS = [f.name for f in ContactFacts._meta.concrete_fields if not f.primary_key]
 
 
 def _chain_end(contact: Contact) -> tuple[int, str, bool]:

@@ -125,6 +125,9 @@ def test_a_batch_is_chained_in_order_projected_and_told_in_a_few_queries(
         url="https://crm.example.com/hooks", secret="whsec_x", created_at=clock.now()
     )
     people = [make_contact(email=f"p{i}@example.fr") for i in range(20)]
+    # Some without the state an append starts from (as the bulk loader leaves them): recomputed
+    # from their whole history, together.
+    ContactFacts.objects.filter(contact__in=people[:5]).update(fold=None)
     for n in range(100):
         row = click(f"p{n % 20}@example.fr", n)
         if n % 10 == 0:  # some hard bounces, which other systems are told of
@@ -132,7 +135,10 @@ def test_a_batch_is_chained_in_order_projected_and_told_in_a_few_queries(
         tracking.received(**row)
     with CaptureQueriesContext(connection) as ctx:
         assert tracking.drain(batch_size=100) == 100
-    assert len(ctx.captured_queries) <= 30, len(ctx.captured_queries)
+    # A few statements for the whole batch (elsewhere than on PostgreSQL, the facts are then
+    # updated one contact at a time).
+    per_contact = 0 if connection.vendor == "postgresql" else len(people)
+    assert len(ctx.captured_queries) <= 30 + per_contact, len(ctx.captured_queries)
     assert Event.objects.filter(actor="esp:Mailgun").count() == 100
     assert WebhookDelivery.objects.count() == 10
     for person in people:
