@@ -285,6 +285,14 @@ def projection_refresh(contact: Contact, s: rules.RuleSettings | None = None) ->
     return projection
 
 
+def projection_start(contact: Contact, s: rules.RuleSettings | None = None) -> Projection:
+    """A new contact's projections (no history: no row but its facts), and its state."""
+    s = s or rules.RuleSettings.from_django()
+    projection = derive(person_from_contact(contact), [], s)
+    ContactFacts.objects.create(contact=contact, **projection.facts, fold=Fold(s).dump())
+    return projection
+
+
 _ROWS = (
     ("channel_states", ChannelState),
     ("consent_states", ConsentState),
@@ -320,7 +328,8 @@ def projection_append(
         rows = getattr(after, name)
         if rows == getattr(before, name):
             continue
-        model.objects.filter(contact=contact).delete()
+        if getattr(before, name):
+            model.objects.filter(contact=contact).delete()
         model.objects.bulk_create([model(contact=contact, **row) for row in rows])
     return after
 

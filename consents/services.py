@@ -22,10 +22,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max, QuerySet
+from django.db.models import Max, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from consents import clock, ledger, rules, webhooks_out
+from consents import catalogue, clock, ledger, rules, webhooks_out
 from consents.models import (
     Category,
     ChainHead,
@@ -41,7 +41,12 @@ from consents.models import (
     Suppression,
     Topic,
 )
-from consents.projections import fact_from_event, projection_append, projection_refresh
+from consents.projections import (
+    fact_from_event,
+    projection_append,
+    projection_refresh,
+    projection_start,
+)
 from consents.vocab import (
     ANY,
     CHANNELS,
@@ -183,7 +188,7 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...] | frozenset[st
 def _topic(slug: str, *, wildcard: bool = False) -> Topic | None:
     if wildcard and slug == ANY:
         return None
-    topic = Topic.objects.filter(slug=slug).first()
+    topic = catalogue.snapshot().by_slug.get(slug)
     if topic is None:
         raise ValidationError({"topic": f"Unknown topic {slug!r}."})
     return topic
@@ -224,6 +229,7 @@ def contact_create(
     collected_at: datetime | None = None,
     informed_at_collection: bool = False,
     profession: str = "",
+    _looked_up: bool = False,
 ) -> Contact:
     _check_choice("kind", kind, tuple(ContactKind.values))
     _check_choice("locale", locale, ("fr", "en"))
@@ -231,7 +237,9 @@ def contact_create(
     phone = normalize_phone(phone) if phone else ""
     collected_at = collected_at or clock.now()
     _check_instant("collected_at", collected_at)
-    if email and Contact.objects.filter(email__iexact=email).exists():
+    # (``_looked_up``: the caller has just looked for the address in this transaction; the
+    # unique index still refuses a concurrent creation.)
+    if email and not _looked_up and Contact.objects.filter(email__iexact=email).exists():
         raise ValidationError({"email": "A contact with this email already exists."})
     try:
         # A savepoint: a concurrent creation of the same address fails alone, cleanly.
@@ -250,7 +258,7 @@ def contact_create(
             )
     except IntegrityError as exc:
         raise ValidationError({"email": "A contact with this email already exists."}) from exc
-    projection_refresh(contact)
+    projection_start(contact)
     # Before any other fact: an address that opted out and was erased arrives opted out.
     suppression_record(contact=contact, email=email, phone=phone)
     return contact
@@ -264,7 +272,7 @@ def contact_get_or_create(*, email: str, locale: str = "fr") -> tuple[Contact, b
     if existing is not None:
         return existing, False
     try:
-        return contact_create(email=address, locale=locale), True
+        return contact_create(email=address, locale=locale, _looked_up=True), True
     except ValidationError:
         existing = Contact.objects.filter(email__iexact=address).first()
         if existing is None:
@@ -514,7 +522,7 @@ def _append(
     if not proof.actor:
         raise ValidationError({"actor": "Who recorded this fact is required."})
     # The row lock serialises appends for one contact; other contacts never wait.
-    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    locked = _lock_with_chain_end(contact.pk)
     seq, prev_hash, head_exists = _chain_end(locked)
     digest, salt = ledger.evidence_seal(proof.ip_address, proof.user_agent, proof.details)
     event = Event(
@@ -703,15 +711,33 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
     return events + single
 
 
+def _lock_with_chain_end(contact_id: int) -> Contact:
+    """The contact, row-locked, with its recorded head and its last event (``_chain_end``), in
+    one statement."""
+    head = ChainHead.objects.filter(contact=OuterRef("pk"))
+    last = Event.objects.filter(contact=OuterRef("pk")).order_by("-seq")
+    return (
+        Contact.objects.select_for_update()
+        .annotate(
+            _head_seq=Subquery(head.values("seq")[:1]),
+            _head_hash=Subquery(head.values("hash")[:1]),
+            _last_seq=Subquery(last.values("seq")[:1]),
+            _last_hash=Subquery(last.values("hash")[:1]),
+        )
+        .get(pk=contact_id)
+    )
+
+
 def _chain_end(contact: Contact) -> tuple[int, str, bool]:
     """(next seq, previous hash, whether a head is recorded) for the contact's next event.
 
     The chain continues from its recorded head, or from its last event if that is further on:
     after a deleted tail, the next event keeps the number the head implies, so that the gap
     stays in the chain for ``verify_ledger`` to name, instead of being filled with new events.
+    ``contact`` comes from ``_lock_with_chain_end``.
     """
-    head = ChainHead.objects.filter(contact=contact).values_list("seq", "hash").first()
-    last = Event.objects.filter(contact=contact).order_by("-seq").values_list("seq", "hash").first()
+    head = (contact._head_seq, contact._head_hash) if contact._head_seq is not None else None
+    last = (contact._last_seq, contact._last_hash) if contact._last_seq is not None else None
     if head != last:
         logger.error(
             "the chain of contact %s ends at %s but its recorded head is %s; "
