@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: install run test lint format bench bench-ledger bench-signup bench-preferences \
-	bench-dashboard bench-import bench-append bench-tracking worker beat clean
+	bench-dashboard bench-import bench-append bench-tracking bench-peer worker beat clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ bench-append: install
 # Email-service webhooks accepted per second, and the inbox drained (bench/README.md).
 bench-tracking: install
 	$(PY) bench/tracking_bench.py
+
+# Sign-up and preference pages against django-newsletter 1.2.1, in one run (bench/README.md).
+bench-peer: install
+	$(PY) bench/peer_bench.py
 
 worker: install
 	$(VENV)/bin/celery -A config worker --loglevel=INFO
