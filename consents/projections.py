@@ -300,8 +300,11 @@ _ROWS = (
 )
 
 
+_READ = object()
+
+
 def projection_append(
-    contact: Contact, fact: rules.Fact, s: rules.RuleSettings | None = None
+    contact: Contact, fact: rules.Fact, s: rules.RuleSettings | None = None, state: Any = _READ
 ) -> Projection:
     """The projections after one more event, from their stored state and that event alone.
 
@@ -312,7 +315,8 @@ def projection_append(
     holds the contact's row lock (``services._append``).
     """
     s = s or rules.RuleSettings.from_django()
-    state = ContactFacts.objects.filter(contact=contact).values_list("fold", flat=True).first()
+    if state is _READ:  # else the caller read it with the contact's row lock
+        state = ContactFacts.objects.filter(contact=contact).values_list("fold", flat=True).first()
     fold = Fold.load(state, s)
     try:
         if fold is None or not fold.in_order(fact):

@@ -505,10 +505,13 @@ def _append(
     topic: str = "",
     channel: str = "",
     data: dict[str, Any] | None = None,
+    created_here: bool = False,
 ) -> Event:
     """Append one event to the contact's chain and rewrite its projections.
 
     Callers have validated everything; this must run inside ``transaction.atomic``.
+    ``created_here``: the caller created the contact in this transaction, so no other
+    transaction can see its row yet, and there is nothing to lock.
     """
     recorded_at = clock.now()
     occurred_at = occurred_at or recorded_at
@@ -522,7 +525,7 @@ def _append(
     if not proof.actor:
         raise ValidationError({"actor": "Who recorded this fact is required."})
     # The row lock serialises appends for one contact; other contacts never wait.
-    locked = _lock_with_chain_end(contact.pk)
+    locked = _lock_with_chain_end(contact, lock=not created_here)
     seq, prev_hash, head_exists = _chain_end(locked)
     digest, salt = ledger.evidence_seal(proof.ip_address, proof.user_agent, proof.details)
     event = Event(
@@ -558,7 +561,7 @@ def _append(
             details=proof.details,
             salt=salt,
         )
-    projection_append(locked, fact_from_event(event))
+    projection_append(locked, fact_from_event(event), state=locked._fold)
     # Other systems are told through deliveries written in this same transaction.
     webhooks_out.event_recorded(event=event, contact=locked)
     return event
@@ -711,21 +714,30 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
     return events + single
 
 
-def _lock_with_chain_end(contact_id: int) -> Contact:
-    """The contact, row-locked, with its recorded head and its last event (``_chain_end``), in
-    one statement."""
+def _lock_with_chain_end(contact: Contact, *, lock: bool = True) -> Contact:
+    """The contact, row-locked, then (in a second statement, whose snapshot sees what a
+    concurrent append committed while we waited for the lock) its recorded head, its last event
+    (``_chain_end``) and its projections' state."""
+    contact_id = contact.pk
+    locked = Contact.objects.select_for_update().get(pk=contact_id) if lock else contact
     head = ChainHead.objects.filter(contact=OuterRef("pk"))
     last = Event.objects.filter(contact=OuterRef("pk")).order_by("-seq")
-    return (
-        Contact.objects.select_for_update()
+    ends = (
+        Contact.objects.filter(pk=contact_id)
         .annotate(
-            _head_seq=Subquery(head.values("seq")[:1]),
-            _head_hash=Subquery(head.values("hash")[:1]),
-            _last_seq=Subquery(last.values("seq")[:1]),
-            _last_hash=Subquery(last.values("hash")[:1]),
+            head_seq=Subquery(head.values("seq")[:1]),
+            head_hash=Subquery(head.values("hash")[:1]),
+            last_seq=Subquery(last.values("seq")[:1]),
+            last_hash=Subquery(last.values("hash")[:1]),
+            fold=Subquery(ContactFacts.objects.filter(contact=OuterRef("pk")).values("fold")[:1]),
         )
-        .get(pk=contact_id)
+        .values("head_seq", "head_hash", "last_seq", "last_hash", "fold")
+        .get()
     )
+    locked._head_seq, locked._head_hash = ends["head_seq"], ends["head_hash"]
+    locked._last_seq, locked._last_hash = ends["last_seq"], ends["last_hash"]
+    locked._fold = ends["fold"]
+    return locked
 
 
 def _chain_end(contact: Contact) -> tuple[int, str, bool]:
@@ -773,6 +785,7 @@ def consent_grant(
     automated: bool = False,
     renewal: bool = False,
     occurred_at: datetime | None = None,
+    created_here: bool = False,
 ) -> Event:
     """``opt_in``: the person said yes to this topic on this channel.
 
@@ -816,6 +829,7 @@ def consent_grant(
         topic=topic,
         channel=channel,
         data=data,
+        created_here=created_here,
     )
 
 

@@ -179,6 +179,7 @@ def signup_submit(
             proof=proof,
             doi="pending",
             occurred_at=now,
+            created_here=created and owner is contact,
         )
         choice = {"topic": topic.slug, "channel": channel, "event": event.pk}
         pending.append(choice if owner is contact else {**choice, "contact": owner.pk})
