@@ -203,15 +203,20 @@ def received(
     opened = fact == EventType.INTERACTION and event_type == "opened"
     if opened and not settings.TRACKING_OPENS_PER_PERSON:
         fact, recipient, reference, raw = OPEN_COUNT, "", "", None
+
+    def text(value: str, limit: int) -> str:
+        # NUL is no character of these texts, and PostgreSQL refuses it in text.
+        return (value or "").replace("\x00", "")[:limit]
+
     TrackingInbox.objects.create(
         received_at=timezone.now(),
-        esp=esp[:32],
-        event_type=event_type[:16],
+        esp=text(esp, 32),
+        event_type=text(event_type, 16),
         fact=fact,
-        recipient=(recipient or "")[:254],
-        reference=reference,
+        recipient=text(recipient, 254),
+        reference=text(reference, 500),
         occurred_at=occurred_at,
         hard=hard,
-        message=message[:200],
+        message=text(message, 200),
         raw=raw,
     )
