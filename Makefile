@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: install run test lint format bench bench-ledger bench-signup bench-preferences \
-	bench-dashboard bench-import bench-api worker beat clean
+	bench-dashboard bench-import bench-api bench-append bench-tracking bench-peer worker beat clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,18 @@ bench-import: install
 # The integration API over the dataset of bench-ledger: 1,000 decisions, the audience stream.
 bench-api: install
 	$(PY) bench/api_bench.py
+
+# One contact's 2,000th event against its 10th (bench/README.md).
+bench-append: install
+	$(PY) bench/append_bench.py
+
+# Email-service webhooks accepted per second, and the inbox drained (bench/README.md).
+bench-tracking: install
+	$(PY) bench/tracking_bench.py
+
+# Sign-up and preference pages against django-newsletter 1.2.1, in one run (bench/README.md).
+bench-peer: install
+	$(PY) bench/peer_bench.py
 
 worker: install
 	$(VENV)/bin/celery -A config worker --loglevel=INFO

@@ -735,6 +735,12 @@ def main() -> None:
         "--skip-export", action="store_true", help="no audience export (verify_ledger only)"
     )
     parser.add_argument("--reset", action="store_true", help="empty a non-bench database first")
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=0,
+        help="lay the ledger out as N hash partitions by contact (manage.py partition_ledger)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="export runs (the best is kept)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--log-every", type=int, default=10, help="batches between progress lines")
@@ -756,12 +762,17 @@ def main() -> None:
 
     ensure_database()
     migrate()
+    if args.partitions:
+        from django.core.management import call_command
+
+        call_command("partition_ledger", partitions=args.partitions)
     results: dict[str, Any] = {
         "database": connection.settings_dict["NAME"],
         "now": NOW.isoformat(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "targets": TARGETS,
         "machine": machine(),
+        "partitions": args.partitions,
     }
     if not args.skip_generate:
         reset(own_database, args.reset)

@@ -154,6 +154,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "outbox-sweep": {"task": "consents.tasks.outbox_sweep", "schedule": 60.0},
     "webhooks-sweep": {"task": "consents.tasks.webhooks_sweep", "schedule": 60.0},
     "link-requests-sweep": {"task": "preferences.tasks.link_requests_sweep", "schedule": 60.0},
+    "tracking-drain": {"task": "preferences.tasks.tracking_drain", "schedule": 5.0},
     "signups-purge": {
         "task": "preferences.tasks.signups_purge",
         "schedule": crontab(minute=23),
@@ -215,6 +216,14 @@ if not DEBUG and EMAIL_TRACKING_WEBHOOKS and not ANYMAIL.get("WEBHOOK_SECRET"):
         "ANYMAIL_WEBHOOK_SECRET to 'user:password' (the basic auth your email service sends), "
         "or set EMAIL_TRACKING_WEBHOOKS=False if this deployment does not use tracking webhooks."
     )
+
+# Opens carry no weight in the rules, and per-person open tracking needs the person's consent
+# (CNIL, 2025 draft recommendation on tracking pixels): by default opens are counted per message
+# and day, nobody's open is written. True records each open in the person's ledger, for senders
+# that collect that consent.
+TRACKING_OPENS_PER_PERSON = env.bool("TRACKING_OPENS_PER_PERSON", default=False)
+# Tracking events move from the webhook's inbox into the ledger in batches of this size.
+TRACKING_DRAIN_BATCH = env.int("TRACKING_DRAIN_BATCH", default=1000)
 
 # --- Outgoing webhooks (Standard Webhooks v1) ---------------------------------------------------
 # Endpoint URLs must be https (plain http is for local testing, with DEBUG on) and must not

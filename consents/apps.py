@@ -12,10 +12,18 @@ class ConsentsConfig(AppConfig):
         from consents.i18n import translate_names
 
         translate_names(self)  # model and field names in the officer's language
-        from django.db.models.signals import post_migrate
+        from django.db.models.signals import post_delete, post_migrate, post_save
 
-        from consents import checks, projections, roles  # noqa: F401  (checks: deploy checks)
+        from consents import catalogue, checks, projections, roles  # noqa: F401  (checks: deploy checks)
+        from consents.models import Notice, Topic
 
+        for model in (Topic, Notice):
+            for signal in (post_save, post_delete):
+                signal.connect(
+                    catalogue.row_changed,
+                    sender=model,
+                    dispatch_uid=f"consents.catalogue.{model.__name__}.{signal is post_save}",
+                )
         post_migrate.connect(roles.ensure_roles, dispatch_uid="consents.roles.ensure_roles")
         post_migrate.connect(
             projections.rebuild_stale_after_migrate,

@@ -9,7 +9,8 @@ per contact and in Python, exactly what ``services._append`` does event by event
   and its salt (``ledger.evidence_seal``), the collection point without its query string
   (``ledger.collection_point``), and the chain's recorded head (``ChainHead``);
 - the projections: ``projections.derive`` over the contact's whole history, written as the same
-  rows ``projections.projection_write`` writes;
+  rows ``projections.projection_write`` writes, without the state an append updates them from
+  (``ContactFacts.fold`` stays NULL: the contact's first append recomputes it);
 
 then writes contacts, events, evidence and projections with ``COPY ... FROM STDIN``, one
 transaction per batch of contacts, with ids reserved from the tables' own sequences so that rows

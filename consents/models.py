@@ -339,6 +339,9 @@ class ContactFacts(models.Model):
     last_seq = models.PositiveIntegerField(default=0)
     # The rules and settings these facts were computed under (``RuleSettings.fingerprint``).
     rules_fingerprint = models.CharField(max_length=16, blank=True, db_index=True)
+    # What an append needs to update the projections without reading the history
+    # (``projections.Fold``); NULL until the next recomputation from the whole history.
+    fold = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name_plural = "contact facts"

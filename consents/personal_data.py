@@ -160,6 +160,7 @@ INVENTORY: dict[str, str] = {
             "generic_email",
             "repermission_asked",
             "callback_until",
+            "fold",
             "last_seq",
             "rules_fingerprint",
         )
@@ -415,6 +416,29 @@ INVENTORY: dict[str, str] = {
             "created_at",
         )
     },  # fmt: skip
+    # Email-service tracking events: in the inbox from the webhook's answer until the drain
+    # moves them into the ledger (seconds); an erasure deletes any still waiting for the address.
+    **{
+        f"preferences.TrackingInbox.{name}": DELETED
+        for name in (
+            "id",
+            "received_at",
+            "esp",
+            "event_type",
+            "fact",
+            "recipient",
+            "reference",
+            "occurred_at",
+            "hard",
+            "message",
+            "raw",
+        )
+    },  # fmt: skip
+    # Opens counted per message and day: nobody's.
+    **{
+        f"preferences.OpenCount.{name}": kept("a count of opens per message and day, nobody's")
+        for name in ("id", "day", "message", "opens")
+    },
 }
 
 # The project's apps whose models the inventory covers.

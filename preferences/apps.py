@@ -21,7 +21,7 @@ class PreferencesConfig(AppConfig):
 
         from django.db.models.signals import post_delete, post_save
 
-        from consents.models import Contact, Notice, Topic
+        from consents.models import Contact
         from consents.signals import contact_erased
         from preferences import erasure, pagecache
 
@@ -31,9 +31,5 @@ class PreferencesConfig(AppConfig):
             signal.connect(
                 pagecache.contact_changed, sender=Contact, dispatch_uid=f"pagecache.contact.{name}"
             )
-            for model in (Topic, Notice):
-                signal.connect(
-                    pagecache.catalog_row_changed,
-                    sender=model,
-                    dispatch_uid=f"pagecache.{model.__name__}.{name}",
-                )
+            # Topics and notices: ``consents.catalogue`` replaces the catalogue's version,
+            # which the page's fingerprint holds.

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 
-from consents import clock, links, proof, rules, services
+from consents import catalogue, clock, links, proof, rules, services
 from consents.models import AccessLog, ConsentState, Contact, Event, Notice, Outbox, Topic
 from consents.outbox import email_enqueue
 from consents.projections import fact_from_event, person_from_contact
@@ -122,18 +122,15 @@ class CenterState:
         return next((v for v in self.topics if v.topic.slug == slug), None)
 
 
-def notices_for(topics: Collection[Topic], language: str) -> dict[str, Notice | None]:
+def notices_for(
+    topics: Collection[Topic], language: str, snapshot: catalogue.Snapshot | None = None
+) -> dict[str, Notice | None]:
     """Per topic, the wording shown: its latest published notice, else the global one.
 
-    One query for every topic (``preferences.services.notice_for`` costs two per topic).
+    From the catalogue kept in the process's memory (``consents.catalogue``): no query.
     """
-    latest: dict[int | None, Notice] = {}
-    published = Notice.objects.filter(language=language, published_at__isnull=False).order_by(
-        "version"
-    )
-    for notice in published:
-        latest[notice.topic_id] = notice
-    return {t.slug: latest.get(t.pk, latest.get(None)) for t in topics}
+    snapshot = snapshot or catalogue.snapshot()
+    return {t.slug: snapshot.notice_for(t, language) for t in topics}
 
 
 class _Bases:
@@ -184,11 +181,12 @@ def center_state(*, contact: Contact, language: str) -> CenterState:
     """Everything the page shows, in a constant number of queries."""
     now = clock.now()
     s = rules.RuleSettings.from_django()
-    all_topics = {t.slug: t for t in Topic.objects.all()}
+    snapshot = catalogue.snapshot()
+    all_topics = dict(snapshot.by_slug)
     active = [t for t in all_topics.values() if t.active]
     states = {(row.topic, row.channel): row for row in ConsentState.objects.filter(contact=contact)}
     events = list(Event.objects.filter(contact=contact).select_related("notice").order_by("seq"))
-    notices = notices_for(active, language)
+    notices = notices_for(active, language, snapshot)
     h = rules.ordered(fact_from_event(e) for e in events)
     h_now = [f for f in h if f.at <= now]
     person = person_from_contact(contact)

@@ -1,7 +1,8 @@
 """What the preference center keeps about a person, wiped when they are erased.
 
 Connected to ``consents.signals.contact_erased`` in ``PreferencesConfig.ready``: sign-ups waiting
-for a click (the name and number typed), open preference-center sessions, the rendered page, and
+for a click (the name and number typed), tracking events not yet drained, open
+preference-center sessions, the rendered page, and
 the mail files of the embedded default.
 """
 
@@ -18,7 +19,7 @@ from django.db import transaction
 
 from consents.models import Contact
 from preferences import devmail, pagecache
-from preferences.models import CenterSession, LinkRequest, PendingSignup
+from preferences.models import CenterSession, LinkRequest, PendingSignup, TrackingInbox
 
 DB_SESSION_ENGINES = (
     "django.contrib.sessions.backends.db",
@@ -52,6 +53,7 @@ def contact_erased(sender: Any, contact: Contact, addresses: Sequence[str], **kw
     PendingSignup.objects.filter(contact=contact).delete()
     for address in addresses:
         LinkRequest.objects.filter(email__iexact=address).delete()
+        TrackingInbox.objects.filter(recipient__iexact=address).delete()
     sessions_end(contact)
     pagecache.forget(contact.pk)
     if devmail.writes_files():

@@ -149,3 +149,45 @@ class Capture(models.Model):
 
     def __str__(self) -> str:
         return f"capture {self.key}"
+
+
+class TrackingInbox(models.Model):
+    """An email-service tracking event, as received: kept until the drain has moved it into the
+    ledger (``preferences.tracking.drain``), in the same transaction as the facts it records, so
+    that an event is never lost between the webhook's answer and the ledger."""
+
+    received_at = models.DateTimeField()
+    esp = models.CharField(max_length=32)
+    event_type = models.CharField(max_length=16)  # anymail's: bounced, opened, ...
+    fact = models.CharField(max_length=32)  # the ledger fact it becomes, or "open_count"
+    # Empty for opens counted per message and day (nobody's open is written).
+    recipient = models.CharField(max_length=254, blank=True)
+    reference = models.CharField(max_length=500, blank=True)
+    occurred_at = models.DateTimeField()
+    hard = models.BooleanField(default=False)
+    message = models.CharField(max_length=200, blank=True)  # what opens are counted by
+    raw = models.JSONField(null=True, blank=True)  # the service's own payload for this event
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.esp} {self.event_type} #{self.pk}"
+
+
+class OpenCount(models.Model):
+    """Opens of a message on a day (UTC), counted without writing whose they were: the default
+    (``TRACKING_OPENS_PER_PERSON``), since opens carry no weight in the rules and per-person open
+    tracking needs the person's consent."""
+
+    day = models.DateField()
+    message = models.CharField(max_length=200, blank=True)
+    opens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "message"], name="open_count_day_message"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message or '-'} {self.day}: {self.opens}"

@@ -36,10 +36,10 @@ from django.core.cache import cache
 from django.db import connection, transaction
 
 from config.cache import cache_down
-from consents import clock
+from consents import catalogue, clock
 from consents.models import Contact, ContactFacts
 
-CATALOG_KEY = "assent:catalog-version"
+CATALOG_KEY = catalogue.CATALOG_KEY
 PAGE_KEY = "assent:preferences-page:{pk}"
 # Replaced by the request's own CSRF token each time the page is served.
 CSRF_PLACEHOLDER = "assent-csrf-" + hashlib.sha256(b"assent.preferences.csrf").hexdigest()[:24]
@@ -214,11 +214,7 @@ def forget(contact_pk: int) -> None:
 def catalog_changed() -> None:
     """Topics or notices changed: every page drawn before no longer matches."""
 
-    def bump() -> None:
-        cache.set(CATALOG_KEY, secrets.token_hex(8), timeout=None)
-
-    bump()
-    transaction.on_commit(bump)
+    catalogue.changed()
 
 
 # --- Signal receivers, connected in ``PreferencesConfig.ready`` --------------------------------

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from consents import clock, links, rules, services
+from consents import catalogue, clock, links, rules, services
 from consents.models import (
     ConsentState,
     Contact,
@@ -54,16 +54,13 @@ class ConfirmOutcome(enum.Enum):
 
 def notice_for(topic: Topic, language: str) -> Notice | None:
     """The wording shown for a topic: its latest published notice, else the global one."""
-    notices = Notice.objects.filter(language=language, published_at__isnull=False).order_by(
-        "-version"
-    )
-    return notices.filter(topic=topic).first() or notices.filter(topic__isnull=True).first()
+    return catalogue.snapshot().notice_for(topic, language)
 
 
 def signup_topics() -> list[Topic]:
     return [
         t
-        for t in Topic.objects.filter(active=True)
+        for t in catalogue.snapshot().active
         if any(channel in SIGNUP_CHANNELS for channel in t.channels)
     ]
 
@@ -72,7 +69,7 @@ def validate_choices(
     choices: Sequence[tuple[str, str]], *, has_phone: bool
 ) -> list[tuple[Topic, str]]:
     """Each (topic, channel) must be an active topic on a channel it offers on this form."""
-    topics = {t.slug: t for t in Topic.objects.filter(active=True)}
+    topics = {t.slug: t for t in catalogue.snapshot().active}
     valid: list[tuple[Topic, str]] = []
     for slug, channel in dict.fromkeys(choices):
         topic = topics.get(slug)
@@ -137,7 +134,7 @@ def signup_submit(
     if _recent_emails(address) >= settings.SIGNUP_MAX_EMAILS_PER_ADDRESS:
         return SignupOutcome.RATE_LIMITED
 
-    contact, _ = services.contact_get_or_create(email=address, locale=language)
+    contact, created = services.contact_get_or_create(email=address, locale=language)
     # A number on file is never replaced by one typed on a form: the choices that use the typed
     # number go to the contact that owns it (created if new), confirmed by the same email.
     by_phone = _phone_owner(contact, phone, language)
@@ -145,11 +142,15 @@ def signup_submit(
         # The number joins the contact once the email is confirmed, but a listed one arrives
         # opted out now, before the choices that use it (which the confirmation then lifts).
         services.suppression_record(contact=contact, phone=phone)
-    confirmed = set(
-        ConsentState.objects.filter(
-            contact__in=[c for c in (contact, by_phone) if c is not None],
-            status=ConsentState.Status.OPTED_IN,
-        ).values_list("contact_id", "topic", "channel")
+    owners = [c for c in (contact, by_phone) if c is not None and not (c is contact and created)]
+    confirmed = (
+        set(
+            ConsentState.objects.filter(
+                contact__in=owners, status=ConsentState.Status.OPTED_IN
+            ).values_list("contact_id", "topic", "channel")
+        )
+        if owners
+        else set()
     )
     now = clock.now()
     pending = []
@@ -178,6 +179,7 @@ def signup_submit(
             proof=proof,
             doi="pending",
             occurred_at=now,
+            created_here=created and owner is contact,
         )
         choice = {"topic": topic.slug, "channel": channel, "event": event.pk}
         pending.append(choice if owner is contact else {**choice, "contact": owner.pk})
@@ -245,9 +247,11 @@ def signup_pending_create(
         created_at=now,
         expires_at=now + settings.DOI_CONFIRM_TTL,
     )
+    by_slug = catalogue.snapshot().by_slug
     names = {
-        t.slug: (t.name_en if language == "en" else t.name_fr)
-        for t in Topic.objects.filter(slug__in=[c["topic"] for c in choices])
+        c["topic"]: (t.name_en if language == "en" else t.name_fr)
+        for c in choices
+        if (t := by_slug.get(c["topic"])) is not None
     }
     email_enqueue(
         to=contact.email,

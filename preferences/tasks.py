@@ -44,3 +44,15 @@ def link_requests_sweep() -> int:
     if due:
         logger.info("link requests sweep: re-queued %d", len(due))
     return len(due)
+
+
+@shared_task(acks_late=True)
+def tracking_drain() -> int:
+    """Every few seconds: move the email service's tracking events from the webhook's inbox into
+    the ledger, batch after batch, for up to 50 s (one drain at a time)."""
+    from preferences.tracking import drain_all
+
+    with run_lock("tracking-drain-task") as held:
+        if not held:
+            return 0
+        return drain_all(budget_seconds=50)

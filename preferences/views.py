@@ -27,7 +27,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
-from consents import clock, links, proof, services
+from consents import catalogue, clock, links, proof, services
 from consents.http import client_ip, user_agent
 from consents.links import LinkError
 from consents.models import ConsentState, Contact, Event, Topic
@@ -1110,7 +1110,7 @@ def _done(request: HttpRequest, flash: dict[str, Any]) -> HttpResponse:
 
 
 def _save(request: HttpRequest, contact: Contact) -> HttpResponse:
-    topics = {t.slug: t for t in Topic.objects.filter(active=True)}
+    topics = {t.slug: t for t in catalogue.snapshot().active}
     try:
         choice = preferences_choice(request.POST, topics)
     except ValidationError as exc:

@@ -16,15 +16,19 @@ anymail event      ledger fact
 Everything else is ignored, ``deferred`` included: anymail documents it as a delay the ESP keeps
 retrying, followed by ``bounced`` if it gives up, so it is not a delivery failure yet.
 
-ESPs retry webhooks, so each fact carries the ESP's event reference in ``Event.proof`` and an
-event already in the contact's ledger with the same type, actor and reference is not recorded again.
-Nothing here answers the ESP with a 500 for a bad event: unknown recipients and invalid facts are
-logged and dropped. Database errors still propagate, so that the ESP retries later.
+The receiver only stores each event in the inbox (``TrackingInbox``) and the ESP gets its 200;
+``preferences.tracking.drain`` moves the inbox into the ledger in batches. ESPs retry webhooks, so
+each fact carries the ESP's event reference in ``Event.proof`` and an event already in the
+contact's ledger with the same type, actor and reference is not recorded again. Nothing here
+answers the ESP with a 500 for a bad event: unknown recipients and invalid facts are logged and
+dropped by the drain. Database errors still propagate, so that the ESP retries later. Opens are
+counted per message and day, not written per person, unless ``TRACKING_OPENS_PER_PERSON``.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,14 +38,14 @@ from typing import Any
 from anymail.signals import AnymailTrackingEvent
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern
 from django.utils import timezone
 
 from consents import clock, services
 from consents.models import Contact, Event
-from consents.vocab import ANY, Channel, EventType, InteractionKind, Method
+from consents.vocab import EventType, InteractionKind
+from preferences import tracking
 
 logger = logging.getLogger(__name__)
 
@@ -133,48 +137,6 @@ def find_contact(recipient: str | None) -> Contact | None:
     return matches[0] if len(matches) == 1 else None
 
 
-def _record(contact: Contact, fact: str, esp_name: str, event: AnymailTrackingEvent) -> None:
-    proof = services.Proof(
-        method=Method.UNSUBSCRIBE_LINK if fact == EventType.OPT_OUT else "",
-        actor=f"esp:{esp_name}",
-        collection_point=esp_name,
-        reference=reference(event),
-    )
-    with transaction.atomic():
-        # Lock the contact first: two deliveries of one event must not both pass the check.
-        contact = Contact.objects.select_for_update().get(pk=contact.pk)
-        if (
-            proof.reference
-            and Event.objects.filter(
-                contact=contact, type=fact, actor=proof.actor, proof=proof.reference
-            ).exists()
-        ):
-            logger.info(
-                "%s %s event %s already recorded", esp_name, event.event_type, proof.reference
-            )
-            return
-        at = occurred_at(event)
-        if fact == EventType.BOUNCE:
-            services.bounce_record(
-                contact=contact,
-                hard=bounce_is_hard(esp_name, event),
-                proof=proof,
-                channel=Channel.EMAIL,
-                occurred_at=at,
-            )
-        elif fact == EventType.COMPLAINT:
-            services.complaint_record(
-                contact=contact, proof=proof, channel=Channel.EMAIL, occurred_at=at
-            )
-        elif fact == EventType.OPT_OUT:
-            services.consent_withdraw(
-                contact=contact, topic=ANY, channel=Channel.EMAIL, proof=proof, occurred_at=at
-            )
-        else:
-            kind = INTERACTION_KINDS[event.event_type]
-            services.interaction_record(contact=contact, kind=kind, proof=proof, occurred_at=at)
-
-
 FACTS = {
     "bounced": EventType.BOUNCE,
     "complained": EventType.COMPLAINT,
@@ -235,23 +197,30 @@ def tracking_received(
     if fact == EventType.OPT_OUT and not _is_persons_unsubscribe(esp_name, event):
         logger.info("%s suppression not made by the recipient: not an opt-out", esp_name)
         return
-    contact = find_contact(event.recipient)
-    if contact is None:
-        domain = (event.recipient or "").rpartition("@")[2] or "-"
-        logger.info(
-            "%s %s event for an unknown recipient (domain %s) ignored",
-            esp_name,
-            event.event_type,
-            domain,
-        )
-        return
+    tracking.received(
+        esp=esp_name,
+        event_type=event.event_type,
+        fact=fact,
+        recipient=event.recipient or "",
+        reference=reference(event),
+        occurred_at=occurred_at(event),
+        hard=fact == EventType.BOUNCE and bounce_is_hard(esp_name, event),
+        message=message_of(event),
+        raw=_json_or_none(event.esp_event),
+    )
+
+
+def message_of(event: AnymailTrackingEvent) -> str:
+    """What opens are counted by: the message's ``message`` metadata, else its first tag."""
+    metadata = event.metadata if isinstance(event.metadata, dict) else {}
+    message = metadata.get("message") or (event.tags[0] if event.tags else "")
+    return str(message)[:200]
+
+
+def _json_or_none(value: Any) -> Any:
+    """The service's payload as JSON (what it is, for every service anymail reads as JSON)."""
     try:
-        _record(contact, fact, esp_name, event)
-    except ValidationError as exc:
-        logger.warning(
-            "%s %s event for contact %s not recorded: %s",
-            esp_name,
-            event.event_type,
-            contact.public_id,
-            exc,
-        )
+        # PostgreSQL refuses NUL in text, JSON included.
+        return json.loads(json.dumps(value, default=str).replace("\\u0000", ""))
+    except (TypeError, ValueError):
+        return None

@@ -94,9 +94,11 @@ def _fresh_page_cache() -> None:
     (CI's Redis outlives the test database, and primary keys come round again)."""
     from django.core.cache import cache
 
-    from preferences import pagecache
+    from consents import catalogue
 
-    cache.delete(pagecache.CATALOG_KEY)
+    cache.delete(catalogue.CATALOG_KEY)
+    catalogue._untrusted.clear()
+    catalogue._checked["version"] = None
 
 
 @pytest.fixture(autouse=True)

@@ -55,6 +55,7 @@ SAME_IN_FRENCH = {
     "Import",
     "Admin",
     "Email",
+    "message",
     "email",
     "Newsletter",
     "Promotion",

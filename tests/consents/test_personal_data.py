@@ -27,7 +27,7 @@ from consents.models import (
 from consents.outbox import email_enqueue, outbox_deliver
 from consents.personal_data import APPS, DELETED, INVENTORY, WIPED
 from preferences import devmail, pagecache
-from preferences.models import CenterSession, LinkRequest, PendingSignup
+from preferences.models import CenterSession, LinkRequest, PendingSignup, TrackingInbox
 
 RULE_PREFIXES = (WIPED, DELETED, "kept: ")
 
@@ -101,6 +101,11 @@ def person(make_topic: Callable[..., Topic], make_contact: Callable[..., Contact
         expires_at=clock.now(),
     )
     LinkRequest.objects.create(email="lea@example.fr", created_at=clock.now())
+    TrackingInbox.objects.create(
+        received_at=clock.now(), esp="Mailgun", event_type="clicked", fact="interaction",
+        recipient="Lea@example.fr", reference="event:1", occurred_at=clock.now(),
+        raw={"recipient": "Lea@example.fr"},
+    )  # fmt: skip
     Outbox.objects.create(
         contact=contact,
         template="x",
@@ -136,6 +141,8 @@ def person(make_topic: Callable[..., Topic], make_contact: Callable[..., Contact
 def rows_of(model: Any, contact: Contact) -> Any:
     if model is LinkRequest:
         return LinkRequest.objects.filter(email__iexact="lea@example.fr")
+    if model is TrackingInbox:
+        return TrackingInbox.objects.filter(recipient__iexact="lea@example.fr")
     if model is Contact:
         return Contact.objects.filter(pk=contact.pk)
     if model is Evidence:

@@ -21,7 +21,7 @@ from django.test import Client
 
 from consents import clock, services
 from consents.models import Contact, ContactFacts, Event
-from preferences import webhooks
+from preferences import tracking, webhooks
 from tests.conftest import at
 
 WEBHOOK_SECRET = "assent-esp:0F3x9-webhook-secret"
@@ -95,12 +95,15 @@ def mailgun_payload(
 
 
 def post_mailgun(client: Client, payload: dict[str, Any], **headers: Any) -> Any:
-    return client.post(
+    """Post the event, then drain the inbox into the ledger (as the worker does)."""
+    response = client.post(
         "/webhooks/anymail/mailgun/tracking/",
         data=json.dumps(payload),
         content_type="application/json",
         **(AUTH | headers),
     )
+    tracking.drain_all()
+    return response
 
 
 # --- Postmark (JSON webhooks, basic auth only) --------------------------------------------------
@@ -180,12 +183,15 @@ def postmark_unsubscribe(recipient: str, origin: str = "Recipient") -> dict[str,
 
 
 def post_postmark(client: Client, payload: dict[str, Any], **headers: Any) -> Any:
-    return client.post(
+    """Post the event, then drain the inbox into the ledger (as the worker does)."""
+    response = client.post(
         "/webhooks/anymail/postmark/tracking/",
         data=json.dumps(payload),
         content_type="application/json",
         **(AUTH | headers),
     )
+    tracking.drain_all()
+    return response
 
 
 # --- The mapping --------------------------------------------------------------------------------
@@ -260,8 +266,9 @@ def test_mailgun_click_extends_retention(client: Client, alice: Contact) -> None
 
 
 def test_mailgun_open_is_recorded_but_does_not_extend_retention(
-    client: Client, alice: Contact
+    client: Client, alice: Contact, settings: Any
 ) -> None:
+    settings.TRACKING_OPENS_PER_PERSON = True  # a sender that collects that consent
     before = ContactFacts.objects.get(contact=alice)
     assert post_mailgun(client, mailgun_payload("opened", "alice@example.fr")).status_code == 200
 
@@ -361,14 +368,14 @@ def test_two_distinct_clicks_are_two_facts(client: Client, alice: Contact) -> No
 def test_unknown_recipient_answers_200_and_writes_nothing(
     client: Client, alice: Contact, caplog: pytest.LogCaptureFixture, provider: str
 ) -> None:
-    caplog.set_level(logging.INFO, logger="preferences.webhooks")
+    caplog.set_level(logging.INFO, logger="preferences.tracking")
     if provider == "mailgun":
         response = post_mailgun(client, mailgun_payload("complained", "nobody@example.fr"))
     else:
         response = post_postmark(client, postmark_spam("nobody@example.fr"))
     assert response.status_code == 200
     assert Event.objects.count() == 0
-    [record] = [r for r in caplog.records if r.name == "preferences.webhooks"]
+    [record] = [r for r in caplog.records if r.name == "preferences.tracking"]
     assert record.levelno == logging.INFO
     assert "unknown recipient" in record.getMessage()
 
@@ -379,7 +386,7 @@ def test_recipient_is_found_by_normalised_email(
     contact = make_contact(email="Alice.Martin@example.fr")
     # Domain case and surrounding spaces (normalisation), local-part case (some ESPs lower it).
     for recipient in (" Alice.Martin@EXAMPLE.FR ", "alice.martin@example.fr"):
-        payload = mailgun_payload("opened", recipient)
+        payload = mailgun_payload("clicked", recipient)
         assert post_mailgun(client, payload).status_code == 200
     assert len(events(contact)) == 2
 
@@ -413,7 +420,7 @@ def test_mailgun_bad_signature_is_rejected_and_writes_nothing(
 
 def test_missing_timestamp_is_now(client: Client, alice: Contact) -> None:
     assert (
-        post_mailgun(client, mailgun_payload("opened", "alice@example.fr", when=None)).status_code
+        post_mailgun(client, mailgun_payload("clicked", "alice@example.fr", when=None)).status_code
         == 200
     )
     [event] = events(alice)
@@ -443,11 +450,11 @@ def test_validation_error_is_logged_and_answers_200(
 ) -> None:
     from django.core.exceptions import ValidationError
 
-    def refuse(**kwargs: Any) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
         raise ValidationError({"kind": "refused"})
 
-    monkeypatch.setattr(services, "interaction_record", refuse)
-    caplog.set_level(logging.INFO, logger="preferences.webhooks")
+    monkeypatch.setattr(services, "append_batch", refuse)
+    caplog.set_level(logging.INFO, logger="preferences.tracking")
     assert post_mailgun(client, mailgun_payload("clicked", "alice@example.fr")).status_code == 200
     assert Event.objects.count() == 0
     assert any(

@@ -1,0 +1,426 @@
+"""Assent's public pages against django-newsletter 1.2.1's subscribe page, in one run.
+
+Needs PostgreSQL, Redis and ``wrk``. Each side runs under gunicorn (``--workers`` sync workers,
+default 2), production settings (``DEBUG`` off), PostgreSQL on 127.0.0.1 with ``CONN_MAX_AGE``
+60, and is measured with wrk (2 threads, 4 connections, ``--seconds`` each, default 8), back to
+back:
+
+- **django-newsletter 1.2.1**, installed from PyPI into a throwaway virtualenv (``--peer-venv``,
+  default ``/tmp/assent-peer-venv``; never committed) with Django 5.2 and gunicorn, in a tiny
+  project this script writes next to it (one newsletter, Django's dummy email backend, its
+  activation email sent in the request): GET and POST of ``/newsletter/news/subscribe/``, each
+  POST a new address (a subscription row and its activation email).
+- **Assent**, on a fresh database with 3 topics and their notices (FR and EN), rate limits off,
+  as deployed: the confirmation email is written to the outbox and queued for a Celery worker
+  (the Redis database given is the broker; no worker runs, the queue is purged afterwards), where
+  the peer sends its activation email in the request: GET and POST of ``/subscribe/``, each POST
+  a new address with one choice (the pending opt-in in the ledger with its evidence and
+  projections, the pending sign-up, the outbox row).
+- **The preference page**: ``bench/preferences_bench.py`` in the same run (drawn, served again,
+  a save), with the same wrk settings.
+
+Prints a table with the ratios and writes ``<out>/peer.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PEER = "django-newsletter==1.2.1"
+TARGETS = {"signup_get": 1.0, "signup_post": 0.8, "save": 0.8}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def spare_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recreate_database(server_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def wrk(port: int, path: str, seconds: int, script: Path | None = None) -> dict[str, Any]:
+    command = ["wrk", "-t2", "-c4", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
+    command.append(f"http://127.0.0.1:{port}{path}")
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": p50.group(1) if p50 else "",
+        "non_2xx_3xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def lua_post(path: str, cookie: str, body: str, field: str) -> str:
+    """POST ``body`` with a new address in ``field`` each time (per thread and counter)."""
+    return f"""
+local counter = 0
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_number", threads)
+end
+function init(args)
+  me = tonumber(thread_number) or 0
+  salt = os.time()
+end
+function request()
+  counter = counter + 1
+  local email = string.format("p%d-%d-%d%%40bench.example", me, salt, counter)
+  return wrk.format("POST", "{path}", {{
+    ["Cookie"] = "{cookie}",
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+    ["Origin"] = "http://127.0.0.1:" .. "{{port}}",
+  }}, "{body}&{field}=" .. email)
+end
+"""
+
+
+class Server:
+    def __init__(self, name: str, command: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.port = spare_port()
+        self.process = subprocess.Popen(  # noqa: S603 - our own command line
+            [*command, "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning"],
+            cwd=cwd, env=env, start_new_session=True,
+        )  # fmt: skip
+
+    def wait(self, path: str) -> None:
+        import http.client
+
+        for _ in range(150):
+            if self.process.poll() is not None:
+                sys.exit(f"{self.name} exited")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", path)
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        sys.exit(f"{self.name} did not answer {path}")
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+def form_of(port: int, path: str) -> tuple[str, list[tuple[str, str]], str]:
+    """(Cookie header, the form's fields, its HTML) of a GET."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    html = response.read().decode()
+    jar = {}
+    for header in response.headers.get_all("Set-Cookie") or []:
+        name, _, rest = header.partition("=")
+        jar[name.strip()] = rest.split(";", 1)[0]
+    cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
+    hidden = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html)
+    return cookie, hidden, html
+
+
+# --- The peer -----------------------------------------------------------------------------------
+
+PEER_SETTINGS = """
+import os
+SECRET_KEY = os.environ["PEER_SECRET_KEY"]
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1"]
+INSTALLED_APPS = [
+    "django.contrib.contenttypes", "django.contrib.auth", "django.contrib.sites",
+    "django.contrib.sessions", "django.contrib.messages", "sorl.thumbnail", "newsletter",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "peerproj.urls"
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+    ]},
+}]
+DATABASES = {"default": {
+    "ENGINE": "django.db.backends.postgresql", "NAME": os.environ["PEER_DB"],
+    "USER": "postgres", "HOST": "127.0.0.1", "PORT": "5432", "CONN_MAX_AGE": 60,
+}}
+SITE_ID = 1
+USE_TZ = True
+EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+"""
+PEER_URLS = """
+from django.urls import include, path
+urlpatterns = [path("newsletter/", include("newsletter.urls"))]
+"""
+PEER_WSGI = """
+import os
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peerproj.settings")
+from django.core.wsgi import get_wsgi_application
+application = get_wsgi_application()
+"""
+
+
+def peer_setup(args: argparse.Namespace) -> tuple[Path, Path, dict[str, str]]:
+    venv = args.peer_venv
+    python = venv / "bin" / "python"
+    if not (venv / "bin" / "gunicorn").exists():
+        log(f"installing {PEER} into {venv}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", PEER, "sorl-thumbnail",
+             "Django>=5.2,<5.3", "gunicorn", "psycopg[binary]"],
+            check=True,
+        )  # fmt: skip
+    project = venv / "project"
+    (project / "peerproj").mkdir(parents=True, exist_ok=True)
+    (project / "peerproj" / "__init__.py").write_text("")
+    (project / "peerproj" / "settings.py").write_text(PEER_SETTINGS)
+    (project / "peerproj" / "urls.py").write_text(PEER_URLS)
+    (project / "peerproj" / "wsgi.py").write_text(PEER_WSGI)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")},
+        "DJANGO_SETTINGS_MODULE": "peerproj.settings",
+        "PEER_SECRET_KEY": secrets.token_urlsafe(40),
+        "PEER_DB": args.peer_database,
+        "PYTHONPATH": str(project),
+        "PYTHONWARNINGS": "ignore",
+    }
+    recreate_database(args.server_url, args.peer_database)
+    manage = [str(python), "-m", "django"]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=project, env=env, check=True)
+    subprocess.run(
+        [*manage, "shell", "-c",
+         "from django.contrib.sites.models import Site; from newsletter.models import Newsletter;"
+         " n = Newsletter.objects.create(title='News', slug='news', email='news@example.org',"
+         " sender='News', visible=True); n.site.set([Site.objects.get_current()])"],
+        cwd=project, env=env, check=True,
+    )  # fmt: skip
+    return python, project, env
+
+
+def measure_peer(args: argparse.Namespace, scripts: Path) -> dict[str, Any]:
+    python, project, env = peer_setup(args)
+    server = Server(
+        "django-newsletter",
+        [str(args.peer_venv / "bin" / "gunicorn"), "peerproj.wsgi", "--workers",
+         str(args.workers)],
+        project, env,
+    )  # fmt: skip
+    path = "/newsletter/news/subscribe/"
+    try:
+        server.wait(path)
+        cookie, hidden, _ = form_of(server.port, path)
+        body = urlencode([*hidden, ("name_field", "Marie")])
+        script = scripts / "peer-post.lua"
+        script.write_text(
+            lua_post(path, cookie, body, "email_field").replace("{port}", str(server.port))
+        )
+        results = {}
+        log("django-newsletter: subscribe GET")
+        results["signup_get"] = wrk(server.port, path, args.seconds)
+        log("django-newsletter: subscribe POST")
+        results["signup_post"] = wrk(server.port, path, args.seconds, script)
+    finally:
+        server.stop()
+    return results
+
+
+# --- Assent -------------------------------------------------------------------------------------
+
+
+def child_seed() -> None:
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from consents import services
+
+    for slug, channels in (
+        ("newsletter", ["email", "postal"]),
+        ("promotions", ["email", "sms", "push", "phone", "postal"]),
+        ("new-products", ["email", "sms", "push"]),
+    ):
+        topic = services.topic_create(
+            slug=slug, purpose="promotion", channels=channels, name_fr=slug.title(),
+            name_en=slug.title(), frequencies=[],
+        )  # fmt: skip
+        for language, text in (("fr", "J’accepte de recevoir"), ("en", "I agree to receive")):
+            services.notice_publish(topic=topic, language=language, text=f"{text} {slug}.")
+
+
+def assent_env(args: argparse.Namespace) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANYMAIL_", "CELERY_", "SIGNUP_", "EMAIL_", "DJANGO_", "REDIS_"))
+    }
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "PYTHONPATH": str(ROOT),
+            "DATABASE_URL": f"{args.server_url}/{args.database}",
+            "REDIS_URL": args.redis_url,
+            # As deployed: the request queues the confirmation email for a worker (the broker is
+            # the Redis database given; this run purges its queue afterwards).
+            "CELERY_TASK_ALWAYS_EAGER": "False",
+            "DEBUG": "False",
+            "SECRET_KEY": secrets.token_urlsafe(40),
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "SECURE_COOKIES": "False",
+            "SIGNUP_MAX_PER_IP_PER_HOUR": "100000000",
+            "SIGNUP_MAX_EMAILS_PER_ADDRESS": "100000000",
+            "EMAIL_BACKEND": "bench.backends.InstantBackend",
+            "EMAIL_TRACKING_WEBHOOKS": "False",
+            "VAR_DIR": str(args.out / "peer-var"),
+            "DEMO_PASSWORD": secrets.token_urlsafe(16),
+            "LOG_LEVEL": "WARNING",
+            "CONN_MAX_AGE": "60",
+        }
+    )
+    return env
+
+
+def measure_assent(args: argparse.Namespace, scripts: Path) -> dict[str, Any]:
+    env = assent_env(args)
+    recreate_database(args.server_url, args.database)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT,
+                   env=env, check=True)  # fmt: skip
+    subprocess.run([sys.executable, __file__, "--child-seed"], cwd=ROOT, env=env, check=True)
+    server = Server(
+        "assent", [str(BIN / "gunicorn"), "config.wsgi", "--workers", str(args.workers)], ROOT,
+        env,
+    )  # fmt: skip
+    path = "/subscribe/"
+    try:
+        server.wait("/healthz")
+        cookie, hidden, html = form_of(server.port, path)
+        choice = re.search(r'name="choice" value="(newsletter:email)"', html)
+        assert choice, "the sign-up page offers newsletter by email"
+        body = urlencode([*hidden, ("first_name", "Marie"), ("language", "fr"), ("phone", ""),
+                          ("website", ""), ("choice", "newsletter:email")])  # fmt: skip
+        script = scripts / "assent-post.lua"
+        script.write_text(lua_post(path, cookie, body, "email").replace("{port}", str(server.port)))
+        results = {}
+        log("Assent: sign-up GET")
+        results["signup_get"] = wrk(server.port, path, args.seconds)
+        log("Assent: sign-up POST")
+        results["signup_post"] = wrk(server.port, path, args.seconds, script)
+    finally:
+        server.stop()
+        purge_queue(args.redis_url)
+    return results
+
+
+def purge_queue(redis_url: str) -> None:
+    """Drop the confirmation emails this run queued (no worker sends them)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter("celery*"):
+        client.delete(key)
+    for key in ("celery", "_kombu.binding.celery"):
+        client.delete(key)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server-url", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--database", default="assent_peer_bench")
+    parser.add_argument("--peer-database", default="assent_peer_bench_newsletter")
+    parser.add_argument("--prefs-database", default="assent_prefs_bench")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
+    parser.add_argument("--peer-venv", type=Path, default=Path("/tmp/assent-peer-venv"))
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-preferences", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    parser.add_argument("--child-seed", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_seed:
+        return child_seed()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install -y wrk")
+    args.out.mkdir(parents=True, exist_ok=True)
+    scripts = args.out / "peer-lua"
+    scripts.mkdir(exist_ok=True)
+    peer = measure_peer(args, scripts)
+    assent = measure_assent(args, scripts)
+    prefs: dict[str, Any] = {}
+    if not args.skip_preferences:
+        log("the preference page (bench/preferences_bench.py)")
+        subprocess.run(
+            [sys.executable, "bench/preferences_bench.py", "--database", args.prefs_database,
+             "--redis-url", args.redis_url, "--seconds", str(args.seconds), "--connections", "4",
+             "--out", str(args.out)],
+            cwd=ROOT, check=True,
+        )  # fmt: skip
+        prefs = json.loads((args.out / "preferences.json").read_text())
+    rows = [
+        ("sign-up form, GET", assent["signup_get"], peer["signup_get"], TARGETS["signup_get"]),
+        ("sign-up, POST (one topic)", assent["signup_post"], peer["signup_post"],
+         TARGETS["signup_post"]),
+    ]  # fmt: skip
+    if prefs:
+        rows.append(("preference page, save", prefs["post"], peer["signup_post"], TARGETS["save"]))
+    result = {
+        "peer": peer, "assent": assent, "preferences": prefs,
+        "ratios": {name: a["rps"] / p["rps"] for name, a, p, _ in rows},
+        "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+    }  # fmt: skip
+    (args.out / "peer.json").write_text(json.dumps(result, indent=2))
+    print()
+    print("| page | Assent | django-newsletter 1.2.1 | ratio | target |")
+    print("|---|---:|---:|---:|---:|")
+    for name, a, p, target in rows:
+        print(
+            f"| {name} | {a['rps']:.0f} req/s | {p['rps']:.0f} req/s "
+            f"| {a['rps'] / p['rps']:.2f} | {target} |"
+        )
+    if prefs:
+        print(
+            f"\npreference page drawn / its floor: {prefs['get_drawn_over_floor']:.2f} "
+            f"(target 0.25); served again / its floor: {prefs['get_over_floor']:.2f} (target 0.6)"
+        )
+
+
+if __name__ == "__main__":
+    main()
