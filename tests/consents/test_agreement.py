@@ -31,7 +31,7 @@ from consents.models import Category, Event
 from consents.projections import fact_from_event, person_from_contact
 from consents.vocab import ANY, CHANNELS, METHODS, Channel, InteractionKind, Purpose
 
-EXAMPLES = int(os.environ.get("ASSENT_AGREEMENT_EXAMPLES", "250"))
+EXAMPLES = int(os.environ.get("ASSENT_AGREEMENT_EXAMPLES", "150"))
 DERANDOMIZE = os.environ.get("ASSENT_AGREEMENT_RANDOM") != "1"
 
 TOPICS = {
