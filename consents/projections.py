@@ -220,32 +220,29 @@ def derive(
                 }
             )
 
-    projection.catalog_facts += [
-        {
-            "kind": CatalogFact.Kind.PURCHASE,
-            "category": c,
-            "product": p,
-            "contract": "",
-            "active": False,
-        }
-        for c, p in sorted(purchases)
-    ]
     active = {id(e) for e in active_contracts}
     contracts: set[tuple[str, str, bool]] = set()
     for e in h:
         if e.type == EventType.CONTRACT_START:
             contracts.add((e.category or "", e.contract or "", id(e) in active))
-    projection.catalog_facts += [
-        {
-            "kind": CatalogFact.Kind.CONTRACT,
-            "category": c,
-            "product": "",
-            "contract": k,
-            "active": a,
-        }
-        for c, k, a in sorted(contracts)
-    ]
+    projection.catalog_facts += catalog_rows(purchases, contracts)
     return projection
+
+
+def catalog_rows(
+    purchases: Iterable[tuple[str, str]], contracts: Iterable[tuple[str, str, bool]]
+) -> list[dict[str, Any]]:
+    """The ``CatalogFact`` rows of a person: purchases (category, product) and contracts
+    (category, contract, active), in a stable order; the same for derive and the fold."""
+    return [
+        {"kind": CatalogFact.Kind.PURCHASE, "category": c, "product": p, "contract": "",
+         "active": False}
+        for c, p in sorted(purchases)
+    ] + [
+        {"kind": CatalogFact.Kind.CONTRACT, "category": c, "product": "", "contract": k,
+         "active": a}
+        for c, k, a in sorted(contracts)
+    ]  # fmt: skip
 
 
 def projection_write(
@@ -851,27 +848,9 @@ class Fold:
                         "frequency": self.frequencies.get(topic, ""),
                     }
                 )
-        projection.catalog_facts += [
-            {
-                "kind": CatalogFact.Kind.PURCHASE,
-                "category": c,
-                "product": p,
-                "contract": "",
-                "active": False,
-            }
-            for c, p in sorted({tuple(p) for p in self.purchases})
-        ]
         contracts = {(c, k, False) for c, k in self.ended}
         for contract, starts in self.active.items():
             contracts.update((category, contract, True) for category, _, _ in starts)
-        projection.catalog_facts += [
-            {
-                "kind": CatalogFact.Kind.CONTRACT,
-                "category": c,
-                "product": "",
-                "contract": k,
-                "active": a,
-            }
-            for c, k, a in sorted(contracts)
-        ]
+        purchases = {(c, p) for c, p in self.purchases}
+        projection.catalog_facts += catalog_rows(purchases, contracts)
         return projection
