@@ -31,6 +31,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
+from consents import labels
 from consents.models import Event, Outbox, Store, Topic
 from consents.vocab import EventType, Method
 
@@ -63,30 +64,6 @@ LABELS = {
     "median time to confirm": _("median time to confirm"),
 }
 CONFIRMED_WITHIN = re.compile(r"confirmed within (\d+) days")
-
-# What the page shows for the values of the rows (the ledger's codes): channels and methods by
-# their label, topics and stores by their name (``dimension_names``). The CSV files keep the codes.
-CHANNEL_LABELS = {
-    "email": pgettext_lazy("channel", "Email"),
-    "sms": pgettext_lazy("channel", "SMS"),
-    "push": pgettext_lazy("channel", "Push notification"),
-    "phone": pgettext_lazy("channel", "Phone"),
-    "postal": pgettext_lazy("channel", "Post"),
-}
-METHOD_LABELS = {
-    "web_form": pgettext_lazy("consent method", "Web form"),
-    "double_opt_in": pgettext_lazy("consent method", "Double opt-in"),
-    "preference_center": pgettext_lazy("consent method", "Preference center"),
-    "store_tablet": pgettext_lazy("consent method", "Store tablet"),
-    "phone_call": pgettext_lazy("consent method", "Phone call"),
-    "unsubscribe_link": pgettext_lazy("consent method", "Unsubscribe link"),
-    "one_click_unsubscribe": pgettext_lazy("consent method", "One-click unsubscribe"),
-    "api": pgettext_lazy("consent method", "API"),
-    "import": pgettext_lazy("consent method", "Import"),
-    "admin": pgettext_lazy("consent method", "Admin"),
-    # How people leave counts complaints (spam reports) with the unsubscribe methods.
-    "complaint": pgettext_lazy("consent method", "Complaint (spam report)"),
-}
 
 
 SPECIAL_NAMES: dict[str, dict[str, Any]] = {
@@ -238,7 +215,7 @@ def dimension_names(
     slugs = {dims["topic"] for _week, _type, dims, _n in grouped if dims["topic"]}
     topics = Topic.objects.filter(slug__in=slugs) if slugs else []
     return {
-        "channel": dict(CHANNEL_LABELS),
+        "channel": dict(labels.DASHBOARD_CHANNELS),
         "topic": {topic.slug: topic_name(topic) for topic in topics},
         "store": {
             dims["store"]: dims["store_name"]
@@ -420,7 +397,7 @@ def unsubscribe_methods(start: datetime, end: datetime) -> Chart:
         ["method", "count"],
         kind="bars",
         named="method",
-        names=dict(METHOD_LABELS),
+        names=dict(labels.DASHBOARD_METHODS),
     )
     chart.rows = sorted(([k, v] for k, v in split.items()), key=lambda r: -r[1])
     return chart

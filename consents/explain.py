@@ -14,22 +14,13 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
 from consents import rules
+from consents.labels import METHOD_HOW, channel_by
 from consents.models import Category, Event, Topic
-from consents.vocab import Channel, EventType, Method, Reason
+from consents.vocab import EventType, Method, Reason
 
 
 def _date(at: datetime | None) -> str:
     return formats.date_format(timezone.localtime(at), "DATE_FORMAT") if at else ""
-
-
-def channel_by(channel: str) -> str:
-    return {
-        Channel.EMAIL: _("by email"),
-        Channel.SMS: _("by text message"),
-        Channel.PHONE: _("by phone call"),
-        Channel.PUSH: _("by notification"),
-        Channel.POSTAL: _("by post"),
-    }.get(channel, channel)
 
 
 def how(event: Event) -> str:
@@ -38,18 +29,9 @@ def how(event: Event) -> str:
     method = event.method
     if method == Method.STORE_TABLET or (store and event.type == EventType.PURCHASE):
         return _("in store, %(store)s") % {"store": store} if store else _("in store")
-    return {
-        Method.WEB_FORM: _("on the website's sign-up form"),
-        Method.DOUBLE_OPT_IN: _("by clicking the link of our confirmation email"),
-        Method.PREFERENCE_CENTER: _("on their preference page"),
-        Method.PHONE_CALL: _("on the phone"),
-        Method.UNSUBSCRIBE_LINK: _("with the unsubscribe link of an email"),
-        Method.ONE_CLICK_UNSUBSCRIBE: _("with the unsubscribe button of their email program"),
-        Method.API: _("through one of our systems (API)"),
-        Method.IMPORT: _("brought over by an import"),
-        Method.ADMIN: _("recorded by our customer service"),
-        Method.SUPPRESSION: _("from the suppression list, after an erasure"),
-    }.get(method, method or _("by the system"))
+    if method in METHOD_HOW:
+        return str(METHOD_HOW[method])
+    return method or _("by the system")
 
 
 @dataclass

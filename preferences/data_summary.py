@@ -9,9 +9,9 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
+from consents.labels import channel_by
 from consents.models import Category, Contact, Event, Topic
 from consents.vocab import Reason
-from preferences.forms import channel_by
 
 WHY = {
     Reason.OPT_IN: _("you said yes"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from consents import links, services
+from consents.labels import channel_label
 from consents.models import LANGUAGES, Notice, Topic
 from preferences.services import PHONE_CHANNELS, SIGNUP_CHANNELS, notice_for
 
@@ -76,37 +77,6 @@ def describe_errors(form: forms.Form, *, skip: tuple[str, ...] = (), hints: bool
             attrs["aria-describedby"] = " ".join(dict.fromkeys(ids))
         if invalid:
             attrs["aria-invalid"] = "true"
-
-
-def channel_by(channel: str) -> str:
-    """How a message reaches the person, in a sentence: "by email", "by text message"."""
-    return str(
-        {
-            "email": _("by email"),
-            "sms": _("by text message"),
-            "phone": _("by phone call"),
-            "push": _("by notification"),
-            "postal": _("by post"),
-        }.get(channel, channel)
-    )
-
-
-def channels_by(channels: Sequence[str]) -> str:
-    """Several channels in one sentence: "by email or by text message"."""
-    words = [channel_by(c) for c in dict.fromkeys(channels)]
-    if len(words) <= 1:
-        return "".join(words)
-    return str(_("%(first)s or %(last)s") % {"first": ", ".join(words[:-1]), "last": words[-1]})
-
-
-def channel_label(channel: str) -> str:
-    return {
-        "email": _("Email"),
-        "sms": _("Text message (SMS)"),
-        "phone": _("Phone call"),
-        "push": _("Notification"),
-        "postal": _("Post"),
-    }.get(channel, channel)
 
 
 @dataclass(frozen=True)

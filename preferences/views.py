@@ -29,6 +29,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from consents import catalogue, clock, links, proof, services
 from consents.http import client_ip, user_agent
+from consents.labels import METHOD_FOR_PERSON, STATUS_LABELS, channel_label, channel_words
 from consents.links import LinkError
 from consents.models import ConsentState, Contact, Event, Topic
 from consents.vocab import ANY, EventType, Method, Reason
@@ -39,7 +40,6 @@ from preferences.forms import (
     FIRST_NAME_ONLY,
     LinkRequestForm,
     SubscribeForm,
-    channel_label,
     frequency_label,
     phone_cleaned,
     preferences_choice,
@@ -72,14 +72,6 @@ SESSION_GRANTED_AT = "preferences_granted_at"
 # control of that mailbox (the evidence of a "yes" by email given on the page).
 SESSION_LINK_DIGEST = "preferences_link_digest"
 SESSION_FLASH = "preferences_saved"
-
-STATUS_LABELS = {
-    ConsentState.Status.OPTED_IN: _("Subscribed"),
-    ConsentState.Status.PENDING: _("Waiting for your confirmation"),
-    ConsentState.Status.INVALID: _("Not valid: we need to ask you again"),
-    ConsentState.Status.OPTED_OUT: _("Unsubscribed"),
-    ConsentState.Status.NONE: _("No choice made"),
-}
 
 
 # --- Helpers ------------------------------------------------------------------------------------
@@ -842,7 +834,6 @@ STATE_EXPLANATIONS = {
     ConsentState.Status.OPTED_IN: _("You said yes: we send you these."),
     ConsentState.Status.NONE: _("We do not send you these."),
 }
-CHANNEL_LABELS = {c: channel_label(c) for c in ("email", "sms", "phone", "push", "postal")}
 
 
 class _Words:
@@ -884,7 +875,7 @@ def _cell_context(cell: center.Cell, words: _Words, paused: str = "") -> dict[st
         "id": cell.dom_id,
         "shown": cell.has_address,
         "checked": cell.receiving,
-        "label": words(CHANNEL_LABELS.get(cell.channel, cell.channel)),
+        "label": words(channel_label(cell.channel)),
         "state": "paused" if paused and cell.receiving and cell.has_address else state,
         "state_label": state_label,
         "since": since,
@@ -957,21 +948,6 @@ HISTORY_TYPES = {
     EventType.COMPLAINT,
     EventType.CALLBACK_REQUEST,
 }
-METHOD_LABELS = {
-    Method.WEB_FORM: _("On our website"),
-    Method.DOUBLE_OPT_IN: _("By clicking the link in our email"),
-    Method.PREFERENCE_CENTER: _("On this page"),
-    Method.STORE_TABLET: _("In a store"),
-    Method.PHONE_CALL: _("On the phone"),
-    Method.UNSUBSCRIBE_LINK: _("With the unsubscribe link of an email"),
-    Method.ONE_CLICK_UNSUBSCRIBE: _("With the unsubscribe button of your email program"),
-    Method.API: _("Through one of our systems"),
-    Method.IMPORT: _("Brought over from one of our earlier systems"),
-    Method.ADMIN: _("Recorded by our customer service"),
-    Method.SUPPRESSION: _(
-        "From your earlier request, kept on our suppression list after your data was erased"
-    ),
-}
 
 
 def _shown(event: Event) -> bool:
@@ -982,23 +958,9 @@ def _topic_name(slug: str, topics: dict[str, Topic]) -> str:
     return topics[slug].name if slug in topics else slug
 
 
-CHANNEL_WORDS = {
-    "email": _("email"),
-    "sms": _("text message"),
-    "phone": _("phone"),
-    "push": _("notification"),
-    "postal": _("post"),
-}
-
-
-def _channel_words(channel: str) -> str:
-    """A channel inside a sentence: "by email", "par SMS"."""
-    return str(CHANNEL_WORDS.get(channel, channel))
-
-
 def _history_choice(event: Event, topics: dict[str, Topic]) -> str:
     topic = _topic_name(event.topic, topics)
-    channel = _channel_words(event.channel)
+    channel = channel_words(event.channel)
     if event.type == EventType.OPT_IN:
         if event.data.get("doi") == "pending":
             return _("Yes to “%(topic)s” by %(channel)s, to be confirmed by email") % {
@@ -1031,7 +993,7 @@ def _history_choice(event: Event, topics: dict[str, Topic]) -> str:
 
 
 def _history_row(event: Event, topics: dict[str, Topic]) -> dict[str, Any]:
-    how = METHOD_LABELS.get(event.method, event.method) if event.method else ""
+    how = METHOD_FOR_PERSON.get(event.method, event.method) if event.method else ""
     if event.type == EventType.COMPLAINT:
         how = _("From your email program")
     return {
@@ -1084,7 +1046,7 @@ def _flash_lines(flash: dict[str, Any], topics: dict[str, Topic]) -> list[str]:
     for change in flash.get("changes", []):
         values = {
             "topic": _topic_name(change["topic"], topics),
-            "channel": _channel_words(change["channel"]),
+            "channel": channel_words(change["channel"]),
             "frequency": frequency_label(change["frequency"]).lower(),
         }
         lines.append(

@@ -4,9 +4,9 @@ from collections.abc import Sequence
 
 from django import template
 
-from preferences.forms import channel_by as _channel_by
-from preferences.forms import channel_label as _channel_label
-from preferences.forms import channels_by as _channels_by
+from consents.labels import channel_by as _channel_by
+from consents.labels import channel_label as _channel_label
+from consents.labels import channels_by as _channels_by
 
 register = template.Library()
 
