@@ -269,7 +269,7 @@ def test_an_explicit_option_replays_webhooks_for_the_imported_events(
 ) -> None:
     from consents import webhooks_out
 
-    monkeypatch.setattr(webhooks_out, "queue_send", lambda delivery_id: True)
+    monkeypatch.setattr(webhooks_out.sending, "queue_send", lambda delivery_id: True)
     with django_capture_on_commit_callbacks(execute=True):
         mailchimp("mailchimp_unsubscribed.csv", webhooks=True)
     types = sorted(WebhookDelivery.objects.values_list("type", flat=True))

@@ -537,7 +537,7 @@ def test_plain_http_is_refused_when_https_is_required(settings: Any) -> None:
 def test_a_public_address_is_accepted(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
     monkeypatch.setattr(
-        webhooks_out.socket,
+        webhooks_out.network.socket,
         "getaddrinfo",
         lambda *a, **k: [(2, 1, 6, "", ("93.184.215.14", 443))],
     )
