@@ -14,6 +14,7 @@ import hmac
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,10 @@ from consents.imports.presets import (
     Mapped,
     Refused,
     check_topic,
+    topic_channels,
 )
 from consents.imports.reading import ImportError_, file_digest, read_rows
-from consents.models import Contact, ImportedRow, ImportRun, Suppression, Topic
+from consents.models import Contact, ImportedRow, ImportRun, Suppression
 from consents.vocab import Doi, EventType, Method
 
 BATCH_ROWS = 10_000
@@ -122,9 +124,7 @@ def run(
     ``on_row`` receives every row's plan; ``progress`` (rows done, lines in the file)."""
     if preset not in PRESETS:
         raise ImportError_(f"Unknown preset {preset!r}: one of {', '.join(PRESETS)}.")
-    topics = {
-        slug: list(channels) for slug, channels in Topic.objects.values_list("slug", "channels")
-    }
+    topics = topic_channels()
     check_topic(preset, topic, topics)
     sha256, lines = file_digest(path)
     now = clock.now()
@@ -132,13 +132,14 @@ def run(
     summary = Summary(run=None, sha256=sha256)
     if not dry_run:
         if import_run is None:
-            import_run = ImportRun.objects.create(
+            import_run = import_run_create(
+                path=path,
                 preset=preset,
                 topic=topic,
-                filename=(filename or path.name)[:255],
-                file_sha256=sha256,
-                actor=actor[:150],
+                actor=actor,
                 webhooks=webhooks,
+                filename=filename,
+                sha256=sha256,
                 created_at=now,
             )
         import_run.status = ImportRun.Status.RUNNING
@@ -170,6 +171,29 @@ def run(
         import_run.status = ImportRun.Status.DONE
         _finish(import_run, summary)
     return summary
+
+
+def import_run_create(
+    *,
+    path: Path,
+    preset: str,
+    topic: str,
+    actor: str,
+    webhooks: bool,
+    filename: str,
+    sha256: str,
+    created_at: datetime,
+) -> ImportRun:
+    """The record of one import (run now, or queued for a worker)."""
+    return ImportRun.objects.create(
+        preset=preset,
+        topic=topic,
+        filename=(filename or path.name)[:255],
+        file_sha256=sha256,
+        actor=actor[:150],
+        webhooks=webhooks,
+        created_at=created_at,
+    )
 
 
 def _finish(import_run: ImportRun, summary: Summary) -> None:

@@ -14,10 +14,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from consents import bulk, clock
-from consents.imports.importer import run
-from consents.imports.presets import PRESETS, check_topic
+from consents.imports.importer import import_run_create, run
+from consents.imports.presets import PRESETS, check_topic, topic_channels
 from consents.imports.reading import ImportError_, file_digest
-from consents.models import ImportRun, Topic
+from consents.models import ImportRun
 
 SUFFIXES = (".csv", ".xlsx")
 
@@ -56,20 +56,19 @@ def import_queue(
     (``ImportRun.status``, counts, report) says how it went. ``path`` is deleted afterwards."""
     if preset not in PRESETS:
         raise ValidationError({"preset": f"One of {', '.join(PRESETS)}."})
-    topics = {
-        slug: list(channels) for slug, channels in Topic.objects.values_list("slug", "channels")
-    }
+    topics = topic_channels()
     try:
         check_topic(preset, topic, topics)
     except ImportError_ as exc:
         raise ValidationError({"topic": str(exc)}) from exc
-    import_run = ImportRun.objects.create(
+    import_run = import_run_create(
+        path=path,
         preset=preset,
         topic=topic,
-        filename=(filename or path.name)[:255],
-        file_sha256=file_digest(path)[0],
-        actor=actor[:150],
+        actor=actor,
         webhooks=webhooks,
+        filename=filename,
+        sha256=file_digest(path)[0],
         created_at=clock.now(),
     )
     options = {"locale": locale}

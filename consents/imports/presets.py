@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 
 from consents import bulk, services
 from consents.imports.reading import ImportError_, parse_instant, parse_ip, parse_yes
+from consents.models import Topic
 from consents.vocab import CHANNELS, Channel, Doi, Method
 
 PRESETS = ("mailchimp", "brevo", "assent")
@@ -331,6 +332,13 @@ MAPPERS: dict[str, Callable[[dict[str, str], int, Context], Mapped]] = {
     "assent": map_assent,
 }
 REQUIRED_COLUMNS = {"mailchimp": ("Email Address",), "brevo": ("EMAIL",), "assent": ("email",)}
+
+
+def topic_channels() -> dict[str, list[str]]:
+    """Every topic's channels, by slug: what a file's topics are checked against."""
+    return {
+        slug: list(channels) for slug, channels in Topic.objects.values_list("slug", "channels")
+    }
 
 
 def check_topic(preset: str, topic: str, topics: dict[str, list[str]]) -> None:
