@@ -43,7 +43,7 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from consents import clock, proof
-from consents.adminsite import idle_session_ended, is_verified, safe_next
+from consents.admin.site import idle_session_ended, is_verified, safe_next
 from consents.models import EnrolmentLink
 
 RECOVERY_CODES = 10
