@@ -44,7 +44,7 @@ from consents.models import (
 )
 from consents.vocab import CHANNELS, PURPOSES, Channel, Purpose
 
-# --- The contact's page: ledger and current state, read-only ------------------------------------
+# --- The ledger and current state, read-only inlines ---------------------------------------------
 
 
 class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -138,6 +138,9 @@ class CatalogFactInline(ReadOnlyInline):
     verbose_name_plural = _("Purchases and contracts")
     ordering = ("kind", "category", "product")
     fields = readonly_fields = ("kind", "category", "product", "contract", "active")
+
+
+# --- The decision panel and the officer's forms --------------------------------------------------
 
 
 DECISION_YEARS = (1970, 2100)
@@ -263,6 +266,9 @@ class RectifyForm(forms.Form):
         except ValidationError as exc:
             # The service names the field in its error; a form's clean_<field> may not.
             raise ValidationError(_("Enter a valid email address."), code="invalid") from exc
+
+
+# --- The page ------------------------------------------------------------------------------------
 
 
 def _today_summary(grid: list[Any]) -> list[dict[str, Any]]:

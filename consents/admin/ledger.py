@@ -33,7 +33,7 @@ from consents.models import (
     Suppression,
 )
 
-# --- Events and their evidence ------------------------------------------------------------------
+# --- Events and their evidence -------------------------------------------------------------------
 
 
 @admin.register(Event)
@@ -116,7 +116,7 @@ class EvidenceAdmin(ReadOnlyAdminMixin, ContactSearchMixin, admin.ModelAdmin):
         return obj.event.contact
 
 
-# --- Projections: derived from the ledger, never edited -----------------------------------------
+# --- Projections: derived from the ledger, never edited ------------------------------------------
 
 
 class ProjectionAdmin(ReadOnlyAdminMixin, ContactSearchMixin, admin.ModelAdmin):
@@ -164,7 +164,7 @@ class CatalogFactAdmin(ProjectionAdmin):
     list_filter = ("kind", "active")
 
 
-# --- Compliance records: read-only for everyone -------------------------------------------------
+# --- Compliance records: read-only for everyone --------------------------------------------------
 
 
 @admin.register(AccessLog)

@@ -19,7 +19,7 @@ from consents.admin.common import ReadOnlyAdminMixin, method_decorator_post
 from consents.models import Category, Notice, ReconfirmCampaign, Store, Topic
 from consents.vocab import TOPIC_PURPOSES, Channel, Purpose
 
-# --- What superusers manage: topics, notices, catalog, stores -----------------------------------
+# --- Topics --------------------------------------------------------------------------------------
 
 
 class TopicForm(forms.ModelForm):
@@ -89,6 +89,9 @@ class TopicAdmin(admin.ModelAdmin):
             active=data.get("active", True),
         )
         obj.pk = created.pk
+
+
+# --- Notices and their re-confirmation campaigns -------------------------------------------------
 
 
 @admin.register(Notice)
@@ -196,6 +199,23 @@ class NoticeAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:consents_notice_change", args=[pk]))
 
 
+@admin.register(ReconfirmCampaign)
+class ReconfirmCampaignAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("notice", "started_at", "started_by", "finished_at", "asked", "confirmed")
+    list_select_related = ("notice__topic",)
+
+    @admin.display(description=_("asked"))
+    def asked(self, obj: ReconfirmCampaign) -> int:
+        return obj.requests.count()
+
+    @admin.display(description=_("confirmed"))
+    def confirmed(self, obj: ReconfirmCampaign) -> int:
+        return obj.requests.filter(confirmed_at__isnull=False).count()
+
+
+# --- The catalog and the stores ------------------------------------------------------------------
+
+
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
     list_display = ("slug", "family", "name", "name_en")
@@ -218,17 +238,3 @@ class CategoryAdmin(admin.ModelAdmin):
 class StoreAdmin(admin.ModelAdmin):
     list_display = ("code", "name")
     search_fields = ("code", "name")
-
-
-@admin.register(ReconfirmCampaign)
-class ReconfirmCampaignAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("notice", "started_at", "started_by", "finished_at", "asked", "confirmed")
-    list_select_related = ("notice__topic",)
-
-    @admin.display(description=_("asked"))
-    def asked(self, obj: ReconfirmCampaign) -> int:
-        return obj.requests.count()
-
-    @admin.display(description=_("confirmed"))
-    def confirmed(self, obj: ReconfirmCampaign) -> int:
-        return obj.requests.filter(confirmed_at__isnull=False).count()

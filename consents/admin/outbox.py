@@ -89,7 +89,7 @@ class OutboxAdmin(ReadOnlyAdminMixin, ContactSearchMixin, admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-# --- Webhook endpoints --------------------------------------------------------------------------
+# --- Webhook endpoints ---------------------------------------------------------------------------
 
 
 class EndpointForm(forms.ModelForm):

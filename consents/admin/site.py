@@ -20,7 +20,7 @@ from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.contrib.auth import logout
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import URLPattern, URLResolver, path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
@@ -146,16 +146,10 @@ class AssentAdminSite(admin.AdminSite):
         context["can_run_retention"] = user.is_active and user.has_perm("consents.run_retention")
         context["can_import"] = user.is_active and user.has_perm("consents.add_importrun")
         if user.is_active and user.has_perm("consents.view_webhookendpoint"):
-            from consents.models import WebhookEndpoint
+            from consents.admin.outbox import failing_endpoints
 
-            context["failing_webhooks"] = WebhookEndpoint.objects.filter(
-                active=True, failing_since__isnull=False
-            ).count()
+            context["failing_webhooks"] = failing_endpoints().count()
         return context
-
-
-def redirect_to(request: HttpRequest, name: str) -> HttpResponse:
-    return HttpResponseRedirect(reverse(name))
 
 
 class AssentAdminConfig(AdminConfig):

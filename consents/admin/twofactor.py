@@ -64,7 +64,7 @@ def qr_svg(text: str) -> str:
     return image.to_string(encoding="unicode")
 
 
-# --- Enrolment links ----------------------------------------------------------------------------
+# --- Enrolment links -----------------------------------------------------------------------------
 
 
 def _digest(token: str) -> str:
@@ -169,7 +169,7 @@ def device_confirm(*, user: Any, device: TOTPDevice, link: EnrolmentLink | None)
     return codes
 
 
-# --- Views --------------------------------------------------------------------------------------
+# --- Views ---------------------------------------------------------------------------------------
 
 
 def _staff_or_login(request: HttpRequest) -> HttpResponse | None:
