@@ -10,6 +10,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 
 from consents.email_change import email_change_request
 from consents.models import AccessLog, Contact, Outbox
@@ -32,7 +33,7 @@ def test_an_address_another_contact_has_is_refused_and_nothing_is_sent(
 ) -> None:
     contact = make_contact(email="marie@example.fr")
     make_contact(email="Paul@example.org")
-    with pytest.raises(ValidationError) as refused:
+    with translation.override("en"), pytest.raises(ValidationError) as refused:
         email_change_request(contact=contact, new_email="paul@example.org", user=admin_user)
     assert refused.value.message_dict == {"email": ["Another contact has this address."]}
     assert not Outbox.objects.exists()
