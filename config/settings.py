@@ -54,8 +54,8 @@ CONTROLLER_ADDRESS = env("CONTROLLER_ADDRESS", default="")
 PRIVACY_NOTICE_URL = env("PRIVACY_NOTICE_URL", default="")
 
 INSTALLED_APPS = [
-    # The admin site with a second factor (consents.adminsite.AssentAdminSite).
-    "consents.adminapp.AssentAdminConfig",
+    # The admin site with a second factor (consents.admin.site.AssentAdminSite).
+    "consents.admin.site.AssentAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from consents import anchors, clock, services
-from consents.admin import LatestEventsFormSet
+from consents.admin.contacts import LatestEventsFormSet
 from consents.models import (
     AccessLog,
     CatalogFact,

@@ -16,7 +16,8 @@ from django.contrib.auth.models import Group
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from consents import anchors, clock, services, twofactor
+from consents import anchors, clock, services
+from consents.admin import twofactor
 from consents.models import Contact, Notice, Topic
 from tests.conftest import at, axe_violations, browser_context, close_checking_csp
 from tests.consents.conftest import (

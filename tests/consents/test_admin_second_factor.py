@@ -18,8 +18,9 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from consents import clock, twofactor
-from consents.adminsite import SESSION_LAST_SEEN
+from consents import clock
+from consents.admin import twofactor
+from consents.admin.site import SESSION_LAST_SEEN
 from consents.models import AccessLog, EnrolmentLink
 from tests.consents.conftest import verified_login
 

@@ -16,7 +16,8 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from consents import ledger, services, twofactor
+from consents import ledger, services
+from consents.admin import twofactor
 from consents.models import (
     AccessLog,
     Contact,

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from consents import clock, dashboards, notices, proof, services
-from consents.admin import DecisionForm
+from consents.admin.contacts import DecisionForm
 from consents.models import Contact, ReconfirmCampaign, ReconfirmRequest, Topic
 from consents.vocab import Method
 from preferences import center

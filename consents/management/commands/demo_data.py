@@ -402,7 +402,7 @@ class Command(BaseCommand):
         without a device gets its one-time enrolment link (a new one per run)."""
         from django_otp import user_has_device
 
-        from consents import twofactor
+        from consents.admin import twofactor
 
         self.stdout.write(
             "Admin second factor: on. Each admin account sets it up once: open its link, log in "
@@ -442,7 +442,7 @@ class Command(BaseCommand):
         for login in logins:
             secret = password if login.password_works else "(existing user, own password)"
             self.stdout.write(f"  {login.username:<11} {secret:<38} {login.role}")
-        from consents.adminsite import second_factor_required
+        from consents.admin.site import second_factor_required
 
         if second_factor_required():
             self._enrolment_links(logins)

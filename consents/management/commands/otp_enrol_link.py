@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from consents import twofactor
+from consents.admin import twofactor
 
 
 class Command(BaseCommand):

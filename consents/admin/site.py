@@ -1,4 +1,4 @@
-"""The admin site: Django's, with a TOTP second factor for every account.
+"""The admin site: Django's, with a TOTP second factor for every account; and its app config.
 
 A password alone opens nothing: ``has_permission`` also wants a session verified by django-otp.
 After the password, the login page sends the user to enrol a device (first login: QR code and
@@ -17,9 +17,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.apps import AdminConfig
 from django.contrib.auth import logout
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import URLPattern, URLResolver, path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
@@ -115,7 +116,7 @@ class AssentAdminSite(admin.AdminSite):
         return response
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
-        from consents import admin_integrations, admin_views, twofactor
+        from consents.admin import dashboards, outbox, twofactor
 
         def staff(view: Any) -> Any:
             return self.admin_view(view)
@@ -129,12 +130,12 @@ class AssentAdminSite(admin.AdminSite):
                 {"site": self},
                 name="otp_enrol_link",
             ),
-            path("dashboard/", staff(admin_views.dashboard), name="dashboard"),
+            path("dashboard/", staff(dashboards.dashboard), name="dashboard"),
             path(
-                "dashboard/<str:chart>.csv", staff(admin_views.dashboard_csv), name="dashboard_csv"
+                "dashboard/<str:chart>.csv", staff(dashboards.dashboard_csv), name="dashboard_csv"
             ),
-            path("retention/", staff(admin_views.retention_report), name="retention"),
-            path("import/", staff(admin_integrations.import_page), name="consents_import"),
+            path("retention/", staff(dashboards.retention_report), name="retention"),
+            path("import/", staff(outbox.import_page), name="consents_import"),
         ]
         return urls + super().get_urls()
 
@@ -145,13 +146,28 @@ class AssentAdminSite(admin.AdminSite):
         context["can_run_retention"] = user.is_active and user.has_perm("consents.run_retention")
         context["can_import"] = user.is_active and user.has_perm("consents.add_importrun")
         if user.is_active and user.has_perm("consents.view_webhookendpoint"):
-            from consents.models import WebhookEndpoint
+            from consents.admin.outbox import failing_endpoints
 
-            context["failing_webhooks"] = WebhookEndpoint.objects.filter(
-                active=True, failing_since__isnull=False
-            ).count()
+            context["failing_webhooks"] = failing_endpoints().count()
         return context
 
 
-def redirect_to(request: HttpRequest, name: str) -> HttpResponse:
-    return HttpResponseRedirect(reverse(name))
+class AssentAdminConfig(AdminConfig):
+    """``django.contrib.admin`` with Assent's site: a second factor for every login.
+
+    Named in ``INSTALLED_APPS``, so imported before any model is loaded: ``consents.admin``
+    (the package Django's autodiscovery imports) holds no model admin, and the pages register
+    here, once every app's admin module has (``staff`` replaces the registered ``User`` admin).
+    """
+
+    default_site = "consents.admin.site.AssentAdminSite"
+
+    def ready(self) -> None:
+        super().ready()
+        from consents.admin import (  # noqa: F401  (each registers its pages)
+            contacts,
+            ledger,
+            notices,
+            outbox,
+            staff,
+        )

@@ -43,7 +43,7 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from consents import clock, proof
-from consents.adminsite import idle_session_ended, is_verified, safe_next
+from consents.admin.site import idle_session_ended, is_verified, safe_next
 from consents.models import EnrolmentLink
 
 RECOVERY_CODES = 10
@@ -64,7 +64,7 @@ def qr_svg(text: str) -> str:
     return image.to_string(encoding="unicode")
 
 
-# --- Enrolment links ----------------------------------------------------------------------------
+# --- Enrolment links -----------------------------------------------------------------------------
 
 
 def _digest(token: str) -> str:
@@ -169,7 +169,7 @@ def device_confirm(*, user: Any, device: TOTPDevice, link: EnrolmentLink | None)
     return codes
 
 
-# --- Views --------------------------------------------------------------------------------------
+# --- Views ---------------------------------------------------------------------------------------
 
 
 def _staff_or_login(request: HttpRequest) -> HttpResponse | None:

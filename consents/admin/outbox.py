@@ -1,8 +1,10 @@
-"""The admin of what flows in and out: webhook endpoints and their deliveries, imports.
+"""The admin of what flows in and out: the outbox of emails, webhook endpoints and their
+deliveries, imports.
 
-Endpoints are created and changed through ``consents.webhooks_out`` (the URL is checked against
-addresses inside the network); their secret is shown once, in the answer to the POST that made
-it, never again. Imports are uploaded, previewed (a dry run), then confirmed.
+The outbox shows what was sent to whom, never the message or its links. Endpoints are created and
+changed through ``consents.webhooks_out`` (the URL is checked against addresses inside the
+network); their secret is shown once, in the answer to the POST that made it, never again. Imports
+are uploaded, previewed (a dry run), then confirmed.
 """
 
 from __future__ import annotations
@@ -26,11 +28,68 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from consents import clock, imports, webhooks_out
-from consents.admin import ReadOnlyAdminMixin, UTCDateTimeField
-from consents.models import ImportRun, Topic, WebhookDelivery, WebhookEndpoint
+from consents.admin.common import ContactSearchMixin, ReadOnlyAdminMixin, UTCDateTimeField
+from consents.models import ImportRun, Outbox, Topic, WebhookDelivery, WebhookEndpoint
 from consents.proof import access_log
 
-# --- Webhook endpoints --------------------------------------------------------------------------
+# --- The outbox ----------------------------------------------------------------------------------
+
+
+@admin.register(Outbox)
+class OutboxAdmin(ReadOnlyAdminMixin, ContactSearchMixin, admin.ModelAdmin):
+    """What was sent to whom, when, and how the sending went; never the message itself.
+
+    A row's links are minted only when it is sent, and neither they nor the body are shown
+    here: a pending confirmation must not be something staff can copy and use."""
+
+    list_display = ("id", "template", "to", "status", "created_at", "sent_at", "attempts")
+    list_filter = ("status", "template")
+    list_select_related = ("contact",)
+    list_per_page = 50
+    show_full_result_count = False
+    ordering = ("-pk",)
+    fields = (
+        "contact",
+        "template",
+        "to",
+        "language",
+        "is_service",
+        "link_scopes",
+        "status",
+        "attempts",
+        "created_at",
+        "next_attempt_at",
+        "sent_at",
+        "message_id",
+        "provider_message_id",
+        "last_error",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("links"))
+    def link_scopes(self, obj: Outbox) -> str:
+        # The kinds of link the email carries, not the links: they do not exist until it is sent.
+        return ", ".join(sorted({spec.get("scope", "?") for spec in obj.links.values()})) or "-"
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        row = self.get_object(request, object_id)
+        if row is not None and request.method == "GET" and self.has_view_permission(request, row):
+            access_log(
+                user=request.user,
+                action="view_outbox",
+                contact=row.contact,
+                detail=f"outbox #{row.pk} ({row.template})",
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+# --- Webhook endpoints ---------------------------------------------------------------------------
 
 
 class EndpointForm(forms.ModelForm):
