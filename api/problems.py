@@ -196,6 +196,19 @@ def _django_errors(exc: DjangoValidationError) -> list[dict[str, str]]:
     return [_item("", m) for m in exc.messages]
 
 
+def item_body(exc: Exception) -> dict[str, Any]:
+    """The problem of one refused item of a batch, as JSON: the batch itself answers 200, with a
+    problem beside each item it refused (a ``Problem``, a DRF or a Django validation error)."""
+    if isinstance(exc, Problem):
+        errors = [_item(exc.field, str(exc.detail))] if exc.field else None
+        return body(exc.slug, str(exc.detail), errors=errors)
+    if isinstance(exc, exceptions.ValidationError):
+        errors = flatten(exc.detail)
+        return body("validation-error", errors[0]["detail"] if errors else "", errors=errors)
+    errors = _django_errors(exc)  # type: ignore[arg-type]
+    return body("unprocessable", errors[0]["detail"] if errors else "", errors=errors)
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's ``EXCEPTION_HANDLER``: every error is a problem; nothing escapes as an HTML page."""
     request = context.get("request")

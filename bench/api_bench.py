@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import ROOT, django_setup
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assent_bench"
 AS_OF = "2026-10-01T09:00:00+00:00"
 TARGETS = {"decisions_s": 1.0, "audience_ratio": 1.5, "peak_rss_mb": 150}
@@ -34,13 +35,8 @@ AUDIENCE = {"channel": "email", "purpose": "promotion", "topic": "promotions"}
 
 
 def setup() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
-    import django
-
-    django.setup()
+    django_setup(DEFAULT_URL)
 
 
 def peak_rss_mb() -> float:

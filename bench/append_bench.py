@@ -24,29 +24,18 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import ROOT, django_setup, ensure_database, log, migrate
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assent_append_bench"
 TARGET_RATIO = 1.25
 WINDOW = 20
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def setup(url: str) -> None:
     os.environ["DATABASE_URL"] = url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    sys.path.insert(0, str(ROOT))
-    sys.path.insert(0, str(ROOT / "bench"))
-    import django
-
-    django.setup()
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
+    if django_setup(url) != "postgresql":
         sys.exit("The append benchmark needs PostgreSQL: set DATABASE_URL.")
-    from ledger_bench import ensure_database, migrate, reset
+    from ledger_bench import reset
 
     ensure_database()
     migrate()

@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import ROOT, django_setup, ensure_database, log, migrate
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assent_bench"
 TARGET_S = 2.0
 # The bench population is generated "as of" this day (ledger_bench.py, NOW).
@@ -38,14 +39,13 @@ WINDOWS = [
 
 def build(args: argparse.Namespace) -> None:
     """Build the ``make bench`` dataset with ``ledger_bench.py``'s code, measurements left out."""
-    sys.path.insert(0, str(ROOT / "bench"))
     import ledger_bench
 
     os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
     own_database = os.environ["DATABASE_URL"] == DEFAULT_URL
     ledger_bench.setup_django()
-    ledger_bench.ensure_database()
-    ledger_bench.migrate()
+    ensure_database()
+    migrate()
     ledger_bench.reset(own_database, args.reset)
     ledger_bench.ensure_reference_data()
     generation = argparse.Namespace(
@@ -57,9 +57,9 @@ def build(args: argparse.Namespace) -> None:
         log_every=10,
     )
     stats = ledger_bench.generate(generation)
-    ledger_bench.log(f"loaded: {stats}")
-    ledger_bench.log("VACUUM ANALYZE")
-    ledger_bench.log(f"VACUUM ANALYZE: {ledger_bench.vacuum_analyze():.1f} s")
+    log(f"loaded: {stats}")
+    log("VACUUM ANALYZE")
+    log(f"VACUUM ANALYZE: {ledger_bench.vacuum_analyze():.1f} s")
     from django.db import connection
 
     connection.close()
@@ -85,12 +85,7 @@ def main() -> int:
         if args.build_only:
             return 0
 
-    os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    django_setup(DEFAULT_URL)
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection, reset_queries

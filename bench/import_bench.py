@@ -27,7 +27,8 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import ROOT, django_setup, ensure_database, log, migrate, truncate
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assent_import_bench"
 HEADER = [
     "Email Address", "First Name", "Last Name", "Address", "Phone Number", "MEMBER_RATING",
@@ -40,10 +41,6 @@ LAST_NAMES = ["Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Pet
 
 def ascii_name(name: str) -> str:
     return unicodedata.normalize("NFKD", name.lower()).encode("ascii", "ignore").decode()
-
-
-def log(message: str) -> None:
-    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
 
 
 def write_export(path: Path, rows: int, seed: int) -> None:
@@ -78,50 +75,12 @@ def write_export(path: Path, rows: int, seed: int) -> None:
             )  # fmt: skip
 
 
-def setup_django() -> None:
-    os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        sys.exit("The import benchmark needs PostgreSQL (DATABASE_URL).")
-
-
-def ensure_database() -> None:
-    import psycopg
-    from django.db import connection
-
-    params = connection.get_connection_params()
-    name = connection.settings_dict["NAME"]
-    params = {k: v for k, v in params.items() if k not in ("cursor_factory", "context")}
-    params["dbname"] = "postgres"
-    with psycopg.connect(**params, autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            log(f"creating database {name}")
-            admin.execute(f'CREATE DATABASE "{name}"')
-
-
 def reset(own_database: bool, allowed: bool) -> None:
-    from django.db import connection, transaction
-
     from consents.models import Contact
 
     if Contact.objects.exists() and not (own_database or allowed):
         sys.exit("The database already holds contacts. Pass --reset to empty it.")
-    guarded = ("consents_event", "consents_chainhead", "consents_ledgeranchor")
-    with transaction.atomic(), connection.cursor() as cursor:
-        for table in guarded:
-            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {table}_no_truncate")
-        cursor.execute(
-            "TRUNCATE consents_contact, consents_ledgeranchor, consents_importrun "
-            "RESTART IDENTITY CASCADE"
-        )
-        for table in guarded:
-            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {table}_no_truncate")
+    truncate("consents_contact, consents_ledgeranchor, consents_importrun")
 
 
 CHILD = """
@@ -149,13 +108,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
     own_database = "DATABASE_URL" not in os.environ
-    setup_django()
+    if django_setup(DEFAULT_URL) != "postgresql":
+        sys.exit("The import benchmark needs PostgreSQL (DATABASE_URL).")
     args.out.mkdir(parents=True, exist_ok=True)
     ensure_database()
-    from django.core.management import call_command
     from django.db import connection
 
-    call_command("migrate", interactive=False, verbosity=0)
+    migrate()
     reset(own_database, args.reset)
     from consents import services
     from consents.models import Topic

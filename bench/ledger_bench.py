@@ -29,7 +29,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import ROOT, django_setup, ensure_database, log, migrate, truncate
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assent_bench"
 # The population is generated as of this instant (it must not be in the future: the ledger
 # refuses future facts) and the audience is computed as of it, so runs are comparable.
@@ -71,53 +72,20 @@ SITE = "https://shop.example"
 BASE_EVENTS_PER_CONTACT = 1.33
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 # --- Setup --------------------------------------------------------------------------------------
 
 
 def setup_django() -> None:
-    os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
+    vendor = django_setup(DEFAULT_URL)
+    if vendor != "postgresql":
         sys.exit(
             "The ledger benchmark needs PostgreSQL (it loads with COPY and measures the "
-            f"PostgreSQL audience query); DATABASE_URL points to {connection.vendor}. Run e.g.\n"
+            f"PostgreSQL audience query); DATABASE_URL points to {vendor}. Run e.g.\n"
             f"  DATABASE_URL={DEFAULT_URL} make bench"
         )
 
 
-def ensure_database() -> None:
-    """Create the database if it is missing (through the server's ``postgres`` database)."""
-    import psycopg
-    from django.db import connection
-
-    params = connection.get_connection_params()
-    name = connection.settings_dict["NAME"]
-    params = {k: v for k, v in params.items() if k not in ("cursor_factory", "context")}
-    params["dbname"] = "postgres"
-    with psycopg.connect(**params, autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            log(f"creating database {name}")
-            admin.execute(f'CREATE DATABASE "{name}"')
-
-
-def migrate() -> None:
-    from django.core.management import call_command
-
-    call_command("migrate", interactive=False, verbosity=0)
-
-
 def reset(own_database: bool, allowed: bool) -> None:
-    from django.db import connection
 
     from consents.models import Contact
 
@@ -129,17 +97,7 @@ def reset(own_database: bool, allowed: bool) -> None:
             "of the contacts and all that references them) or --skip-generate to reuse them."
         )
     log("emptying the contacts, the ledger and the projections (TRUNCATE ... CASCADE)")
-    from django.db import transaction
-
-    # The ledger, its heads and its anchors refuse TRUNCATE; a benchmark database is emptied on
-    # purpose, by its owner, with the guard lifted for this one transaction.
-    guarded = ("consents_event", "consents_chainhead", "consents_ledgeranchor")
-    with transaction.atomic(), connection.cursor() as cursor:
-        for table in guarded:
-            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {table}_no_truncate")
-        cursor.execute("TRUNCATE consents_contact, consents_ledgeranchor RESTART IDENTITY CASCADE")
-        for table in guarded:
-            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {table}_no_truncate")
+    truncate("consents_contact, consents_ledgeranchor")
 
 
 def ensure_reference_data() -> None:

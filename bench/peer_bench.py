@@ -30,52 +30,18 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
+import harness
+from harness import ROOT, log
+
 BIN = Path(sys.executable).parent
 PEER = "django-newsletter==1.2.1"
 TARGETS = {"signup_get": 1.0, "signup_post": 0.8, "save": 0.8}
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def spare_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def recreate_database(server_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def wrk(port: int, path: str, seconds: int, script: Path | None = None) -> dict[str, Any]:
-    command = ["wrk", "-t2", "-c4", f"-d{seconds}s", "--latency"]
-    if script is not None:
-        command += ["-s", str(script)]
-    command.append(f"http://127.0.0.1:{port}{path}")
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": p50.group(1) if p50 else "",
-        "non_2xx_3xx": int(non2xx.group(1)) if non2xx else 0,
-    }
 
 
 def lua_post(path: str, cookie: str, body: str, field: str) -> str:
@@ -101,36 +67,6 @@ function request()
   }}, "{body}&{field}=" .. email)
 end
 """
-
-
-class Server:
-    def __init__(self, name: str, command: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.port = spare_port()
-        self.process = subprocess.Popen(  # noqa: S603 - our own command line
-            [*command, "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning"],
-            cwd=cwd, env=env, start_new_session=True,
-        )  # fmt: skip
-
-    def wait(self, path: str) -> None:
-        import http.client
-
-        for _ in range(150):
-            if self.process.poll() is not None:
-                sys.exit(f"{self.name} exited")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", path)
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        sys.exit(f"{self.name} did not answer {path}")
-
-    def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(timeout=30)
 
 
 def form_of(port: int, path: str) -> tuple[str, list[tuple[str, str]], str]:
@@ -224,7 +160,7 @@ def peer_setup(args: argparse.Namespace) -> tuple[Path, Path, dict[str, str]]:
         "PYTHONPATH": str(project),
         "PYTHONWARNINGS": "ignore",
     }
-    recreate_database(args.server_url, args.peer_database)
+    harness.recreate_database(args.server_url, args.peer_database)
     manage = [str(python), "-m", "django"]
     subprocess.run([*manage, "migrate", "-v0"], cwd=project, env=env, check=True)
     subprocess.run(
@@ -239,10 +175,10 @@ def peer_setup(args: argparse.Namespace) -> tuple[Path, Path, dict[str, str]]:
 
 def measure_peer(args: argparse.Namespace, scripts: Path) -> dict[str, Any]:
     python, project, env = peer_setup(args)
-    server = Server(
+    server = harness.Server(
         "django-newsletter",
         [str(args.peer_venv / "bin" / "gunicorn"), "peerproj.wsgi", "--workers",
-         str(args.workers)],
+         str(args.workers), "--log-level", "warning"],
         project, env,
     )  # fmt: skip
     path = "/newsletter/news/subscribe/"
@@ -256,9 +192,9 @@ def measure_peer(args: argparse.Namespace, scripts: Path) -> dict[str, Any]:
         )
         results = {}
         log("django-newsletter: subscribe GET")
-        results["signup_get"] = wrk(server.port, path, args.seconds)
+        results["signup_get"] = harness.wrk(server.port, path, seconds=args.seconds)
         log("django-newsletter: subscribe POST")
-        results["signup_post"] = wrk(server.port, path, args.seconds, script)
+        results["signup_post"] = harness.wrk(server.port, path, seconds=args.seconds, script=script)
     finally:
         server.stop()
     return results
@@ -288,46 +224,35 @@ def child_seed() -> None:
 
 
 def assent_env(args: argparse.Namespace) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ANYMAIL_", "CELERY_", "SIGNUP_", "EMAIL_", "DJANGO_", "REDIS_"))
-    }
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "PYTHONPATH": str(ROOT),
-            "DATABASE_URL": f"{args.server_url}/{args.database}",
-            "REDIS_URL": args.redis_url,
-            # As deployed: the request queues the confirmation email for a worker (the broker is
-            # the Redis database given; this run purges its queue afterwards).
-            "CELERY_TASK_ALWAYS_EAGER": "False",
-            "DEBUG": "False",
-            "SECRET_KEY": secrets.token_urlsafe(40),
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SECURE_COOKIES": "False",
-            "SIGNUP_MAX_PER_IP_PER_HOUR": "100000000",
-            "SIGNUP_MAX_EMAILS_PER_ADDRESS": "100000000",
-            "EMAIL_BACKEND": "bench.backends.InstantBackend",
-            "EMAIL_TRACKING_WEBHOOKS": "False",
-            "VAR_DIR": str(args.out / "peer-var"),
-            "DEMO_PASSWORD": secrets.token_urlsafe(16),
-            "LOG_LEVEL": "WARNING",
-            "CONN_MAX_AGE": "60",
-        }
+    return harness.server_env(
+        drop=("ANYMAIL_", "CELERY_", "SIGNUP_", "EMAIL_", "DJANGO_", "REDIS_"),
+        database_url=f"{args.server_url}/{args.database}",
+        secret_key=secrets.token_urlsafe(40),
+        var_dir=args.out / "peer-var",
+        REDIS_URL=args.redis_url,
+        # As deployed: the request queues the confirmation email for a worker (the broker is the
+        # Redis database given; this run purges its queue afterwards).
+        CELERY_TASK_ALWAYS_EAGER="False",
+        SIGNUP_MAX_PER_IP_PER_HOUR="100000000",
+        SIGNUP_MAX_EMAILS_PER_ADDRESS="100000000",
+        EMAIL_BACKEND="bench.backends.InstantBackend",
+        EMAIL_TRACKING_WEBHOOKS="False",
+        DEMO_PASSWORD=secrets.token_urlsafe(16),
+        CONN_MAX_AGE="60",
     )
-    return env
 
 
 def measure_assent(args: argparse.Namespace, scripts: Path) -> dict[str, Any]:
     env = assent_env(args)
-    recreate_database(args.server_url, args.database)
+    harness.recreate_database(args.server_url, args.database)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT,
                    env=env, check=True)  # fmt: skip
     subprocess.run([sys.executable, __file__, "--child-seed"], cwd=ROOT, env=env, check=True)
-    server = Server(
-        "assent", [str(BIN / "gunicorn"), "config.wsgi", "--workers", str(args.workers)], ROOT,
-        env,
+    server = harness.Server(
+        "assent",
+        [str(BIN / "gunicorn"), "config.wsgi", "--workers", str(args.workers), "--log-level",
+         "warning"],
+        ROOT, env,
     )  # fmt: skip
     path = "/subscribe/"
     try:
@@ -341,9 +266,9 @@ def measure_assent(args: argparse.Namespace, scripts: Path) -> dict[str, Any]:
         script.write_text(lua_post(path, cookie, body, "email").replace("{port}", str(server.port)))
         results = {}
         log("Assent: sign-up GET")
-        results["signup_get"] = wrk(server.port, path, args.seconds)
+        results["signup_get"] = harness.wrk(server.port, path, seconds=args.seconds)
         log("Assent: sign-up POST")
-        results["signup_post"] = wrk(server.port, path, args.seconds, script)
+        results["signup_post"] = harness.wrk(server.port, path, seconds=args.seconds, script=script)
     finally:
         server.stop()
         purge_queue(args.redis_url)

@@ -27,15 +27,13 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+import harness
+from harness import ROOT, log
+
 BIN = Path(sys.executable).parent
 DEFAULT_SERVER = "postgres://postgres@127.0.0.1:5432"
 DEFAULT_DB = "assent_prefs_bench"
@@ -43,48 +41,22 @@ TOPICS = 20
 TARGET = 0.6
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def server_env(args: argparse.Namespace) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ANYMAIL_", "CELERY_", "EMAIL_", "DJANGO_", "REDIS_"))
-    }
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "PYTHONPATH": str(ROOT),
-            "DATABASE_URL": f"{args.server_url}/{args.database}",
-            "DEBUG": "False",
-            "SECRET_KEY": args.secret_key,
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SECURE_COOKIES": "False",
-            "SITE_URL": f"http://127.0.0.1:{args.port}",
-            "CONN_MAX_AGE": str(args.conn_max_age),
-            "BENCH_FLOOR_VIEW": "1",
-            "CELERY_TASK_ALWAYS_EAGER": "True",
-            "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
-            # No email-service webhooks in the bench (production settings want their secret).
-            "EMAIL_TRACKING_WEBHOOKS": "False",
-            "VAR_DIR": str(args.out / "prefs-var"),
-            "LOG_LEVEL": "WARNING",
-            # As deployed: the Redis cache (rate limits, the page cache); tasks stay in-process.
-            "REDIS_URL": args.redis_url,
-        }
+    return harness.server_env(
+        drop=("ANYMAIL_", "CELERY_", "EMAIL_", "DJANGO_", "REDIS_"),
+        database_url=f"{args.server_url}/{args.database}",
+        secret_key=args.secret_key,
+        var_dir=args.out / "prefs-var",
+        SITE_URL=f"http://127.0.0.1:{args.port}",
+        CONN_MAX_AGE=str(args.conn_max_age),
+        BENCH_FLOOR_VIEW="1",
+        CELERY_TASK_ALWAYS_EAGER="True",
+        EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend",
+        # No email-service webhooks in the bench (production settings want their secret).
+        EMAIL_TRACKING_WEBHOOKS="False",
+        # As deployed: the Redis cache (rate limits, the page cache); tasks stay in-process.
+        REDIS_URL=args.redis_url,
     )
-    return env
-
-
-def run(args: argparse.Namespace, *command: str) -> str:
-    result = subprocess.run(
-        command, cwd=ROOT, env=server_env(args), capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
 
 
 # --- Child: seed the database and count the page's queries (runs with Django set up) ----------
@@ -148,20 +120,6 @@ def child_seed(people: int) -> None:
 # --- Parent ---------------------------------------------------------------------------------------
 
 
-def recreate_database(args: argparse.Namespace) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{args.server_url}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{args.database}"')
-        conn.execute(f'CREATE DATABASE "{args.database}"')
-
-
-def spare_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def request(port: int, method: str, path: str, cookie: str = "", body: str = "") -> Any:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     headers = {"Cookie": cookie} if cookie else {}
@@ -205,31 +163,6 @@ def open_session(port: int, token: str) -> tuple[str, str]:
     ):
         fields.append((name, value))
     return cookie, urlencode(fields)
-
-
-def wrk(args: argparse.Namespace, path: str, script: Path | None, threads: int) -> dict[str, Any]:
-    command = [
-        "wrk",
-        f"-t{threads}",
-        f"-c{args.connections}",
-        f"-d{args.seconds}s",
-        "--latency",
-    ]
-    if script is not None:
-        command += ["-s", str(script)]
-    command.append(f"http://127.0.0.1:{args.port}{path}")
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
-    return {
-        "rps": rps,
-        "p50": p50.group(1) if p50 else "",
-        "non_2xx_3xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": errors.group(1) if errors else "",
-        "raw": out,
-    }
 
 
 def lua_get(cookie: str) -> str:
@@ -283,16 +216,16 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
     args.secret_key = secrets.token_urlsafe(38)[:50]
-    args.port = spare_port()
+    args.port = harness.spare_port()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "prefs-var").mkdir(exist_ok=True)
 
     log(f"fresh database {args.database}, migrate, {TOPICS} topics")
-    recreate_database(args)
-    run(args, str(BIN / "python"), "manage.py", "migrate", "--noinput", "-v0")
+    harness.recreate_database(args.server_url, args.database)
+    harness.run(server_env(args), str(BIN / "python"), "manage.py", "migrate", "--noinput", "-v0")
     seeded = json.loads(
-        run(
-            args,
+        harness.run(
+            server_env(args),
             str(BIN / "python"),
             str(Path(__file__)),
             "--child-seed",
@@ -317,29 +250,14 @@ def main() -> None:
     ]:
         env = {**server_env(args), "PREFERENCE_PAGE_CACHE_SECONDS": cache_seconds}
         log(f"gunicorn, {args.workers} workers, port {args.port}, page cache {cache_seconds} s")
-        server = subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                "config.wsgi",
-                "-w",
-                str(args.workers),
-                "-b",
-                f"127.0.0.1:{args.port}",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
+        server = harness.Server(
+            "gunicorn",
+            [str(BIN / "gunicorn"), "config.wsgi", "-w", str(args.workers), "--log-level",
+             "warning"],
+            ROOT, env, args.port,
+        )  # fmt: skip
         try:
-            for _ in range(100):
-                try:
-                    if request(args.port, "GET", "/healthz").status == 200:
-                        break
-                except OSError:
-                    pass
-                time.sleep(0.2)
+            server.wait("/healthz", tries=100)
             get_cookie, _body = open_session(args.port, seeded["tokens"][0])
             assert request(args.port, "GET", "/preferences/", get_cookie).status == 200
             assert request(args.port, "GET", f"/bench/floor/?n={queries}").status == 200
@@ -359,11 +277,14 @@ def main() -> None:
                 plan.append(("post", "/preferences/", scripts / "post.lua", len(posters)))
             for name, path, script, threads in plan:
                 log(f"{name}: {args.seconds} s, {args.connections} connections")
-                results[name] = wrk(args, path, script, threads)
+                results[name] = harness.wrk(
+                    args.port, path, seconds=args.seconds, threads=threads,
+                    connections=args.connections, script=script,
+                    figures=("rps", "p50", "non_2xx_3xx", "socket_errors", "raw"),
+                )  # fmt: skip
                 log(f"{name}: {results[name]['rps']:.1f} requests/s")
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            server.stop()
     results["get_over_floor"] = results["get"]["rps"] / results["floor"]["rps"]
     results["get_over_floor_round_trips"] = (
         results["get"]["rps"] / results["floor_round_trips"]["rps"]

@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
+import harness
+from harness import ROOT, log, spare_port
+
 BIN = Path(sys.executable).parent
 DEFAULT_SERVER = "postgres://postgres@127.0.0.1:5432"
 DEFAULT_DB = "assent_signup_bench"
@@ -44,10 +45,6 @@ BACKENDS = {"instant": "bench.backends.InstantBackend", "slow": "bench.backends.
 TARGET_RATIO = 1.5
 # Marks a Redis database as this benchmark's, so that it only ever empties its own.
 REDIS_MARKER = "assent-signup-bench:owner"
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 class Interrupted(Exception):
@@ -68,31 +65,19 @@ def redis_db(args: argparse.Namespace, backend: str) -> int:
 
 def server_env(args: argparse.Namespace, backend: str, port: int | None = None) -> dict[str, str]:
     """The environment of every Assent process of the bench: production-like, rate limits off."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ANYMAIL_", "CELERY_", "SIGNUP_", "EMAIL_", "DJANGO_"))
-    }
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "PYTHONPATH": str(ROOT),
-            "DATABASE_URL": f"{args.server_url}/{args.database}",
-            "REDIS_URL": f"{args.redis_url}/{redis_db(args, backend)}",
-            "DEBUG": "False",
-            "SECRET_KEY": args.secret_key,
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SECURE_COOKIES": "False",
-            "SIGNUP_MAX_PER_IP_PER_HOUR": "100000000",
-            "SIGNUP_MAX_EMAILS_PER_ADDRESS": "100000000",
-            "EMAIL_BACKEND": BACKENDS[backend],
-            # No email-service webhooks in the bench (production settings want their secret).
-            "EMAIL_TRACKING_WEBHOOKS": "False",
-            "BENCH_SLOW_EMAIL_SECONDS": str(args.slow_seconds),
-            "VAR_DIR": str(args.out / "signup-var"),
-            "DEMO_PASSWORD": secrets.token_urlsafe(16),
-            "LOG_LEVEL": "WARNING",
-        }
+    env = harness.server_env(
+        drop=("ANYMAIL_", "CELERY_", "SIGNUP_", "EMAIL_", "DJANGO_"),
+        database_url=f"{args.server_url}/{args.database}",
+        secret_key=args.secret_key,
+        var_dir=args.out / "signup-var",
+        REDIS_URL=f"{args.redis_url}/{redis_db(args, backend)}",
+        SIGNUP_MAX_PER_IP_PER_HOUR="100000000",
+        SIGNUP_MAX_EMAILS_PER_ADDRESS="100000000",
+        EMAIL_BACKEND=BACKENDS[backend],
+        # No email-service webhooks in the bench (production settings want their secret).
+        EMAIL_TRACKING_WEBHOOKS="False",
+        BENCH_SLOW_EMAIL_SECONDS=str(args.slow_seconds),
+        DEMO_PASSWORD=secrets.token_urlsafe(16),
     )
     if args.conn_max_age is not None:
         env["CONN_MAX_AGE"] = str(args.conn_max_age)
@@ -101,14 +86,6 @@ def server_env(args: argparse.Namespace, backend: str, port: int | None = None) 
     if port is not None:
         env["SITE_URL"] = f"http://127.0.0.1:{port}"
     return env
-
-
-def recreate_database(args: argparse.Namespace) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{args.server_url}/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{args.database}"')
 
 
 def db_query(args: argparse.Namespace, sql: str, params: tuple[Any, ...] = ()) -> Any:
@@ -150,12 +127,6 @@ def redis_claim_and_flush(args: argparse.Namespace, backend: str) -> None:
 
 
 # --- Processes ------------------------------------------------------------------------------------
-
-
-def spare_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Process:
@@ -679,7 +650,7 @@ def main() -> None:
     }
     with signals_raise():
         log(f"recreating database {args.database}, migrate, demo_data")
-        recreate_database(args)
+        harness.recreate_database(args.server_url, args.database, force=True)
         manage(args, "migrate", "--noinput")
         manage(args, "demo_data", "--allow-production")
         results.update(latency_phase(args, run_id))

@@ -20,17 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+import harness
+from harness import ROOT, log
+
 BIN = Path(sys.executable).parent
 DEFAULT_SERVER = "postgres://postgres@127.0.0.1:5432"
 DEFAULT_DB = "assent_tracking_bench"
@@ -38,59 +35,19 @@ SECRET = "bench-esp:" + "x" * 24
 TARGETS = {"accepted_rps": 1000, "drained_per_s": 5000}
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def server_env(args: argparse.Namespace) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ANYMAIL_", "CELERY_", "EMAIL_", "DJANGO_", "REDIS_", "TRACKING_"))
-    }
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "PYTHONPATH": str(ROOT),
-            "DATABASE_URL": f"{args.server_url}/{args.database}",
-            "DEBUG": "False",
-            "SECRET_KEY": secrets.token_urlsafe(40),
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SECURE_COOKIES": "False",
-            "ANYMAIL_WEBHOOK_SECRET": SECRET,
-            "EMAIL_TRACKING_WEBHOOKS": "True",
-            "TRACKING_OPENS_PER_PERSON": "False",
-            "VAR_DIR": str(args.out / "tracking-var"),
-            "LOG_LEVEL": "WARNING",
-            # Each gunicorn worker keeps its database connection (a new one per request costs
-            # more than the request's own insert).
-            "CONN_MAX_AGE": str(args.conn_max_age),
-        }
+    return harness.server_env(
+        drop=("ANYMAIL_", "CELERY_", "EMAIL_", "DJANGO_", "REDIS_", "TRACKING_"),
+        database_url=f"{args.server_url}/{args.database}",
+        secret_key=secrets.token_urlsafe(40),
+        var_dir=args.out / "tracking-var",
+        ANYMAIL_WEBHOOK_SECRET=SECRET,
+        EMAIL_TRACKING_WEBHOOKS="True",
+        TRACKING_OPENS_PER_PERSON="False",
+        # Each gunicorn worker keeps its database connection (a new one per request costs more
+        # than the request's own insert).
+        CONN_MAX_AGE=str(args.conn_max_age),
     )
-    return env
-
-
-def run(args: argparse.Namespace, *command: str) -> str:
-    result = subprocess.run(
-        command, cwd=ROOT, env=server_env(args), capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
-
-
-def recreate_database(args: argparse.Namespace) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{args.server_url}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{args.database}"')
-        conn.execute(f'CREATE DATABASE "{args.database}"')
-
-
-def spare_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- Children (Django set up) -------------------------------------------------------------------
@@ -172,20 +129,6 @@ end
 """
 
 
-def wrk(args: argparse.Namespace, port: int, script: Path) -> dict[str, Any]:
-    command = ["wrk", "-t2", "-c4", f"-d{args.seconds}s", "--latency", "-s", str(script),
-               f"http://127.0.0.1:{port}/"]  # fmt: skip
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-        "non_2xx_3xx": int(non2xx.group(1)) if non2xx else 0,
-        "p50": p50.group(1) if p50 else "",
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server-url", default=DEFAULT_SERVER)
@@ -208,39 +151,34 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     log(f"fresh database {args.database}, {args.contacts} people")
-    recreate_database(args)
-    run(args, py, "manage.py", "migrate", "--noinput", "-v0")
-    run(args, py, __file__, "--child", "seed", "--contacts", str(args.contacts))
-    port = spare_port()
+    harness.recreate_database(args.server_url, args.database)
+    harness.run(server_env(args), py, "manage.py", "migrate", "--noinput", "-v0")
+    harness.run(server_env(args), py, __file__, "--child", "seed", "--contacts", str(args.contacts))
+    port = harness.spare_port()
     script = args.out / "tracking.lua"
     script.write_text(
         LUA % {"contacts": args.contacts, "auth": base64.b64encode(SECRET.encode()).decode()}
     )
-    server = subprocess.Popen(  # noqa: S603 - our own command line
-        [str(BIN / "gunicorn"), "config.wsgi", "--workers", "2", "--bind", f"127.0.0.1:{port}",
+    server = harness.Server(
+        "gunicorn",
+        [str(BIN / "gunicorn"), "config.wsgi", "--workers", "2",
          "--error-logfile", str(args.out / "tracking-gunicorn.log")],
-        cwd=ROOT, env=server_env(args), start_new_session=True,
+        ROOT, server_env(args), port,
     )  # fmt: skip
     try:
-        import http.client
-
-        for _ in range(200):
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
+        server.wait("/healthz", tries=200)
         log(f"wrk: {args.seconds} s of Postmark click events, 2 threads, 4 connections")
-        accepted = wrk(args, port, script)
+        accepted = harness.wrk(
+            port, "/", seconds=args.seconds, script=script,
+            figures=("rps", "requests", "non_2xx_3xx", "p50"),
+        )  # fmt: skip
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        server.stop()
     log(f"draining the inbox (topped up to {args.drain_events} rows)")
     drained = json.loads(
-        run(args, py, __file__, "--child", "drain", "--contacts", str(args.contacts),
-            "--drain-events", str(args.drain_events), "--batch-size", str(args.batch_size))
+        harness.run(server_env(args), py, __file__, "--child", "drain", "--contacts",
+                    str(args.contacts), "--drain-events", str(args.drain_events), "--batch-size",
+                    str(args.batch_size))
         .strip().splitlines()[-1]
     )  # fmt: skip
     result = {

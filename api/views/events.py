@@ -1,0 +1,188 @@
+"""``POST /v1/events``: what happened elsewhere, each event recorded alone (in its own transaction)
+through ``consents.services``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import serializers as drf
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from api import idempotency, problems
+from api import serializers as s
+from api.auth import key_of
+from api.problems import Problem
+from api.views.base import ApiView, problem_responses, resolve_contacts
+from consents import clock, services
+from consents.models import Contact, Erasure, Event, Notice
+from consents.vocab import ANY, Channel, Method
+
+
+class EventsView(ApiView):
+    scopes = {"POST": "events:write"}
+
+    @extend_schema(
+        operation_id="record_events",
+        summary="Record what happened elsewhere (up to 1,000 events, each answered alone)",
+        request=s.EventsRequestSerializer,
+        responses={200: s.EventsResponseSerializer, **problem_responses(409, 422)},
+        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER)],
+        examples=[
+            OpenApiExample(
+                "A sale in the online shop",
+                request_only=True,
+                value={
+                    "events": [
+                        {
+                            "type": "purchase",
+                            "contact": {"email": "ada@example.com", "informed_at_collection": True},
+                            "category": "coffee-machines",
+                            "product": "espresso-2000",
+                            "occurred_at": "2026-03-12T10:00:00Z",
+                        }
+                    ]
+                },
+            )
+        ],
+    )
+    def post(self, request: Request) -> Any:
+        return idempotency.idempotent(request, lambda: self.record(request))
+
+    def record(self, request: Request) -> Response:
+        batch = s.EventsRequestSerializer(data=request.data)
+        batch.is_valid(raise_exception=True)
+        key = key_of(request)
+        results = []
+        for i, raw in enumerate(batch.validated_data["events"]):
+            item = s.EventInSerializer(data=raw)
+            result: dict[str, Any] = {
+                "index": i, "status": "refused", "contact": None, "contact_created": False,
+                "events": [], "problem": None,
+            }  # fmt: skip
+            try:
+                item.is_valid(raise_exception=True)
+                with transaction.atomic():
+                    contact, created, events = record_one(item.validated_data, key.actor)
+                result.update(
+                    status="recorded",
+                    contact=contact.public_id,
+                    contact_created=created,
+                    events=[{"seq": e.seq, "type": e.type, "hash": e.hash} for e in events],
+                )
+            except (drf.ValidationError, DjangoValidationError, Problem) as exc:
+                if isinstance(exc, drf.ValidationError):
+                    exc = drf.ValidationError({"events": {i: exc.detail}})
+                result["problem"] = problems.item_body(exc)
+            results.append(result)
+        recorded = sum(r["status"] == "recorded" for r in results)
+        return Response(
+            s.EventsResponseSerializer(
+                {"results": results, "recorded": recorded, "refused": len(results) - recorded}
+            ).data
+        )
+
+
+def find_or_create(ref: dict[str, Any], at: datetime | None) -> tuple[Contact, bool]:
+    if ref.get("id"):
+        contact = Contact.objects.filter(public_id=ref["id"]).first()
+        if contact is None:
+            raise Problem("not-found", "No contact with this id.", field="contact.id")
+        return contact, False
+    found = resolve_contacts([ref])[0]
+    if found is not None:
+        return found, False
+    fields = {
+        "email": ref.get("email"),
+        "phone": ref.get("phone"),
+        "locale": ref.get("locale", "fr"),
+        "kind": ref.get("kind", "consumer"),
+        "informed_at_collection": ref.get("informed_at_collection", False),
+    }
+    if at is not None:
+        fields["collected_at"] = min(at, clock.now())
+    try:
+        with transaction.atomic():
+            return services.contact_create(**fields), True
+    except DjangoValidationError:
+        found = resolve_contacts([ref])[0]  # created meanwhile by a concurrent request
+        if found is None:
+            raise
+        return found, False
+
+
+def record_one(d: dict[str, Any], actor: str) -> tuple[Contact, bool, list[Event]]:
+    """One event through ``consents.services``; raises what the services refuse."""
+    at = d.get("occurred_at")
+    contact, created = find_or_create(d["contact"], at)
+    if Erasure.objects.filter(contact=contact).exists():
+        raise Problem("contact-erased", field="contact")
+    notice = None
+    if d.get("notice_version"):
+        notice = Notice.objects.filter(
+            topic__slug=d.get("topic"),
+            language=d.get("notice_language") or contact.locale,
+            version=d["notice_version"],
+            published_at__isnull=False,
+        ).first()
+        if notice is None:
+            raise Problem(
+                "unprocessable", "No published notice with this version.", field="notice_version"
+            )
+    evidence = d.get("evidence") or {}
+    proof_ = services.Proof(
+        method=d.get("method") or Method.API,
+        actor=actor,
+        collection_point=d.get("collection_point", ""),
+        notice=notice,
+        reference=d.get("proof_reference", ""),
+        ip_address=evidence.get("ip_address"),
+        user_agent=evidence.get("user_agent", ""),
+        details=evidence.get("details", {}),
+    )
+    kind = d["type"]
+    common = {"contact": contact, "proof": proof_, "occurred_at": at}
+    before = Event.objects.filter(contact=contact).order_by("-seq").values_list("seq").first()
+    if kind == "opt_in":
+        # Only the person, on Assent's own pages, may bring a suppressed address back.
+        if services.is_suppressed(contact):
+            raise Problem(
+                "unprocessable",
+                "This address is on the suppression list: it opted out and was erased.",
+                field="contact",
+            )
+        services.consent_grant(
+            topic=d["topic"], channel=d["channel"], doi=d.get("doi", "none"),
+            frequency=d.get("frequency", ""), automated=d.get("automated", False), **common,
+        )  # fmt: skip
+    elif kind == "opt_out":
+        services.consent_withdraw(
+            topic=d.get("topic") or ANY, channel=d.get("channel") or ANY, **common
+        )
+    elif kind == "purchase":
+        services.purchase_record(
+            category=d["category"], product=d.get("product", ""),
+            warranty_until=d.get("warranty_until"), **common,
+        )  # fmt: skip
+    elif kind == "contract_start":
+        services.contract_start(contract=d["contract"], category=d["category"], **common)
+    elif kind == "contract_end":
+        services.contract_end(contract=d["contract"], **common)
+    elif kind == "interaction":
+        services.interaction_record(kind=d["kind"], **common)
+    elif kind == "callback_request":
+        services.callback_request(channel=d.get("channel") or Channel.PHONE, **common)
+    elif kind == "pause":
+        services.marketing_pause(channel=d["channel"], until=d["until"], **common)
+    elif kind == "resume":
+        services.marketing_resume(channel=d["channel"], **common)
+    elif kind == "address_change":
+        services.address_change_record(channel=d["channel"], **common)
+    after = before[0] if before else 0
+    events = list(Event.objects.filter(contact=contact, seq__gt=after).order_by("seq"))
+    return contact, created, events
