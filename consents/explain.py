@@ -11,10 +11,9 @@ from typing import Any
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _l
 
 from consents import rules
-from consents.labels import METHOD_HOW, channel_by
+from consents.labels import METHOD_HOW, REASON_WORDS, channel_by
 from consents.models import Category, Event, Topic
 from consents.vocab import EventType, Method, Reason
 
@@ -163,32 +162,3 @@ def short_reason(reason: str) -> str:
     if reason in REASON_WORDS:
         return str(REASON_WORDS[reason])
     return str(Reason(reason).label) if reason in Reason.values else reason
-
-
-REASON_WORDS = {
-    Reason.NO_ADDRESS: _l("we have no address for this channel"),
-    Reason.RETENTION_EXPIRED: _l("the retention period is over: no more marketing"),
-    Reason.UNDELIVERABLE: _l("the address is undeliverable (hard bounces)"),
-    Reason.REPERMISSION: _l("a one-time request to confirm their choices is due"),
-    Reason.REPERMISSION_NOT_DUE: _l("no request to confirm their choices is due yet"),
-    Reason.SERVICE: _l("a service message, which needs no consent"),
-    Reason.OPTED_OUT: _l("this person said no"),
-    Reason.PAUSED: _l("this person paused our marketing"),
-    Reason.OPT_IN: _l("this person said yes"),
-    Reason.GENERIC_ADDRESS: _l("a generic company address (legitimate interest)"),
-    Reason.LEGITIMATE_INTEREST: _l(
-        "post on legitimate interest: informed at collection, no objection"
-    ),
-    Reason.B2B_PROFESSIONAL: _l("a professional, about their profession"),
-    Reason.CONTRACT_IN_PROGRESS: _l("a contract in progress for a related product"),
-    Reason.CALLBACK_REQUESTED: _l("this person asked to be called back"),
-    Reason.SOFT_OPT_IN: _l("a customer, for analogous products (soft opt-in)"),
-    Reason.ALREADY_BOUGHT_PRODUCT: _l("this person already bought the product"),
-    Reason.CONSENT_PENDING: _l("the yes waits for its email confirmation"),
-    Reason.INVALID_CONSENT: _l("the yes on file was not validly given"),
-    Reason.NOT_INFORMED: _l("not informed at collection that they could object"),
-    Reason.NOT_PROFESSIONAL_RELEVANT: _l("not related to this professional's profession"),
-    Reason.NOT_ANALOGOUS: _l("nothing analogous was bought"),
-    Reason.NO_CONSENT: _l("no consent"),
-    Reason.TOPIC_RETIRED: _l("the topic is retired: nothing is sent for it"),
-}

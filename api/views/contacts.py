@@ -11,7 +11,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api import explain, receipts
+from api import receipts
 from api import serializers as s
 from api.problems import Problem
 from api.views.base import (
@@ -22,7 +22,7 @@ from api.views.base import (
     log_reads,
     problem_responses,
 )
-from consents import clock, links, proof
+from consents import clock, labels, links, proof
 from consents.models import Contact, Erasure, Event
 
 
@@ -71,7 +71,7 @@ class ContactView(ApiView):
                     "allowed": row.decision.allowed,
                     "reason": row.decision.reason,
                     "step": row.decision.step,
-                    "basis": explain.explain(row.decision.reason, language),
+                    "basis": labels.reason_text(row.decision.reason, language),
                     "events": event_seqs(row.decision),
                 }
                 for row in grid

@@ -10,11 +10,10 @@ from rest_framework import serializers as drf
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api import explain
 from api import serializers as s
 from api.views.base import ApiView, event_seqs, log_reads, problem_responses, resolve_contacts
 from consents import audience as audience_sql
-from consents import clock, ledger, proof, rules
+from consents import clock, labels, ledger, proof, rules
 from consents.models import Event
 from consents.projections import fact_from_row, person_from_contact
 
@@ -88,7 +87,7 @@ class DecisionsView(ApiView):
                     "allowed": decision.allowed,
                     "reason": decision.reason,
                     "step": decision.step,
-                    "explanation": explain.explain(decision.reason, language),
+                    "explanation": labels.reason_text(decision.reason, language),
                     "events": event_seqs(decision),
                     "as_of": at,
                 }
