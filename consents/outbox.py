@@ -130,6 +130,15 @@ def idempotency_key(message_id: str) -> str:
     return message_id.strip("<>").split("@", 1)[0]
 
 
+def unsubscribe_headers(unsubscribe_url: str) -> dict[str, str]:
+    """RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs to the link.
+    Our emails carry them, and the API hands them to systems that send their own."""
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
 def render_email(row: Outbox) -> EmailMultiAlternatives:
     minted = mint_links(row)
     context = {
@@ -145,9 +154,7 @@ def render_email(row: Outbox) -> EmailMultiAlternatives:
     headers = {}
     unsubscribe = minted.get(UNSUBSCRIBE)
     if unsubscribe and not row.is_service:
-        # RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs here.
-        headers["List-Unsubscribe"] = f"<{unsubscribe}>"
-        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        headers.update(unsubscribe_headers(unsubscribe))
     if row.message_id:
         headers["Message-ID"] = row.message_id
         if settings.OUTBOX_IDEMPOTENCY_HEADER:

@@ -22,7 +22,7 @@ from api.views.base import (
     log_reads,
     problem_responses,
 )
-from consents import clock, labels, links, proof
+from consents import clock, labels, links, outbox, proof
 from consents.models import Contact, Erasure, Event
 
 
@@ -178,8 +178,5 @@ def mint_links(contact: Contact, to: str) -> dict[str, Any]:
     return {
         "unsubscribe_url": unsubscribe,
         "preferences_url": links.url("preferences", contact, to=to),
-        "headers": {
-            "List-Unsubscribe": f"<{unsubscribe}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
+        "headers": outbox.unsubscribe_headers(unsubscribe),
     }
