@@ -28,7 +28,7 @@ from django.utils.translation import gettext_lazy as _
 from consents import clock, imports, webhooks_out
 from consents.admin import ReadOnlyAdminMixin, UTCDateTimeField
 from consents.models import ImportRun, Topic, WebhookDelivery, WebhookEndpoint
-from consents.proof import access_log
+from consents.services.access import access_log
 
 # --- Webhook endpoints --------------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ from datetime import datetime
 
 from django.db import transaction
 
-from consents import clock, links, projections, proof, services
+from consents import clock, links, projections, services
+from consents.selectors import proof
 from consents.audience import audience
 from consents.locks import run_lock
 from consents.models import Contact, ContactFacts, Erasure

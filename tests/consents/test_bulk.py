@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from django.db.models import Max, Min
 
-from consents import anchors, bulk, clock, ledger, projections, proof, rules, services
+from consents import anchors, bulk, clock, ledger, projections, rules, services
+from consents.selectors import proof
 from consents.audience import audience
 from consents.models import (
     CatalogFact,

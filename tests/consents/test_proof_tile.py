@@ -7,7 +7,8 @@ from typing import Any
 
 from django.test import Client
 
-from consents import dashboards, services
+from consents import services
+from consents.selectors import dashboards
 from consents.models import Contact
 
 

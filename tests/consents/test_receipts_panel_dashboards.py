@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 
-from consents import clock, dashboards, notices, proof, services
+from consents import clock, notices, services
+from consents.selectors import dashboards, proof
 from consents.admin import DecisionForm
 from consents.models import Contact, ReconfirmCampaign, ReconfirmRequest, Topic
 from consents.vocab import Method

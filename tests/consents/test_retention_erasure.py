@@ -12,7 +12,8 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.test import Client
 
-from consents import clock, ledger, proof, retention, rules, services
+from consents import clock, ledger, retention, rules, services
+from consents.selectors import proof
 from consents.models import (
     Contact,
     ContactFacts,
