@@ -32,7 +32,8 @@ from api import serializers as s
 from api.auth import key_of
 from api.problems import PROBLEMS, Problem
 from consents import audience as audience_sql
-from consents import clock, imports, ledger, links, proof, rules, services, webhooks_out
+from consents import clock, imports, ledger, links, rules, services, webhooks_out
+from consents.selectors import proof
 from consents.models import (
     AccessLog,
     Contact,

@@ -150,8 +150,10 @@ def callback(on: str) -> None:
 def pause_until(until: Any, at: datetime, *, resume: bool = True) -> None:
     """A pause ends after it starts; at its own instant it is a resume (where ``resume``)."""
     instant("until", until, future_ok=True)
-    if until < at or (until == at and not resume):
+    if until < at:
         raise ValidationError({"until": "A pause cannot end before it starts."})
+    if until == at and not resume:
+        raise ValidationError({"until": "A pause ends after it starts."})
 
 
 def data(kind: str, values: Mapping[str, Any]) -> None:
