@@ -33,7 +33,6 @@ from api.auth import key_of
 from api.problems import PROBLEMS, Problem
 from consents import audience as audience_sql
 from consents import clock, imports, ledger, links, rules, services, webhooks_out
-from consents.selectors import proof
 from consents.models import (
     AccessLog,
     Contact,
@@ -45,6 +44,7 @@ from consents.models import (
     WebhookEndpoint,
 )
 from consents.projections import fact_from_row, person_from_contact
+from consents.selectors import proof
 from consents.vocab import ANY, Channel, Method
 
 # The ``since`` cursor of an audience is this much before the export began: a transaction still

@@ -308,6 +308,8 @@ _EVENT_KEYS = frozenset(
         "details",
     }
 )
+
+
 @dataclass(frozen=True)
 class Checks:
     """What validation needs from the database: the topics, their channels and frequencies."""

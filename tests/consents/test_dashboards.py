@@ -13,8 +13,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from consents import clock, services
-from consents.selectors import dashboards
 from consents.models import Contact, Outbox, Store, Topic
+from consents.selectors import dashboards
 from tests.conftest import at
 
 END = at("2026-03-02T00:00")  # a Monday

@@ -8,8 +8,8 @@ from typing import Any
 from django.test import Client
 
 from consents import services
-from consents.selectors import dashboards
 from consents.models import Contact
+from consents.selectors import dashboards
 
 
 def test_the_tile_counts_proven_and_unproven_consent(

@@ -10,9 +10,9 @@ import pytest
 from django.test import Client
 
 from consents import clock, notices, services
-from consents.selectors import dashboards, proof
 from consents.admin import DecisionForm
 from consents.models import Contact, ReconfirmCampaign, ReconfirmRequest, Topic
+from consents.selectors import dashboards, proof
 from consents.vocab import Method
 from preferences import center
 from tests.conftest import at

@@ -13,7 +13,6 @@ from django.core.management import call_command
 from django.test import Client
 
 from consents import clock, ledger, retention, rules, services
-from consents.selectors import proof
 from consents.models import (
     Contact,
     ContactFacts,
@@ -24,6 +23,7 @@ from consents.models import (
     Topic,
 )
 from consents.outbox import render_email
+from consents.selectors import proof
 from consents.vocab import Reason
 from tests.conftest import at
 

@@ -16,9 +16,9 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 
 from consents import clock, links, rules, services
-from consents.selectors import proof
 from consents.audience import audience
 from consents.models import Category, Contact, Event, Store
+from consents.selectors import proof
 from consents.vocab import Method, Reason
 from preferences import store
 from preferences.models import Device
