@@ -102,7 +102,7 @@ def _state(entry: dict[str, Any]) -> str:
 
 
 def receipt(contact: Contact, entry: dict[str, Any], issued_at: datetime) -> dict[str, Any]:
-    """One consent (an ``opt_in`` of ``consents.proof.receipts``) as a TS 27560 record."""
+    """One consent (an ``opt_in`` of ``consents.selectors.proof.receipts``) as a TS 27560 record."""
     event = entry["event"]
     topic, notice = entry["topic"], entry["notice"]
     confirmation, withdrawn = entry["confirmation"], entry["withdrawn"]

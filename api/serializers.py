@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
+from consents import validation
 from consents.vocab import (
     CHANNELS,
     EVENT_TYPES,
@@ -252,9 +253,8 @@ class EventInSerializer(serializers.Serializer):
 
     REQUIRED = {
         "opt_in": ("topic", "channel", "method"),
-        "purchase": ("category",),
-        "contract_start": ("contract", "category"),
-        "contract_end": ("contract",),
+        # What a commercial fact must name: the ledger's rule (``consents.validation``).
+        **{str(kind): names for kind, names in validation.REQUIRED_DATA.items()},
         "interaction": ("kind",),
         "pause": ("channel", "until"),
         "resume": ("channel",),

@@ -46,11 +46,10 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db import connection, connections, models, transaction
 from django.db.models.fields import AutoFieldMixin
-from django.utils import timezone
 from psycopg import sql
 from psycopg.types.json import set_json_dumps
 
-from consents import clock, ledger, projections, rules
+from consents import clock, ledger, projections, rules, validation
 from consents.models import (
     CatalogFact,
     ChainHead,
@@ -75,14 +74,10 @@ from consents.services import (
 )
 from consents.vocab import (
     ANY,
-    CHANNELS,
-    EVENT_TYPES,
-    METHODS,
     Channel,
     ContactKind,
     Doi,
     EventType,
-    InteractionKind,
     Method,
 )
 
@@ -313,26 +308,6 @@ _EVENT_KEYS = frozenset(
         "details",
     }
 )
-_TYPES = frozenset(EVENT_TYPES)
-_METHODS = frozenset(METHODS)
-_CHANNELS = frozenset(CHANNELS)
-_CHANNELS_OR_ANY = _CHANNELS | {ANY}
-_DOI = frozenset(Doi.values)
-_KINDS = frozenset(InteractionKind.values)
-_NEEDS_METHOD = frozenset({EventType.OPT_IN, EventType.OPT_OUT})
-_NEEDS_CHANNEL = frozenset(
-    {
-        EventType.OPT_IN,
-        EventType.DOI_CONFIRMED,
-        EventType.OPT_OUT,
-        EventType.COMPLAINT,
-        EventType.PAUSE,
-        EventType.BOUNCE,
-        EventType.ADDRESS_CHANGED,
-        EventType.CALLBACK_REQUEST,
-        EventType.REPERMISSION_SENT,
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -358,65 +333,44 @@ class Checks:
         )
 
 
+def _refused(where: str, exc: ValidationError) -> BulkError:
+    """A rule of ``consents.validation`` broken, said with the contact and event at fault."""
+    name, messages = next(iter(exc.message_dict.items()))
+    return BulkError(f"{where}, {name}: {messages[0]}")
+
+
 def _instant(where: str, name: str, value: Any, latest: datetime | None) -> None:
-    if not isinstance(value, datetime) or timezone.is_naive(value):
-        raise BulkError(f"{where}, {name}: give a timezone-aware datetime, not {value!r}")
-    if latest is not None and value > latest:
-        raise BulkError(f"{where}, {name}: this instant is in the future")
+    try:
+        validation.instant(name, value, future_ok=latest is None, latest=latest)
+    except ValidationError as exc:
+        raise _refused(where, exc) from exc
 
 
 def _check_event(where: str, e: Mapping[str, Any], checks: Checks) -> None:
-    """The checks the services make before appending (see each recorder in services.py)."""
+    """The checks the services make before appending (``consents.validation.event``)."""
     unknown = e.keys() - _EVENT_KEYS
     if unknown:
         raise BulkError(f"{where}: unknown field {sorted(unknown)[0]!r}")
-    kind = e.get("type")
-    if kind not in _TYPES:
-        raise BulkError(f"{where}, type: unknown value {kind!r}")
-    _instant(where, "occurred_at", e.get("occurred_at"), checks.latest)
-    if e.get("recorded_at") is not None:
-        _instant(where, "recorded_at", e["recorded_at"], None)
-    method = e.get("method") or ""
-    if method and method not in _METHODS:
-        raise BulkError(f"{where}, method: unknown value {method!r}")
-    if kind in _NEEDS_METHOD and not method:
-        raise BulkError(f"{where}, method: required for {kind}")
     if e.get("ip_address"):
         try:
             ipaddress.ip_address(e["ip_address"])
         except ValueError as exc:
             raise BulkError(f"{where}, ip_address: {exc}") from exc
-    if not e.get("actor", "system"):
-        raise BulkError(f"{where}, actor: who recorded this fact is required")
-    topic, channel = e.get("topic") or "", e.get("channel") or ""
-    data = e.get("data") or {}
-    if kind in _NEEDS_CHANNEL:
-        wildcard = kind in (EventType.OPT_OUT, EventType.PAUSE)
-        if channel not in (_CHANNELS_OR_ANY if wildcard else _CHANNELS):
-            raise BulkError(f"{where}, channel: unknown value {channel!r}")
-    scoped = kind in (EventType.OPT_IN, EventType.DOI_CONFIRMED, EventType.OPT_OUT)
-    if scoped and not (kind == EventType.OPT_OUT and topic == ANY) and topic not in checks.topics:
-        raise BulkError(f"{where}, topic: unknown topic {topic!r}")
-    if kind == EventType.OPT_IN:
-        channels, frequencies = checks.topics[topic]
-        if channel not in channels:
-            raise BulkError(f"{where}, channel: topic {topic!r} is not offered on {channel!r}")
-        if data.get("doi") not in _DOI:
-            raise BulkError(f"{where}, data.doi: unknown value {data.get('doi')!r}")
-        if data.get("frequency") and data["frequency"] not in frequencies:
-            raise BulkError(f"{where}, frequency: topic {topic!r} does not offer it")
-    elif kind == EventType.PAUSE:
-        until = projections._when(data.get("until"))
-        if until is None or until <= e["occurred_at"]:
-            raise BulkError(f"{where}, until: a pause ends after it starts (ISO text)")
-    elif kind == EventType.PURCHASE and not data.get("category"):
-        raise BulkError(f"{where}, category: required")
-    elif kind == EventType.CONTRACT_START and not (data.get("contract") and data.get("category")):
-        raise BulkError(f"{where}, contract and category: required")
-    elif kind == EventType.CONTRACT_END and not data.get("contract"):
-        raise BulkError(f"{where}, contract: required")
-    elif kind == EventType.INTERACTION and data.get("kind") not in _KINDS:
-        raise BulkError(f"{where}, kind: unknown value {data.get('kind')!r}")
+    try:
+        validation.event(
+            e.get("type"),
+            occurred_at=e.get("occurred_at"),
+            recorded_at=e.get("recorded_at"),
+            topic_slug=e.get("topic") or "",
+            on=e.get("channel") or "",
+            how=e.get("method") or "",
+            by=e.get("actor", "system"),
+            values=e.get("data") or {},
+            offers=checks.topics,
+            latest=checks.latest,
+        )
+    except ValidationError as exc:
+        raise _refused(where, exc) from exc
 
 
 # (attname, field) for every column of Contact but its id, in the model's order.

@@ -14,10 +14,11 @@ from __future__ import annotations
 import codecs
 import ipaddress
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, SuspiciousOperation
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.utils import translation
@@ -124,3 +125,11 @@ class UnreadableRequestMiddleware:
         if refused:
             return bad_request_page(request)
         return self.get_response(request)
+
+
+def json_file(data: dict[str, Any], filename: str) -> JsonResponse:
+    """An export as a downloaded file: indented, accents kept as they are (the admin's proof and
+    access exports, the person's own data from their page)."""
+    response = JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

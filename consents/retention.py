@@ -15,12 +15,13 @@ from datetime import datetime
 
 from django.db import transaction
 
-from consents import clock, links, projections, proof, services
+from consents import clock, links, projections, services
 from consents.audience import audience
 from consents.locks import run_lock
 from consents.models import Contact, ContactFacts, Erasure
 from consents.outbox import email_enqueue
 from consents.rules import Message
+from consents.selectors import proof
 from consents.vocab import Channel, InteractionKind, Purpose
 
 TEMPLATE = "repermission"

@@ -22,7 +22,7 @@ from api.auth import ScopeMissing, key_of
 from api.problems import Problem
 from api.views.base import ApiView, problem_responses
 from consents import audience as audience_sql
-from consents import clock, ledger, links, proof, rules
+from consents import clock, ledger, links, rules, services
 from consents.models import AccessLog, Contact
 
 # The ``since`` cursor of an audience is this much before the export began: a transaction still
@@ -97,7 +97,7 @@ class AudienceView(ApiView):
         at = q.get("as_of") or started
         since = q.get("since")
         fmt = request.accepted_renderer.format
-        proof.access_log(
+        services.access_log(
             user=request.user, username=key.actor, action="api_audience", contact=None,
             detail=f"{message} as of {ledger.iso(at)} since {ledger.iso(since)} links {q['links']}",
         )  # fmt: skip

@@ -1,5 +1,5 @@
-"""``/v1/contacts/{id}``: one person's state, ledger, receipts and links (``consents.proof``,
-``consents.links``), each read written to the access log first."""
+"""``/v1/contacts/{id}``: one person's state, ledger, receipts and links
+(``consents.selectors.proof``, ``consents.links``), each read written to the access log first."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ from api.views.base import (
     log_reads,
     problem_responses,
 )
-from consents import clock, labels, links, outbox, proof
+from consents import clock, labels, links, outbox
 from consents.models import Contact, Erasure, Event
+from consents.selectors import proof
 
 
 class ContactView(ApiView):

@@ -13,9 +13,10 @@ from rest_framework.response import Response
 from api import serializers as s
 from api.views.base import ApiView, event_seqs, log_reads, problem_responses, resolve_contacts
 from consents import audience as audience_sql
-from consents import clock, labels, ledger, proof, rules
+from consents import clock, labels, ledger, rules
 from consents.models import Event
 from consents.projections import fact_from_row, person_from_contact
+from consents.selectors import proof
 
 
 class DecisionsView(ApiView):

@@ -1,5 +1,5 @@
 """A person's rights through the API: erasure and the access export (``consents.services``,
-``consents.proof``)."""
+``consents.selectors.proof``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from api import idempotency
 from api import serializers as s
 from api.auth import key_of
 from api.views.base import CONTACT_ID, ApiView, contact_or_404, log_reads, problem_responses
-from consents import clock, ledger, proof, services
+from consents import clock, ledger, services
+from consents.selectors import proof
 
 
 class ErasureView(ApiView):

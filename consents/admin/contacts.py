@@ -25,7 +25,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from consents import clock, email_change, explain, labels, ledger, proof, rules, services
+from consents import clock, explain, http, labels, ledger, rules, services
 from consents.admin.common import (
     ContactSearchMixin,
     ReadOnlyAdminMixin,
@@ -42,6 +42,7 @@ from consents.models import (
     Event,
     Topic,
 )
+from consents.selectors import proof
 from consents.vocab import CHANNELS, PURPOSES, Channel, Purpose
 
 # --- The ledger and current state, read-only inlines ---------------------------------------------
@@ -386,7 +387,7 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
         if contact is None or not self.has_view_or_change_permission(request, contact):
             return super().change_view(request, object_id, form_url, extra_context)
         if request.method == "GET":
-            proof.access_log(user=request.user, action="view_contact", contact=contact)
+            services.access_log(user=request.user, action="view_contact", contact=contact)
         events, facts = proof.history(contact)  # once, for the grid and the panel
         now = clock.now()
         form = DecisionForm(request.GET if "decide-channel" in request.GET else None)
@@ -468,18 +469,18 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
 
     def proof_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         contact = self._contact(request, pk, "consents.export_contact")
-        proof.access_log(user=request.user, action="export_proof", contact=contact)
-        return proof.json_file(proof.proof_export(contact), f"proof-{contact.public_id}.json")
+        services.access_log(user=request.user, action="export_proof", contact=contact)
+        return http.json_file(proof.proof_export(contact), f"proof-{contact.public_id}.json")
 
     def access_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         contact = self._contact(request, pk, "consents.export_contact")
-        proof.access_log(user=request.user, action="export_access", contact=contact)
+        services.access_log(user=request.user, action="export_access", contact=contact)
         data = proof.access_export(contact, clock.now())
-        return proof.json_file(data, f"data-{contact.public_id}.json")
+        return http.json_file(data, f"data-{contact.public_id}.json")
 
     def receipt_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         contact = self._contact(request, pk, "consents.export_contact")
-        proof.access_log(user=request.user, action="export_receipt", contact=contact)
+        services.access_log(user=request.user, action="export_receipt", contact=contact)
         context = {"contact": contact, "receipts": proof.receipts(contact), "now": clock.now()}
         # The receipt is the person's, in their language (its <html lang> says so), whatever
         # the officer's; render() evaluates the translations, so the override must cover it.
@@ -490,7 +491,7 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
     def verify_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         contact = self._contact(request, pk, "consents.view_contact")
         checked, broken = ledger.verify_range(contact.pk, contact.pk + 1)
-        proof.access_log(
+        services.access_log(
             user=request.user,
             action="verify",
             contact=contact,
@@ -515,7 +516,7 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
                     services.contact_erase(
                         contact=contact, reason=reason, actor=f"staff:{request.user.get_username()}"
                     )
-                    proof.access_log(
+                    services.access_log(
                         user=request.user, action="erase", contact=contact, detail=reason
                     )
             except ValidationError as exc:
@@ -541,7 +542,7 @@ class ContactAdmin(ContactSearchMixin, admin.ModelAdmin):
         form = RectifyForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                email_change.email_change_request(
+                services.email_change_request(
                     contact=contact, new_email=form.cleaned_data["email"], user=request.user
                 )
             except ValidationError as exc:

@@ -14,8 +14,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from consents import clock, dashboards, retention
-from consents.proof import access_log
+from consents import clock, retention
+from consents.selectors import dashboards
+from consents.services.access import access_log
 
 # The dates a dashboard window may end on: far enough either way for any real question, and
 # clear of the calendar's ends (0001-01-01 or 9999-12-31 overflow the weeks computed from them).

@@ -17,7 +17,7 @@ from django.urls import path
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from consents import anchors, proof, services
+from consents import anchors, http, services
 from consents.admin.common import ContactSearchMixin, ReadOnlyAdminMixin
 from consents.models import (
     AccessLog,
@@ -204,8 +204,8 @@ class LedgerAnchorAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def export_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        proof.access_log(user=request.user, action="export_anchors", contact=None)
-        return proof.json_file(anchors.anchors_export(), "ledger-anchors.json")
+        services.access_log(user=request.user, action="export_anchors", contact=None)
+        return http.json_file(anchors.anchors_export(), "ledger-anchors.json")
 
 
 @admin.register(Suppression)

@@ -30,7 +30,7 @@ from django.utils.translation import gettext_lazy as _
 from consents import clock, imports, webhooks_out
 from consents.admin.common import ContactSearchMixin, ReadOnlyAdminMixin, UTCDateTimeField
 from consents.models import ImportRun, Outbox, Topic, WebhookDelivery, WebhookEndpoint
-from consents.proof import access_log
+from consents.services.access import access_log
 
 # --- The outbox ----------------------------------------------------------------------------------
 

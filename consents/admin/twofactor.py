@@ -42,7 +42,7 @@ from django_otp import match_token, user_has_device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from consents import clock, proof
+from consents import clock, services
 from consents.admin.site import idle_session_ended, is_verified, safe_next
 from consents.models import EnrolmentLink
 
@@ -107,7 +107,7 @@ def enrolment_link_create(*, user: Any, created_by: AbstractBaseUser | None) -> 
         created_at=now,
         expires_at=now + settings.ADMIN_ENROL_LINK_TTL,
     )
-    proof.access_log(
+    services.access_log(
         user=created_by or AnonymousUser(),
         username="" if created_by else "manage.py",
         action="enrolment_link_create",
@@ -160,7 +160,7 @@ def device_confirm(*, user: Any, device: TOTPDevice, link: EnrolmentLink | None)
     recovery = StaticDevice.objects.create(user=user, name="recovery codes")
     codes = [StaticToken.random_token() for _ in range(RECOVERY_CODES)]
     StaticToken.objects.bulk_create([StaticToken(device=recovery, token=code) for code in codes])
-    proof.access_log(
+    services.access_log(
         user=user,
         action="second_factor_enrol",
         contact=None,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from django.db.models import Max, Min
 
-from consents import anchors, bulk, clock, ledger, projections, proof, rules, services
+from consents import anchors, bulk, clock, ledger, projections, rules, services
 from consents.audience import audience
 from consents.models import (
     CatalogFact,
@@ -32,6 +32,7 @@ from consents.models import (
     Evidence,
     Suppression,
 )
+from consents.selectors import proof
 from consents.vocab import Reason
 
 # Every fact of the population happens before NOW; the loads run with the clock frozen just after.

@@ -12,8 +12,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from consents import clock, dashboards, services
+from consents import clock, services
 from consents.models import Contact, Outbox, Store, Topic
+from consents.selectors import dashboards
 from tests.conftest import at
 
 END = at("2026-03-02T00:00")  # a Monday
@@ -234,7 +235,7 @@ def test_a_code_is_named_only_in_its_own_column() -> None:
 def test_the_wildcard_series_are_named_by_their_meaning() -> None:
     from django.utils import translation
 
-    from consents.dashboards import SPECIAL_NAMES
+    from consents.selectors.dashboards import SPECIAL_NAMES
 
     chart = dashboards.Chart("t", "t", ["week", "* net", "promotions net"])
     chart.names = {**SPECIAL_NAMES["topic"], "promotions": "Bons plans"}

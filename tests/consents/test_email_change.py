@@ -1,5 +1,6 @@
-"""An officer asks for a contact's new email address (consents.email_change): a confirmation
-link goes to the new address, nothing else changes; an address another contact has is refused."""
+"""An officer asks for a contact's new email address (services.email_change_request): a
+confirmation link goes to the new address, nothing else changes; an address another contact has
+is refused."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 
-from consents.email_change import email_change_request
 from consents.models import AccessLog, Contact, Outbox
+from consents.services import email_change_request
 
 
 def test_the_request_sends_a_link_to_the_new_address_and_is_logged(

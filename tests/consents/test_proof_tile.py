@@ -7,8 +7,9 @@ from typing import Any
 
 from django.test import Client
 
-from consents import dashboards, services
+from consents import services
 from consents.models import Contact
+from consents.selectors import dashboards
 
 
 def test_the_tile_counts_proven_and_unproven_consent(

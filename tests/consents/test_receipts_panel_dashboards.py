@@ -9,9 +9,10 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 
-from consents import clock, dashboards, notices, proof, services
+from consents import clock, notices, services
 from consents.admin.contacts import DecisionForm
 from consents.models import Contact, ReconfirmCampaign, ReconfirmRequest, Topic
+from consents.selectors import dashboards, proof
 from consents.vocab import Method
 from preferences import center
 from tests.conftest import at

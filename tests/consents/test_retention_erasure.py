@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.test import Client
 
-from consents import clock, ledger, proof, retention, rules, services
+from consents import clock, ledger, retention, rules, services
 from consents.models import (
     Contact,
     ContactFacts,
@@ -23,6 +23,7 @@ from consents.models import (
     Topic,
 )
 from consents.outbox import render_email
+from consents.selectors import proof
 from consents.vocab import Reason
 from tests.conftest import at
 

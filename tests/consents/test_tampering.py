@@ -625,7 +625,7 @@ def test_the_evidence_digest_is_keyed_with_a_salt_kept_beside_the_evidence(peopl
 
 @pytest.mark.django_db
 def test_the_proof_export_lets_an_auditor_check_the_evidence_and_the_head(people):
-    from consents.proof import proof_export
+    from consents.selectors.proof import proof_export
 
     data = proof_export(people[0])
     first = data["events"][0]

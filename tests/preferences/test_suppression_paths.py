@@ -15,9 +15,10 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.test import Client
 
-from consents import clock, links, proof, rules, services
+from consents import clock, links, rules, services
 from consents.audience import audience
 from consents.models import Category, Contact, Event, Store
+from consents.selectors import proof
 from consents.vocab import Method, Reason
 from preferences import store
 from preferences.models import Device

@@ -1,0 +1,153 @@
+"""The only code that writes consent facts: the system of record's public write API.
+
+One function per kind of fact, keyword-only and typed. Each validates everything before writing
+(``consents.validation``, the rules written once); a bad value raises ``ValidationError`` naming the
+field, and nothing is written. Appends take a row lock on the contact, chain the event to the
+contact's previous one and rewrite the contact's projections, all in one transaction
+(``writing``).
+
+Callers write ``from consents import services`` and ``services.consent_grant(...)``: every public
+function is re-exported here. By concern: ``addresses`` (normalising), ``contacts``, ``consents``
+(consent facts), ``commerce`` (purchases, contracts, deliveries), ``catalog`` (topics, notices,
+categories), ``erasure`` (suppression list, erasure), ``access`` (the access log), ``writing``
+(the ledger writer they share).
+"""
+
+from __future__ import annotations
+
+# ``clock`` and ``Topic``: read by callers through this module (``services.clock.now()``).
+from consents import clock as clock
+from consents.models import Topic as Topic
+from consents.services.access import access_log
+from consents.services.addresses import (
+    EMAIL_MAX_LENGTH,
+    FIRST_NAME_MAX_LENGTH,
+    address_lock,
+    normalize_email,
+    normalize_first_name,
+    normalize_phone,
+)
+from consents.services.catalog import (
+    category_set,
+    notice_draft_create,
+    notice_draft_publish,
+    notice_draft_update,
+    notice_publish,
+    topic_create,
+)
+from consents.services.commerce import (
+    address_change_record,
+    bounce_record,
+    contract_end,
+    contract_start,
+    interaction_record,
+    purchase_record,
+)
+from consents.services.consents import (
+    callback_request,
+    complaint_record,
+    consent_confirm,
+    consent_grant,
+    consent_withdraw,
+    marketing_pause,
+    marketing_resume,
+    repermission_record,
+)
+from consents.services.contacts import (
+    POSTAL_ADDRESS_MAX_LENGTH,
+    contact_create,
+    contact_email_change,
+    contact_find,
+    contact_get_or_create,
+    contact_phone_change,
+    contact_postal_address_set,
+    contact_revoke_links,
+    contact_update_details,
+    email_change_request,
+)
+from consents.services.erasure import (
+    SUPPRESSED_CHANNELS,
+    SUPPRESSION_CHECKED_METHODS,
+    SUPPRESSION_POINT,
+    address_is_suppressed,
+    contact_erase,
+    evidence_erase,
+    is_suppressed,
+    suppression_digest,
+    suppression_record,
+)
+from consents.services.writing import BatchItem, Proof, append_batch
+
+# The ledger writer's private entry point, for tests that append a raw event (not in __all__).
+from consents.services.writing import _append as _append
+from consents.vocab import EventType
+
+# For callers that hold a generic event description (imports, the case-book runner).
+RECORDERS = {
+    EventType.OPT_IN: consent_grant,
+    EventType.DOI_CONFIRMED: consent_confirm,
+    EventType.OPT_OUT: consent_withdraw,
+    EventType.COMPLAINT: complaint_record,
+    EventType.PAUSE: marketing_pause,
+    EventType.PURCHASE: purchase_record,
+    EventType.CONTRACT_START: contract_start,
+    EventType.CONTRACT_END: contract_end,
+    EventType.INTERACTION: interaction_record,
+    EventType.BOUNCE: bounce_record,
+    EventType.ADDRESS_CHANGED: address_change_record,
+    EventType.CALLBACK_REQUEST: callback_request,
+    EventType.REPERMISSION_SENT: repermission_record,
+}
+
+__all__ = [
+    "EMAIL_MAX_LENGTH",
+    "FIRST_NAME_MAX_LENGTH",
+    "POSTAL_ADDRESS_MAX_LENGTH",
+    "RECORDERS",
+    "SUPPRESSED_CHANNELS",
+    "SUPPRESSION_CHECKED_METHODS",
+    "SUPPRESSION_POINT",
+    "BatchItem",
+    "Proof",
+    "access_log",
+    "address_change_record",
+    "address_is_suppressed",
+    "address_lock",
+    "append_batch",
+    "bounce_record",
+    "callback_request",
+    "category_set",
+    "complaint_record",
+    "consent_confirm",
+    "consent_grant",
+    "consent_withdraw",
+    "contact_create",
+    "contact_email_change",
+    "email_change_request",
+    "contact_erase",
+    "contact_find",
+    "contact_get_or_create",
+    "contact_phone_change",
+    "contact_postal_address_set",
+    "contact_revoke_links",
+    "contact_update_details",
+    "contract_end",
+    "contract_start",
+    "evidence_erase",
+    "interaction_record",
+    "is_suppressed",
+    "marketing_pause",
+    "marketing_resume",
+    "normalize_email",
+    "normalize_first_name",
+    "normalize_phone",
+    "notice_draft_create",
+    "notice_draft_publish",
+    "notice_draft_update",
+    "notice_publish",
+    "purchase_record",
+    "repermission_record",
+    "suppression_digest",
+    "suppression_record",
+    "topic_create",
+]

@@ -1,0 +1,251 @@
+"""Contacts: created, found, their details, their addresses changed, their links revoked."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils.translation import gettext
+
+from consents import clock, links, validation
+from consents.models import Contact, Erasure, Event
+from consents.outbox import email_enqueue
+from consents.projections import projection_start
+from consents.services.access import access_log
+from consents.services.addresses import normalize_email, normalize_phone
+from consents.services.erasure import suppression_record
+from consents.services.writing import Proof, _append
+from consents.vocab import Channel, ContactKind, EventType
+
+
+@transaction.atomic
+def contact_create(
+    *,
+    email: str | None = None,
+    phone: str | None = None,
+    kind: str = ContactKind.CONSUMER,
+    first_name: str = "",
+    postal_address: str = "",
+    push_token: str = "",
+    locale: str = "fr",
+    collected_at: datetime | None = None,
+    informed_at_collection: bool = False,
+    profession: str = "",
+    _looked_up: bool = False,
+) -> Contact:
+    collected_at = collected_at or clock.now()
+    validation.contact(kind=kind, locale=locale, collected_at=collected_at)
+    email = normalize_email(email) if email else None
+    phone = normalize_phone(phone) if phone else ""
+    # (``_looked_up``: the caller has just looked for the address in this transaction; the
+    # unique index still refuses a concurrent creation.)
+    if email and not _looked_up and Contact.objects.filter(email__iexact=email).exists():
+        raise ValidationError({"email": "A contact with this email already exists."})
+    try:
+        # A savepoint: a concurrent creation of the same address fails alone, cleanly.
+        with transaction.atomic():
+            contact = Contact.objects.create(
+                email=email,
+                phone=phone,
+                kind=kind,
+                first_name=first_name[:150],
+                postal_address=postal_address,
+                push_token=push_token,
+                locale=locale,
+                collected_at=collected_at,
+                informed_at_collection=informed_at_collection,
+                profession=profession,
+            )
+    except IntegrityError as exc:
+        raise ValidationError({"email": "A contact with this email already exists."}) from exc
+    projection_start(contact)
+    # Before any other fact: an address that opted out and was erased arrives opted out.
+    suppression_record(contact=contact, email=email, phone=phone)
+    return contact
+
+
+@transaction.atomic
+def contact_get_or_create(*, email: str, locale: str = "fr") -> tuple[Contact, bool]:
+    """The contact with this address, created if new; safe against a concurrent creation."""
+    address = normalize_email(email)
+    existing = Contact.objects.filter(email__iexact=address).first()
+    if existing is not None:
+        return existing, False
+    try:
+        return contact_create(email=address, locale=locale, _looked_up=True), True
+    except ValidationError:
+        existing = Contact.objects.filter(email__iexact=address).first()
+        if existing is None:
+            raise
+        return existing, False
+
+
+def contact_find(*, email: str) -> Contact | None:
+    try:
+        return Contact.objects.filter(email__iexact=normalize_email(email)).first()
+    except ValidationError:
+        return None
+
+
+@transaction.atomic
+def contact_update_details(
+    *,
+    contact: Contact,
+    first_name: str | None = None,
+    phone: str | None = None,
+    locale: str | None = None,
+) -> Contact:
+    """Details the person gave us themselves (their name, phone, language).
+
+    A phone number is added where none is on file, never replaced: the consents given for a
+    number belong to the person who controls it, and nothing here proves that the new one is
+    theirs (``contact_phone_change`` is the door for a number its owner confirmed)."""
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    fields = []
+    added_phone = ""
+    if first_name is not None:
+        locked.first_name = first_name.strip()[:150]
+        fields.append("first_name")
+    if phone is not None:
+        number = normalize_phone(phone) if phone else ""
+        if number and locked.phone and number != locked.phone:
+            raise ValidationError(
+                {"phone": "Another number is on file: it changes only when its owner confirms."}
+            )
+        if number != locked.phone:
+            added_phone = number
+            locked.phone = number
+            fields.append("phone")
+    if locale is not None:
+        validation.choice("locale", locale, validation.LOCALES)
+        locked.locale = locale
+        fields.append("locale")
+    if fields:
+        locked.save(update_fields=fields)
+    if added_phone:
+        suppression_record(contact=locked, phone=added_phone)
+    return locked
+
+
+@transaction.atomic
+def contact_phone_change(*, contact: Contact, new_phone: str, proof: Proof) -> Event:
+    """Replace the number on file with one its owner confirmed (a code sent to it, the person in
+    front of staff with their phone): ``address_changed`` on sms and on phone, the channels a
+    number serves. A number on the suppression list arrives opted out, before the change."""
+    number = normalize_phone(new_phone)
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    if Erasure.objects.filter(contact=locked).exists():
+        raise ValidationError({"phone": "This contact is erased."})
+    if number == locked.phone:
+        raise ValidationError({"phone": "This number is already on file."})
+    locked.phone = number
+    locked.save(update_fields=["phone"])
+    suppression_record(contact=locked, phone=number)
+    _append(
+        contact=locked,
+        type=EventType.ADDRESS_CHANGED,
+        occurred_at=None,
+        proof=proof,
+        channel=Channel.SMS,
+    )
+    return _append(
+        contact=locked,
+        type=EventType.ADDRESS_CHANGED,
+        occurred_at=None,
+        proof=proof,
+        channel=Channel.PHONE,
+    )
+
+
+POSTAL_ADDRESS_MAX_LENGTH = 500
+
+
+@transaction.atomic
+def contact_postal_address_set(*, contact: Contact, postal_address: str, proof: Proof) -> Contact:
+    """The postal address the person gave us themselves (added, changed or removed). A change
+    is ``address_changed`` on the postal channel: what was said about the old address is the
+    old address's."""
+    text = "\n".join(line.strip() for line in postal_address.strip().splitlines() if line.strip())
+    if len(text) > POSTAL_ADDRESS_MAX_LENGTH:
+        raise ValidationError({"postal_address": "The address is too long."})
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    if Erasure.objects.filter(contact=locked).exists():
+        raise ValidationError({"postal_address": "This contact is erased."})
+    if text == locked.postal_address:
+        return locked
+    replaced = bool(locked.postal_address)
+    locked.postal_address = text
+    locked.save(update_fields=["postal_address"])
+    if replaced:
+        _append(
+            contact=locked,
+            type=EventType.ADDRESS_CHANGED,
+            occurred_at=None,
+            proof=proof,
+            channel=Channel.POSTAL,
+        )
+    return locked
+
+
+@transaction.atomic
+def contact_revoke_links(*, contact: Contact) -> Contact:
+    """Every link already sent to this contact stops working."""
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    locked.link_version += 1
+    locked.save(update_fields=["link_version"])
+    return locked
+
+
+@transaction.atomic
+def email_change_request(
+    *, contact: Contact, new_email: str, user: AbstractBaseUser | AnonymousUser
+) -> None:
+    """An officer asks for a new address (the right to rectification). Nothing changes yet: a
+    service email goes to ``new_email`` and the address changes only when its owner opens the
+    link (``contact_email_change``, from ``consents.public_views``).
+
+    Send the confirmation link for ``new_email`` (already normalised) to that address, and
+    log the request as ``user``'s. Raises ``ValidationError`` on ``email`` when another contact
+    has the address."""
+    if Contact.objects.filter(email__iexact=new_email).exclude(pk=contact.pk).exists():
+        raise ValidationError({"email": gettext("Another contact has this address.")})
+    # A service email to the new address: nothing changes until its owner confirms.
+    email_enqueue(
+        to=new_email,
+        template="email-confirm",
+        context={},
+        links={"confirm_url": links.intent("email_change", e=new_email)},
+        language=contact.locale,
+        contact=contact,
+        is_service=True,
+    )
+    access_log(
+        user=user,
+        action="rectify_request",
+        contact=contact,
+        detail="confirmation sent to the new email address",
+    )
+
+
+@transaction.atomic
+def contact_email_change(*, contact: Contact, new_email: str, proof: Proof) -> Event:
+    """Rectification confirmed by the owner of the new address: ``address_changed`` on email."""
+    address = normalize_email(new_email)
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    if Erasure.objects.filter(contact=locked).exists():
+        raise ValidationError({"email": "This contact is erased."})
+    if Contact.objects.filter(email__iexact=address).exclude(pk=locked.pk).exists():
+        raise ValidationError({"email": "A contact with this email already exists."})
+    locked.email = address
+    locked.save(update_fields=["email"])
+    # Before the change itself: a listed address arrives opted out, as on a new contact.
+    suppression_record(contact=locked, email=address)
+    return _append(
+        contact=locked,
+        type=EventType.ADDRESS_CHANGED,
+        occurred_at=None,
+        proof=proof,
+        channel=Channel.EMAIL,
+    )

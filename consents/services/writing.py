@@ -1,0 +1,313 @@
+"""The ledger writer, shared by every service: ``_append`` (one event, row lock, chain, projections)
+and ``append_batch`` (many facts at once), and ``Proof``, how a fact was collected.
+
+Appends take a row lock on the contact, chain the event to the contact's previous one and rewrite
+the contact's projections, all in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import OuterRef, Subquery
+
+from consents import clock, ledger, rules, validation, webhooks_out
+from consents.models import ChainHead, Contact, ContactFacts, Event, Evidence, Notice, Store
+from consents.projections import fact_from_event, projection_append
+from consents.vocab import LEDGER_METHODS
+
+logger = logging.getLogger(__name__)
+
+# --- Proof --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proof:
+    """How a fact was collected: what a compliance officer needs to show it."""
+
+    method: str = ""
+    actor: str = "system"
+    collection_point: str = ""
+    store: Store | None = None
+    notice: Notice | None = None
+    reference: str = ""
+    # Personal evidence, kept beside the event (erasable):
+    ip_address: str | None = None
+    user_agent: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# --- The ledger writer --------------------------------------------------------------------------
+
+
+def _append(
+    *,
+    contact: Contact,
+    type: str,
+    occurred_at: datetime | None,
+    proof: Proof,
+    topic: str = "",
+    channel: str = "",
+    data: dict[str, Any] | None = None,
+    created_here: bool = False,
+) -> Event:
+    """Append one event to the contact's chain and rewrite its projections.
+
+    Callers have validated everything; this must run inside ``transaction.atomic``.
+    ``created_here``: the caller created the contact in this transaction, so no other
+    transaction can see its row yet, and there is nothing to lock.
+    """
+    recorded_at = clock.now()
+    occurred_at = occurred_at or recorded_at
+    validation.instant("occurred_at", occurred_at)
+    # RULES.md: an event is never dated after the moment it is recorded. A clock a little ahead
+    # (an email service's timestamp, within LEDGER_MAX_CLOCK_SKEW) is read as "now"; otherwise
+    # ``decide`` as of now and the audience, which reads every recorded fact, would disagree.
+    occurred_at = min(occurred_at, recorded_at)
+    if proof.method:
+        validation.choice("method", proof.method, LEDGER_METHODS)
+    validation.actor(proof.actor)
+    # The row lock serialises appends for one contact; other contacts never wait.
+    locked = _lock_with_chain_end(contact, lock=not created_here)
+    seq, prev_hash, head_exists = _chain_end(locked)
+    digest, salt = ledger.evidence_seal(proof.ip_address, proof.user_agent, proof.details)
+    event = Event(
+        contact=locked,
+        seq=seq,
+        type=type,
+        topic=topic,
+        channel=channel,
+        occurred_at=occurred_at,
+        recorded_at=recorded_at,
+        method=proof.method,
+        actor=proof.actor[:128],
+        collection_point=ledger.collection_point(proof.collection_point),
+        store=proof.store,
+        notice=proof.notice,
+        proof=proof.reference[:500],
+        data=data or {},
+        evidence_digest=digest,
+        prev_hash=prev_hash,
+    )
+    event.hash = ledger.event_hash(event)
+    event.save(force_insert=True)
+    head = {"seq": seq, "hash": event.hash, "recorded_at": event.recorded_at}
+    if head_exists:
+        ChainHead.objects.filter(contact=locked).update(**head)
+    else:
+        ChainHead.objects.create(contact=locked, **head)
+    if digest:
+        Evidence.objects.create(
+            event=event,
+            ip_address=proof.ip_address,
+            user_agent=proof.user_agent,
+            details=proof.details,
+            salt=salt,
+        )
+    projection_append(locked, fact_from_event(event), state=locked._fold)
+    # Other systems are told through deliveries written in this same transaction.
+    webhooks_out.event_recorded(event=event, contact=locked)
+    return event
+
+
+@dataclass
+class BatchItem:
+    """One fact for ``append_batch``: what ``_append`` takes, for a contact given by its id."""
+
+    contact_id: int
+    type: str
+    proof: Proof
+    occurred_at: datetime | None = None
+    topic: str = ""
+    channel: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def append_batch(items: list[BatchItem]) -> list[Event]:
+    """Append many facts at once, in the order given (per contact, that order is the chain's):
+    what ``_append`` does one by one, in a number of queries that depends neither on the batch's
+    size nor on the histories. For facts without personal evidence (``Proof`` with no IP address,
+    user agent or details), already validated by the caller; runs inside ``transaction.atomic``.
+
+    Contacts are locked in id order (as every other writer of several contacts does, so that two
+    batches never deadlock); each chain continues from its recorded head. A contact with events
+    but no recorded head (a ledger from before heads were kept) goes through ``_append``.
+    """
+    from consents import projections
+
+    if not items:
+        return []
+    recorded_at = clock.now()
+    ids = sorted({item.contact_id for item in items})
+    contacts = {
+        c.pk: c for c in Contact.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+    }
+    heads = {h.contact_id: h for h in ChainHead.objects.filter(contact_id__in=ids)}
+    headless = [i for i in ids if i not in heads]
+    if headless:
+        # A contact with no event yet starts its chain here; one with events but no recorded
+        # head (a ledger from before heads were kept) goes through _append.
+        legacy = set(
+            Event.objects.filter(contact_id__in=headless).values_list("contact_id", flat=True)
+        )
+        new_heads = {
+            i: ChainHead(contact_id=i, seq=0, hash=ledger.GENESIS)
+            for i in headless
+            if i not in legacy
+        }
+        heads.update(new_heads)
+    else:
+        new_heads = {}
+    states = dict(ContactFacts.objects.filter(contact_id__in=ids).values_list("contact_id", "fold"))
+    s = rules.RuleSettings.from_django()
+    events: list[Event] = []
+    single: list[Event] = []  # through _append, after the batch
+    slow: list[BatchItem] = []
+    for item in items:
+        contact = contacts.get(item.contact_id)
+        if contact is None:
+            raise ValidationError({"contact": f"No contact {item.contact_id}."})
+        if item.proof.ip_address or item.proof.user_agent or item.proof.details:
+            raise ValidationError({"proof": "A batch holds no personal evidence."})
+        head = heads.get(contact.pk)
+        if head is None:
+            slow.append(item)
+            continue
+        occurred_at = item.occurred_at or recorded_at
+        validation.instant("occurred_at", occurred_at)
+        event = Event(
+            contact=contact,
+            seq=head.seq + 1,
+            type=item.type,
+            topic=item.topic,
+            channel=item.channel,
+            occurred_at=min(occurred_at, recorded_at),
+            recorded_at=recorded_at,
+            method=item.proof.method,
+            actor=item.proof.actor[:128],
+            collection_point=ledger.collection_point(item.proof.collection_point),
+            store=item.proof.store,
+            notice=item.proof.notice,
+            proof=item.proof.reference[:500],
+            data=item.data or {},
+            evidence_digest="",
+            prev_hash=head.hash,
+        )
+        event.hash = ledger.event_hash(event)
+        head.seq, head.hash, head.recorded_at = event.seq, event.hash, recorded_at
+        events.append(event)
+    Event.objects.bulk_create(events)
+    touched = {event.contact_id for event in events}
+    ChainHead.objects.bulk_create([h for i, h in new_heads.items() if i in touched])
+    projections.rows_update(
+        ChainHead, [heads[i] for i in touched if i not in new_heads], ["seq", "hash", "recorded_at"]
+    )
+    # The projections: each contact's state folds its new events, or (no usable state, an event
+    # dated before the latest) the contact is recomputed from its whole history.
+    by_contact: dict[int, list[Event]] = {}
+    for event in events:
+        by_contact.setdefault(event.contact_id, []).append(event)
+    facts_rows: list[ContactFacts] = []
+    recompute: list[Contact] = []
+    rewrites: dict[str, dict[int, list[dict[str, Any]]]] = {
+        name: {} for name, _ in projections._ROWS
+    }
+    for contact_id, new in by_contact.items():
+        contact = contacts[contact_id]
+        fold = projections.Fold.load(states.get(contact_id), s)
+        facts = [fact_from_event(event) for event in new]
+        try:
+            if fold is None or not fold.in_order(*facts):
+                raise projections.Unfoldable("recompute")
+            person = projections.person_from_contact(contact)
+            before = fold.projection(person)
+            for fact in facts:
+                fold.apply(fact)
+            after = fold.projection(person)
+        except projections.Unfoldable:
+            recompute.append(contact)
+            continue
+        facts_rows.append(ContactFacts(contact=contact, **after.facts, fold=fold.dump()))
+        for name, _ in projections._ROWS:
+            if getattr(after, name) != getattr(before, name):
+                rewrites[name][contact_id] = getattr(after, name)
+    if facts_rows:
+        projections.rows_update(ContactFacts, facts_rows, projections.FACT_FIELDS)
+    for name, model in projections._ROWS:
+        changed = rewrites[name]
+        if changed:
+            model.objects.filter(contact_id__in=list(changed)).delete()
+            model.objects.bulk_create(
+                [model(contact_id=c, **row) for c, rows in changed.items() for row in rows]
+            )
+    projections.projections_refresh_many(recompute, s)
+    webhooks_out.events_recorded((event, contacts[event.contact_id]) for event in events)
+    for item in slow:
+        single.append(
+            _append(
+                contact=contacts[item.contact_id],
+                type=item.type,
+                occurred_at=item.occurred_at,
+                proof=item.proof,
+                topic=item.topic,
+                channel=item.channel,
+                data=item.data,
+            )
+        )
+    return events + single
+
+
+def _lock_with_chain_end(contact: Contact, *, lock: bool = True) -> Contact:
+    """The contact, row-locked, then (in a second statement, whose snapshot sees what a
+    concurrent append committed while we waited for the lock) its recorded head, its last event
+    (``_chain_end``) and its projections' state."""
+    contact_id = contact.pk
+    locked = Contact.objects.select_for_update().get(pk=contact_id) if lock else contact
+    head = ChainHead.objects.filter(contact=OuterRef("pk"))
+    last = Event.objects.filter(contact=OuterRef("pk")).order_by("-seq")
+    ends = (
+        Contact.objects.filter(pk=contact_id)
+        .annotate(
+            head_seq=Subquery(head.values("seq")[:1]),
+            head_hash=Subquery(head.values("hash")[:1]),
+            last_seq=Subquery(last.values("seq")[:1]),
+            last_hash=Subquery(last.values("hash")[:1]),
+            fold=Subquery(ContactFacts.objects.filter(contact=OuterRef("pk")).values("fold")[:1]),
+        )
+        .values("head_seq", "head_hash", "last_seq", "last_hash", "fold")
+        .get()
+    )
+    locked._head_seq, locked._head_hash = ends["head_seq"], ends["head_hash"]
+    locked._last_seq, locked._last_hash = ends["last_seq"], ends["last_hash"]
+    locked._fold = ends["fold"]
+    return locked
+
+
+def _chain_end(contact: Contact) -> tuple[int, str, bool]:
+    """(next seq, previous hash, whether a head is recorded) for the contact's next event.
+
+    The chain continues from its recorded head, or from its last event if that is further on:
+    after a deleted tail, the next event keeps the number the head implies, so that the gap
+    stays in the chain for ``verify_ledger`` to name, instead of being filled with new events.
+    ``contact`` comes from ``_lock_with_chain_end``.
+    """
+    head = (contact._head_seq, contact._head_hash) if contact._head_seq is not None else None
+    last = (contact._last_seq, contact._last_hash) if contact._last_seq is not None else None
+    if head != last:
+        logger.error(
+            "the chain of contact %s ends at %s but its recorded head is %s; "
+            "run manage.py verify_ledger",
+            contact.pk,
+            last and f"#{last[0]}",
+            head and f"#{head[0]}",
+        )
+    # The further of the two; the head when they are level (a rewritten last event then shows as
+    # a broken link at the next event).
+    end = max(filter(None, (head, last)), key=lambda found: found[0], default=None)
+    if end is None:
+        return 1, ledger.GENESIS, False
+    return end[0] + 1, end[1], head is not None
