@@ -1,4 +1,4 @@
-"""Forms of the store tablet and the phone capture. They check shape; ``store.py`` decides."""
+"""Forms of the store tablet and the phone capture. They check shape; the services decide."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from preferences.forms import (
     first_name_cleaned,
     phone_cleaned,
 )
-from preferences.store import Confirm
+from preferences.store.services import Confirm
 
 MAX_CHOICES = 100
 
@@ -34,7 +34,30 @@ def new_key() -> str:
     return secrets.token_hex(16)
 
 
-class _CaptureForm(ChoicesForm):
+def store_choices(stores: list[Any]) -> list[tuple[str, str]]:
+    """The stores a ``store`` field offers: the staff member's own."""
+    return [(str(s.pk), s.name) for s in stores]
+
+
+class _AddressForm(forms.Form):
+    """A customer's ``email`` and ``phone`` fields, each cleaned as the ledger stores it, at least
+    one of them given."""
+
+    def clean_email(self) -> str:
+        raw = self.cleaned_data["email"].strip()
+        return email_cleaned(raw) if raw else ""
+
+    def clean_phone(self) -> str:
+        return phone_cleaned(self.cleaned_data["phone"])
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if "email" in cleaned and "phone" in cleaned and not (cleaned["email"] or cleaned["phone"]):
+            self.add_error("email", _("Enter an email address or a phone number."))
+        return cleaned
+
+
+class _CaptureForm(_AddressForm, ChoicesForm):
     key = forms.CharField(max_length=64, widget=forms.HiddenInput)
     language = forms.ChoiceField(
         choices=[("fr", "fr"), ("en", "en")], required=False, widget=forms.HiddenInput
@@ -66,13 +89,6 @@ class _CaptureForm(ChoicesForm):
     def describe_errors(self) -> None:
         describe_errors(self, skip=("choice",))
 
-    def clean_email(self) -> str:
-        raw = self.cleaned_data["email"].strip()
-        return email_cleaned(raw) if raw else ""
-
-    def clean_phone(self) -> str:
-        return phone_cleaned(self.cleaned_data["phone"])
-
     def clean_first_name(self) -> str:
         return first_name_cleaned(
             self.cleaned_data["first_name"],
@@ -87,9 +103,6 @@ class _CaptureForm(ChoicesForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        addresses = (cleaned.get("email"), cleaned.get("phone"))
-        if "email" in cleaned and "phone" in cleaned and not any(addresses):
-            self.add_error("email", _("Enter an email address or a phone number."))
         values = cleaned.get("choice")
         if values and self.phone_missing(cleaned, values):
             self.add_error("phone", _("Enter a phone number for text messages or calls."))
@@ -113,7 +126,7 @@ class StoreCaptureForm(_CaptureForm):
         return cleaned
 
 
-class StorePurchaseForm(forms.Form):
+class StorePurchaseForm(_AddressForm):
     """A purchase made today, on the staff screen: who bought (email or phone) and what."""
 
     key = forms.CharField(max_length=64, widget=forms.HiddenInput)
@@ -143,19 +156,6 @@ class StorePurchaseForm(forms.Form):
 
     def describe_errors(self) -> None:
         describe_errors(self)
-
-    def clean_email(self) -> str:
-        raw = self.cleaned_data["email"].strip()
-        return email_cleaned(raw) if raw else ""
-
-    def clean_phone(self) -> str:
-        return phone_cleaned(self.cleaned_data["phone"])
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        if "email" in cleaned and "phone" in cleaned and not (cleaned["email"] or cleaned["phone"]):
-            self.add_error("email", _("Enter an email address or a phone number."))
-        return cleaned
 
 
 # On the phone each topic x channel is one radio group, named after the option it answers.
@@ -252,7 +252,7 @@ class DeviceEnrolForm(forms.Form):
 
     def __init__(self, *args: Any, stores: list[Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["store"].choices = [(str(s.pk), s.name) for s in stores]
+        self.fields["store"].choices = store_choices(stores)
 
 
 class _AccountForm(forms.Form):
@@ -314,7 +314,7 @@ class StaffCreateForm(_AccountForm):
 
     def __init__(self, *args: Any, stores: list[Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["store"].choices = [(str(s.pk), s.name) for s in stores]
+        self.fields["store"].choices = store_choices(stores)
         _password_fields(self, _("Initial password"), _("Initial password, again"))
 
 
@@ -348,4 +348,4 @@ class StaffStoreForm(forms.Form):
 
     def __init__(self, *args: Any, stores: list[Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["store"].choices = [(str(s.pk), s.name) for s in stores]
+        self.fields["store"].choices = store_choices(stores)
