@@ -39,9 +39,21 @@ def store_choices(stores: list[Any]) -> list[tuple[str, str]]:
     return [(str(s.pk), s.name) for s in stores]
 
 
+def email_field(label: Any) -> forms.CharField:
+    """A customer's email address, optional when a phone is given; checked by ``_AddressForm``."""
+    return forms.CharField(
+        label=label, max_length=254, required=False, widget=forms.EmailInput(attrs=OFF)
+    )
+
+
+def phone_field(label: Any) -> forms.CharField:
+    """A customer's mobile phone, optional when an email is given; checked by ``_AddressForm``."""
+    return forms.CharField(label=label, max_length=32, required=False, widget=TelInput(attrs=OFF))
+
+
 class _AddressForm(forms.Form):
-    """A customer's ``email`` and ``phone`` fields, each cleaned as the ledger stores it, at least
-    one of them given."""
+    """A customer's ``email`` and ``phone`` fields (``email_field``, ``phone_field``), each
+    cleaned as the ledger stores it, at least one of them given."""
 
     def clean_email(self) -> str:
         raw = self.cleaned_data["email"].strip()
@@ -62,18 +74,8 @@ class _CaptureForm(_AddressForm, ChoicesForm):
     language = forms.ChoiceField(
         choices=[("fr", "fr"), ("en", "en")], required=False, widget=forms.HiddenInput
     )
-    email = forms.CharField(
-        label=_("Email address"),
-        max_length=254,
-        required=False,
-        widget=forms.EmailInput(attrs=OFF),
-    )
-    phone = forms.CharField(
-        label=_("Mobile phone"),
-        max_length=32,
-        required=False,
-        widget=TelInput(attrs=OFF),
-    )
+    email = email_field(_("Email address"))
+    phone = phone_field(_("Mobile phone"))
     first_name = forms.CharField(
         label=_("First name (optional)"),
         max_length=FIRST_NAME_MAX_LENGTH,
@@ -130,18 +132,8 @@ class StorePurchaseForm(_AddressForm):
     """A purchase made today, on the staff screen: who bought (email or phone) and what."""
 
     key = forms.CharField(max_length=64, widget=forms.HiddenInput)
-    email = forms.CharField(
-        label=_("The customer’s email address"),
-        max_length=254,
-        required=False,
-        widget=forms.EmailInput(attrs=OFF),
-    )
-    phone = forms.CharField(
-        label=_("or their mobile phone"),
-        max_length=32,
-        required=False,
-        widget=TelInput(attrs=OFF),
-    )
+    email = email_field(_("The customer’s email address"))
+    phone = phone_field(_("or their mobile phone"))
     purchase_category = forms.ChoiceField(label=_("Product category"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
