@@ -34,9 +34,19 @@ def new_key() -> str:
     return secrets.token_hex(16)
 
 
-def store_choices(stores: list[Any]) -> list[tuple[str, str]]:
-    """The stores a ``store`` field offers: the staff member's own."""
-    return [(str(s.pk), s.name) for s in stores]
+class _StoreChoice:
+    """For a form with a ``store`` field: it offers the staff member's own stores, and
+    ``chosen_store`` is the one picked (once the form is valid)."""
+
+    fields: dict[str, Any]
+    cleaned_data: dict[str, Any]
+
+    def offer_stores(self, stores: list[Any]) -> None:
+        self.stores = stores
+        self.fields["store"].choices = [(str(s.pk), s.name) for s in stores]
+
+    def chosen_store(self) -> Any:
+        return next(s for s in self.stores if str(s.pk) == self.cleaned_data["store"])
 
 
 def email_field(label: Any) -> forms.CharField:
@@ -236,7 +246,7 @@ def _pair(value: str) -> tuple[str, str]:
     return slug, channel
 
 
-class DeviceEnrolForm(forms.Form):
+class DeviceEnrolForm(_StoreChoice, forms.Form):
     store = forms.ChoiceField(label=_("Store"))
     name = forms.CharField(
         label=_("Name of this tablet"), max_length=100, widget=forms.TextInput(attrs=OFF)
@@ -244,7 +254,7 @@ class DeviceEnrolForm(forms.Form):
 
     def __init__(self, *args: Any, stores: list[Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["store"].choices = store_choices(stores)
+        self.offer_stores(stores)
 
 
 class _AccountForm(forms.Form):
@@ -275,7 +285,7 @@ def _password_fields(form: forms.Form, label: Any, again: Any) -> None:
     )
 
 
-class StaffCreateForm(_AccountForm):
+class StaffCreateForm(_StoreChoice, _AccountForm):
     """A new staff account; ``store.staff_create`` checks the store and the password rules."""
 
     username = forms.CharField(
@@ -306,7 +316,7 @@ class StaffCreateForm(_AccountForm):
 
     def __init__(self, *args: Any, stores: list[Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["store"].choices = store_choices(stores)
+        self.offer_stores(stores)
         _password_fields(self, _("Initial password"), _("Initial password, again"))
 
 
@@ -333,11 +343,11 @@ class OwnPasswordForm(_AccountForm):
         _password_fields(self, _("New password"), _("New password, again"))
 
 
-class StaffStoreForm(forms.Form):
+class StaffStoreForm(_StoreChoice, forms.Form):
     """Which of the manager's stores to add an account to, or remove it from."""
 
     store = forms.ChoiceField(label=_("Store"))
 
     def __init__(self, *args: Any, stores: list[Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["store"].choices = store_choices(stores)
+        self.offer_stores(stores)

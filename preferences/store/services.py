@@ -67,12 +67,6 @@ class CaptureResult:
     capture: Capture
 
 
-def _category(slug: str) -> str:
-    if not Category.objects.filter(slug=slug).exists():
-        raise ValidationError({"purchase_category": f"Unknown category {slug!r}."})
-    return slug
-
-
 Shown = Mapping[str, Notice | None] | None
 
 
@@ -223,62 +217,6 @@ def store_capture(
     return CaptureResult(outcome, capture)
 
 
-@transaction.atomic
-def store_purchase(
-    *,
-    key: str,
-    user: AbstractBaseUser,
-    store: Store,
-    device: Device | None,
-    email: str,
-    phone: str,
-    category: str,
-) -> CaptureResult:
-    """A purchase made today in ``store``, recorded by staff on their own screen (never on the
-    customer's): the fact that can open the soft opt-in (L34-5 CPCE) is attested by staff.
-
-    It goes to the contact that owns the email (else the phone). An address nobody owns yet gets
-    a contact of its own, not informed at collection: staff typed it, the customer was shown no
-    information statement. The screen says the same whether the address was known."""
-    if device is not None:
-        device_required(device, store)
-    member_required(user, store)
-    email, phone = addresses(email, phone)
-    if not category:
-        raise ValidationError({"purchase_category": "This field is required."})
-    category = _category(category)
-    digest = capture_digest(email=email, phone=phone, category=category, store=store.pk)
-    capture, created = claim(key=key, kind="purchase", device=device, user=user, digest=digest)
-    if not created:
-        return CaptureResult(CaptureOutcome.ALREADY_DONE, capture)
-    contact = email_owner(email) or phone_owner(phone)
-    if contact is None:
-        contact = create_contact(
-            email=email, phone=phone, first_name="", locale="fr", informed=False
-        )
-    point = f"store:{store.code}" + (f" device:{device.pk}" if device is not None else "")
-    details: dict[str, Any] = {
-        "collected_by": user.get_username(),
-        "store": store.code,
-        "capture": key,
-        "source": "store",
-    }
-    if device is not None:
-        details.update(device=device.pk, device_name=device.name)
-    event = services.purchase_record(
-        contact=contact,
-        category=category,
-        product="",
-        occurred_at=capture.created_at,
-        proof=services.Proof(
-            actor=staff_actor(user), collection_point=point, store=store, details=details
-        ),
-    )
-    capture.result = {"purchase": event.pk}
-    capture.save(update_fields=["result"])
-    return CaptureResult(CaptureOutcome.RECORDED, capture)
-
-
 def _receipt(
     contact: Contact,
     *,
@@ -384,6 +322,68 @@ def _confirm_by_email(
         else CaptureOutcome.RECORDED
     )
     return owners, outcome
+
+
+def _category(slug: str) -> str:
+    if not Category.objects.filter(slug=slug).exists():
+        raise ValidationError({"purchase_category": f"Unknown category {slug!r}."})
+    return slug
+
+
+@transaction.atomic
+def store_purchase(
+    *,
+    key: str,
+    user: AbstractBaseUser,
+    store: Store,
+    device: Device | None,
+    email: str,
+    phone: str,
+    category: str,
+) -> CaptureResult:
+    """A purchase made today in ``store``, recorded by staff on their own screen (never on the
+    customer's): the fact that can open the soft opt-in (L34-5 CPCE) is attested by staff.
+
+    It goes to the contact that owns the email (else the phone). An address nobody owns yet gets
+    a contact of its own, not informed at collection: staff typed it, the customer was shown no
+    information statement. The screen says the same whether the address was known."""
+    if device is not None:
+        device_required(device, store)
+    member_required(user, store)
+    email, phone = addresses(email, phone)
+    if not category:
+        raise ValidationError({"purchase_category": "This field is required."})
+    category = _category(category)
+    digest = capture_digest(email=email, phone=phone, category=category, store=store.pk)
+    capture, created = claim(key=key, kind="purchase", device=device, user=user, digest=digest)
+    if not created:
+        return CaptureResult(CaptureOutcome.ALREADY_DONE, capture)
+    contact = email_owner(email) or phone_owner(phone)
+    if contact is None:
+        contact = create_contact(
+            email=email, phone=phone, first_name="", locale="fr", informed=False
+        )
+    point = f"store:{store.code}" + (f" device:{device.pk}" if device is not None else "")
+    details: dict[str, Any] = {
+        "collected_by": user.get_username(),
+        "store": store.code,
+        "capture": key,
+        "source": "store",
+    }
+    if device is not None:
+        details.update(device=device.pk, device_name=device.name)
+    event = services.purchase_record(
+        contact=contact,
+        category=category,
+        product="",
+        occurred_at=capture.created_at,
+        proof=services.Proof(
+            actor=staff_actor(user), collection_point=point, store=store, details=details
+        ),
+    )
+    capture.result = {"purchase": event.pk}
+    capture.save(update_fields=["result"])
+    return CaptureResult(CaptureOutcome.RECORDED, capture)
 
 
 def _refusals(refusals: Sequence[tuple[str, str]]) -> list[tuple[Topic, str]]:

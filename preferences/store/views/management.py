@@ -48,7 +48,7 @@ def devices(request: HttpRequest) -> HttpResponse:
     stores = tablets.stores_of(request.user)
     form = DeviceEnrolForm(request.POST or None, stores=stores)
     if request.method == "POST" and form.is_valid():
-        chosen = next(s for s in stores if str(s.pk) == form.cleaned_data["store"])
+        chosen = form.chosen_store()
         try:
             device = tablets.device_enrol(
                 store=chosen, name=form.cleaned_data["name"], enrolled_by=request.user
@@ -118,14 +118,13 @@ def _staff_page(
 def staff(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _staff_page(request)
-    stores = tablets.stores_of(request.user)
-    form = StaffCreateForm(request.POST, stores=stores)
+    form = StaffCreateForm(request.POST, stores=tablets.stores_of(request.user))
     if form.is_valid():
         data = form.cleaned_data
         try:
             user = accounts.staff_create(
                 manager=request.user,
-                store=next(s for s in stores if str(s.pk) == data["store"]),
+                store=form.chosen_store(),
                 username=data["username"],
                 password=data["password1"],
                 first_name=data["first_name"],
@@ -155,11 +154,10 @@ def _staff_action(
     member = get_object_or_404(accounts.manageable_staff(request.user), pk=pk)
     chosen: Store | None = None
     if needs_store:
-        stores = tablets.stores_of(request.user)
-        form = StaffStoreForm(request.POST, stores=stores)
+        form = StaffStoreForm(request.POST, stores=tablets.stores_of(request.user))
         if not form.is_valid():
             return _staff_page(request, problems=[str(CHOOSE_STORE)], status=400)
-        chosen = next(s for s in stores if str(s.pk) == form.cleaned_data["store"])
+        chosen = form.chosen_store()
     try:
         act(member, chosen)
     except ValidationError as exc:
