@@ -286,7 +286,7 @@ def _password_fields(form: forms.Form, label: Any, again: Any) -> None:
 
 
 class StaffCreateForm(_StoreChoice, _AccountForm):
-    """A new staff account; ``store.staff_create`` checks the store and the password rules."""
+    """A new staff account; ``staff.staff_create`` checks the store and the password rules."""
 
     username = forms.CharField(
         label=_("Username"),
@@ -321,7 +321,7 @@ class StaffCreateForm(_StoreChoice, _AccountForm):
 
 
 class StaffPasswordForm(_AccountForm):
-    """A store manager's new password for a staff member; ``store.staff_password_set`` checks
+    """A store manager's new password for a staff member; ``staff.staff_password_set`` checks
     the account and the password rules."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
