@@ -10,8 +10,9 @@ The room's modules, by concern:
 - ``forms``, ``views`` (a package: access, tablet, purchase, phone, management) and ``urls``:
   the pages under /store/.
 
-What other rooms and the tests use is named here, so that ``from preferences import store``
-reads as one room; code inside the room imports the module that defines each name.
+What the tests of the tablet and the phone use is named here (the device cookie, the captures and
+their outcomes), so that ``from preferences import store`` reads as one room; code, inside the
+room and out, imports the module that defines each name.
 """
 
 from __future__ import annotations
@@ -23,27 +24,17 @@ from preferences.store.devices import (
     device_from_cookie,
     device_revoke,
 )
-from preferences.store.keys import DIGEST_FORGOTTEN, CaptureKeyReused, captures_forget
-from preferences.store.services import (
-    CaptureOutcome,
-    ConfirmationEmailRefused,
-    phone_capture,
-    store_capture,
-    store_purchase,
-)
+from preferences.store.keys import CaptureKeyReused
+from preferences.store.services import CaptureOutcome, phone_capture, store_capture
 
 __all__ = [
     "DEVICE_COOKIE",
-    "DIGEST_FORGOTTEN",
     "CaptureKeyReused",
     "CaptureOutcome",
-    "ConfirmationEmailRefused",
-    "captures_forget",
     "device_cookie_value",
     "device_enrol",
     "device_from_cookie",
     "device_revoke",
     "phone_capture",
     "store_capture",
-    "store_purchase",
 ]
