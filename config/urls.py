@@ -16,7 +16,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/", include("api.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
-    path("store/", include("preferences.store_urls")),
+    path("store/", include("preferences.store.urls")),
     path("", include("consents.public_urls")),
     path("", include("preferences.urls")),
 ]

@@ -27,6 +27,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from consents import proof
+from consents.http import client_ip
 from preferences import ratelimit
 
 logger = logging.getLogger(__name__)
@@ -38,18 +39,13 @@ TOO_MANY = _("Too many login attempts. Wait %(minutes)s minutes, then try again.
 SCOPE = "login"
 
 
-def _client_ip(request: HttpRequest) -> str:
-    from consents.http import client_ip  # the one reading of NUM_PROXIES and X-Forwarded-For
-
-    return client_ip(request) or "unknown"
-
-
 def _window_seconds() -> int:
     return int(settings.LOGIN_THROTTLE_WINDOW.total_seconds())
 
 
 def _keys(request: HttpRequest, username: str) -> tuple[str, str]:
-    return username.strip().casefold()[:150], _client_ip(request)
+    # The address as every page reads it (``NUM_PROXIES``); counted as one when unreadable.
+    return username.strip().casefold()[:150], client_ip(request) or "unknown"
 
 
 def login_attempt_allowed(*, request: HttpRequest, username: str) -> bool:

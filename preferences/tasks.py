@@ -7,7 +7,7 @@ from celery import shared_task
 from consents.locks import run_lock
 from preferences.center import center_sessions_purge
 from preferences.services import signups_purge as purge
-from preferences.store import captures_forget
+from preferences.store.keys import captures_forget
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ that is refused (4xx) leaves the ledger, the outbox and the contacts as they wer
 
 Deterministic: a seeded generator (``ASSENT_FUZZ_SEED``) draws ``ASSENT_FUZZ_ITERATIONS``
 requests (2,000 by default, a few seconds' worth; set more for a longer run). Each request is an
-endpoint of ``config/urls.py``, ``preferences/urls.py``, ``preferences/store_urls.py``,
+endpoint of ``config/urls.py``, ``preferences/urls.py``, ``preferences/store/urls.py``,
 ``consents/public_urls.py``, the email-service webhooks and the admin login, with its form
 fields filled from a palette of bad values: long strings, NUL characters, invalid UTF-8,
 look-alike Unicode, digits that are not ASCII, arrays where one value is expected, missing and
@@ -32,9 +32,9 @@ from django.test import Client
 
 from consents import ledger, links, services
 from consents.models import ConsentState, Contact, Event, Evidence, Outbox
-from preferences import store
 from preferences.models import Capture, Device, LinkRequest, PendingSignup
 from preferences.services import signup_submit
+from preferences.store import devices as store
 from tests.preferences.store_fixtures import PASSWORD, log_in
 
 pytestmark = pytest.mark.django_db

@@ -135,7 +135,7 @@ def test_a_capture_digest_is_forgotten_after_a_day_and_its_key_then_refused(
     from datetime import timedelta
 
     from consents import clock
-    from preferences.store import DIGEST_FORGOTTEN, captures_forget
+    from preferences.store.keys import DIGEST_FORGOTTEN, captures_forget
 
     assert post(staff_client, django_capture_on_commit_callbacks, key=KEY).status_code == 302
     row = Capture.objects.get()

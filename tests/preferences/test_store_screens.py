@@ -10,7 +10,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 
-from preferences import store
+from preferences.store import devices as store
 from tests.preferences.pages import PREFERENCES_LINK, path_in
 from tests.preferences.store_fixtures import *  # noqa: F403  (the store fixtures)
 from tests.preferences.store_fixtures import capture_data, log_in

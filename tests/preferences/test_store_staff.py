@@ -13,8 +13,8 @@ from django.test import Client
 from django.urls import reverse
 
 from consents.models import AccessLog, Store
-from preferences import store
 from preferences.models import StoreMembership
+from preferences.store import staff as store
 from tests.consents.conftest import verified_login
 from tests.preferences.store_fixtures import *  # noqa: F403  (the store fixtures)
 from tests.preferences.store_fixtures import PASSWORD, log_in

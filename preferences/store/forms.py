@@ -1,4 +1,4 @@
-"""Forms of the store tablet and the phone capture. They check shape; ``store.py`` decides."""
+"""Forms of the store tablet and the phone capture. They check shape; the services decide."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from preferences.forms import (
     first_name_cleaned,
     phone_cleaned,
 )
-from preferences.store import Confirm
+from preferences.store.services import Confirm
 
 MAX_CHOICES = 100
 
@@ -34,23 +34,58 @@ def new_key() -> str:
     return secrets.token_hex(16)
 
 
-class _CaptureForm(ChoicesForm):
+class _StoreChoice:
+    """For a form with a ``store`` field: it offers the staff member's own stores, and
+    ``chosen_store`` is the one picked (once the form is valid)."""
+
+    fields: dict[str, Any]
+    cleaned_data: dict[str, Any]
+
+    def offer_stores(self, stores: list[Any]) -> None:
+        self.stores = stores
+        self.fields["store"].choices = [(str(s.pk), s.name) for s in stores]
+
+    def chosen_store(self) -> Any:
+        return next(s for s in self.stores if str(s.pk) == self.cleaned_data["store"])
+
+
+def email_field(label: Any) -> forms.CharField:
+    """A customer's email address, optional when a phone is given; checked by ``_AddressForm``."""
+    return forms.CharField(
+        label=label, max_length=254, required=False, widget=forms.EmailInput(attrs=OFF)
+    )
+
+
+def phone_field(label: Any) -> forms.CharField:
+    """A customer's mobile phone, optional when an email is given; checked by ``_AddressForm``."""
+    return forms.CharField(label=label, max_length=32, required=False, widget=TelInput(attrs=OFF))
+
+
+class _AddressForm(forms.Form):
+    """A customer's ``email`` and ``phone`` fields (``email_field``, ``phone_field``), each
+    cleaned as the ledger stores it, at least one of them given."""
+
+    def clean_email(self) -> str:
+        raw = self.cleaned_data["email"].strip()
+        return email_cleaned(raw) if raw else ""
+
+    def clean_phone(self) -> str:
+        return phone_cleaned(self.cleaned_data["phone"])
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if "email" in cleaned and "phone" in cleaned and not (cleaned["email"] or cleaned["phone"]):
+            self.add_error("email", _("Enter an email address or a phone number."))
+        return cleaned
+
+
+class _CaptureForm(_AddressForm, ChoicesForm):
     key = forms.CharField(max_length=64, widget=forms.HiddenInput)
     language = forms.ChoiceField(
         choices=[("fr", "fr"), ("en", "en")], required=False, widget=forms.HiddenInput
     )
-    email = forms.CharField(
-        label=_("Email address"),
-        max_length=254,
-        required=False,
-        widget=forms.EmailInput(attrs=OFF),
-    )
-    phone = forms.CharField(
-        label=_("Mobile phone"),
-        max_length=32,
-        required=False,
-        widget=TelInput(attrs=OFF),
-    )
+    email = email_field(_("Email address"))
+    phone = phone_field(_("Mobile phone"))
     first_name = forms.CharField(
         label=_("First name (optional)"),
         max_length=FIRST_NAME_MAX_LENGTH,
@@ -66,13 +101,6 @@ class _CaptureForm(ChoicesForm):
     def describe_errors(self) -> None:
         describe_errors(self, skip=("choice",))
 
-    def clean_email(self) -> str:
-        raw = self.cleaned_data["email"].strip()
-        return email_cleaned(raw) if raw else ""
-
-    def clean_phone(self) -> str:
-        return phone_cleaned(self.cleaned_data["phone"])
-
     def clean_first_name(self) -> str:
         return first_name_cleaned(
             self.cleaned_data["first_name"],
@@ -87,9 +115,6 @@ class _CaptureForm(ChoicesForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        addresses = (cleaned.get("email"), cleaned.get("phone"))
-        if "email" in cleaned and "phone" in cleaned and not any(addresses):
-            self.add_error("email", _("Enter an email address or a phone number."))
         values = cleaned.get("choice")
         if values and self.phone_missing(cleaned, values):
             self.add_error("phone", _("Enter a phone number for text messages or calls."))
@@ -113,22 +138,12 @@ class StoreCaptureForm(_CaptureForm):
         return cleaned
 
 
-class StorePurchaseForm(forms.Form):
+class StorePurchaseForm(_AddressForm):
     """A purchase made today, on the staff screen: who bought (email or phone) and what."""
 
     key = forms.CharField(max_length=64, widget=forms.HiddenInput)
-    email = forms.CharField(
-        label=_("The customer’s email address"),
-        max_length=254,
-        required=False,
-        widget=forms.EmailInput(attrs=OFF),
-    )
-    phone = forms.CharField(
-        label=_("or their mobile phone"),
-        max_length=32,
-        required=False,
-        widget=TelInput(attrs=OFF),
-    )
+    email = email_field(_("The customer’s email address"))
+    phone = phone_field(_("or their mobile phone"))
     purchase_category = forms.ChoiceField(label=_("Product category"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -143,19 +158,6 @@ class StorePurchaseForm(forms.Form):
 
     def describe_errors(self) -> None:
         describe_errors(self)
-
-    def clean_email(self) -> str:
-        raw = self.cleaned_data["email"].strip()
-        return email_cleaned(raw) if raw else ""
-
-    def clean_phone(self) -> str:
-        return phone_cleaned(self.cleaned_data["phone"])
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        if "email" in cleaned and "phone" in cleaned and not (cleaned["email"] or cleaned["phone"]):
-            self.add_error("email", _("Enter an email address or a phone number."))
-        return cleaned
 
 
 # On the phone each topic x channel is one radio group, named after the option it answers.
@@ -244,7 +246,7 @@ def _pair(value: str) -> tuple[str, str]:
     return slug, channel
 
 
-class DeviceEnrolForm(forms.Form):
+class DeviceEnrolForm(_StoreChoice, forms.Form):
     store = forms.ChoiceField(label=_("Store"))
     name = forms.CharField(
         label=_("Name of this tablet"), max_length=100, widget=forms.TextInput(attrs=OFF)
@@ -252,7 +254,7 @@ class DeviceEnrolForm(forms.Form):
 
     def __init__(self, *args: Any, stores: list[Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["store"].choices = [(str(s.pk), s.name) for s in stores]
+        self.offer_stores(stores)
 
 
 class _AccountForm(forms.Form):
@@ -283,8 +285,8 @@ def _password_fields(form: forms.Form, label: Any, again: Any) -> None:
     )
 
 
-class StaffCreateForm(_AccountForm):
-    """A new staff account; ``store.staff_create`` checks the store and the password rules."""
+class StaffCreateForm(_StoreChoice, _AccountForm):
+    """A new staff account; ``staff.staff_create`` checks the store and the password rules."""
 
     username = forms.CharField(
         label=_("Username"),
@@ -314,12 +316,12 @@ class StaffCreateForm(_AccountForm):
 
     def __init__(self, *args: Any, stores: list[Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["store"].choices = [(str(s.pk), s.name) for s in stores]
+        self.offer_stores(stores)
         _password_fields(self, _("Initial password"), _("Initial password, again"))
 
 
 class StaffPasswordForm(_AccountForm):
-    """A store manager's new password for a staff member; ``store.staff_password_set`` checks
+    """A store manager's new password for a staff member; ``staff.staff_password_set`` checks
     the account and the password rules."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -341,11 +343,11 @@ class OwnPasswordForm(_AccountForm):
         _password_fields(self, _("New password"), _("New password, again"))
 
 
-class StaffStoreForm(forms.Form):
+class StaffStoreForm(_StoreChoice, forms.Form):
     """Which of the manager's stores to add an account to, or remove it from."""
 
     store = forms.ChoiceField(label=_("Store"))
 
     def __init__(self, *args: Any, stores: list[Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["store"].choices = [(str(s.pk), s.name) for s in stores]
+        self.offer_stores(stores)
