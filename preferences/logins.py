@@ -26,7 +26,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from consents import proof
+from consents import services
 from consents.http import client_ip
 from preferences import ratelimit
 
@@ -85,7 +85,7 @@ def _note_lockout(*, request: HttpRequest, username: str, address: str, reason: 
     )
     User = get_user_model()
     user = User._default_manager.filter(**{User.USERNAME_FIELD: username[:150]}).first()
-    proof.access_log(
+    services.access_log(
         user=user or AnonymousUser(),
         username=username[:150] or "-",
         action="login_locked",

@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from consents import proof
+from consents import services
 from consents.models import Store
 from preferences.models import StoreMembership
 from preferences.store.devices import is_member, stores_of
@@ -268,4 +268,4 @@ def _log(manager: AbstractBaseUser, action: str, user: Any, stores: Sequence[Sto
     Never a password."""
     where = ", ".join(f"{s.name} ({s.code})" for s in stores) or "-"
     detail = f"account: {user.get_username()} (#{user.pk}); store: {where}"
-    proof.access_log(user=manager, action=action, contact=None, detail=detail)
+    services.access_log(user=manager, action=action, contact=None, detail=detail)
