@@ -75,7 +75,6 @@ from consents.services import (
 from consents.vocab import (
     ANY,
     Channel,
-    ContactKind,
     Doi,
     EventType,
     Method,
@@ -339,13 +338,6 @@ def _refused(where: str, exc: ValidationError) -> BulkError:
     return BulkError(f"{where}, {name}: {messages[0]}")
 
 
-def _instant(where: str, name: str, value: Any, latest: datetime | None) -> None:
-    try:
-        validation.instant(name, value, future_ok=latest is None, latest=latest)
-    except ValidationError as exc:
-        raise _refused(where, exc) from exc
-
-
 def _check_event(where: str, e: Mapping[str, Any], checks: Checks) -> None:
     """The checks the services make before appending (``consents.validation.event``)."""
     unknown = e.keys() - _EVENT_KEYS
@@ -380,7 +372,6 @@ _CONTACT_PLAN = [
     (name, f, bool(getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False)))
     for name, f in _CONTACT_FIELDS
 ]
-_CONTACT_KINDS = frozenset(ContactKind.values)
 _CONTACT_NAMES = frozenset(name for name, _ in _CONTACT_FIELDS)
 
 
@@ -401,11 +392,15 @@ def contact_row(
     row["email"] = row["email"] or None
     row["phone"] = row["phone"] or ""
     if checks is not None:
-        if row["kind"] not in _CONTACT_KINDS:
-            raise BulkError(f"{where}, kind: unknown value {row['kind']!r}")
-        if row["locale"] not in ("fr", "en"):
-            raise BulkError(f"{where}, locale: unknown value {row['locale']!r}")
-        _instant(where, "collected_at", row["collected_at"], checks.latest)
+        try:
+            validation.contact(
+                kind=row["kind"],
+                locale=row["locale"],
+                collected_at=row["collected_at"],
+                latest=checks.latest,
+            )
+        except ValidationError as exc:
+            raise _refused(where, exc) from exc
         try:
             row["email"] = normalize_email(row["email"]) if row["email"] else None
             row["phone"] = normalize_phone(row["phone"]) if row["phone"] else ""
@@ -465,7 +460,8 @@ def prepare(
         if digest:
             evidence.append((seq - 1, ip, ua, details, salt))
         kind, topic, channel = e["type"], get("topic") or "", get("channel") or ""
-        occurred_at, method = e["occurred_at"], get("method") or ""
+        # As ``services._append``: a clock a little ahead (within the skew allowed) reads as now.
+        occurred_at, method = min(e["occurred_at"], recorded_at), get("method") or ""
         actor = (get("actor") or "system")[:128]
         collection_point = ledger.collection_point(get("collection_point") or "")
         store_id, notice_id = get("store_id"), get("notice_id")

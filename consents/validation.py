@@ -184,8 +184,8 @@ def event(
     latest: datetime | None = None,
 ) -> None:
     """One event as stored (its ``data`` as the services write it): the checks each recorder of
-    the services makes before appending, for a caller that holds the event, not the call (not
-    yet: an automated call's channel, a callback's channel, the suppression list)."""
+    the services makes before appending, for a caller that holds the event, not the call (the
+    bulk loader; the suppression list is its own step there)."""
     values = values or {}
     choice("type", kind, EVENT_TYPES)
     instant("occurred_at", occurred_at, latest=latest)
@@ -200,8 +200,11 @@ def event(
     if kind == EventType.OPT_IN:
         doi(values.get("doi"))
         offered(topic_slug, on, values.get("frequency") or "", offers[topic_slug])
+        automated(on, bool(values.get("automated")))
     elif kind == EventType.PAUSE:
-        # Stored as ISO text; the loader's pause has no resume (``bulk.pause``).
-        pause_until(_when(values.get("until")), occurred_at, resume=False)
+        # Stored as ISO text; a pause that ends when it starts is a resume, and says so.
+        pause_until(_when(values.get("until")), occurred_at, resume=bool(values.get("resume")))
+    elif kind == EventType.CALLBACK_REQUEST:
+        callback(on)
     else:
         data(kind, values)

@@ -325,6 +325,48 @@ def test_future_facts_are_refused(catalog):
     assert not Contact.objects.exists()
 
 
+def _automated_opt_in() -> dict[str, Any]:
+    event = bulk.opt_in("promotions", "email", NOW, method="phone_call", actor="agent-7")
+    event["data"]["automated"] = True
+    return event
+
+
+def _pause_ending_at_once(**data: Any) -> dict[str, Any]:
+    return {**bulk.pause("email", NOW, NOW), "data": {"until": ledger.iso(NOW), **data}}
+
+
+# The loader is the import path: what a service call refuses, it refuses too (consents.validation).
+@pytest.mark.postgres
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (bulk.callback_request(NOW, channel="email"), "channel"),
+        (_automated_opt_in(), "automated"),
+        (_pause_ending_at_once(), "until"),
+    ],
+    ids=["callback-by-email", "automated-email", "pause-ending-at-once"],
+)
+def test_the_loader_refuses_what_the_services_refuse(catalog, event, field):
+    fields, _ = scenario(0, random.Random(0))
+    with pytest.raises(bulk.BulkError, match=rf"contact #1 event #1, {field}:"):
+        load([(fields, [event])])
+    assert not Contact.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_loader_takes_a_resume_and_dates_a_clock_a_little_ahead_now(catalog):
+    fields, _ = scenario(0, random.Random(0))
+    ahead = bulk.interaction("click", LOADED_AT + timedelta(minutes=2))
+    load([(fields, [_pause_ending_at_once(resume=True), ahead])])
+    resume, click = Event.objects.order_by("seq")
+    assert resume.data["resume"] is True
+    # As services._append: an event is never dated after the moment it is recorded.
+    assert click.occurred_at == click.recorded_at == LOADED_AT
+    assert ledger.verify_range(click.contact_id, click.contact_id + 1)[1] is None
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_a_suppressed_address_is_not_imported_as_consenting(catalog):
