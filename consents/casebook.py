@@ -348,41 +348,9 @@ def _record(contact: Any, event: dict[str, Any]) -> None:
     proof = services.Proof(
         method=event.get("method") or "", actor="casebook", reference=event.get("proof") or ""
     )
-    common = {"contact": contact, "proof": proof, "occurred_at": event["at"]}
-    if kind == EventType.OPT_IN:
-        services.consent_grant(
-            **common,
-            topic=event["topic"],
-            channel=event["channel"],
-            doi=event["doi"],
-            prechecked=event["prechecked"],
-            bundled=event["bundled"],
-            frequency=event["frequency"] or "",
-            automated=event["automated"],
-        )
-    elif kind == EventType.DOI_CONFIRMED:
-        services.consent_confirm(**common, topic=event["topic"], channel=event["channel"])
-    elif kind == EventType.OPT_OUT:
-        services.consent_withdraw(**common, topic=event["topic"], channel=event["channel"])
-    elif kind == EventType.PAUSE:
-        services.marketing_pause(**common, channel=event["channel"], until=event["until"])
-    elif kind == EventType.PURCHASE:
-        services.purchase_record(
-            **common,
-            category=event["category"],
-            product=event["product"] or "",
-            warranty_until=event["warranty_until"],
-        )
-    elif kind == EventType.CONTRACT_START:
-        services.contract_start(**common, contract=event["contract"], category=event["category"])
-    elif kind == EventType.CONTRACT_END:
-        services.contract_end(**common, contract=event["contract"])
-    elif kind == EventType.INTERACTION:
-        services.interaction_record(**common, kind=event["kind"])
-    elif kind == EventType.BOUNCE:
-        services.bounce_record(**common, channel=event["channel"], hard=event["hard"])
-    else:
-        services.RECORDERS[kind](**common, channel=event["channel"])
+    services.event_record(
+        type=kind, contact=contact, proof=proof, occurred_at=event["at"], fields=event
+    )
 
 
 def run_case(book: Casebook, case: Case) -> Result:

@@ -21,7 +21,7 @@ from api.problems import Problem
 from api.views.base import ApiView, problem_responses, resolve_contacts
 from consents import clock, services
 from consents.models import Contact, Erasure, Event, Notice
-from consents.vocab import ANY, Channel, Method
+from consents.vocab import ANY, EventType, Method
 
 
 class EventsView(ApiView):
@@ -146,43 +146,23 @@ def record_one(d: dict[str, Any], actor: str) -> tuple[Contact, bool, list[Event
         details=evidence.get("details", {}),
     )
     kind = d["type"]
-    common = {"contact": contact, "proof": proof_, "occurred_at": at}
     before = Event.objects.filter(contact=contact).order_by("-seq").values_list("seq").first()
-    if kind == "opt_in":
-        # Only the person, on Assent's own pages, may bring a suppressed address back.
-        if services.is_suppressed(contact):
-            raise Problem(
-                "unprocessable",
-                "This address is on the suppression list: it opted out and was erased.",
-                field="contact",
-            )
-        services.consent_grant(
-            topic=d["topic"], channel=d["channel"], doi=d.get("doi", "none"),
-            frequency=d.get("frequency", ""), automated=d.get("automated", False), **common,
-        )  # fmt: skip
-    elif kind == "opt_out":
-        services.consent_withdraw(
-            topic=d.get("topic") or ANY, channel=d.get("channel") or ANY, **common
+    # Only the person, on Assent's own pages, may bring a suppressed address back.
+    if kind == EventType.OPT_IN and services.is_suppressed(contact):
+        raise Problem(
+            "unprocessable",
+            "This address is on the suppression list: it opted out and was erased.",
+            field="contact",
         )
-    elif kind == "purchase":
-        services.purchase_record(
-            category=d["category"], product=d.get("product", ""),
-            warranty_until=d.get("warranty_until"), **common,
-        )  # fmt: skip
-    elif kind == "contract_start":
-        services.contract_start(contract=d["contract"], category=d["category"], **common)
-    elif kind == "contract_end":
-        services.contract_end(contract=d["contract"], **common)
-    elif kind == "interaction":
-        services.interaction_record(kind=d["kind"], **common)
-    elif kind == "callback_request":
-        services.callback_request(channel=d.get("channel") or Channel.PHONE, **common)
-    elif kind == "pause":
-        services.marketing_pause(channel=d["channel"], until=d["until"], **common)
-    elif kind == "resume":
+    common = {"contact": contact, "proof": proof_, "occurred_at": at}
+    if kind == "resume":  # the API's name for a pause that ends now
         services.marketing_resume(channel=d["channel"], **common)
-    elif kind == "address_change":
-        services.address_change_record(channel=d["channel"], **common)
+    else:
+        # The API says "address_change", and an opt-out without topic or channel is from all.
+        fields = {"topic": ANY, "channel": ANY} if kind == EventType.OPT_OUT else {}
+        fields.update((k, v) for k, v in d.items() if v)
+        kind = EventType.ADDRESS_CHANGED if kind == "address_change" else kind
+        services.event_record(type=kind, fields=fields, **common)
     after = before[0] if before else 0
     events = list(Event.objects.filter(contact=contact, seq__gt=after).order_by("seq"))
     return contact, created, events

@@ -76,28 +76,11 @@ from consents.services.erasure import (
     suppression_digest,
     suppression_record,
 )
+from consents.services.recording import RECORDERS, event_record
 from consents.services.writing import BatchItem, Proof, append_batch
 
 # The ledger writer's private entry point, for tests that append a raw event (not in __all__).
 from consents.services.writing import _append as _append
-from consents.vocab import EventType
-
-# For callers that hold a generic event description (imports, the case-book runner).
-RECORDERS = {
-    EventType.OPT_IN: consent_grant,
-    EventType.DOI_CONFIRMED: consent_confirm,
-    EventType.OPT_OUT: consent_withdraw,
-    EventType.COMPLAINT: complaint_record,
-    EventType.PAUSE: marketing_pause,
-    EventType.PURCHASE: purchase_record,
-    EventType.CONTRACT_START: contract_start,
-    EventType.CONTRACT_END: contract_end,
-    EventType.INTERACTION: interaction_record,
-    EventType.BOUNCE: bounce_record,
-    EventType.ADDRESS_CHANGED: address_change_record,
-    EventType.CALLBACK_REQUEST: callback_request,
-    EventType.REPERMISSION_SENT: repermission_record,
-}
 
 __all__ = [
     "EMAIL_MAX_LENGTH",
@@ -124,6 +107,7 @@ __all__ = [
     "contact_create",
     "contact_email_change",
     "email_change_request",
+    "event_record",
     "contact_erase",
     "contact_find",
     "contact_get_or_create",
