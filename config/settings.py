@@ -79,7 +79,7 @@ MIDDLEWARE = [
     "config.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # A clear 400 for bodies not in UTF-8 and NUL characters, before anything reads them.
-    "consents.http.UnreadableRequestMiddleware",
+    "config.middleware.UnreadableRequestMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
