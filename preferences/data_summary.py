@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from consents.labels import channel_by
 from consents.models import Category, Contact, Event, Topic
 from consents.vocab import Reason
+from preferences.presenters import history_row, shown
 
 WHY = {
     Reason.OPT_IN: _("you said yes"),
@@ -39,8 +40,6 @@ def _topics() -> dict[str, Topic]:
 
 def summary(contact: Contact, data: dict[str, Any]) -> dict[str, Any]:
     """The page's context, in the active language; ``data`` is the JSON export."""
-    from preferences.views import _history_row, _shown  # the page's own wording of each choice
-
     topics = _topics()
     categories = {c.slug: c.label for c in Category.objects.all()}
     details = [
@@ -74,7 +73,8 @@ def summary(contact: Contact, data: dict[str, Any]) -> dict[str, Any]:
     return {
         "details": [(label, value) for label, value in details if value],
         "collected_at": contact.collected_at,
-        "history": [_history_row(e, topics) for e in events if _shown(e)],
+        # The preference page's own wording of each choice.
+        "history": [history_row(e, topics) for e in events if shown(e)],
         "allowed": allowed,
         "bought": bought,
         "emails_sent": len(data.get("emails_sent", [])),
