@@ -49,6 +49,11 @@ CHANNEL_WORDS = {
     "push": _("notification"),
     "postal": _("post"),
 }
+# What kind of person the ledger holds, in "You are: a private person".
+KIND_FOR_PERSON = {
+    "consumer": _("a private person"),
+    "professional": _("a professional"),
+}
 # How often a topic is sent, as the name of a choice: "Once a week".
 FREQUENCY_NAMES = {
     "daily": _("Every day"),

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
-from consents.labels import channel_by
+from consents.labels import KIND_FOR_PERSON, channel_by
 from consents.models import Category, Contact, Event, Topic
 from consents.vocab import Reason
 from preferences.presenters import history_row, shown
@@ -31,7 +31,6 @@ WHY = {
     Reason.REPERMISSION: _("to ask you, once, whether you still want our messages"),
     Reason.SERVICE: _("it is about your orders or your account"),
 }
-KINDS = {"consumer": _("a private person"), "professional": _("a professional")}
 
 
 def _topics() -> dict[str, Topic]:
@@ -48,7 +47,7 @@ def summary(contact: Contact, data: dict[str, Any]) -> dict[str, Any]:
         (_("First name"), contact.first_name),
         (_("Postal address"), contact.postal_address),
         (_("Language of our messages"), "English" if contact.locale == "en" else "Français"),
-        (_("You are"), KINDS.get(contact.kind, contact.kind)),
+        (_("You are"), KIND_FOR_PERSON.get(contact.kind, contact.kind)),
         (_("Profession"), contact.profession),
     ]
     allowed = []

@@ -212,6 +212,21 @@ def history_row(event: Event, topics: dict[str, Topic]) -> dict[str, Any]:
     }
 
 
+# --- What a save did, in words -----------------------------------------------------------------
+
+DETAILS_DONE = {
+    "phone_added": _("Your mobile number was added. Tick above what you want to receive on it."),
+    "phone_changed": _(
+        "Your mobile number was changed. Nothing is sent to the new number until you tick what "
+        "you want on it."
+    ),
+    "phone_removed": _("Your mobile number was removed: we send nothing more to it."),
+    "phone_same": _("This number was already on file: nothing has changed."),
+    "postal_saved": _("Your postal address was saved."),
+    "postal_same": _("This address was already on file: nothing has changed."),
+}
+
+
 def flash_lines(flash: dict[str, Any], topics: dict[str, Topic]) -> list[str]:
     """What was saved, in words."""
     kind = flash.get("kind")
@@ -272,19 +287,6 @@ def flash_lines(flash: dict[str, Any], topics: dict[str, Topic]) -> list[str]:
             % values
         )
     return lines or [str(_("Nothing has changed: your choices were already saved."))]
-
-
-DETAILS_DONE = {
-    "phone_added": _("Your mobile number was added. Tick above what you want to receive on it."),
-    "phone_changed": _(
-        "Your mobile number was changed. Nothing is sent to the new number until you tick what "
-        "you want on it."
-    ),
-    "phone_removed": _("Your mobile number was removed: we send nothing more to it."),
-    "phone_same": _("This number was already on file: nothing has changed."),
-    "postal_saved": _("Your postal address was saved."),
-    "postal_same": _("This address was already on file: nothing has changed."),
-}
 
 
 # --- The whole page ------------------------------------------------------------------------------
