@@ -49,6 +49,19 @@ CHANNEL_WORDS = {
     "push": _("notification"),
     "postal": _("post"),
 }
+# What kind of person the ledger holds, in "You are: a private person".
+KIND_FOR_PERSON = {
+    "consumer": _("a private person"),
+    "professional": _("a professional"),
+}
+# How often a topic is sent, as the name of a choice: "Once a week".
+FREQUENCY_NAMES = {
+    "daily": _("Every day"),
+    "weekly": _("Once a week"),
+    "biweekly": _("Every two weeks"),
+    "monthly": _("Once a month"),
+    "quarterly": _("Once every three months"),
+}
 # Where a consent stands, on the person's own page.
 STATUS_LABELS = {
     ConsentState.Status.OPTED_IN: _("Subscribed"),
@@ -96,6 +109,11 @@ def channels_by(channels: Sequence[str]) -> str:
 def channel_words(channel: str) -> str:
     """A channel inside a sentence: "text message", "SMS"."""
     return str(CHANNEL_WORDS.get(channel, channel))
+
+
+def frequency_label(frequency: str) -> str:
+    """``weekly`` -> "Once a week", in the active language."""
+    return str(FREQUENCY_NAMES.get(frequency, frequency))
 
 
 # --- For the officer -----------------------------------------------------------------------------

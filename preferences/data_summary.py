@@ -9,9 +9,10 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
-from consents.labels import channel_by
+from consents.labels import KIND_FOR_PERSON, channel_by
 from consents.models import Category, Contact, Event, Topic
 from consents.vocab import Reason
+from preferences.presenters import history_row, shown
 
 WHY = {
     Reason.OPT_IN: _("you said yes"),
@@ -30,7 +31,6 @@ WHY = {
     Reason.REPERMISSION: _("to ask you, once, whether you still want our messages"),
     Reason.SERVICE: _("it is about your orders or your account"),
 }
-KINDS = {"consumer": _("a private person"), "professional": _("a professional")}
 
 
 def _topics() -> dict[str, Topic]:
@@ -39,8 +39,6 @@ def _topics() -> dict[str, Topic]:
 
 def summary(contact: Contact, data: dict[str, Any]) -> dict[str, Any]:
     """The page's context, in the active language; ``data`` is the JSON export."""
-    from preferences.views import _history_row, _shown  # the page's own wording of each choice
-
     topics = _topics()
     categories = {c.slug: c.label for c in Category.objects.all()}
     details = [
@@ -49,7 +47,7 @@ def summary(contact: Contact, data: dict[str, Any]) -> dict[str, Any]:
         (_("First name"), contact.first_name),
         (_("Postal address"), contact.postal_address),
         (_("Language of our messages"), "English" if contact.locale == "en" else "Français"),
-        (_("You are"), KINDS.get(contact.kind, contact.kind)),
+        (_("You are"), KIND_FOR_PERSON.get(contact.kind, contact.kind)),
         (_("Profession"), contact.profession),
     ]
     allowed = []
@@ -74,7 +72,8 @@ def summary(contact: Contact, data: dict[str, Any]) -> dict[str, Any]:
     return {
         "details": [(label, value) for label, value in details if value],
         "collected_at": contact.collected_at,
-        "history": [_history_row(e, topics) for e in events if _shown(e)],
+        # The preference page's own wording of each choice.
+        "history": [history_row(e, topics) for e in events if shown(e)],
         "allowed": allowed,
         "bought": bought,
         "emails_sent": len(data.get("emails_sent", [])),

@@ -318,18 +318,6 @@ class LinkRequestForm(forms.Form):
         return email_cleaned(self.cleaned_data["email"])
 
 
-def frequency_label(value: str) -> str:
-    return str(
-        {
-            "daily": _("Every day"),
-            "weekly": _("Once a week"),
-            "biweekly": _("Every two weeks"),
-            "monthly": _("Once a month"),
-            "quarterly": _("Once every three months"),
-        }.get(value, value)
-    )
-
-
 @dataclass(frozen=True)
 class PreferencesChoice:
     """What a preference-center form says, once checked against the topics offered."""

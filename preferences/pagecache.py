@@ -53,8 +53,11 @@ def _code_version() -> str:
     for path in (
         _BASE / "templates" / "base.html",
         _BASE / "templates" / "preferences" / "preferences.html",
-        _BASE / "preferences" / "views.py",
+        _BASE / "templates" / "preferences" / "_boxes.html",
+        _BASE / "preferences" / "views" / "preference_center.py",
         _BASE / "preferences" / "center.py",
+        _BASE / "preferences" / "presenters.py",
+        _BASE / "preferences" / "templatetags" / "center_tags.py",
         _BASE / "preferences" / "pagecache.py",
     ):
         try:

@@ -7,7 +7,7 @@ sign-up state and which emails go out.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,6 +55,27 @@ class ConfirmOutcome(enum.Enum):
 def notice_for(topic: Topic, language: str) -> Notice | None:
     """The wording shown for a topic: its latest published notice, else the global one."""
     return catalogue.snapshot().notice_for(topic, language)
+
+
+def notices_for(
+    topics: Collection[Topic], language: str, snapshot: catalogue.Snapshot | None = None
+) -> dict[str, Notice | None]:
+    """Per topic, the wording shown: its latest published notice, else the global one.
+
+    From the catalogue kept in the process's memory (``consents.catalogue``): no query.
+    """
+    snapshot = snapshot or catalogue.snapshot()
+    return {t.slug: snapshot.notice_for(t, language) for t in topics}
+
+
+def notices_recorded(
+    topics: Collection[Topic], language: str, shown: Mapping[str, Notice | None] | None
+) -> dict[str, Notice | None]:
+    """The wording a save of the preference page records per topic: the one the page showed, as
+    the server signed it into the page (``shown``), else the topic's current one."""
+    notices = notices_for(topics, language)
+    notices.update(shown or {})
+    return notices
 
 
 def signup_topics() -> list[Topic]:
@@ -272,6 +293,52 @@ def signup_for_token(contact: Contact, nonce: str) -> PendingSignup | None:
     return PendingSignup.objects.filter(contact=contact, nonce=nonce).first()
 
 
+def signup_resend(
+    *,
+    contact: Contact,
+    signup: PendingSignup,
+    form_address: str,
+    ip_address: str | None = None,
+    user_agent: str = "",
+) -> SignupOutcome:
+    """A fresh confirmation email for a sign-up whose link expired: the same choices, rebuilt
+    from the ledger rows of its pending opt-ins, with the wording each was shown and where the
+    consent was collected (the original form, not this link; ``form_address`` when the ledger
+    no longer says). Raises ``ValidationError`` when a topic has closed since."""
+    assert contact.email, "a double opt-in confirms an email address"
+    first_event = signup.choices[0].get("event") if signup.choices else None
+    collection_point = (
+        Event.objects.filter(pk=first_event).values_list("collection_point", flat=True).first()
+        or form_address
+    )
+    shown = {
+        event.topic: event.notice
+        for event in Event.objects.filter(
+            pk__in=[c.get("event") for c in signup.choices]
+        ).select_related("notice")
+    }
+    return signup_submit(
+        email=contact.email,
+        choices=[(c["topic"], c["channel"]) for c in signup.choices],
+        language=signup.locale,
+        notices=shown,  # the wording they were shown when they signed up
+        first_name=_still_a_first_name(signup.first_name),
+        phone=signup.phone,
+        collection_point=collection_point,
+        source=signup.source,
+        ip_address=ip_address,
+        user_agent=user_agent,
+    )
+
+
+def _still_a_first_name(value: str) -> str:
+    """A sign-up kept from before the first-name rules: the new email greets no one instead."""
+    try:
+        return services.normalize_first_name(value)
+    except ValidationError:
+        return ""
+
+
 @transaction.atomic
 def signup_confirm(
     *,
@@ -355,12 +422,9 @@ def signups_purge() -> int:
 
 
 def unsubscribed_from_all(contact: Contact) -> bool:
-    """The person's latest word is "unsubscribe from everything"."""
-    return _is_unsubscribed_from_all(contact)
-
-
-def _is_unsubscribed_from_all(contact: Contact) -> bool:
-    """True when the person's latest word is "unsubscribe from everything" (the rules' order)."""
+    """The person's latest word is "unsubscribe from everything": the rule
+    (``rules.unsubscribed_from_everything``) on their whole history, read from the ledger. The
+    preference page asks the same rule on the facts it has already loaded."""
     events = Event.objects.filter(contact=contact).values(
         "type", "occurred_at", "seq", "topic", "channel", "method", "proof", "data"
     )
@@ -405,7 +469,7 @@ def unsubscribe_all_undoable(
     nothing was written.
     """
     locked = Contact.objects.select_for_update().get(pk=contact.pk)
-    if _is_unsubscribed_from_all(locked):
+    if unsubscribed_from_all(locked):
         return None
     subscribed = list(
         ConsentState.objects.filter(contact=locked, status=ConsentState.Status.OPTED_IN).order_by(

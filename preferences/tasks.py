@@ -5,7 +5,7 @@ import logging
 from celery import shared_task
 
 from consents.locks import run_lock
-from preferences.center import center_sessions_purge
+from preferences.access import center_sessions_purge
 from preferences.services import signups_purge as purge
 from preferences.store.keys import captures_forget
 
@@ -27,7 +27,7 @@ def signups_purge() -> int:
 @shared_task(acks_late=True)
 def link_request_send(request_id: int) -> str:
     """Handle one "send me my link" request; idempotent (a second run finds nothing to do)."""
-    from preferences.center import link_request_handle
+    from preferences.access import link_request_handle
 
     outcome = link_request_handle(request_id=request_id)
     return outcome.value if outcome is not None else "handled"
@@ -36,7 +36,7 @@ def link_request_send(request_id: int) -> str:
 @shared_task(acks_late=True)
 def link_requests_sweep() -> int:
     """Every minute: hand requests whose task never ran (broker down) to the broker again."""
-    from preferences.center import link_requests_due, queue_link_request
+    from preferences.access import link_requests_due, queue_link_request
 
     due = link_requests_due()
     for request_id in due:

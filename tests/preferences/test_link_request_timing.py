@@ -14,7 +14,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from consents.models import Contact, Outbox
-from preferences.center import link_requests_due
+from preferences.access import link_requests_due
 from preferences.models import LinkRequest
 from preferences.tasks import link_request_send, link_requests_sweep
 from tests.workers import UNREACHABLE_BROKER, celery_publishing

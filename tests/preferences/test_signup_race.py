@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from consents.models import Contact, Outbox
-from preferences.center import LINK_TEMPLATE, preferences_link_send
+from preferences.access import LINK_TEMPLATE, preferences_link_send
 from preferences.services import CONFIRM_TEMPLATE, SignupOutcome, signup_submit
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

@@ -1,0 +1,313 @@
+"""The preference page in words: what each box, each topic, each line of the history and each
+"saved" message says, as plain data (strings, booleans, lists) that the templates draw.
+
+The page shows dozens of boxes: each lazy translation is turned into text once per page
+(``Words``), and a box is a dict, the fastest thing for the template language to read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.utils import formats, timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from consents.labels import (
+    METHOD_FOR_PERSON,
+    STATUS_LABELS,
+    channel_label,
+    channel_words,
+    frequency_label,
+)
+from consents.models import ConsentState, Event, Topic
+from consents.vocab import ANY, EventType, Reason
+from preferences import center
+from preferences.forms import shown_signed
+
+# --- One box: a topic on a channel ---------------------------------------------------------------
+
+# Page sentences about a box, not names of codes: they stay with the page that says them.
+NO_ADDRESS = {
+    "email": _("We have no email address for you."),
+    "sms": _("We have no mobile phone number for you: add one under “Your contact details”."),
+    "phone": _("We have no phone number for you: add one under “Your contact details”."),
+    "postal": _("We have no postal address for you: add one under “Your contact details”."),
+    "push": _("Notifications need our app, which you have not installed."),
+}
+STATE_LABELS = {
+    **STATUS_LABELS,
+    ConsentState.Status.NONE: _("Not subscribed"),
+    "covered": _("Sent to you without a subscription"),
+}
+COVERED_EXPLANATIONS = {
+    Reason.SOFT_OPT_IN: _(
+        "You bought from us: the law lets us send you offers for similar products until you "
+        "say no. Untick the box to stop them."
+    ),
+    Reason.LEGITIMATE_INTEREST: _(
+        "The law lets us send you offers by post until you say no. Untick the box to stop them."
+    ),
+    Reason.GENERIC_ADDRESS: _(
+        "This is a company mailbox: the law lets us write to it until you say no. Untick the box "
+        "to stop."
+    ),
+    Reason.CONTRACT_IN_PROGRESS: _(
+        "You have a contract with us for a related product: we may call you about it until you "
+        "say no. Untick the box to stop."
+    ),
+    Reason.CALLBACK_REQUESTED: _(
+        "You asked us to call you back: we may do so for 30 days. Untick the box to cancel."
+    ),
+}
+COVERED_DEFAULT = _(
+    "The law lets us send you these messages without a subscription, until you say no. Untick "
+    "the box to stop them."
+)
+
+
+SINCE = _("since %(date)s")
+STATE_EXPLANATIONS = {
+    ConsentState.Status.PENDING: _(
+        "Open the email we sent you and click its link to confirm. Nothing is sent to you "
+        "before that."
+    ),
+    ConsentState.Status.INVALID: _(
+        "Your earlier agreement was not given properly. Tick the box to say yes again."
+    ),
+    ConsentState.Status.OPTED_OUT: _("You said no: we do not send you these."),
+    ConsentState.Status.OPTED_IN: _("You said yes: we send you these."),
+    ConsentState.Status.NONE: _("We do not send you these."),
+}
+
+
+class Words:
+    """Each lazy translation turned into text once per page: a page has dozens of boxes."""
+
+    def __init__(self) -> None:
+        self.cache: dict[int, str] = {}
+
+    def __call__(self, lazy: Any) -> str:
+        key = id(lazy)
+        if key not in self.cache:
+            self.cache[key] = str(lazy)
+        return self.cache[key]
+
+
+PAUSED_LABEL = _("Subscribed, paused until %(date)s")
+PAUSED_EXPLANATION = _("We send you nothing until then; it starts again by itself.")
+
+
+def cell_context(cell: center.Cell, words: Words, paused: str = "") -> dict[str, Any]:
+    """Everything one box shows, as plain strings; ``paused``: the end of a pause, as shown."""
+    state = cell.state
+    since = ""
+    if cell.since and state not in ("covered", ConsentState.Status.NONE) and not paused:
+        date = formats.date_format(timezone.localtime(cell.since), "DATE_FORMAT")
+        since = " · " + words(SINCE) % {"date": date}
+    state_label = words(STATE_LABELS.get(state, state))
+    if not cell.has_address:
+        explanation = words(NO_ADDRESS.get(cell.channel, ""))
+    elif paused and cell.receiving:
+        state_label = words(PAUSED_LABEL) % {"date": paused}
+        explanation = words(PAUSED_EXPLANATION)
+    elif state == "covered":
+        explanation = words(COVERED_EXPLANATIONS.get(cell.covered_by or "", COVERED_DEFAULT))
+    else:
+        explanation = words(STATE_EXPLANATIONS.get(state, STATE_EXPLANATIONS["none"]))
+    return {
+        "value": cell.value,
+        "id": cell.dom_id,
+        "shown": cell.has_address,
+        "checked": cell.receiving,
+        "label": words(channel_label(cell.channel)),
+        "state": "paused" if paused and cell.receiving and cell.has_address else state,
+        "state_label": state_label,
+        "since": since,
+        "explanation": explanation,
+    }
+
+
+def topic_context(view: center.TopicView, words: Words, paused: str = "") -> dict[str, Any]:
+    """A topic's fieldset: its boxes (``cell_context``) and its frequency choices."""
+    topic = view.topic
+    return {
+        "slug": topic.slug,
+        "name": topic.name,
+        "description": topic.description,
+        "notice": view.notice,
+        "cells": [cell_context(c, words, paused) for c in view.cells],
+        "frequencies": [
+            {"value": value, "checked": value == view.frequency, "label": frequency_label(value)}
+            for value in topic.frequencies
+        ],
+    }
+
+
+# --- The history: every choice, newest first ----------------------------------------------------
+
+HISTORY_TYPES = {
+    EventType.OPT_IN,
+    EventType.DOI_CONFIRMED,
+    EventType.OPT_OUT,
+    EventType.PAUSE,
+    EventType.COMPLAINT,
+    EventType.CALLBACK_REQUEST,
+}
+
+
+def shown(event: Event) -> bool:
+    return event.type in HISTORY_TYPES
+
+
+def topic_name(slug: str, topics: dict[str, Topic]) -> str:
+    return topics[slug].name if slug in topics else slug
+
+
+def history_choice(event: Event, topics: dict[str, Topic]) -> str:
+    topic = topic_name(event.topic, topics)
+    channel = channel_words(event.channel)
+    if event.type == EventType.OPT_IN:
+        if event.data.get("doi") == "pending":
+            return _("Yes to “%(topic)s” by %(channel)s, to be confirmed by email") % {
+                "topic": topic,
+                "channel": channel,
+            }
+        return _("Yes to “%(topic)s” by %(channel)s") % {"topic": topic, "channel": channel}
+    if event.type == EventType.DOI_CONFIRMED:
+        return _("Confirmed “%(topic)s” by %(channel)s") % {"topic": topic, "channel": channel}
+    if event.type == EventType.OPT_OUT:
+        if event.topic == ANY and event.channel == ANY:
+            return str(_("Unsubscribed from all marketing"))
+        if event.topic == ANY:
+            return _("No to all marketing by %(channel)s") % {"channel": channel}
+        if event.channel == ANY:
+            return _("No to “%(topic)s” on every channel") % {"topic": topic}
+        return _("No to “%(topic)s” by %(channel)s") % {"topic": topic, "channel": channel}
+    if event.type == EventType.PAUSE:
+        if center.is_resume(event):
+            return str(_("Messages resumed"))
+        until = event.data.get("until", "")
+        end = formats.date_format(
+            timezone.localtime(datetime.fromisoformat(until.replace("Z", "+00:00"))),
+            "DATE_FORMAT",
+        )
+        return _("All marketing paused until %(date)s") % {"date": end}
+    if event.type == EventType.COMPLAINT:
+        return str(_("Reported one of our emails as spam"))
+    return str(_("Asked us to call back"))
+
+
+def history_row(event: Event, topics: dict[str, Topic]) -> dict[str, Any]:
+    how = METHOD_FOR_PERSON.get(event.method, event.method) if event.method else ""
+    if event.type == EventType.COMPLAINT:
+        how = _("From your email program")
+    return {
+        "at": event.occurred_at,
+        "choice": history_choice(event, topics),
+        "how": how,
+        "notice": event.notice,
+    }
+
+
+# --- What a save did, in words -----------------------------------------------------------------
+
+DETAILS_DONE = {
+    "phone_added": _("Your mobile number was added. Tick above what you want to receive on it."),
+    "phone_changed": _(
+        "Your mobile number was changed. Nothing is sent to the new number until you tick what "
+        "you want on it."
+    ),
+    "phone_removed": _("Your mobile number was removed: we send nothing more to it."),
+    "phone_same": _("This number was already on file: nothing has changed."),
+    "postal_saved": _("Your postal address was saved."),
+    "postal_same": _("This address was already on file: nothing has changed."),
+}
+
+
+def flash_lines(flash: dict[str, Any], topics: dict[str, Topic]) -> list[str]:
+    """What was saved, in words."""
+    kind = flash.get("kind")
+    if kind in DETAILS_DONE:
+        return [str(DETAILS_DONE[kind])]
+    if kind == "paused":
+        until = datetime.fromisoformat(flash["until"])
+        date = formats.date_format(timezone.localtime(until), "DATE_FORMAT")
+        return [_("All our marketing is paused until %(date)s.") % {"date": date}]
+    if kind == "resumed":
+        return [str(_("Your messages have resumed: you receive again what you chose."))]
+    if kind == "not_paused":
+        return [str(_("Nothing was paused: nothing has changed."))]
+    if kind == "unsubscribed":
+        return [
+            str(
+                _(
+                    "You are unsubscribed from all our marketing. Messages about your orders and "
+                    "your account continue."
+                )
+            )
+        ]
+    if kind == "already_unsubscribed":
+        return [str(_("You were already unsubscribed from everything: nothing has changed."))]
+    if kind == "language":
+        return [str(_("This page and our messages are now in English."))]
+    if kind == "download_sent":
+        minutes = int(settings.DATA_DOWNLOAD_LINK_TTL.total_seconds() // 60)
+        return [
+            ngettext(
+                "We have emailed you a link to download your data. It works once, for %(n)d "
+                "minute.",
+                "We have emailed you a link to download your data. It works once, for %(n)d "
+                "minutes.",
+                minutes,
+            )
+            % {"n": minutes}
+        ]
+    lines = []
+    for change in flash.get("changes", []):
+        values = {
+            "topic": topic_name(change["topic"], topics),
+            "channel": channel_words(change["channel"]),
+            "frequency": frequency_label(change["frequency"]).lower(),
+        }
+        lines.append(
+            {
+                center.ChangeKind.SUBSCRIBED: _("You now receive “%(topic)s” by %(channel)s."),
+                center.ChangeKind.PENDING: _(
+                    "“%(topic)s” by %(channel)s: we have sent you an email to confirm. Nothing "
+                    "is sent to you before you click its link."
+                ),
+                center.ChangeKind.UNSUBSCRIBED: _(
+                    "You no longer receive “%(topic)s” by %(channel)s."
+                ),
+                center.ChangeKind.FREQUENCY: _("“%(topic)s”: %(frequency)s from now on."),
+            }[center.ChangeKind(change["kind"])]
+            % values
+        )
+    return lines or [str(_("Nothing has changed: your choices were already saved."))]
+
+
+# --- The whole page ------------------------------------------------------------------------------
+
+
+def page_context(
+    state: center.CenterState, *, flash: dict[str, Any] | None = None, error: str = ""
+) -> dict[str, Any]:
+    """Everything ``preferences/preferences.html`` shows, from the state of the page."""
+    words = Words()
+    paused = (
+        formats.date_format(timezone.localtime(state.pause_until), "DATE_FORMAT")
+        if state.pause_until
+        else ""
+    )
+    return {
+        "state": state,
+        "topics": [topic_context(view, words, paused) for view in state.topics],
+        "notices_signed": shown_signed({view.topic.slug: view.notice for view in state.topics}),
+        "history": [history_row(e, state.topic_names) for e in state.history if shown(e)],
+        "saved": flash_lines(flash, state.topic_names) if flash else None,
+        "error": error,
+        "pause_months": center.PAUSE_MONTHS,
+    }

@@ -1,0 +1,310 @@
+"""The preference page: the way in (a link emailed on request, or in any of our emails), the page
+itself, and what its forms do. Each action parses the form, calls one function of
+``preferences.center`` (or ``preferences.access``), and answers with the page and what was saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+
+from consents import catalogue, clock, links
+from consents.http import client_ip, user_agent
+from consents.links import LinkError
+from consents.models import Contact
+from preferences import access, center, pagecache, presenters, ratelimit
+from preferences.forms import LinkRequestForm, phone_cleaned, preferences_choice
+from preferences.services import notices_recorded
+from preferences.views.common import bad_link, link_expired, page_language, too_many
+
+# The preference center remembers who opened it, never the token itself.
+SESSION_CONTACT = "preferences_contact"
+SESSION_LINK_VERSION = "preferences_link_version"
+# The binding of the link that opened it: a change of address closes the session too.
+SESSION_ADDRESS = "preferences_address"
+# When the link was opened: the session's authorisation lasts as long as a link does.
+SESSION_GRANTED_AT = "preferences_granted_at"
+# The digest of the link that opened this session: it went to the address, so holding it proves
+# control of that mailbox (the evidence of a "yes" by email given on the page).
+SESSION_LINK_DIGEST = "preferences_link_digest"
+SESSION_FLASH = "preferences_saved"
+
+
+# --- The way into the preference center ---------------------------------------------------------
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def home(request: HttpRequest) -> HttpResponse:
+    """Ask for a link: the answer is the same whether the address is known or not."""
+    if request.method == "POST":
+        if not ratelimit.allow(
+            "preferences-link-ip",
+            client_ip(request) or "unknown",
+            limit=settings.SIGNUP_MAX_PER_IP_PER_HOUR,
+            window_seconds=3600,
+        ):
+            return too_many(request)
+        form = LinkRequestForm(request.POST)
+        if form.is_valid():
+            # Looked up and sent after the response: the same answer, in the same time.
+            access.link_request_record(email=form.cleaned_data["email"], language=page_language())
+            return redirect(reverse("home") + "?sent=1")
+    else:
+        form = LinkRequestForm()
+    context = {"form": form, "sent": request.GET.get("sent") == "1"}
+    return render(request, "preferences/home.html", context)
+
+
+@never_cache
+@require_GET
+def preferences_open(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        link = links.read("preferences", token)
+    except LinkError as exc:
+        if exc.reason in ("expired", "revoked"):
+            return link_expired(request, exc, kind="preferences")
+        return bad_link(request, exc.reason)
+    contact = link.contact
+    assert contact is not None
+    # A new session key: whatever was in this browser's session before is not carried over
+    # under the same id (session fixation), and the token leaves the address bar.
+    request.session.cycle_key()
+    request.session[SESSION_CONTACT] = contact.public_id
+    request.session[SESSION_LINK_VERSION] = contact.link_version
+    request.session[SESSION_ADDRESS] = link.payload["a"]
+    request.session[SESSION_GRANTED_AT] = clock.now().timestamp()
+    request.session[SESSION_LINK_DIGEST] = links.token_digest(token)
+    if request.session.session_key is None:
+        request.session.save()
+    access.preferences_session_open(contact=link.contact, session_key=request.session.session_key)
+    return redirect("preferences")
+
+
+def _session_contact(request: HttpRequest) -> Contact | None:
+    """The person this session may act for: granted by a link, for as long as a link lives,
+    while the address the link went to is still theirs."""
+    public_id = request.session.get(SESSION_CONTACT)
+    granted_at = request.session.get(SESSION_GRANTED_AT)
+    if not isinstance(public_id, str) or not isinstance(granted_at, int | float):
+        return None
+    age = clock.now().timestamp() - granted_at
+    if not 0 <= age <= settings.PREFERENCE_LINK_TTL.total_seconds():
+        return None
+    contact = pagecache.contact_for_page(public_id)
+    if contact is None or contact.link_version != request.session.get(SESSION_LINK_VERSION):
+        return None  # signed out of all links since
+    if not links.bound_to(contact.email, request.session.get(SESSION_ADDRESS)):
+        return None  # the address changed since
+    return contact
+
+
+def _center_request(request: HttpRequest) -> center.Request:
+    digest = request.session.get(SESSION_LINK_DIGEST)
+    return center.Request(
+        ip_address=client_ip(request),
+        user_agent=user_agent(request),
+        collection_point=links.absolute(reverse("preferences")),
+        link_digest=digest if isinstance(digest, str) else "",
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def preferences(request: HttpRequest) -> HttpResponse:
+    contact = _session_contact(request)
+    if contact is None:
+        for key in (
+            SESSION_CONTACT,
+            SESSION_LINK_VERSION,
+            SESSION_ADDRESS,
+            SESSION_GRANTED_AT,
+            SESSION_LINK_DIGEST,
+        ):
+            request.session.pop(key, None)
+        status = 403 if request.method == "POST" else 200
+        context = {"form": LinkRequestForm()}
+        return render(request, "preferences/preferences_closed.html", context, status=status)
+    # The page speaks the language the person chose here, remembered on the contact.
+    translation.activate(contact.locale)
+    request.LANGUAGE_CODE = contact.locale
+    if request.method == "POST":
+        action = request.POST.get("action", "save")
+        handler = _ACTIONS.get(action)
+        if handler is None:
+            return _preferences_page(request, contact, error=_("This action is not offered."))
+        return handler(request, contact)
+    flash = request.session.pop(SESSION_FLASH, None)
+    if flash or not pagecache.enabled():
+        return _preferences_page(request, contact, flash=flash)
+    # Nothing to say about a save: the page drawn for the last read may still be the right one.
+    language = page_language()
+    found = pagecache.lookup(contact, language=language)
+    if found.html is None:
+        return _preferences_page(request, contact, keep_for=found.catalog)
+    return HttpResponse(found.html.replace(pagecache.CSRF_PLACEHOLDER, get_token(request)))
+
+
+def _preferences_page(
+    request: HttpRequest,
+    contact: Contact,
+    *,
+    flash: dict[str, Any] | None = None,
+    error: str = "",
+    status: int = 400,
+    keep_for: str | None = None,
+) -> HttpResponse:
+    """Draw the page; with ``keep_for`` (the catalog version read), keep it in the page cache."""
+    language = page_language()
+    state = center.center_state(contact=contact, language=language)
+    context = presenters.page_context(state, flash=flash, error=error)
+    if keep_for is None:
+        status = status if error else 200
+        return render(request, "preferences/preferences.html", context, status=status)
+    # Drawn once with a placeholder for the CSRF token, which each response fills in.
+    context["csrf_token"] = pagecache.CSRF_PLACEHOLDER
+    html = render_to_string("preferences/preferences.html", context, request=request)
+    pagecache.store(
+        contact,
+        language=language,
+        catalog=keep_for,
+        html=html,
+        changes_at=state.changes_at,
+    )
+    return HttpResponse(html.replace(pagecache.CSRF_PLACEHOLDER, get_token(request)))
+
+
+def _done(request: HttpRequest, flash: dict[str, Any]) -> HttpResponse:
+    request.session[SESSION_FLASH] = flash
+    return redirect("preferences")
+
+
+def _save(request: HttpRequest, contact: Contact) -> HttpResponse:
+    topics = {t.slug: t for t in catalogue.snapshot().active}
+    try:
+        choice = preferences_choice(request.POST, topics)
+    except ValidationError as exc:
+        return _preferences_page(request, contact, error=" ".join(exc.messages))
+    language = page_language()
+    changes = center.preferences_save(
+        contact=contact,
+        shown=choice.shown,
+        wanted=choice.wanted,
+        frequencies=choice.frequencies,
+        notices=notices_recorded(topics.values(), language, choice.notices),
+        language=language,
+        request=_center_request(request),
+    )
+    return _done(request, {"kind": "saved", "changes": [c.as_dict() for c in changes]})
+
+
+def _pause(request: HttpRequest, contact: Contact) -> HttpResponse:
+    # Compared as text: "²".isdigit() is true, and int("²") raises.
+    offered = {str(m): m for m in center.PAUSE_MONTHS}
+    months = offered.get(request.POST.get("months", ""))
+    if months is None:
+        return _preferences_page(request, contact, error=_("This pause is not offered."))
+    until = center.preferences_pause(
+        contact=contact, months=months, request=_center_request(request)
+    )
+    return _done(request, {"kind": "paused", "until": until.isoformat()})
+
+
+def _resume(request: HttpRequest, contact: Contact) -> HttpResponse:
+    resumed = center.preferences_resume(contact=contact, request=_center_request(request))
+    return _done(request, {"kind": "resumed" if resumed else "not_paused"})
+
+
+def _download_data(request: HttpRequest, contact: Contact) -> HttpResponse:
+    """The person's own access request (GDPR art. 15). The data leaves only through a one-time
+    link emailed to them: an open page, or a link someone else got hold of, is not enough."""
+    if not contact.email:
+        return _preferences_page(request, contact, error=_("We have no email address for you."))
+    if not ratelimit.allow(
+        "access-export",
+        contact.public_id,
+        limit=settings.ACCESS_EXPORT_MAX_PER_DAY,
+        window_seconds=24 * 3600,
+    ):
+        error = _(
+            "You have already asked for your data several times today. Please try again tomorrow."
+        )
+        return _preferences_page(request, contact, error=error, status=429)
+    access.data_download_request(contact=contact, language=page_language())
+    return _done(request, {"kind": "download_sent"})
+
+
+def _unsubscribe_all(request: HttpRequest, contact: Contact) -> HttpResponse:
+    done = center.preferences_unsubscribe_all(contact=contact, request=_center_request(request))
+    return _done(request, {"kind": "unsubscribed" if done else "already_unsubscribed"})
+
+
+def _switch_language(request: HttpRequest, contact: Contact) -> HttpResponse:
+    language = request.POST.get("language", "")
+    if language not in ("fr", "en"):
+        return _preferences_page(request, contact, error=_("This language is not offered."))
+    center.preferences_language(contact=contact, language=language)
+    translation.activate(language)
+    response = _done(request, {"kind": "language"})
+    response.set_cookie(
+        settings.LANGUAGE_COOKIE_NAME,
+        language,
+        max_age=settings.LANGUAGE_COOKIE_AGE,
+        samesite="Lax",
+        secure=settings.SESSION_COOKIE_SECURE,
+    )
+    return response
+
+
+def _sign_out(request: HttpRequest, contact: Contact) -> HttpResponse:
+    access.preferences_sign_out(contact=contact)
+    request.session.flush()
+    return render(request, "preferences/signed_out.html", {"form": LinkRequestForm()})
+
+
+def _phone(request: HttpRequest, contact: Contact) -> HttpResponse:
+    """Add, change or remove the mobile number: a new number receives nothing until the person
+    ticks what they want on it."""
+    try:
+        number = phone_cleaned(request.POST.get("phone", "")[:32])
+    except ValidationError as exc:
+        return _preferences_page(request, contact, error=" ".join(exc.messages))
+    done = center.preferences_phone(contact=contact, phone=number, request=_center_request(request))
+    return _done(request, {"kind": f"phone_{done}"})
+
+
+def _postal(request: HttpRequest, contact: Contact) -> HttpResponse:
+    try:
+        done = center.preferences_postal_address(
+            contact=contact,
+            postal_address=request.POST.get("postal_address", "")[:2000],
+            request=_center_request(request),
+        )
+    except ValidationError:
+        error = _("Enter a postal address of at most 500 characters.")
+        return _preferences_page(request, contact, error=error)
+    return _done(request, {"kind": f"postal_{done}"})
+
+
+_ACTIONS: dict[str, Callable[[HttpRequest, Contact], HttpResponse]] = {
+    "phone": _phone,
+    "postal": _postal,
+    "save": _save,
+    "pause": _pause,
+    "resume": _resume,
+    "unsubscribe_all": _unsubscribe_all,
+    "download_data": _download_data,
+    "language": _switch_language,
+    "sign_out": _sign_out,
+}
