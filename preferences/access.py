@@ -16,9 +16,10 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 
-from consents import clock, links, proof, services
+from consents import clock, links, services
 from consents.models import AccessLog, Contact, Outbox
 from consents.outbox import email_enqueue
+from consents.selectors import proof
 from preferences.models import CenterSession, LinkRequest
 
 logger = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ def data_download(*, contact: Contact, downloads_before: int) -> dict[str, Any] 
     if self_exports(locked) != downloads_before:
         return None
     # Logged before the data leaves, like every export from the admin.
-    proof.access_log(
+    services.access_log(
         user=AnonymousUser(),
         username="person",
         action=SELF_EXPORT,

@@ -8,7 +8,7 @@ from django.utils import translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from consents import links, proof
+from consents import http, links
 from consents.links import LinkError
 from preferences import access, data_summary
 from preferences.views.common import bad_link
@@ -33,7 +33,7 @@ def data_download(request: HttpRequest, token: str) -> HttpResponse:
         data = access.data_download(contact=contact, downloads_before=downloads_before)
         if data is not None:
             if request.POST.get("format") == "json":
-                return proof.json_file(data, f"my-data-{contact.public_id}.json")
+                return http.json_file(data, f"my-data-{contact.public_id}.json")
             # A page to read, in the person's language; the JSON file is its second download.
             translation.activate(contact.locale)
             request.LANGUAGE_CODE = contact.locale
