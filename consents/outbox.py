@@ -179,13 +179,16 @@ def new_message_id() -> str:
     return f"<{uuid.uuid4()}@{domain}>"
 
 
-def retry_delay(attempts: int) -> timedelta:
-    """How long to wait after the ``attempts``-th failed attempt: doubling, capped, and up to
-    20% later at random, so that the rows an outage held back do not all come back at once."""
-    base = settings.OUTBOX_RETRY_BASE.total_seconds()
-    cap = settings.OUTBOX_RETRY_MAX.total_seconds()
-    seconds = min(cap, base * 2 ** min(max(attempts, 1) - 1, 30))
+def backoff(attempts: int, base: timedelta, cap: timedelta) -> timedelta:
+    """How long to wait after the ``attempts``-th failed attempt: doubling from ``base``, capped,
+    and up to 20% later at random, so that what an outage held back does not all come back at
+    once (emails here, webhooks in ``consents.webhooks_out.sending``)."""
+    seconds = min(cap.total_seconds(), base.total_seconds() * 2 ** min(max(attempts, 1) - 1, 30))
     return timedelta(seconds=seconds * (1 + 0.2 * random.random()))  # noqa: S311 - not a secret
+
+
+def retry_delay(attempts: int) -> timedelta:
+    return backoff(attempts, settings.OUTBOX_RETRY_BASE, settings.OUTBOX_RETRY_MAX)
 
 
 @transaction.atomic

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import logging
-import random
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from django.db import transaction
 
 from consents import clock
 from consents.models import WebhookDelivery, WebhookEndpoint
+from consents.outbox import backoff
 from consents.webhooks_out.network import UnsafeAddress, check_url, post
 from consents.webhooks_out.signing import body_bytes, headers_for
 
@@ -47,12 +47,7 @@ def send_lease() -> timedelta:
 
 
 def retry_delay(attempts: int) -> timedelta:
-    """After the ``attempts``-th failure: doubling from ``WEBHOOK_RETRY_BASE``, capped, and up to
-    20% later at random, so that what an outage held back does not all come back at once."""
-    base = settings.WEBHOOK_RETRY_BASE.total_seconds()
-    cap = settings.WEBHOOK_RETRY_MAX.total_seconds()
-    seconds = min(cap, base * 2 ** min(max(attempts, 1) - 1, 30))
-    return timedelta(seconds=seconds * (1 + 0.2 * random.random()))  # noqa: S311 - not a secret
+    return backoff(attempts, settings.WEBHOOK_RETRY_BASE, settings.WEBHOOK_RETRY_MAX)
 
 
 def retry_after(value: str | None, now: datetime) -> timedelta | None:
