@@ -3,11 +3,15 @@
 Needs PostgreSQL and ``wrk``. On a fresh database (default ``assent_tracking_bench``) it loads
 ``--contacts`` people (one opt-in each, through ``consents.bulk``), then:
 
-1. **Accepted.** gunicorn (``config.wsgi``, 2 sync workers, production settings, the webhook's
-   basic auth on) takes Postmark click events on ``/webhooks/anymail/postmark/tracking/`` from
-   ``wrk`` (2 threads, 4 connections, ``--seconds``), each a distinct message to a random person:
+1. **Accepted.** gunicorn (``config.wsgi``, 2 workers, production settings, the webhook's basic
+   auth on) takes Postmark click events on ``/webhooks/anymail/postmark/tracking/`` from ``wrk``
+   (2 threads, ``--connections`` (4), ``--seconds``), each a distinct message to a random person:
    anymail's authentication and parsing, the receiver's checks, one inbox row, the 200. Target
-   1,000 requests/s.
+   1,000 requests/s. Each worker class of ``--workers`` (default: ``sync``, then ``gthread`` with
+   8 threads, the documented deployment) runs back to back on the same database; each is also
+   measured on ``/healthz`` (the same middleware, one ``SELECT 1``, no commit), the floor of that
+   server on a machine whose load changes, and the CPU time per request of the gunicorn workers
+   and of their PostgreSQL backends is read from ``/proc``. The last class gives the figure.
 2. **Drained.** The inbox (topped up to ``--drain-events`` rows) is moved into the ledger by
    ``preferences.tracking.drain`` in batches of ``--batch-size`` (1,000), in one process: chained
    events, projections updated from their state, webhook deliveries. Target 5,000 events/s.
@@ -172,9 +176,14 @@ end
 """
 
 
-def wrk(args: argparse.Namespace, port: int, script: Path) -> dict[str, Any]:
-    command = ["wrk", "-t2", "-c4", f"-d{args.seconds}s", "--latency", "-s", str(script),
-               f"http://127.0.0.1:{port}/"]  # fmt: skip
+def wrk(
+    args: argparse.Namespace, port: int, script: Path | None, path: str = "/"
+) -> dict[str, Any]:
+    connections = getattr(args, "connections", 4)
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{args.seconds}s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
+    command.append(f"http://127.0.0.1:{port}{path}")
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
@@ -186,6 +195,91 @@ def wrk(args: argparse.Namespace, port: int, script: Path) -> dict[str, Any]:
     }
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (Linux ``/proc``)."""
+    ticks, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _backends(args: argparse.Namespace) -> list[int]:
+    """The PostgreSQL backends connected to the bench database (the web workers' connections)."""
+    import psycopg
+
+    with psycopg.connect(f"{args.server_url}/{args.database}", autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def measure(args: argparse.Namespace, port: int, script: Path, worker: str) -> dict[str, Any]:
+    """One gunicorn with 2 workers (``worker``: ``sync`` or ``gthread:<threads>``): the webhook
+    under ``wrk``, then ``/healthz`` (the same middleware, one ``SELECT 1``, no commit) as the
+    floor of the same server a few seconds later; the CPU time per request of the gunicorn
+    workers and of their PostgreSQL backends."""
+    worker_class, _, threads = worker.partition(":")
+    command = [str(BIN / "gunicorn"), "config.wsgi", "--workers", "2",
+               "--worker-class", worker_class, "--bind", f"127.0.0.1:{port}",
+               "--error-logfile", str(args.out / "tracking-gunicorn.log")]  # fmt: skip
+    if threads:
+        command += ["--threads", threads]
+    server = subprocess.Popen(  # noqa: S603 - our own command line
+        command, cwd=ROOT, env=server_env(args), start_new_session=True
+    )
+    result: dict[str, Any] = {"worker": worker}
+    try:
+        import http.client
+
+        for _ in range(200):
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        workers = _children(server.pid)
+        for name, target, path in (("accepted", script, "/"), ("floor", None, "/healthz")):
+            wrk(
+                argparse.Namespace(seconds=1, connections=args.connections), port, target, path
+            )  # every connection opened
+            backends = _backends(args)
+            before = (_cpu_seconds(workers), _cpu_seconds(backends))
+            log(f"{worker}: wrk {args.seconds} s on {'the webhook' if target else path}")
+            figures = wrk(args, port, target, path)
+            web, db = _cpu_seconds(workers) - before[0], _cpu_seconds(backends) - before[1]
+            figures["web_cpu_ms"] = 1000 * web / max(figures["requests"], 1)
+            figures["db_cpu_ms"] = 1000 * db / max(figures["requests"], 1)
+            figures["load"] = _load()
+            result[name] = figures
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server-url", default=DEFAULT_SERVER)
@@ -195,7 +289,16 @@ def main() -> None:
     parser.add_argument("--drain-events", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--conn-max-age", type=int, default=60)
+    parser.add_argument(
+        "--workers", nargs="+", default=["sync", "gthread:8"],
+        help="gunicorn worker classes measured back to back, each with 2 workers "
+        "(sync, gthread:<threads>); the last one is the figure",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    parser.add_argument(
+        "--connections", type=int, default=4, help="wrk's connections (requests in flight)"
+    )
+    parser.add_argument("--no-drain", action="store_true", help="the webhook only")
     parser.add_argument("--child", choices=["seed", "drain"])
     args = parser.parse_args()
     if args.child == "seed":
@@ -216,27 +319,11 @@ def main() -> None:
     script.write_text(
         LUA % {"contacts": args.contacts, "auth": base64.b64encode(SECRET.encode()).decode()}
     )
-    server = subprocess.Popen(  # noqa: S603 - our own command line
-        [str(BIN / "gunicorn"), "config.wsgi", "--workers", "2", "--bind", f"127.0.0.1:{port}",
-         "--error-logfile", str(args.out / "tracking-gunicorn.log")],
-        cwd=ROOT, env=server_env(args), start_new_session=True,
-    )  # fmt: skip
-    try:
-        import http.client
-
-        for _ in range(200):
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
-        log(f"wrk: {args.seconds} s of Postmark click events, 2 threads, 4 connections")
-        accepted = wrk(args, port, script)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    servers = [measure(args, port, script, worker) for worker in args.workers]
+    accepted = servers[-1]["accepted"]
+    if args.no_drain:
+        (args.out / "tracking-accepted.json").write_text(json.dumps(servers, indent=2))
+        return
     log(f"draining the inbox (topped up to {args.drain_events} rows)")
     drained = json.loads(
         run(args, py, __file__, "--child", "drain", "--contacts", str(args.contacts),
@@ -245,6 +332,7 @@ def main() -> None:
     )  # fmt: skip
     result = {
         "accepted": accepted,
+        "servers": servers,
         "drained": drained,
         "drained_per_s": drained["moved"] / drained["seconds"],
         "targets": TARGETS,
@@ -254,10 +342,16 @@ def main() -> None:
     print()
     print("| path | figure | target |")
     print("|---|---:|---:|")
-    print(
-        f"| webhook accepted (2 gunicorn workers) | {accepted['rps']:.0f} req/s "
-        f"(non-2xx: {accepted['non_2xx_3xx']}, p50 {accepted['p50']}) | 1,000 req/s |"
-    )
+    for server in servers:
+        for name in ("accepted", "floor"):
+            f = server[name]
+            what = "webhook accepted" if name == "accepted" else "floor: /healthz"
+            print(
+                f"| {what}, 2 {server['worker']} workers | {f['rps']:.0f} req/s "
+                f"(non-2xx: {f['non_2xx_3xx']}, p50 {f['p50']}; CPU per request: web "
+                f"{f['web_cpu_ms']:.2f} ms, PostgreSQL {f['db_cpu_ms']:.2f} ms; load {f['load']}) "
+                f"| {'1,000 req/s' if name == 'accepted' else ''} |"
+            )
     print(
         f"| inbox drained into the ledger | {result['drained_per_s']:.0f} events/s "
         f"({drained['moved']} in {drained['seconds']:.1f} s) | 5,000 events/s |"
