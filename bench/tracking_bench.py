@@ -151,10 +151,24 @@ def child_drain(contacts: int, events: int, batch_size: int) -> None:
             occurred_at=base + timedelta(milliseconds=n), hard=False, message="", raw=None,
         )  # fmt: skip
     total = TrackingInbox.objects.count()
-    started = time.perf_counter()
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = [cursor.fetchone()[0]]
+    started, cpu, db = time.perf_counter(), time.process_time(), _cpu_seconds(backend)
     moved = tracking.drain_all(batch_size)
     elapsed = time.perf_counter() - started
-    print(json.dumps({"rows": total, "moved": moved, "seconds": elapsed}))
+    cpu, db = time.process_time() - cpu, _cpu_seconds(backend) - db
+    print(
+        json.dumps(
+            {
+                "rows": total, "moved": moved, "seconds": elapsed,
+                "python_cpu_us": 1e6 * cpu / max(moved, 1),
+                "db_cpu_us": 1e6 * db / max(moved, 1), "load": _load(),
+            }
+        )
+    )  # fmt: skip
 
 
 # --- The load -------------------------------------------------------------------------------------
@@ -354,7 +368,9 @@ def main() -> None:
             )
     print(
         f"| inbox drained into the ledger | {result['drained_per_s']:.0f} events/s "
-        f"({drained['moved']} in {drained['seconds']:.1f} s) | 5,000 events/s |"
+        f"({drained['moved']} in {drained['seconds']:.1f} s; CPU per event: Python "
+        f"{drained['python_cpu_us']:.0f} us, PostgreSQL {drained['db_cpu_us']:.0f} us; "
+        f"load {drained['load']}) | 5,000 events/s |"
     )
 
 
