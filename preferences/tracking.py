@@ -127,12 +127,11 @@ def drain(
         contacts = _contacts({row.recipient for row in facts if row.recipient})
         ids = set(contacts.values())
         references = {row.reference for row in facts if row.reference}
+        # A set: without the model's ordering, PostgreSQL need not sort (nor gather the sorts of
+        # parallel workers).
+        found = Event.objects.filter(contact_id__in=ids, proof__in=references).order_by()
         seen = set(
-            Event.objects.filter(contact_id__in=ids, proof__in=references).values_list(
-                "contact_id", "type", "actor", "proof"
-            )
-            if ids and references
-            else ()
+            found.values_list("contact_id", "type", "actor", "proof") if ids and references else ()
         )
         items: list[services.BatchItem] = []
         for row in facts:
