@@ -34,6 +34,7 @@ import contextlib
 import ipaddress
 import itertools
 import multiprocessing
+import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -289,8 +290,9 @@ class Prepared:
     contact: dict[str, Any]
     events: list[EventRow]
     # (index in ``events``, ip_address, user_agent, details, salt) for events with personal
-    # evidence; the salt keys the event's evidence digest.
-    evidence: list[tuple[int, str | None, str, dict[str, Any], str]]
+    # evidence; the salt keys the event's evidence digest. ``details`` is its canonical JSON text
+    # when the digest was computed from that text (it is then written as is).
+    evidence: list[tuple[int, str | None, str, dict[str, Any] | str, str]]
     projection: projections.Projection
 
 
@@ -474,6 +476,7 @@ _iso = ledger.fast_iso
 _template = ledger.canonical_text
 CANONICAL_TEMPLATE = ledger.CANONICAL_TEMPLATE
 NO_EVIDENCE = ("", "")  # no personal evidence: no digest, no salt
+_TEXT_OR_NONE = (str, type(None))
 
 
 def prepare(
@@ -499,16 +502,30 @@ def prepare(
     prev = ledger.GENESIS
     rows: list[EventRow] = []
     facts: list[rules.Fact] = []
-    evidence: list[tuple[int, str | None, str, dict[str, Any], str]] = []
+    evidence: list[tuple[int, str | None, str, dict[str, Any] | str, str]] = []
     last_recorded, recorded_iso = None, ""
+    checked_evidence = False
     for seq, e in enumerate(events, 1):
         get = e.get
         data = get("data") or {}
         ip, ua, details = get("ip_address"), get("user_agent") or "", get("details") or {}
-        digest, salt = (
-            ledger.evidence_seal(ip, ua, details) if (ip or ua or details) else NO_EVIDENCE
-        )
-        if digest:
+        if not (ip or ua or details):
+            digest, salt = NO_EVIDENCE
+        elif template and type(ip) in _TEXT_OR_NONE and type(ua) is str and type(details) is dict:
+            # The details spelt once, for the digest and for the evidence row alike.
+            details_json = canonical_json(details)
+            digest, salt = ledger.evidence_seal_text(ip, ua, details_json)
+            if check_template and not checked_evidence:
+                checked_evidence = True
+                exact_digest = ledger.evidence_digest(ip, ua, details, salt=salt)
+                if exact_digest != digest:
+                    raise BulkError(
+                        "the evidence digest of consents.bulk differs from "
+                        f"ledger.evidence_digest: {digest!r} != {exact_digest!r}"
+                    )
+            evidence.append((seq - 1, ip, ua, details_json, salt))
+        else:
+            digest, salt = ledger.evidence_seal(ip, ua, details)
             evidence.append((seq - 1, ip, ua, details, salt))
         kind, topic, channel = e["type"], get("topic") or "", get("channel") or ""
         occurred_at, method = e["occurred_at"], get("method") or ""
@@ -820,10 +837,36 @@ def _json_text(value: Any) -> str:
     return value if isinstance(value, str) else ledger.canonical_json(value)
 
 
+# PostgreSQL's binary form of an inet (``inet_recv``): family (2 for IPv4, 3 for IPv6), prefix
+# length, not a CIDR, number of address bytes, then the address; what psycopg's dumper of an
+# ``ipaddress`` object sends, without building the object.
+_INET4, _INET6 = bytes((2, 32, 0, 4)), bytes((3, 128, 0, 16))
+_BYTEA = 17  # the type oid psycopg dumps bytes as: as they are
+
+
+def _inet(ip: Any) -> bytes:
+    if type(ip) is str:
+        try:
+            return _INET4 + socket.inet_pton(socket.AF_INET, ip)
+        except OSError:
+            pass
+        try:
+            return _INET6 + socket.inet_pton(socket.AF_INET6, ip)
+        except OSError:
+            pass
+    address = ipaddress.ip_address(ip)  # a zone index, an integer; raises on what is no address
+    return (_INET4 if address.version == 4 else _INET6) + address.packed
+
+
 @contextlib.contextmanager
-def _copy(cursor: Any, table: str, columns: Sequence[str]) -> Iterator[Any]:
-    """``COPY table (columns) FROM STDIN (FORMAT BINARY)``: cheaper than text on both sides."""
+def _copy(
+    cursor: Any, table: str, columns: Sequence[str], sent_as: Mapping[str, int] | None = None
+) -> Iterator[Any]:
+    """``COPY table (columns) FROM STDIN (FORMAT BINARY)``: cheaper than text on both sides.
+    ``sent_as``: columns whose values are dumped as another type (oid) than the column's."""
     types = _column_types(cursor, table, columns)
+    if sent_as:
+        types = [sent_as.get(column, oid) for column, oid in zip(columns, types, strict=True)]
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     )
@@ -893,8 +936,9 @@ def _load_batch(
                 for event_id, event in zip(ids, prepared.events, strict=True):
                     write_row((event_id, *event))
                 for index, ip, ua, details, salt in prepared.evidence:
-                    address = ipaddress.ip_address(ip) if ip else None
-                    evidence_rows.append((ids[index], address, ua, _json_text(details), salt, None))
+                    evidence_rows.append(
+                        (ids[index], _inet(ip) if ip else None, ua, _json_text(details), salt, None)
+                    )
                 if prepared.events:
                     end = prepared.events[-1]
                     head_rows.append((contact_id, end.seq, end.hash, end.recorded_at))
@@ -912,7 +956,10 @@ def _load_batch(
             evidence_columns = [
                 "event_id", "ip_address", "user_agent", "details", "salt", "erased_at",
             ]  # fmt: skip
-            with _copy(cursor, Evidence._meta.db_table, evidence_columns) as copy:
+            # ip_address: the inet's binary form, already spelt (``_inet``), sent as bytes.
+            with _copy(
+                cursor, Evidence._meta.db_table, evidence_columns, {"ip_address": _BYTEA}
+            ) as copy:
                 for evidence_row in evidence_rows:
                     copy.write_row(evidence_row)
         # Each chain's head, in the batch's transaction, as ``services._append`` records it.
