@@ -8,9 +8,9 @@ per contact and in Python, exactly what ``services._append`` does event by event
   ``hash = ledger.chain_hash(prev_hash, ledger.canonical_event(...))``, the keyed evidence digest
   and its salt (``ledger.evidence_seal``), the collection point without its query string
   (``ledger.collection_point``), and the chain's recorded head (``ChainHead``);
-- the projections: ``projections.derive`` over the contact's whole history, written as the same
-  rows ``projections.projection_write`` writes, without the state an append updates them from
-  (``ContactFacts.fold`` stays NULL: the contact's first append recomputes it);
+- the projections: ``projections.Fold`` over the contact's whole history (``derive``'s
+  projection, for less), written as the same rows ``projections.projection_refresh`` writes, with
+  the state the contact's next append updates them from (``ContactFacts.fold``);
 
 then writes contacts, events, evidence and projections with ``COPY ... FROM STDIN``, one
 transaction per batch of contacts, with ids reserved from the tables' own sequences so that rows
@@ -294,6 +294,9 @@ class Prepared:
     # when the digest was computed from that text (it is then written as is).
     evidence: list[tuple[int, str | None, str, dict[str, Any] | str, str]]
     projection: projections.Projection
+    # The state the contact's next append updates the projections from (``ContactFacts.fold``),
+    # as canonical JSON text; None if the history cannot be folded (recomputed at that append).
+    fold: str | None = None
 
 
 _EVENT_KEYS = frozenset(
@@ -592,8 +595,17 @@ def prepare(
         )
     # person_from_contact reads attributes only: give it the row we are about to write.
     person = projections.person_from_contact(SimpleNamespace(**contact))  # type: ignore[arg-type]
-    projection = projections.derive(person, facts, settings)
-    return Prepared(contact=dict(contact), events=rows, evidence=evidence, projection=projection)
+    # The fold gives derive's projection (tests/consents/test_projections_incremental.py) for less,
+    # and the state it leaves is the one the contact's next append starts from.
+    try:
+        fold = projections.Fold.of(facts, settings)
+        projection = fold.projection(person)
+        state: str | None = _json(fold.dump())
+    except projections.Unfoldable:
+        projection, state = projections.derive(person, facts, settings), None
+    return Prepared(
+        contact=dict(contact), events=rows, evidence=evidence, projection=projection, fold=state
+    )
 
 
 def _check_after_anchor(
@@ -665,18 +677,26 @@ class _Table:
         self.names = frozenset(f.name for f in self.fields)
         self.columns = [f.column for f in self.fields]
         self.table = model._meta.db_table
-        self._defaults = {f.name: f.get_default() for f in self.fields}
-        self._order = [f.name for f in self.fields]
+        # Each row starts from the defaults, in column order; a dict's values go to their index.
+        self._defaults = [f.get_default() for f in self.fields]
+        self._index = {f.name: i for i, f in enumerate(self.fields)}
+        self._contact = self._index.get("contact")
 
     def rows(self, contact_id: int, dicts: Iterable[Mapping[str, Any]]) -> Iterator[tuple]:
-        order, defaults = self._order, self._defaults
+        index, contact = self._index, self._contact
         for d in dicts:
-            if not d.keys() <= self.names:
+            values = self._defaults.copy()
+            try:
+                for name, value in d.items():
+                    values[index[name]] = value
+            except KeyError:
                 extra = sorted(d.keys() - self.names)
-                raise BulkError(f"{self.table}: the projection has no column {extra[0]!r}")
-            yield tuple(
-                contact_id if name == "contact" else d.get(name, defaults[name]) for name in order
-            )
+                raise BulkError(
+                    f"{self.table}: the projection has no column {extra[0]!r}"
+                ) from None
+            if contact is not None:
+                values[contact] = contact_id
+            yield tuple(values)
 
 
 def _check_event_columns() -> None:
@@ -943,7 +963,7 @@ def _load_batch(
                     end = prepared.events[-1]
                     head_rows.append((contact_id, end.seq, end.hash, end.recorded_at))
                 p = prepared.projection
-                facts_rows.extend(facts_t.rows(contact_id, (p.facts,)))
+                facts_rows.extend(facts_t.rows(contact_id, ({**p.facts, "fold": prepared.fold},)))
                 if p.channel_states:
                     channel_rows.extend(channel_t.rows(contact_id, p.channel_states))
                 if p.consent_states:
