@@ -436,9 +436,16 @@ _CONTACT_NAMES = frozenset(name for name, _ in _CONTACT_FIELDS)
 
 
 def contact_row(
-    fields: Mapping[str, Any], *, now: datetime, checks: Checks | None, where: str = "contact"
+    fields: Mapping[str, Any],
+    *,
+    now: datetime,
+    checks: Checks | None,
+    where: str = "contact",
+    email_normalized: bool = False,
 ) -> dict[str, Any]:
-    """The Contact columns, with the model's defaults, normalised as ``contact_create`` does."""
+    """The Contact columns, with the model's defaults, normalised as ``contact_create`` does.
+    ``email_normalized``: the email is already ``normalize_email``'s result (which it leaves as
+    it is), so it is not normalised (and validated) a second time."""
     unknown = fields.keys() - _CONTACT_NAMES
     if unknown:
         raise BulkError(f"{where}: unknown field {sorted(unknown)[0]!r}")
@@ -458,7 +465,8 @@ def contact_row(
             raise BulkError(f"{where}, locale: unknown value {row['locale']!r}")
         _instant(where, "collected_at", row["collected_at"], checks.latest)
         try:
-            row["email"] = normalize_email(row["email"]) if row["email"] else None
+            if row["email"] and not email_normalized:
+                row["email"] = normalize_email(row["email"])
             row["phone"] = normalize_phone(row["phone"]) if row["phone"] else ""
         except ValidationError as exc:
             name = next(iter(exc.message_dict))
@@ -747,6 +755,7 @@ def load(
     keep_ids: bool = False,
     progress: Callable[[LoadStats], None] | None = None,
     on_batch: Callable[[list[int]], None] | None = None,
+    emails_normalized: bool = False,
 ) -> LoadStats:
     """Import contacts with their histories; one transaction per ``batch_size`` contacts.
 
@@ -755,6 +764,8 @@ def load(
     ``keep_ids`` returns every new contact id in the stats (in input order). ``on_batch`` is
     called in each batch's transaction with the batch's new contact ids (in input order), for
     what must be written with them (an import's row records, its webhooks).
+    ``emails_normalized``: every contact's email is already ``services.normalize_email``'s result
+    (an import's mapping normalised and validated it), so it is not done twice.
     """
     connection.ensure_connection()
     if connection.vendor != "postgresql":
@@ -776,8 +787,9 @@ def load(
             with transaction.atomic():
                 before = len(stats.contact_ids)
                 _load_batch(
-                    batch, offset, s, checks, tables, stats, keep_ids or bool(on_batch), anchored
-                )
+                    batch, offset, s, checks, tables, stats, keep_ids or bool(on_batch), anchored,
+                    emails_normalized,
+                )  # fmt: skip
                 if on_batch is not None:
                     on_batch(stats.contact_ids[before:])
                     if not keep_ids:
@@ -904,12 +916,17 @@ def _load_batch(
     stats: LoadStats,
     keep_ids: bool,
     anchored: datetime | None = None,
+    emails_normalized: bool = False,
 ) -> None:
     now = clock.now()
     contacts = []
     for i, (fields, events) in enumerate(batch):
         where = f"contact #{offset + i + 1}"
-        contacts.append(contact_row(fields, now=now, checks=checks, where=where))
+        contacts.append(
+            contact_row(
+                fields, now=now, checks=checks, where=where, email_normalized=emails_normalized
+            )
+        )
         if checks is not None:
             for j, e in enumerate(events):
                 _check_event(f"{where} event #{j + 1}", e, checks)
