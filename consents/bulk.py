@@ -488,6 +488,9 @@ _template = ledger.canonical_text
 CANONICAL_TEMPLATE = ledger.CANONICAL_TEMPLATE
 NO_EVIDENCE = ("", "")  # no personal evidence: no digest, no salt
 _TEXT_OR_NONE = (str, type(None))
+# What the chain keeps of each collection point (``ledger.collection_point``), by the point as
+# given: an import names a handful, a million times over.
+_points: dict[str, str] = {}
 
 
 def prepare(
@@ -516,6 +519,7 @@ def prepare(
     evidence: list[tuple[int, str | None, str, dict[str, Any] | str, str]] = []
     last_recorded, recorded_iso = None, ""
     checked_evidence = False
+    points = _points if len(_points) < 10_000 else {}
     for seq, e in enumerate(events, 1):
         get = e.get
         data = get("data") or {}
@@ -541,7 +545,10 @@ def prepare(
         kind, topic, channel = e["type"], get("topic") or "", get("channel") or ""
         occurred_at, method = e["occurred_at"], get("method") or ""
         actor = (get("actor") or "system")[:128]
-        collection_point = ledger.collection_point(get("collection_point") or "")
+        point = get("collection_point") or ""
+        collection_point = points.get(point)
+        if collection_point is None:
+            collection_point = points[point] = ledger.collection_point(point)
         store_id, notice_id = get("store_id"), get("notice_id")
         proof = (get("proof") or "")[:500]
         at = get("recorded_at") or recorded_at
