@@ -827,6 +827,7 @@ def load_parallel(
     parts: Sequence[Callable[[], Iterable[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]]]],
     *,
     workers: int | None = None,
+    part_options: Sequence[Mapping[str, Any]] | None = None,
     **options: Any,
 ) -> LoadStats:
     """``load`` over several parts at once, one process (and connection) per part at a time.
@@ -835,6 +836,7 @@ def load_parallel(
     reading one slice of a file). Chaining and projections are CPU-bound Python, so on a machine
     with spare cores this is how an import uses them; each part still commits batch by batch.
     Not inside an ``atomic`` block: the parts commit on their own connections.
+    ``part_options``: options of ``load`` for each part (its ``on_batch``), over ``options``.
     """
     if connection.in_atomic_block:
         raise BulkError("load_parallel commits on other connections: call it outside atomic()")
@@ -844,7 +846,12 @@ def load_parallel(
     connections.close_all()
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers or len(parts), mp_context=context) as pool:
-        results = list(pool.map(_load_part, parts, itertools.repeat(options)))
+        each = (
+            [{**options, **extra} for extra in part_options]
+            if part_options is not None
+            else itertools.repeat(options)
+        )
+        results = list(pool.map(_load_part, parts, each))
     total = LoadStats()
     for stats in results:
         for name in (
