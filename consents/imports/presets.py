@@ -141,6 +141,21 @@ def _canonical(values: dict[str, str]) -> str:
 MAILCHIMP_TIMES = ("OPTIN_TIME", "CONFIRM_TIME", "LAST_CHANGED", "UNSUB_TIME", "CLEAN_TIME")
 
 
+# The columns of a row that make its content (its instants and IP addresses), by header: every
+# row of a file has the same columns, in the same order.
+_MAILCHIMP_CONTENT: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _mailchimp_content_keys(row: dict[str, str]) -> tuple[str, ...]:
+    header = tuple(row)
+    keys = _MAILCHIMP_CONTENT.get(header)
+    if keys is None:
+        keys = tuple(k for k in header if k in MAILCHIMP_TIMES or k.endswith("_IP"))
+        if len(_MAILCHIMP_CONTENT) < 100:
+            _MAILCHIMP_CONTENT[header] = keys
+    return keys
+
+
 def map_mailchimp(row: dict[str, str], n: int, ctx: Context) -> Mapped:
     """A row of a Mailchimp audience export: subscribed, unsubscribed (``UNSUB_TIME``) or
     cleaned (``CLEAN_TIME``, hard-bounced) members. Proven when Mailchimp kept the opt-in's or
@@ -199,7 +214,7 @@ def map_mailchimp(row: dict[str, str], n: int, ctx: Context) -> Mapped:
     elif status == "cleaned":
         events.append(bulk.bounce(True, max(clean_at or changed_at or at, at), **end_proof))
     first = " ".join(p for p in (row.get("First Name", ""), row.get("FNAME", "")) if p)
-    content = {k: v for k, v in row.items() if k in MAILCHIMP_TIMES or k.endswith("_IP")}
+    content = {k: row[k] for k in _mailchimp_content_keys(row)}
     content.update(email=email.lower(), status=status, topic=ctx.topic)
     return Mapped(
         email=email,
