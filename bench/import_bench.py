@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=2,
+        default=1,
         help="import_contacts --workers: processes that chain and write each batch's new contacts",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
