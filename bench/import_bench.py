@@ -90,13 +90,19 @@ os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
 django.setup()
 from django.core.management import call_command
 started = time.monotonic()
-call_command("import_contacts", {path!r}, preset="mailchimp", topic="newsletter")
+call_command(
+    "import_contacts", {path!r}, preset="mailchimp", topic="newsletter", workers={workers}
+)
 elapsed = time.monotonic() - started
 status = open("/proc/self/status").read()
 peak = next(int(l.split()[1]) for l in status.splitlines() if l.startswith("VmHWM:"))
 import resource
 usage = resource.getrusage(resource.RUSAGE_SELF)
-print("RESULT", elapsed, peak, usage.ru_utime + usage.ru_stime)
+children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the --workers processes
+print(
+    "RESULT", elapsed, peak, usage.ru_utime + usage.ru_stime,
+    children.ru_utime + children.ru_stime, children.ru_maxrss,
+)
 """
 
 
@@ -105,6 +111,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=20261130)
     parser.add_argument("--reset", action="store_true", help="empty a non-bench database first")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="import_contacts --workers: processes that chain and write each batch's new contacts",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
     own_database = "DATABASE_URL" not in os.environ
@@ -135,7 +147,11 @@ def main() -> None:
     log(f"importing ({size / 1e6:.0f} MB), load average {load_before}")
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
     child = subprocess.run(
-        [sys.executable, "-c", CHILD.format(root=str(ROOT), path=str(export))],
+        [
+            sys.executable,
+            "-c",
+            CHILD.format(root=str(ROOT), path=str(export), workers=args.workers),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -144,8 +160,9 @@ def main() -> None:
     if child.returncode != 0:
         sys.exit(child.stdout + child.stderr)
     result = next(line for line in child.stdout.splitlines() if line.startswith("RESULT"))
-    _, elapsed, peak_kb, cpu = result.split()
+    _, elapsed, peak_kb, cpu, workers_cpu, workers_peak_kb = result.split()
     elapsed_s, peak_mb, cpu_s = float(elapsed), int(peak_kb) / 1024, float(cpu)
+    workers_cpu_s, workers_peak_mb = float(workers_cpu), int(workers_peak_kb) / 1024
     load_after = os.getloadavg()
     print(child.stdout)
 
@@ -168,7 +185,11 @@ def main() -> None:
         # The import process's own CPU (PostgreSQL's is not in it): on a shared machine the wall
         # clock depends on the neighbours, this does not.
         "python_cpu_seconds": round(cpu_s, 1),
-        "rows_per_python_cpu_second": round(args.rows / cpu_s),
+        "workers": args.workers,
+        # The --workers processes: their CPU, and the peak memory of the largest.
+        "workers_cpu_seconds": round(workers_cpu_s, 1),
+        "workers_peak_rss_mb": round(workers_peak_mb, 1),
+        "rows_per_python_cpu_second": round(args.rows / (cpu_s + workers_cpu_s)),
         "verify_ledger_seconds": round(verify_s, 1),
         "verify_ledger_ok": verify.returncode == 0,
         "verify_ledger": verify.stdout.strip().splitlines()[:2],

@@ -8,9 +8,9 @@ per contact and in Python, exactly what ``services._append`` does event by event
   ``hash = ledger.chain_hash(prev_hash, ledger.canonical_event(...))``, the keyed evidence digest
   and its salt (``ledger.evidence_seal``), the collection point without its query string
   (``ledger.collection_point``), and the chain's recorded head (``ChainHead``);
-- the projections: ``projections.derive`` over the contact's whole history, written as the same
-  rows ``projections.projection_write`` writes, without the state an append updates them from
-  (``ContactFacts.fold`` stays NULL: the contact's first append recomputes it);
+- the projections: ``projections.Fold`` over the contact's whole history (``derive``'s
+  projection, for less), written as the same rows ``projections.projection_refresh`` writes, with
+  the state the contact's next append updates them from (``ContactFacts.fold``);
 
 then writes contacts, events, evidence and projections with ``COPY ... FROM STDIN``, one
 transaction per batch of contacts, with ids reserved from the tables' own sequences so that rows
@@ -34,6 +34,7 @@ import contextlib
 import ipaddress
 import itertools
 import multiprocessing
+import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -283,9 +284,13 @@ class Prepared:
     contact: dict[str, Any]
     events: list[EventRow]
     # (index in ``events``, ip_address, user_agent, details, salt) for events with personal
-    # evidence; the salt keys the event's evidence digest.
-    evidence: list[tuple[int, str | None, str, dict[str, Any], str]]
+    # evidence; the salt keys the event's evidence digest. ``details`` is its canonical JSON text
+    # when the digest was computed from that text (it is then written as is).
+    evidence: list[tuple[int, str | None, str, dict[str, Any] | str, str]]
     projection: projections.Projection
+    # The state the contact's next append updates the projections from (``ContactFacts.fold``),
+    # as canonical JSON text; None if the history cannot be folded (recomputed at that append).
+    fold: str | None = None
 
 
 _EVENT_KEYS = frozenset(
@@ -376,9 +381,16 @@ _CONTACT_NAMES = frozenset(name for name, _ in _CONTACT_FIELDS)
 
 
 def contact_row(
-    fields: Mapping[str, Any], *, now: datetime, checks: Checks | None, where: str = "contact"
+    fields: Mapping[str, Any],
+    *,
+    now: datetime,
+    checks: Checks | None,
+    where: str = "contact",
+    email_normalized: bool = False,
 ) -> dict[str, Any]:
-    """The Contact columns, with the model's defaults, normalised as ``contact_create`` does."""
+    """The Contact columns, with the model's defaults, normalised as ``contact_create`` does.
+    ``email_normalized``: the email is already ``normalize_email``'s result (which it leaves as
+    it is), so it is not normalised (and validated) a second time."""
     unknown = fields.keys() - _CONTACT_NAMES
     if unknown:
         raise BulkError(f"{where}: unknown field {sorted(unknown)[0]!r}")
@@ -402,7 +414,8 @@ def contact_row(
         except ValidationError as exc:
             raise _refused(where, exc) from exc
         try:
-            row["email"] = normalize_email(row["email"]) if row["email"] else None
+            if row["email"] and not email_normalized:
+                row["email"] = normalize_email(row["email"])
             row["phone"] = normalize_phone(row["phone"]) if row["phone"] else ""
         except ValidationError as exc:
             name = next(iter(exc.message_dict))
@@ -423,6 +436,10 @@ _iso = ledger.fast_iso
 _template = ledger.canonical_text
 CANONICAL_TEMPLATE = ledger.CANONICAL_TEMPLATE
 NO_EVIDENCE = ("", "")  # no personal evidence: no digest, no salt
+_TEXT_OR_NONE = (str, type(None))
+# What the chain keeps of each collection point (``ledger.collection_point``), by the point as
+# given: an import names a handful, a million times over.
+_points: dict[str, str] = {}
 
 
 def prepare(
@@ -448,22 +465,40 @@ def prepare(
     prev = ledger.GENESIS
     rows: list[EventRow] = []
     facts: list[rules.Fact] = []
-    evidence: list[tuple[int, str | None, str, dict[str, Any], str]] = []
+    evidence: list[tuple[int, str | None, str, dict[str, Any] | str, str]] = []
     last_recorded, recorded_iso = None, ""
+    checked_evidence = False
+    points = _points if len(_points) < 10_000 else {}
     for seq, e in enumerate(events, 1):
         get = e.get
         data = get("data") or {}
         ip, ua, details = get("ip_address"), get("user_agent") or "", get("details") or {}
-        digest, salt = (
-            ledger.evidence_seal(ip, ua, details) if (ip or ua or details) else NO_EVIDENCE
-        )
-        if digest:
+        if not (ip or ua or details):
+            digest, salt = NO_EVIDENCE
+        elif template and type(ip) in _TEXT_OR_NONE and type(ua) is str and type(details) is dict:
+            # The details spelt once, for the digest and for the evidence row alike.
+            details_json = canonical_json(details)
+            digest, salt = ledger.evidence_seal_text(ip, ua, details_json)
+            if check_template and not checked_evidence:
+                checked_evidence = True
+                exact_digest = ledger.evidence_digest(ip, ua, details, salt=salt)
+                if exact_digest != digest:
+                    raise BulkError(
+                        "the evidence digest of consents.bulk differs from "
+                        f"ledger.evidence_digest: {digest!r} != {exact_digest!r}"
+                    )
+            evidence.append((seq - 1, ip, ua, details_json, salt))
+        else:
+            digest, salt = ledger.evidence_seal(ip, ua, details)
             evidence.append((seq - 1, ip, ua, details, salt))
         kind, topic, channel = e["type"], get("topic") or "", get("channel") or ""
         # As ``services._append``: a clock a little ahead (within the skew allowed) reads as now.
         occurred_at, method = min(e["occurred_at"], recorded_at), get("method") or ""
         actor = (get("actor") or "system")[:128]
-        collection_point = ledger.collection_point(get("collection_point") or "")
+        point = get("collection_point") or ""
+        collection_point = points.get(point)
+        if collection_point is None:
+            collection_point = points[point] = ledger.collection_point(point)
         store_id, notice_id = get("store_id"), get("notice_id")
         proof = (get("proof") or "")[:500]
         at = get("recorded_at") or recorded_at
@@ -525,8 +560,17 @@ def prepare(
         )
     # person_from_contact reads attributes only: give it the row we are about to write.
     person = projections.person_from_contact(SimpleNamespace(**contact))  # type: ignore[arg-type]
-    projection = projections.derive(person, facts, settings)
-    return Prepared(contact=dict(contact), events=rows, evidence=evidence, projection=projection)
+    # The fold gives derive's projection (tests/consents/test_projections_incremental.py) for less,
+    # and the state it leaves is the one the contact's next append starts from.
+    try:
+        fold = projections.Fold.of(facts, settings)
+        projection = fold.projection(person)
+        state: str | None = _json(fold.dump())
+    except projections.Unfoldable:
+        projection, state = projections.derive(person, facts, settings), None
+    return Prepared(
+        contact=dict(contact), events=rows, evidence=evidence, projection=projection, fold=state
+    )
 
 
 def _check_after_anchor(
@@ -598,18 +642,26 @@ class _Table:
         self.names = frozenset(f.name for f in self.fields)
         self.columns = [f.column for f in self.fields]
         self.table = model._meta.db_table
-        self._defaults = {f.name: f.get_default() for f in self.fields}
-        self._order = [f.name for f in self.fields]
+        # Each row starts from the defaults, in column order; a dict's values go to their index.
+        self._defaults = [f.get_default() for f in self.fields]
+        self._index = {f.name: i for i, f in enumerate(self.fields)}
+        self._contact = self._index.get("contact")
 
     def rows(self, contact_id: int, dicts: Iterable[Mapping[str, Any]]) -> Iterator[tuple]:
-        order, defaults = self._order, self._defaults
+        index, contact = self._index, self._contact
         for d in dicts:
-            if not d.keys() <= self.names:
+            values = self._defaults.copy()
+            try:
+                for name, value in d.items():
+                    values[index[name]] = value
+            except KeyError:
                 extra = sorted(d.keys() - self.names)
-                raise BulkError(f"{self.table}: the projection has no column {extra[0]!r}")
-            yield tuple(
-                contact_id if name == "contact" else d.get(name, defaults[name]) for name in order
-            )
+                raise BulkError(
+                    f"{self.table}: the projection has no column {extra[0]!r}"
+                ) from None
+            if contact is not None:
+                values[contact] = contact_id
+            yield tuple(values)
 
 
 def _check_event_columns() -> None:
@@ -660,6 +712,7 @@ def load(
     keep_ids: bool = False,
     progress: Callable[[LoadStats], None] | None = None,
     on_batch: Callable[[list[int]], None] | None = None,
+    emails_normalized: bool = False,
 ) -> LoadStats:
     """Import contacts with their histories; one transaction per ``batch_size`` contacts.
 
@@ -668,6 +721,8 @@ def load(
     ``keep_ids`` returns every new contact id in the stats (in input order). ``on_batch`` is
     called in each batch's transaction with the batch's new contact ids (in input order), for
     what must be written with them (an import's row records, its webhooks).
+    ``emails_normalized``: every contact's email is already ``services.normalize_email``'s result
+    (an import's mapping normalised and validated it), so it is not done twice.
     """
     connection.ensure_connection()
     if connection.vendor != "postgresql":
@@ -689,8 +744,9 @@ def load(
             with transaction.atomic():
                 before = len(stats.contact_ids)
                 _load_batch(
-                    batch, offset, s, checks, tables, stats, keep_ids or bool(on_batch), anchored
-                )
+                    batch, offset, s, checks, tables, stats, keep_ids or bool(on_batch), anchored,
+                    emails_normalized,
+                )  # fmt: skip
                 if on_batch is not None:
                     on_batch(stats.contact_ids[before:])
                     if not keep_ids:
@@ -721,6 +777,7 @@ def load_parallel(
     parts: Sequence[Callable[[], Iterable[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]]]],
     *,
     workers: int | None = None,
+    part_options: Sequence[Mapping[str, Any]] | None = None,
     **options: Any,
 ) -> LoadStats:
     """``load`` over several parts at once, one process (and connection) per part at a time.
@@ -729,6 +786,7 @@ def load_parallel(
     reading one slice of a file). Chaining and projections are CPU-bound Python, so on a machine
     with spare cores this is how an import uses them; each part still commits batch by batch.
     Not inside an ``atomic`` block: the parts commit on their own connections.
+    ``part_options``: options of ``load`` for each part (its ``on_batch``), over ``options``.
     """
     if connection.in_atomic_block:
         raise BulkError("load_parallel commits on other connections: call it outside atomic()")
@@ -738,7 +796,12 @@ def load_parallel(
     connections.close_all()
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers or len(parts), mp_context=context) as pool:
-        results = list(pool.map(_load_part, parts, itertools.repeat(options)))
+        each = (
+            [{**options, **extra} for extra in part_options]
+            if part_options is not None
+            else itertools.repeat(options)
+        )
+        results = list(pool.map(_load_part, parts, each))
     total = LoadStats()
     for stats in results:
         for name in (
@@ -770,10 +833,36 @@ def _json_text(value: Any) -> str:
     return value if isinstance(value, str) else ledger.canonical_json(value)
 
 
+# PostgreSQL's binary form of an inet (``inet_recv``): family (2 for IPv4, 3 for IPv6), prefix
+# length, not a CIDR, number of address bytes, then the address; what psycopg's dumper of an
+# ``ipaddress`` object sends, without building the object.
+_INET4, _INET6 = bytes((2, 32, 0, 4)), bytes((3, 128, 0, 16))
+_BYTEA = 17  # the type oid psycopg dumps bytes as: as they are
+
+
+def _inet(ip: Any) -> bytes:
+    if type(ip) is str:
+        try:
+            return _INET4 + socket.inet_pton(socket.AF_INET, ip)
+        except OSError:
+            pass
+        try:
+            return _INET6 + socket.inet_pton(socket.AF_INET6, ip)
+        except OSError:
+            pass
+    address = ipaddress.ip_address(ip)  # a zone index, an integer; raises on what is no address
+    return (_INET4 if address.version == 4 else _INET6) + address.packed
+
+
 @contextlib.contextmanager
-def _copy(cursor: Any, table: str, columns: Sequence[str]) -> Iterator[Any]:
-    """``COPY table (columns) FROM STDIN (FORMAT BINARY)``: cheaper than text on both sides."""
+def _copy(
+    cursor: Any, table: str, columns: Sequence[str], sent_as: Mapping[str, int] | None = None
+) -> Iterator[Any]:
+    """``COPY table (columns) FROM STDIN (FORMAT BINARY)``: cheaper than text on both sides.
+    ``sent_as``: columns whose values are dumped as another type (oid) than the column's."""
     types = _column_types(cursor, table, columns)
+    if sent_as:
+        types = [sent_as.get(column, oid) for column, oid in zip(columns, types, strict=True)]
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     )
@@ -791,12 +880,17 @@ def _load_batch(
     stats: LoadStats,
     keep_ids: bool,
     anchored: datetime | None = None,
+    emails_normalized: bool = False,
 ) -> None:
     now = clock.now()
     contacts = []
     for i, (fields, events) in enumerate(batch):
         where = f"contact #{offset + i + 1}"
-        contacts.append(contact_row(fields, now=now, checks=checks, where=where))
+        contacts.append(
+            contact_row(
+                fields, now=now, checks=checks, where=where, email_normalized=emails_normalized
+            )
+        )
         if checks is not None:
             for j, e in enumerate(events):
                 _check_event(f"{where} event #{j + 1}", e, checks)
@@ -843,13 +937,14 @@ def _load_batch(
                 for event_id, event in zip(ids, prepared.events, strict=True):
                     write_row((event_id, *event))
                 for index, ip, ua, details, salt in prepared.evidence:
-                    address = ipaddress.ip_address(ip) if ip else None
-                    evidence_rows.append((ids[index], address, ua, _json_text(details), salt, None))
+                    evidence_rows.append(
+                        (ids[index], _inet(ip) if ip else None, ua, _json_text(details), salt, None)
+                    )
                 if prepared.events:
                     end = prepared.events[-1]
                     head_rows.append((contact_id, end.seq, end.hash, end.recorded_at))
                 p = prepared.projection
-                facts_rows.extend(facts_t.rows(contact_id, (p.facts,)))
+                facts_rows.extend(facts_t.rows(contact_id, ({**p.facts, "fold": prepared.fold},)))
                 if p.channel_states:
                     channel_rows.extend(channel_t.rows(contact_id, p.channel_states))
                 if p.consent_states:
@@ -862,7 +957,10 @@ def _load_batch(
             evidence_columns = [
                 "event_id", "ip_address", "user_agent", "details", "salt", "erased_at",
             ]  # fmt: skip
-            with _copy(cursor, Evidence._meta.db_table, evidence_columns) as copy:
+            # ip_address: the inet's binary form, already spelt (``_inet``), sent as bytes.
+            with _copy(
+                cursor, Evidence._meta.db_table, evidence_columns, {"ip_address": _BYTEA}
+            ) as copy:
                 for evidence_row in evidence_rows:
                     copy.write_row(evidence_row)
         # Each chain's head, in the batch's transaction, as ``services._append`` records it.

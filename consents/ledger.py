@@ -228,6 +228,23 @@ def canonical_text(
     )
 
 
+def evidence_text(ip_address: str | None, user_agent: str, details_json: str) -> str:
+    """``evidence_digest``'s payload, ``canonical_json({"details", "ip", "ua"})``, from the
+    details' canonical JSON text (which a caller can share with the stored ``Evidence`` row)."""
+    ip = "null" if ip_address is None else _encode(ip_address)
+    return f'{{"details":{details_json},"ip":{ip},"ua":{_encode(user_agent)}}}'
+
+
+def evidence_seal_text(
+    ip_address: str | None, user_agent: str, details_json: str
+) -> tuple[str, str]:
+    """``evidence_seal`` for evidence whose details are already canonical JSON text (a str
+    address and user agent; there is evidence): the same (digest, salt)."""
+    salt = evidence_salt()
+    payload = evidence_text(ip_address, user_agent, details_json)
+    return hmac.digest(salt.encode(), payload.encode(), "sha256").hex(), salt
+
+
 def canonical_text_agrees(fields: dict[str, Any]) -> bool:
     """Does ``canonical_text`` spell these ``canonical_event`` arguments as it does?"""
     expected = canonical_event(**fields)
@@ -286,8 +303,17 @@ def _self_test() -> bool:
             "evidence_digest": "",
         },
     ]  # fmt: skip
+    evidence = [
+        ("203.0.113.9", "", {"source": "mailchimp", "OPTIN_TIME": "2024-01-02 03:04:05"}),
+        (None, "Mozilla/5.0 «x» \t\u2028", {}),
+        ("2001:db8::1", "ua", {"n": [1, None, True, 1.5], "z": {"b": 1, "a": "é"}}),
+    ]
     try:
-        return all(canonical_text_agrees(sample) for sample in samples)
+        return all(canonical_text_agrees(sample) for sample in samples) and all(
+            evidence_text(ip, ua, canonical_data(details))
+            == canonical_json({"ip": ip, "ua": ua, "details": details})
+            for ip, ua, details in evidence
+        )
     except Exception:  # a changed signature is a changed canonical form too
         return False
 

@@ -806,7 +806,17 @@ class Fold:
                 continue
             out, since = self._pair_state(topic, channel)
             consent_on[channel] = out is None and "cons" in since
+        # A channel that nothing covers, pauses or consents to has an all-false state: no row.
+        quiet = ANY not in self.wild and ANY not in self.pause
         for channel in CHANNELS:
+            if (
+                quiet
+                and not consent_on.get(channel)
+                and channel not in self.wild
+                and channel not in self.complaint
+                and channel not in self.pause
+            ):
+                continue
             cover = self._cover(None, channel)
             pause = _latest(self.pause.get(channel), self.pause.get(ANY))
             state = {

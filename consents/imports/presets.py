@@ -7,16 +7,16 @@ imported before, and what is written, is ``importer``'s part.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from consents import bulk, services
+from consents import bulk, ledger, services
 from consents.imports.reading import ImportError_, parse_instant, parse_ip, parse_yes
 from consents.models import Topic
 from consents.vocab import CHANNELS, Channel, Doi, Method
@@ -50,6 +50,11 @@ class Context:
     now: datetime
     topics: dict[str, list[str]]
 
+    @cached_property
+    def latest(self) -> datetime:
+        """Instants later than this are in the future (read once per file, not per value)."""
+        return self.now + settings.LEDGER_MAX_CLOCK_SKEW
+
 
 def _reference(ctx: Context, row: int) -> str:
     return f"import {ctx.preset} sha256:{ctx.sha256} row:{row}"
@@ -60,7 +65,7 @@ def _instant(row: dict[str, str], column: str, ctx: Context) -> datetime | None:
         at = parse_instant(row.get(column, ""))
     except ValueError:
         raise Refused(f"{column}: not a date and time") from None
-    if at is not None and at > ctx.now + settings.LEDGER_MAX_CLOCK_SKEW:
+    if at is not None and at > ctx.latest:
         raise Refused(f"{column}: in the future")
     return at
 
@@ -130,10 +135,25 @@ def _contact(email: str, first_name: str, collected_at: datetime, ctx: Context) 
 
 
 def _canonical(values: dict[str, str]) -> str:
-    return json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return ledger.canonical_data(values)  # canonical_json, with the encoder built once
 
 
 MAILCHIMP_TIMES = ("OPTIN_TIME", "CONFIRM_TIME", "LAST_CHANGED", "UNSUB_TIME", "CLEAN_TIME")
+
+
+# The columns of a row that make its content (its instants and IP addresses), by header: every
+# row of a file has the same columns, in the same order.
+_MAILCHIMP_CONTENT: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _mailchimp_content_keys(row: dict[str, str]) -> tuple[str, ...]:
+    header = tuple(row)
+    keys = _MAILCHIMP_CONTENT.get(header)
+    if keys is None:
+        keys = tuple(k for k in header if k in MAILCHIMP_TIMES or k.endswith("_IP"))
+        if len(_MAILCHIMP_CONTENT) < 100:
+            _MAILCHIMP_CONTENT[header] = keys
+    return keys
 
 
 def map_mailchimp(row: dict[str, str], n: int, ctx: Context) -> Mapped:
@@ -194,7 +214,7 @@ def map_mailchimp(row: dict[str, str], n: int, ctx: Context) -> Mapped:
     elif status == "cleaned":
         events.append(bulk.bounce(True, max(clean_at or changed_at or at, at), **end_proof))
     first = " ".join(p for p in (row.get("First Name", ""), row.get("FNAME", "")) if p)
-    content = {k: v for k, v in row.items() if k in MAILCHIMP_TIMES or k.endswith("_IP")}
+    content = {k: row[k] for k in _mailchimp_content_keys(row)}
     content.update(email=email.lower(), status=status, topic=ctx.topic)
     return Mapped(
         email=email,

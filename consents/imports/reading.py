@@ -39,10 +39,18 @@ def read_rows(path: Path) -> Iterator[dict[str, str]]:
             raise ImportError_("The file is empty.")
         delimiter = ";" if sample.count(";") > sample.count(",") else ","
         f.seek(0)
-        reader = csv.DictReader(f, delimiter=delimiter)
+        reader = csv.reader(f, delimiter=delimiter)
         try:
-            for row in reader:
-                yield {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+            # csv.DictReader's rows, keyed by the stripped header, values stripped: a short row's
+            # missing values are "", a long row's extra ones dropped, blank lines skipped.
+            header = [name.strip() for name in next(reader, [])]
+            width = len(header)
+            for values in reader:
+                if not values:
+                    continue
+                if len(values) < width:
+                    values += [""] * (width - len(values))
+                yield dict(zip(header, [v.strip() for v in values]))  # noqa: B905 - longer: cut
         except (csv.Error, UnicodeDecodeError) as exc:
             raise ImportError_(
                 f"Line {reader.line_num}: the file is not readable CSV ({exc})."

@@ -296,6 +296,36 @@ def test_audience_agrees_with_decide_on_every_bulk_loaded_contact(catalog):
 
 @pytest.mark.postgres
 @pytest.mark.django_db
+def test_bulk_stores_the_state_the_next_append_starts_from(catalog, monkeypatch):
+    """Each contact's fold state is the one a recomputation stores: the contact's next append
+    updates its projections from it (not from its whole history) and lands where a recomputation
+    of the whole history does."""
+    stats = load(population(0, 24), batch_size=10)
+    settings = rules.RuleSettings.from_django()
+    contacts = list(Contact.objects.filter(pk__in=stats.contact_ids).order_by("pk"))
+    for contact in contacts:
+        loaded = ContactFacts.objects.get(contact=contact).fold
+        assert loaded is not None, f"contact {contact.pk} has no state"
+        projections.projection_refresh(contact, settings)
+        assert ContactFacts.objects.get(contact=contact).fold == loaded, f"contact {contact.pk}"
+
+    def recomputed(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the append recomputed the whole history")
+
+    for contact in contacts[:6]:
+        with monkeypatch.context() as patch, clock.frozen(LOADED_AT + timedelta(minutes=1)):
+            patch.setattr(projections, "projection_refresh", recomputed)
+            services.interaction_record(
+                contact=contact, kind="click", proof=services.Proof(actor="person"),
+                occurred_at=LOADED_AT,
+            )  # fmt: skip
+        appended = snapshot(contact)
+        projections.projection_refresh(contact, settings)
+        assert snapshot(contact) == appended, f"contact {contact.pk}"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
 def test_a_bad_batch_is_refused_whole(catalog):
     good = population(0, 3)
     bad = population(3, 6)

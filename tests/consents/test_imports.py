@@ -399,3 +399,59 @@ def test_the_command_shows_a_progress_bar(newsletter: Any) -> None:
         stderr=err,
     )
     assert "] 6/7 rows" in err.getvalue() or "] 6/6 rows" in err.getvalue()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_workers_record_what_one_process_records(newsletter: Any) -> None:
+    """``workers``: each batch's new contacts chained and written by several processes, split by
+    address. The same outcomes and facts as one process, a ledger that verifies, the rows
+    remembered (a second import records nothing), projections a recomputation agrees with."""
+    from consents import projections
+
+    subscribed = mailchimp("mailchimp_subscribed.csv", workers=2, batch_rows=3)
+    unsubscribed = mailchimp("mailchimp_unsubscribed.csv", workers=2)
+    assert dict(subscribed.counts) == {
+        "rows": 6,
+        "recorded": 5,
+        "refused": 1,
+        "status:subscribed": 5,
+        "unproven": 1,
+        "contacts_created": 5,
+        "events": 8,
+    }
+    assert unsubscribed.counts["recorded"] == 3
+    assert Contact.objects.count() == 8
+    assert ImportedRow.objects.count() == 8
+    assert state("claire.martin@example.fr") == "opted_in"
+    assert state("ancien.client@example.fr") == "invalid"
+    assert state("paul.roux@example.fr") == "opted_out"
+    out = io.StringIO()
+    call_command("verify_ledger", workers=1, stdout=out)
+    assert out.getvalue().startswith("OK: 15 events in 8 chains verified")
+    again = mailchimp("mailchimp_subscribed.csv", workers=2)
+    assert again.counts["unchanged"] == 5 and again.counts["recorded"] == 0
+    for contact in Contact.objects.all():
+        loaded = {
+            "facts": list(ContactFacts.objects.filter(contact=contact).values()),
+            "channels": sorted(
+                tuple(sorted((k, v) for k, v in row.items() if k != "id"))
+                for row in ChannelState.objects.filter(contact=contact).values()
+            ),
+            "consents": sorted(
+                tuple(sorted((k, v) for k, v in row.items() if k != "id"))
+                for row in ConsentState.objects.filter(contact=contact).values()
+            ),
+        }
+        projections.projection_refresh(contact)
+        assert loaded == {
+            "facts": list(ContactFacts.objects.filter(contact=contact).values()),
+            "channels": sorted(
+                tuple(sorted((k, v) for k, v in row.items() if k != "id"))
+                for row in ChannelState.objects.filter(contact=contact).values()
+            ),
+            "consents": sorted(
+                tuple(sorted((k, v) for k, v in row.items() if k != "id"))
+                for row in ConsentState.objects.filter(contact=contact).values()
+            ),
+        }, contact.email

@@ -40,6 +40,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-progress", action="store_true")
         parser.add_argument("--batch-rows", type=int, default=imports.BATCH_ROWS)
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            help="Processes that chain and write each batch's new contacts (PostgreSQL), split "
+            "by address; each part of a batch commits on its own.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
@@ -72,6 +79,7 @@ class Command(BaseCommand):
                 on_row=remember,
                 progress=progress,
                 batch_rows=options["batch_rows"],
+                workers=options["workers"],
             )
         except imports.ImportError_ as exc:
             raise CommandError(str(exc)) from exc
