@@ -98,7 +98,11 @@ class RuleSettings:
 
     def fingerprint(self) -> str:
         """Names this engine and these settings: projections computed under another fingerprint
-        are stale (``manage.py rebuild_projections --stale``)."""
+        are stale (``manage.py rebuild_projections --stale``). Computed once per settings object
+        (they are frozen): a drain asks it several times per event."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is not None:
+            return cached
         import hashlib
 
         spelt = "|".join(
@@ -111,7 +115,9 @@ class RuleSettings:
                 ",".join(sorted(self.generic_local_parts)),
             ]
         )
-        return hashlib.sha256(spelt.encode()).hexdigest()[:16]
+        fingerprint = hashlib.sha256(spelt.encode()).hexdigest()[:16]
+        object.__setattr__(self, "_fingerprint", fingerprint)  # not a field: equality unchanged
+        return fingerprint
 
     @classmethod
     def from_django(cls) -> RuleSettings:
