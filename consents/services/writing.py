@@ -224,17 +224,22 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
             if fold is None or not fold.in_order(*facts):
                 raise projections.Unfoldable("recompute")
             person = projections.person_from_contact(contact)
-            before = fold.projection(person)
+            # Facts of other types (clicks, opens...) leave the rows as they were: only the
+            # contact's facts are computed then.
+            rows = any(fact.type in projections.ROW_TYPES for fact in facts)
+            before = fold.projection(person) if rows else None
             for fact in facts:
                 fold.apply(fact)
-            after = fold.projection(person)
+            after = fold.projection(person) if rows else None
+            after_facts = after.facts if after is not None else fold.facts(person)
         except projections.Unfoldable:
             recompute.append(contact)
             continue
-        facts_rows.append(ContactFacts(contact=contact, **after.facts, fold=fold.dump()))
-        for name, _ in projections._ROWS:
-            if getattr(after, name) != getattr(before, name):
-                rewrites[name][contact_id] = getattr(after, name)
+        facts_rows.append(ContactFacts(contact=contact, **after_facts, fold=fold.dump()))
+        if after is not None:
+            for name, _ in projections._ROWS:
+                if getattr(after, name) != getattr(before, name):
+                    rewrites[name][contact_id] = getattr(after, name)
     if facts_rows:
         projections.rows_update(ContactFacts, facts_rows, projections.FACT_FIELDS)
     for name, model in projections._ROWS:

@@ -143,6 +143,22 @@ def test_folding_one_event_at_a_time_equals_derive(raw: list[dict], ttl_days: in
         ), history[:n]
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.lists(raw_events(), max_size=25), st.sampled_from([1, 7]))
+def test_only_the_row_types_change_the_rows(raw: list[dict], ttl_days: int) -> None:
+    """What ``append_batch`` relies on to skip the rows of a batch without those types."""
+    s = rules.RuleSettings(doi_ttl=timedelta(days=ttl_days))
+    fold = projections.Fold(s)
+    for fact in rules.ordered(_facts(raw)):
+        before = fold.projection(PERSON)
+        fold.apply(fact)
+        after = fold.projection(PERSON)
+        assert after.facts == fold.facts(PERSON)
+        if fact.type not in projections.ROW_TYPES:
+            rows = ("channel_states", "consent_states", "catalog_facts")
+            assert [getattr(after, n) for n in rows] == [getattr(before, n) for n in rows], fact
+
+
 def test_a_state_from_other_settings_is_not_used() -> None:
     fold = projections.Fold.of([], rules.RuleSettings()).dump()
     assert projections.Fold.load(fold, rules.RuleSettings(doi_ttl=timedelta(days=2))) is None
