@@ -15,7 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, Subquery
 
-from consents import clock, ledger, rules, validation, webhooks_out
+from consents import clock, ledger, projections, rules, validation, webhooks_out
 from consents.models import ChainHead, Contact, ContactFacts, Event, Evidence, Notice, Store
 from consents.projections import fact_from_event, projection_append
 from consents.vocab import LEDGER_METHODS
@@ -127,6 +127,10 @@ class BatchItem:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+# ContactFacts's columns but the state (``fold``), as ``Fold.facts`` gives them.
+_FACT_COLUMNS = [name for name in projections.FACT_FIELDS if name != "fold"]
+
+
 def append_batch(items: list[BatchItem]) -> list[Event]:
     """Append many facts at once, in the order given (per contact, that order is the chain's):
     what ``_append`` does one by one, in a number of queries that depends neither on the batch's
@@ -137,8 +141,6 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
     batches never deadlock); each chain continues from its recorded head. A contact with events
     but no recorded head (a ledger from before heads were kept) goes through ``_append``.
     """
-    from consents import projections
-
     if not items:
         return []
     recorded_at = clock.now()
@@ -162,7 +164,13 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
         heads.update(new_heads)
     else:
         new_heads = {}
-    states = dict(ContactFacts.objects.filter(contact_id__in=ids).values_list("contact_id", "fold"))
+    # Each contact's state and stored facts: only the facts a batch changes are written back.
+    stored = {
+        row[0]: row[1:]
+        for row in ContactFacts.objects.filter(contact_id__in=ids).values_list(
+            "contact_id", "fold", *_FACT_COLUMNS
+        )
+    }
     s = rules.RuleSettings.from_django()
     events: list[Event] = []
     single: list[Event] = []  # through _append, after the batch
@@ -212,13 +220,15 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
     for event in events:
         by_contact.setdefault(event.contact_id, []).append(event)
     facts_rows: list[ContactFacts] = []
+    changed: set[str] = set()  # the facts' columns that differ from the stored ones, in some row
     recompute: list[Contact] = []
     rewrites: dict[str, dict[int, list[dict[str, Any]]]] = {
         name: {} for name, _ in projections._ROWS
     }
     for contact_id, new in by_contact.items():
         contact = contacts[contact_id]
-        fold = projections.Fold.load(states.get(contact_id), s)
+        before_facts = stored.get(contact_id, (None,))
+        fold = projections.Fold.load(before_facts[0], s)
         facts = [fact_from_event(event) for event in new]
         try:
             if fold is None or not fold.in_order(*facts):
@@ -236,12 +246,20 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
             recompute.append(contact)
             continue
         facts_rows.append(ContactFacts(contact=contact, **after_facts, fold=fold.dump()))
+        changed.update(
+            name
+            for name, value in zip(_FACT_COLUMNS, before_facts[1:], strict=True)
+            if after_facts[name] != value
+        )
         if after is not None:
             for name, _ in projections._ROWS:
                 if getattr(after, name) != getattr(before, name):
                     rewrites[name][contact_id] = getattr(after, name)
     if facts_rows:
-        projections.rows_update(ContactFacts, facts_rows, projections.FACT_FIELDS)
+        # The state always changes; of the other columns, those that changed in some row (a
+        # click moves the retention anchor and the expiry, not the rest).
+        names = [name for name in projections.FACT_FIELDS if name in changed or name == "fold"]
+        projections.rows_update(ContactFacts, facts_rows, names)
     for name, model in projections._ROWS:
         changed = rewrites[name]
         if changed:

@@ -231,6 +231,51 @@ def test_appends_leave_what_a_recomputation_writes(make_contact, raw: list[dict]
 
 
 @pytest.mark.django_db
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    raw=st.lists(raw_events(), min_size=1, max_size=16),
+    cuts=st.lists(st.integers(1, 5), min_size=16, max_size=16),
+    owners=st.lists(st.booleans(), min_size=16, max_size=16),
+)
+def test_batches_leave_what_a_recomputation_writes(make_contact, raw, cuts, owners) -> None:
+    """``append_batch``: two contacts' facts interleaved, in batches of 1 to 5 facts (which
+    write only the facts' columns that changed, and the rows only for the types that can)."""
+    contacts = [
+        make_contact(email=None, phone="+33600000001"),
+        make_contact(email=None, phone="+33600000002"),
+    ]
+    at, items = START, []
+    for event, owner in zip(raw, owners, strict=False):
+        at = at + timedelta(seconds=event["step"])
+        items.append(
+            services.BatchItem(
+                contact_id=contacts[owner].pk,
+                type=event["type"],
+                occurred_at=at,
+                proof=services.Proof(
+                    method=event["method"], actor="test", reference=event["proof"]
+                ),
+                topic=event["topic"],
+                channel=event["channel"],
+                data=event["data"],
+            )
+        )
+    start = 0
+    for cut in cuts:
+        batch, start = items[start : start + cut], start + cut
+        if not batch:
+            break
+        with transaction.atomic():
+            services.append_batch(batch)
+        for contact in contacts:
+            incremental = _rows(contact)
+            projections.projection_refresh(contact)  # the oracle: the whole history
+            assert _rows(contact) == incremental
+
+
+@pytest.mark.django_db
 def test_a_back_dated_event_is_recomputed_from_the_whole_history(make_contact, web_proof):
     contact = make_contact()
     services.consent_withdraw(contact=contact, topic="*", channel="email", proof=web_proof)
