@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import OuterRef, Subquery
 
 from consents import clock, ledger, projections, rules, validation, webhooks_out
@@ -208,7 +209,7 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
         event.hash = ledger.event_hash(event)
         head.seq, head.hash, head.recorded_at = event.seq, event.hash, recorded_at
         events.append(event)
-    Event.objects.bulk_create(events)
+    _insert_events(events)
     touched = {event.contact_id for event in events}
     ChainHead.objects.bulk_create([h for i, h in new_heads.items() if i in touched])
     projections.rows_update(
@@ -282,6 +283,46 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
             )
         )
     return events + single
+
+
+_EVENT_TYPES: list[int] = []  # the type oids of the ledger's columns, read once
+
+
+def _insert_events(events: list[Event]) -> None:
+    """The events' rows: on PostgreSQL their ids reserved, then one binary ``COPY`` (as
+    ``consents.bulk`` writes them; cheaper than an ``INSERT`` of 18 columns per row), elsewhere
+    ``bulk_create``. The rows hold the values their hashes were computed from."""
+    if connection.vendor != "postgresql" or not events:
+        Event.objects.bulk_create(events)
+        return
+    from psycopg import sql
+
+    fields = Event._meta.concrete_fields
+    table = Event._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [table, len(events)],
+        )
+        for event, (pk,) in zip(events, cursor.fetchall(), strict=True):
+            event.pk = pk
+            event._state.adding, event._state.db = False, connection.alias
+        if not _EVENT_TYPES:
+            cursor.execute(
+                "SELECT attname, atttypid FROM pg_attribute"
+                " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                [table],
+            )
+            oids = dict(cursor.fetchall())
+            _EVENT_TYPES[:] = [oids[f.column] for f in fields]
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(f.column) for f in fields)
+        )
+        names = [f.attname for f in fields]
+        with cursor.cursor.copy(statement) as copy:
+            copy.set_types(_EVENT_TYPES)
+            for event in events:
+                copy.write_row([getattr(event, name) for name in names])
 
 
 def _lock_with_chain_end(contact: Contact, *, lock: bool = True) -> Contact:
