@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -149,7 +150,14 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
     contacts = {
         c.pk: c for c in Contact.objects.select_for_update().filter(pk__in=ids).order_by("pk")
     }
-    heads = {h.contact_id: h for h in ChainHead.objects.filter(contact_id__in=ids)}
+    # The recorded heads, and below the facts' rows, as plain rows for ``rows_update`` (no model
+    # instance: thousands per batch).
+    heads: dict[int, Any] = {
+        contact_id: SimpleNamespace(pk=contact_id, seq=seq, hash=hash_, recorded_at=None)
+        for contact_id, seq, hash_ in ChainHead.objects.filter(contact_id__in=ids).values_list(
+            "contact_id", "seq", "hash"
+        )
+    }
     headless = [i for i in ids if i not in heads]
     if headless:
         # A contact with no event yet starts its chain here; one with events but no recorded
@@ -220,7 +228,7 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
     by_contact: dict[int, list[Event]] = {}
     for event in events:
         by_contact.setdefault(event.contact_id, []).append(event)
-    facts_rows: list[ContactFacts] = []
+    facts_rows: list[SimpleNamespace] = []
     changed: set[str] = set()  # the facts' columns that differ from the stored ones, in some row
     recompute: list[Contact] = []
     rewrites: dict[str, dict[int, list[dict[str, Any]]]] = {
@@ -246,7 +254,7 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
         except projections.Unfoldable:
             recompute.append(contact)
             continue
-        facts_rows.append(ContactFacts(contact=contact, **after_facts, fold=fold.dump()))
+        facts_rows.append(SimpleNamespace(pk=contact_id, **after_facts, fold=fold.dump()))
         changed.update(
             name
             for name, value in zip(_FACT_COLUMNS, before_facts[1:], strict=True)
