@@ -492,6 +492,27 @@ FOLD_VERSION = 1
 _SEP = "\t"
 
 
+# The types whose facts ``Fold.apply`` lets change the state the rows (channel and consent states,
+# catalogue facts) are computed from: ``wild``, ``complaint``, ``topic_out``, ``pause``,
+# ``callback``, ``valid_on``, ``waiting``, ``pairs``, ``topic_channels``, ``frequencies``,
+# ``purchases``, ``active``, ``ended``. Any other fact (an interaction, a bounce, a repermission
+# ask...) changes the contact's facts alone (``last``, ``initiated``, ``asked``, ``warranty``,
+# ``undeliverable``): the rows stay as they were.
+ROW_TYPES = frozenset(
+    {
+        EventType.PURCHASE,
+        EventType.CONTRACT_START,
+        EventType.CONTRACT_END,
+        EventType.CALLBACK_REQUEST,
+        EventType.PAUSE,
+        EventType.COMPLAINT,
+        EventType.OPT_OUT,
+        EventType.OPT_IN,
+        EventType.DOI_CONFIRMED,
+    }
+)
+
+
 class Unfoldable(ValueError):
     """A history the fold cannot hold (an instant without a time zone): recompute it whole."""
 
@@ -774,9 +795,10 @@ class Fold:
         }
         return None, since
 
-    def projection(self, person: rules.Person) -> Projection:
+    def facts(self, person: rules.Person) -> dict[str, Any]:
+        """The contact's facts (``ContactFacts``'s columns but the state), without the rows."""
         s = self.s
-        active = [start for starts in self.active.values() for start in starts]
+        active = any(self.active.values())
         if self.customer:
             candidates = [self.purchase, self.warranty, self.contract_end, self.initiated]
             anchor = _at(max(c for c in candidates if c is not None))
@@ -784,21 +806,22 @@ class Fold:
             anchor = person.collected_at
             if self.initiated is not None and _at(self.initiated) > anchor:
                 anchor = _at(self.initiated)
-        projection = Projection(
-            facts={
-                "is_customer": self.customer,
-                "retention_anchor": anchor,
-                "expires_at": None if active else rules.add_years(anchor, s.retention_years),
-                "undeliverable_email": self.undeliverable,
-                "generic_email": rules.is_generic_address(person.email, s),
-                "repermission_asked": self.asked,
-                "callback_until": (
-                    _at(self.callback[0]) + s.callback_validity if self.callback else None
-                ),
-                "last_seq": self.last_seq,
-                "rules_fingerprint": s.fingerprint(),
-            }
-        )
+        return {
+            "is_customer": self.customer,
+            "retention_anchor": anchor,
+            "expires_at": None if active else rules.add_years(anchor, s.retention_years),
+            "undeliverable_email": self.undeliverable,
+            "generic_email": rules.is_generic_address(person.email, s),
+            "repermission_asked": self.asked,
+            "callback_until": (
+                _at(self.callback[0]) + s.callback_validity if self.callback else None
+            ),
+            "last_seq": self.last_seq,
+            "rules_fingerprint": s.fingerprint(),
+        }
+
+    def projection(self, person: rules.Person) -> Projection:
+        projection = Projection(facts=self.facts(person))
         consent_on: dict[str, bool] = {}
         for name in self.pairs:
             topic, channel = name.split(_SEP)

@@ -98,8 +98,8 @@ class RuleSettings:
 
     def fingerprint(self) -> str:
         """Names this engine and these settings: projections computed under another fingerprint
-        are stale (``manage.py rebuild_projections --stale``)."""
-        # Computed once per (frozen) settings object: every projection written asks for it.
+        are stale (``manage.py rebuild_projections --stale``). Computed once per settings object
+        (they are frozen): a drain asks it several times per event."""
         cached = self.__dict__.get("_fingerprint")
         if cached is not None:
             return cached
@@ -115,9 +115,9 @@ class RuleSettings:
                 ",".join(sorted(self.generic_local_parts)),
             ]
         )
-        cached = hashlib.sha256(spelt.encode()).hexdigest()[:16]
-        object.__setattr__(self, "_fingerprint", cached)
-        return cached
+        fingerprint = hashlib.sha256(spelt.encode()).hexdigest()[:16]
+        object.__setattr__(self, "_fingerprint", fingerprint)  # not a field: equality unchanged
+        return fingerprint
 
     @classmethod
     def from_django(cls) -> RuleSettings:

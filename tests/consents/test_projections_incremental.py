@@ -143,6 +143,22 @@ def test_folding_one_event_at_a_time_equals_derive(raw: list[dict], ttl_days: in
         ), history[:n]
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.lists(raw_events(), max_size=25), st.sampled_from([1, 7]))
+def test_only_the_row_types_change_the_rows(raw: list[dict], ttl_days: int) -> None:
+    """What ``append_batch`` relies on to skip the rows of a batch without those types."""
+    s = rules.RuleSettings(doi_ttl=timedelta(days=ttl_days))
+    fold = projections.Fold(s)
+    for fact in rules.ordered(_facts(raw)):
+        before = fold.projection(PERSON)
+        fold.apply(fact)
+        after = fold.projection(PERSON)
+        assert after.facts == fold.facts(PERSON)
+        if fact.type not in projections.ROW_TYPES:
+            rows = ("channel_states", "consent_states", "catalog_facts")
+            assert [getattr(after, n) for n in rows] == [getattr(before, n) for n in rows], fact
+
+
 def test_a_state_from_other_settings_is_not_used() -> None:
     fold = projections.Fold.of([], rules.RuleSettings()).dump()
     assert projections.Fold.load(fold, rules.RuleSettings(doi_ttl=timedelta(days=2))) is None
@@ -212,6 +228,51 @@ def test_appends_leave_what_a_recomputation_writes(make_contact, raw: list[dict]
         projections.projection_refresh(contact)  # the oracle: the whole history
         assert _rows(contact) == incremental
     assert ContactFacts.objects.get(contact=contact).fold is not None
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    raw=st.lists(raw_events(), min_size=1, max_size=16),
+    cuts=st.lists(st.integers(1, 5), min_size=16, max_size=16),
+    owners=st.lists(st.booleans(), min_size=16, max_size=16),
+)
+def test_batches_leave_what_a_recomputation_writes(make_contact, raw, cuts, owners) -> None:
+    """``append_batch``: two contacts' facts interleaved, in batches of 1 to 5 facts (which
+    write only the facts' columns that changed, and the rows only for the types that can)."""
+    contacts = [
+        make_contact(email=None, phone="+33600000001"),
+        make_contact(email=None, phone="+33600000002"),
+    ]
+    at, items = START, []
+    for event, owner in zip(raw, owners, strict=False):
+        at = at + timedelta(seconds=event["step"])
+        items.append(
+            services.BatchItem(
+                contact_id=contacts[owner].pk,
+                type=event["type"],
+                occurred_at=at,
+                proof=services.Proof(
+                    method=event["method"], actor="test", reference=event["proof"]
+                ),
+                topic=event["topic"],
+                channel=event["channel"],
+                data=event["data"],
+            )
+        )
+    start = 0
+    for cut in cuts:
+        batch, start = items[start : start + cut], start + cut
+        if not batch:
+            break
+        with transaction.atomic():
+            services.append_batch(batch)
+        for contact in contacts:
+            incremental = _rows(contact)
+            projections.projection_refresh(contact)  # the oracle: the whole history
+            assert _rows(contact) == incremental
 
 
 @pytest.mark.django_db
