@@ -47,10 +47,9 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db import connection, connections, models, transaction
 from django.db.models.fields import AutoFieldMixin
-from psycopg import sql
 from psycopg.types.json import set_json_dumps
 
-from consents import clock, ledger, projections, rules, validation
+from consents import clock, copying, ledger, projections, rules, validation
 from consents.models import (
     CatalogFact,
     ChainHead,
@@ -673,16 +672,6 @@ def _check_event_columns() -> None:
         )
 
 
-def _reserve(cursor: Any, table: str, column: str, n: int) -> list[int]:
-    if n == 0:
-        return []
-    cursor.execute(
-        "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-        [table, column, n],
-    )
-    return [row[0] for row in cursor.fetchall()]
-
-
 @dataclass
 class LoadStats:
     contacts: int = 0
@@ -817,17 +806,6 @@ def load_parallel(
     return total
 
 
-def _column_types(cursor: Any, table: str, columns: Sequence[str]) -> list[int]:
-    """The type oids of ``columns``, in order: binary COPY sends each value in its column's type."""
-    cursor.execute(
-        "SELECT attname, atttypid FROM pg_attribute"
-        " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-        [table],
-    )
-    oids = dict(cursor.fetchall())
-    return [oids[column] for column in columns]
-
-
 def _json_text(value: Any) -> str:
     """JSON columns receive text this module has already spelt (see ``prepare``)."""
     return value if isinstance(value, str) else ledger.canonical_json(value)
@@ -860,14 +838,10 @@ def _copy(
 ) -> Iterator[Any]:
     """``COPY table (columns) FROM STDIN (FORMAT BINARY)``: cheaper than text on both sides.
     ``sent_as``: columns whose values are dumped as another type (oid) than the column's."""
-    types = _column_types(cursor, table, columns)
+    types = copying.column_types(cursor, table, columns)
     if sent_as:
         types = [sent_as.get(column, oid) for column, oid in zip(columns, types, strict=True)]
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    )
-    with cursor.copy(statement) as copy:
-        copy.set_types(types)
+    with copying.copy_in(cursor, table, columns, types) as copy:
         yield copy
 
 
@@ -905,8 +879,8 @@ def _load_batch(
     contact_table, event_table = Contact._meta.db_table, Event._meta.db_table
     with pg.cursor() as cursor:
         set_json_dumps(_json_text, cursor)
-        contact_ids = _reserve(cursor, contact_table, "id", len(batch))
-        event_ids = iter(_reserve(cursor, event_table, "id", sum(len(e) for _, e in batch)))
+        contact_ids = copying.reserve_ids(cursor, contact_table, len(batch))
+        event_ids = iter(copying.reserve_ids(cursor, event_table, sum(len(e) for _, e in batch)))
 
         contact_columns = ["id", *(f.column for _, f in _CONTACT_FIELDS)]
         with _copy(cursor, contact_table, contact_columns) as copy:

@@ -303,32 +303,20 @@ def _insert_events(events: list[Event]) -> None:
     if connection.vendor != "postgresql" or not events:
         Event.objects.bulk_create(events)
         return
-    from psycopg import sql
+    from consents import copying
 
     fields = Event._meta.concrete_fields
     table = Event._meta.db_table
+    columns = [f.column for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-            [table, len(events)],
-        )
-        for event, (pk,) in zip(events, cursor.fetchall(), strict=True):
+        ids = copying.reserve_ids(cursor, table, len(events))
+        for event, pk in zip(events, ids, strict=True):
             event.pk = pk
             event._state.adding, event._state.db = False, connection.alias
         if not _EVENT_TYPES:
-            cursor.execute(
-                "SELECT attname, atttypid FROM pg_attribute"
-                " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-                [table],
-            )
-            oids = dict(cursor.fetchall())
-            _EVENT_TYPES[:] = [oids[f.column] for f in fields]
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(f.column) for f in fields)
-        )
+            _EVENT_TYPES[:] = copying.column_types(cursor, table, columns)
         names = [f.attname for f in fields]
-        with cursor.cursor.copy(statement) as copy:
-            copy.set_types(_EVENT_TYPES)
+        with copying.copy_in(cursor, table, columns, _EVENT_TYPES) as copy:
             for event in events:
                 copy.write_row([getattr(event, name) for name in names])
 
