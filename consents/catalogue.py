@@ -32,6 +32,9 @@ class Snapshot:
     by_slug: dict[str, Topic] = field(default_factory=dict)
     # (topic id or None, language) -> the latest published notice
     notices: dict[tuple[int | None, str], Notice] = field(default_factory=dict)
+    # Parts of pages drawn from this catalogue alone (the sign-up form's boxes, unticked), by the
+    # page's own key: they live and die with the snapshot, so a change of topic or notice redraws.
+    fragments: dict[tuple, str] = field(default_factory=dict)
 
     def notice_for(self, topic: Topic | None, language: str) -> Notice | None:
         """The wording shown for a topic: its latest published notice, else the global one."""

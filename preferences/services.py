@@ -78,10 +78,10 @@ def notices_recorded(
     return notices
 
 
-def signup_topics() -> list[Topic]:
+def signup_topics(snapshot: catalogue.Snapshot | None = None) -> list[Topic]:
     return [
         t
-        for t in catalogue.snapshot().active
+        for t in (snapshot or catalogue.snapshot()).active
         if any(channel in SIGNUP_CHANNELS for channel in t.channels)
     ]
 

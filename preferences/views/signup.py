@@ -11,14 +11,16 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
-from consents import clock, links
+from consents import catalogue, clock, links
 from consents.http import client_ip, user_agent
 from consents.labels import channel_label
 from consents.links import LinkError
@@ -89,7 +91,8 @@ def _subscribe(request: HttpRequest, *, embed: bool) -> HttpResponse:
     if lang:
         translation.activate(lang)
         request.LANGUAGE_CODE = lang
-    topics = signup_topics()
+    snapshot = catalogue.snapshot()
+    topics = signup_topics(snapshot)
     if only and any(t.slug in only for t in topics):
         topics = [t for t in topics if t.slug in only]
     groups = topic_groups(topics, page_language())
@@ -133,8 +136,27 @@ def _subscribe(request: HttpRequest, *, embed: bool) -> HttpResponse:
         "action": request.get_full_path(),
         "expires_days": settings.DOI_CONFIRM_TTL.days,
     }
+    if not form.is_bound and not context["ticked"]:
+        context["choices_html"] = _choices_html(snapshot, context, only, embed, lang)
     response = render(request, "preferences/subscribe.html", context)
     return framable(response) if embed else response
+
+
+CHOICES_TEMPLATE = "preferences/_subscribe_choices.html"
+
+
+def _choices_html(
+    snapshot: catalogue.Snapshot, context: dict, only: set[str], embed: bool, lang: str
+) -> str:
+    """The unticked boxes, the name, phone and language fields of a form shown for the first
+    time: the same for every visitor of one page in one language until a topic or a notice
+    changes, so drawn once per catalogue snapshot (most of the page's drawing time)."""
+    key = ("signup", translation.get_language(), page_language(), embed, lang, *sorted(only))
+    fragments = snapshot.fragments
+    html = fragments.get(key)
+    if html is None:
+        html = fragments[key] = render_to_string(CHOICES_TEMPLATE, context)
+    return mark_safe(html)  # noqa: S308 - drawn by our template, from the catalogue alone
 
 
 def _form_address(request: HttpRequest) -> str:
