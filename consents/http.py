@@ -38,6 +38,11 @@ def client_ip(request: HttpRequest) -> str | None:
     return _valid_ip(request.META.get("REMOTE_ADDR") or "")
 
 
+def client_key(request: HttpRequest) -> str:
+    """The client's address as a rate limit counts it: one key for every unreadable address."""
+    return client_ip(request) or "unknown"
+
+
 def user_agent(request: HttpRequest) -> str:
     """The browser's own description, without NUL (PostgreSQL refuses it), cut to a length."""
     return request.META.get("HTTP_USER_AGENT", "").replace("\x00", "")[:USER_AGENT_MAX]

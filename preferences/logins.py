@@ -27,7 +27,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from consents import services
-from consents.http import client_ip
+from consents.http import client_key
 from preferences import ratelimit
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def _window_seconds() -> int:
 
 def _keys(request: HttpRequest, username: str) -> tuple[str, str]:
     # The address as every page reads it (``NUM_PROXIES``); counted as one when unreadable.
-    return username.strip().casefold()[:150], client_ip(request) or "unknown"
+    return username.strip().casefold()[:150], client_key(request)
 
 
 def login_attempt_allowed(*, request: HttpRequest, username: str) -> bool:

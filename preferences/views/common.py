@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import translation
 
-from consents.http import client_ip
+from consents.http import client_key
 from consents.links import LinkError
 from preferences import ratelimit
 from preferences.forms import LinkRequestForm
@@ -62,10 +62,11 @@ def too_many(request: HttpRequest, *, embed: bool = False) -> HttpResponse:
     return framable(response) if embed else response
 
 
-def ip_allowed(request: HttpRequest) -> bool:
+def ip_allowed(request: HttpRequest, scope: str = "signup-ip") -> bool:
+    """A form that emails someone, posted from this address: within the hourly limit?"""
     return ratelimit.allow(
-        "signup-ip",
-        client_ip(request) or "unknown",
+        scope,
+        client_key(request),
         limit=settings.SIGNUP_MAX_PER_IP_PER_HOUR,
         window_seconds=3600,
     )

@@ -27,7 +27,13 @@ from consents.models import Contact
 from preferences import access, center, pagecache, presenters, ratelimit
 from preferences.forms import LinkRequestForm, phone_cleaned, preferences_choice
 from preferences.services import notices_recorded
-from preferences.views.common import bad_link, link_expired, page_language, too_many
+from preferences.views.common import (
+    bad_link,
+    ip_allowed,
+    link_expired,
+    page_language,
+    too_many,
+)
 
 # The preference center remembers who opened it, never the token itself.
 SESSION_CONTACT = "preferences_contact"
@@ -49,12 +55,7 @@ SESSION_FLASH = "preferences_saved"
 def home(request: HttpRequest) -> HttpResponse:
     """Ask for a link: the answer is the same whether the address is known or not."""
     if request.method == "POST":
-        if not ratelimit.allow(
-            "preferences-link-ip",
-            client_ip(request) or "unknown",
-            limit=settings.SIGNUP_MAX_PER_IP_PER_HOUR,
-            window_seconds=3600,
-        ):
+        if not ip_allowed(request, "preferences-link-ip"):
             return too_many(request)
         form = LinkRequestForm(request.POST)
         if form.is_valid():
