@@ -70,7 +70,7 @@ def child_seed(people: int) -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from consents import links, services
+    from consents import clock, links, services
 
     for i in range(TOPICS):
         topic = services.topic_create(
@@ -93,7 +93,7 @@ def child_seed(people: int) -> None:
         contact = services.contact_create(
             email=f"bench{p}@example.fr",
             phone="+33612345678",
-            collected_at=services.clock.now(),
+            collected_at=clock.now(),
             informed_at_collection=True,
         )
         services.purchase_record(contact=contact, category="books", product="b", proof=proof)

@@ -15,9 +15,6 @@ categories), ``erasure`` (suppression list, erasure), ``access`` (the access log
 
 from __future__ import annotations
 
-# ``clock`` and ``Topic``: read by callers through this module (``services.clock.now()``).
-from consents import clock as clock
-from consents.models import Topic as Topic
 from consents.services.access import access_log
 from consents.services.addresses import (
     EMAIL_MAX_LENGTH,
@@ -78,9 +75,6 @@ from consents.services.erasure import (
 )
 from consents.services.recording import RECORDERS, event_record
 from consents.services.writing import BatchItem, Proof, append_batch
-
-# The ledger writer's private entry point, for tests that append a raw event (not in __all__).
-from consents.services.writing import _append as _append
 
 __all__ = [
     "EMAIL_MAX_LENGTH",

@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import OuterRef, Subquery
 
-from consents import clock, ledger, projections, rules, validation, webhooks_out
+from consents import clock, copying, ledger, projections, rules, validation, webhooks_out
 from consents.models import ChainHead, Contact, ContactFacts, Event, Evidence, Notice, Store
 from consents.projections import fact_from_event, projection_append
 from consents.vocab import LEDGER_METHODS
@@ -303,8 +303,6 @@ def _insert_events(events: list[Event]) -> None:
     if connection.vendor != "postgresql" or not events:
         Event.objects.bulk_create(events)
         return
-    from consents import copying
-
     fields = Event._meta.concrete_fields
     table = Event._meta.db_table
     columns = [f.column for f in fields]

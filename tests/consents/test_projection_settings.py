@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from consents import clock, projections, retention, rules, services
 from consents.audience import audience, retired_topics
-from consents.models import Contact, ContactFacts, Erasure, Event
+from consents.models import Contact, ContactFacts, Erasure, Event, Topic
 from consents.projections import fact_from_event, person_from_contact
 from consents.vocab import Reason
 from tests.conftest import at
@@ -107,7 +107,7 @@ def test_a_retired_topic_is_sent_to_nobody_and_decide_says_so(prospect):
     message = rules.Message(channel="email", purpose="promotion", topic="promotions")
     assert _decide(prospect, message).reason == Reason.OPT_IN
     assert _in_audience(prospect, message)
-    prospect_topic = services.Topic.objects.get(slug="promotions")
+    prospect_topic = Topic.objects.get(slug="promotions")
     prospect_topic.active = False
     prospect_topic.save(update_fields=["active"])
     decision = _decide(prospect, message)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from consents import projections, rules, services
 from consents.models import CatalogFact, ChannelState, ConsentState, ContactFacts, Event
+from consents.services import writing
 from consents.vocab import ANY, CHANNELS, Doi, EventType, InteractionKind, Method
 
 START = datetime(2026, 1, 11, tzinfo=UTC)
@@ -202,7 +203,7 @@ def _rows(contact) -> dict:
 
 def _append(contact, event: dict, at: datetime) -> None:
     with transaction.atomic():
-        services._append(
+        writing._append(
             contact=contact,
             type=event["type"],
             occurred_at=at,

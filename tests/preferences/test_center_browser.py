@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from consents import links, services
+from consents import clock, links, services
 from consents.models import ConsentState, Contact, Event
 from tests.conftest import SCREENSHOTS, accessible, browser_context, close_checking_csp
 
@@ -48,7 +48,7 @@ def person(language: str = "fr") -> Contact:
         email=f"browser-{language}@example.fr",
         phone="+33612345678",
         locale=language,
-        collected_at=services.clock.now(),
+        collected_at=clock.now(),
         informed_at_collection=True,
     )
     proof = services.Proof(method="web_form", actor="person")
@@ -189,7 +189,7 @@ def test_preference_page_screenshots_at_360_and_1280(page: Any) -> None:
     services.marketing_pause(
         contact=contact,
         channel="*",
-        until=services.clock.now().replace(year=services.clock.now().year + 1),
+        until=clock.now().replace(year=clock.now().year + 1),
         proof=services.Proof(method="preference_center", actor="person"),
     )
     page.goto(f"/preferences/{links.make('preferences', contact)}/")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from consents import links, services
+from consents import clock, links, services
 from consents.models import AccessLog, ConsentState, Contact
 from tests.conftest import accessible
 
@@ -50,7 +50,7 @@ def person(language: str) -> Contact:
     contact = services.contact_create(
         email=f"links-{language}@example.fr",
         locale=language,
-        collected_at=services.clock.now(),
+        collected_at=clock.now(),
         informed_at_collection=True,
     )
     proof = services.Proof(method="web_form", actor="person")
