@@ -214,18 +214,8 @@ def forget(contact_pk: int) -> None:
     transaction.on_commit(lambda: cache.delete(key))
 
 
-def catalog_changed() -> None:
-    """Topics or notices changed: every page drawn before no longer matches."""
-
-    catalogue.changed()
-
-
 # --- Signal receivers, connected in ``PreferencesConfig.ready`` --------------------------------
 
 
 def contact_changed(sender: type, instance: Contact, **kwargs: object) -> None:
     forget(instance.pk)
-
-
-def catalog_row_changed(sender: type, **kwargs: object) -> None:
-    catalog_changed()
