@@ -108,6 +108,14 @@ TEMPLATES = [
             ],
         },
     },
+    {
+        # The hot part of the preference page (its boxes): several times faster to draw.
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "NAME": "jinja2",
+        "DIRS": [BASE_DIR / "templates" / "jinja2"],
+        "APP_DIRS": False,
+        "OPTIONS": {"environment": "config.jinja2.environment"},
+    },
 ]
 
 # --- Database ---------------------------------------------------------------------------------

@@ -72,6 +72,13 @@ def _version() -> str | None:
     return version
 
 
+def version() -> str | None:
+    """The catalogue's version as this process knows it (read from the shared cache at most once
+    a second), for what is kept under it elsewhere (the preference pages); None while the cache
+    is unreachable."""
+    return _version()
+
+
 def _read_version() -> str | None:
     if cache_down(cache):
         return None

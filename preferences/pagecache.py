@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -53,11 +53,12 @@ def _code_version() -> str:
     for path in (
         _BASE / "templates" / "base.html",
         _BASE / "templates" / "preferences" / "preferences.html",
-        _BASE / "templates" / "preferences" / "_boxes.html",
+        _BASE / "templates" / "jinja2" / "preferences" / "center.html",
+        _BASE / "templates" / "_controller.html",
+        _BASE / "config" / "jinja2.py",
         _BASE / "preferences" / "views" / "preference_center.py",
         _BASE / "preferences" / "center.py",
         _BASE / "preferences" / "presenters.py",
-        _BASE / "preferences" / "templatetags" / "center_tags.py",
         _BASE / "preferences" / "pagecache.py",
     ):
         try:
@@ -104,28 +105,47 @@ def _last_seq(contact: Contact) -> int:
 def contact_for_page(public_id: str) -> Contact | None:
     """The contact and its ledger position in one query, for every read of the page.
 
-    Written as one raw join rather than ``select_related``: it is the only query of a page
-    served again, and building it through the ORM cost three times its round trip
-    (bench/PREFERENCES.md). The contact's fields still go through Django's converters; the SQL
-    is spelt once per process.
+    One join on a plain cursor: it is the only SQL of a page served again, and building it
+    through the ORM (a queryset, or even a raw one) cost more than its round trip. The row goes
+    through the fields' own converters (as the ORM's would), spelt once per process.
     """
-    for contact in Contact.objects.raw(_contact_sql(), [public_id]):
-        return contact
-    return None
+    sql, attnames, converters = _contact_reader()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [public_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for i, expression, functions in converters:
+        for convert in functions:
+            values[i] = convert(values[i], expression, connection)
+    contact = Contact.from_db(connection.alias, attnames, values[:-1])
+    contact.page_last_seq = values[-1]  # type: ignore[attr-defined]
+    return contact
 
 
 @functools.cache
-def _contact_sql() -> str:
+def _contact_reader() -> tuple[str, list[str], list[tuple[int, Any, list[Any]]]]:
+    """The join's SQL, the contact's field names in its order, and the converters per column."""
     qn = connection.ops.quote_name
+    fields = Contact._meta.concrete_fields
     contact_table = qn(Contact._meta.db_table)
     facts_table = qn(ContactFacts._meta.db_table)
     contact_pk = qn(Contact._meta.pk.column)
     facts_fk = qn(ContactFacts._meta.get_field("contact").column)
-    return (
-        f"SELECT c.*, f.{qn('last_seq')} AS page_last_seq FROM {contact_table} c "
+    columns = ", ".join(f"c.{qn(f.column)}" for f in fields)
+    sql = (
+        f"SELECT {columns}, f.{qn('last_seq')} FROM {contact_table} c "
         f"LEFT JOIN {facts_table} f ON f.{facts_fk} = c.{contact_pk} "
         f"WHERE c.{qn('public_id')} = %s"
     )
+    converters = []
+    for i, f in enumerate(fields):
+        expression = f.get_col(Contact._meta.db_table)
+        functions = connection.ops.get_db_converters(expression) + f.get_db_converters(connection)
+        if functions:
+            converters.append((i, expression, functions))
+    return sql, [f.attname for f in fields], converters
 
 
 def _rules_version() -> str:
@@ -159,24 +179,20 @@ def fingerprint(contact: Contact, *, language: str, catalog: str) -> str:
 
 @dataclass(frozen=True)
 class Lookup:
-    """What one cache round trip brought back: the catalog version and the entry, if usable."""
+    """The catalog version the page is drawn under (None: do not keep it), and the entry kept,
+    if it still fits."""
 
-    catalog: str
+    catalog: str | None
     html: str | None
 
 
 def lookup(contact: Contact, *, language: str) -> Lookup:
-    """One round trip to the cache: the catalog version and, if it still fits, the page."""
-    page_key = PAGE_KEY.format(pk=contact.pk)
-    found = cache.get_many([CATALOG_KEY, page_key])
-    catalog = found.get(CATALOG_KEY)
-    if not isinstance(catalog, str):
-        # A cold or flushed cache: a new version, so that nothing kept before can match.
-        catalog = secrets.token_hex(8)
-        if not cache.add(CATALOG_KEY, catalog, timeout=None):
-            catalog = cache.get(CATALOG_KEY) or catalog
-        return Lookup(catalog=catalog, html=None)
-    entry = found.get(page_key)
+    """One round trip to the cache: the page, if it still fits. The catalog version is the one
+    ``consents.catalogue`` holds for this process (the snapshot the page is drawn from)."""
+    catalog = catalogue.version()
+    if catalog is None:
+        return Lookup(catalog=None, html=None)
+    entry = cache.get(PAGE_KEY.format(pk=contact.pk))
     if not isinstance(entry, tuple) or len(entry) != 3:
         return Lookup(catalog=catalog, html=None)
     fp, until, html = entry

@@ -13,9 +13,12 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.template import engines
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
@@ -171,11 +174,10 @@ def _preferences_page(
     state = center.center_state(contact=contact, language=language)
     context = presenters.page_context(state, flash=flash, error=error)
     if keep_for is None:
-        status = status if error else 200
-        return render(request, "preferences/preferences.html", context, status=status)
+        html = _draw(request, context, csrf_token=get_token(request))
+        return HttpResponse(html, status=status if error else 200)
     # Drawn once with a placeholder for the CSRF token, which each response fills in.
-    context["csrf_token"] = pagecache.CSRF_PLACEHOLDER
-    html = render_to_string("preferences/preferences.html", context, request=request)
+    html = _draw(request, context, csrf_token=pagecache.CSRF_PLACEHOLDER)
     pagecache.store(
         contact,
         language=language,
@@ -184,6 +186,17 @@ def _preferences_page(
         changes_at=state.changes_at,
     )
     return HttpResponse(html.replace(pagecache.CSRF_PLACEHOLDER, get_token(request)))
+
+
+def _draw(request: HttpRequest, context: dict[str, Any], *, csrf_token: str) -> str:
+    """The page's body (its boxes: most of the page) drawn with Jinja2, in the site's layout."""
+    csrf_input = format_html(
+        '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', csrf_token
+    )
+    body = engines["jinja2"].get_template("preferences/center.html")
+    body = body.render({**context, "csrf_input": csrf_input})
+    layout = {"body": mark_safe(body), "error": context["error"], "csrf_token": csrf_token}
+    return render_to_string("preferences/preferences.html", layout, request=request)
 
 
 def _done(request: HttpRequest, flash: dict[str, Any]) -> HttpResponse:

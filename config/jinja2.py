@@ -1,0 +1,77 @@
+"""The Jinja2 environment of the pages drawn with Jinja2 (``templates/jinja2/``).
+
+Only the hot part of the preference page is drawn here (its boxes and the rest of its body); the
+shared layout stays a Django template (``templates/preferences/preferences.html``). The output is
+the one Django's template language gives, byte for byte:
+
+- autoescape on, with Django's entities for the quotes (``&#x27;``, ``&quot;``: ``Template``);
+  what has ``__html__`` (Django's ``SafeString``, Jinja2's ``Markup``) is output as it is;
+- ``_`` / ``gettext``: Django's translation of the active language. Without values it is escaped
+  like ``{% translate %}``; with values (``_("For %(email)s", email=...)``) the translated text is
+  trusted and each value escaped, like ``{% blocktranslate %}``. ``ngettext`` likewise, like
+  ``{% blocktranslate count %}``. Installed through Jinja2's i18n extension;
+- ``url`` (``reverse``), ``static``, and the ``date`` filter (``date("DATE_FORMAT")``, an aware
+  datetime in the current time zone, like Django's);
+- the caller gives ``csrf_input`` (Django's backend does, when rendering with a request).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import jinja2
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils import formats, timezone
+from django.utils import translation as django_translation
+from jinja2 import Environment
+from markupsafe import Markup, escape
+
+
+def gettext(message: str, **values: Any) -> Markup:
+    text = django_translation.gettext(message)
+    return Markup(text) % values if values else escape(text)
+
+
+def ngettext(singular: str, plural: str, number: int, **values: Any) -> Markup:
+    return Markup(django_translation.ngettext(singular, plural, number)) % values
+
+
+def date_filter(value: date | datetime | None, fmt: str = "DATE_FORMAT") -> str:
+    """Django's ``date`` filter: an aware datetime in the current time zone, then formatted."""
+    if value in (None, ""):
+        return ""
+    if isinstance(value, datetime) and timezone.is_aware(value):
+        value = timezone.localtime(value)
+    return formats.date_format(value, fmt)
+
+
+def url(name: str, *args: Any, **kwargs: Any) -> str:
+    return reverse(name, args=args or None, kwargs=kwargs or None)
+
+
+class Template(jinja2.Template):
+    """Output with the quotes' entities Django's escaping writes (``&#x27;``, ``&quot;``):
+    markupsafe writes ``&#39;`` and ``&#34;``, and nothing else writes ``&#`` (an ``&`` in a
+    value becomes ``&amp;``), so replacing them in the whole output is exact and cheaper than
+    escaping each value twice."""
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        out = super().render(*args, **kwargs)
+        if "&#" in out:
+            out = out.replace("&#39;", "&#x27;").replace("&#34;", "&quot;")
+        return out
+
+
+def environment(**options: Any) -> Environment:
+    options.setdefault("extensions", []).append("jinja2.ext.i18n")
+    # Whitespace as Django's template language leaves it.
+    options.setdefault("keep_trailing_newline", True)
+    env = Environment(**options)
+    env.template_class = Template
+    # Old style: the callables above do the formatting and the escaping themselves.
+    env.install_gettext_callables(gettext, ngettext, newstyle=False)  # type: ignore[attr-defined]
+    env.globals.update({"url": url, "static": static})
+    env.filters["date"] = date_filter
+    return env
