@@ -44,6 +44,8 @@ def date_filter(value: date | datetime | None, fmt: str = "DATE_FORMAT") -> str:
         return ""
     if isinstance(value, datetime) and timezone.is_aware(value):
         value = timezone.localtime(value)
+        if fmt == "c":  # what Django's "c" gives
+            return value.isoformat()
     return formats.date_format(value, fmt)
 
 

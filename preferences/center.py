@@ -165,7 +165,13 @@ def center_state(*, contact: Contact, language: str) -> CenterState:
     snapshot = catalogue.snapshot()
     all_topics = dict(snapshot.by_slug)
     active = [t for t in all_topics.values() if t.active]
-    states = {(row.topic, row.channel): row for row in ConsentState.objects.filter(contact=contact)}
+    # (status, since, frequency) per (topic, channel): tuples, no model built per row.
+    states = {
+        (topic, channel): rest
+        for topic, channel, *rest in ConsentState.objects.filter(contact=contact).values_list(
+            "topic", "channel", "status", "since", "frequency"
+        )
+    }
     events = list(Event.objects.filter(contact=contact).select_related("notice").order_by("seq"))
     notices = notices_for(active, language, snapshot)
     h = rules.ordered(fact_from_event(e) for e in events)
@@ -178,13 +184,13 @@ def center_state(*, contact: Contact, language: str) -> CenterState:
         frequency = ""
         for channel in topic.channels:
             state = states.get((topic.slug, channel))
-            frequency = frequency or (state.frequency if state else "")
+            frequency = frequency or (state[2] if state else "")
             has_address = rules.address_for(person, channel) is not None
             cell = Cell(
                 topic=topic,
                 channel=channel,
-                status=state.status if state else STATUS.NONE,
-                since=state.since if state else None,
+                status=state[0] if state else STATUS.NONE,
+                since=state[1] if state else None,
                 has_address=has_address,
             )
             if has_address and cell.status not in (STATUS.OPTED_IN, STATUS.OPTED_OUT):

@@ -89,11 +89,19 @@ class Words:
     def __init__(self) -> None:
         self.cache: dict[int, str] = {}
 
+        self.labels: dict[str, str] = {}
+
     def __call__(self, lazy: Any) -> str:
         key = id(lazy)
         if key not in self.cache:
             self.cache[key] = str(lazy)
         return self.cache[key]
+
+    def label(self, frequency: str) -> str:
+        """A frequency's name (``frequency_label``), once per page."""
+        if frequency not in self.labels:
+            self.labels[frequency] = frequency_label(frequency)
+        return self.labels[frequency]
 
 
 PAUSED_LABEL = _("Subscribed, paused until %(date)s")
@@ -140,7 +148,7 @@ def topic_context(view: center.TopicView, words: Words, paused: str = "") -> dic
         "notice": view.notice,
         "cells": [cell_context(c, words, paused) for c in view.cells],
         "frequencies": [
-            {"value": value, "checked": value == view.frequency, "label": frequency_label(value)}
+            {"value": value, "checked": value == view.frequency, "label": words.label(value)}
             for value in topic.frequencies
         ],
     }
