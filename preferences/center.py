@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import calendar
 import enum
-from collections.abc import Collection, Mapping
+import functools
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import QuerySet
 
 from consents import catalogue, clock, rules, services
 from consents.models import ConsentState, Contact, Event, Notice, Topic
-from consents.projections import fact_from_event, person_from_contact
+from consents.projections import fact_from_event, fact_from_row, person_from_contact
 from consents.vocab import ANY, Channel, Doi, EventType, Method, Reason
 from preferences.services import notices_for, signup_pending_create, unsubscribe_all
 
@@ -85,7 +88,7 @@ class TopicView:
 class CenterState:
     contact: Contact
     topics: list[TopicView]
-    history: list[Event]
+    history: list[PastEvent]  # newest first
     topic_names: dict[str, Topic]
     pause_until: datetime | None
     unsubscribed_all: bool
@@ -158,6 +161,84 @@ class _Bases:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class ShownNotice:
+    """The wording an event of the history carries, as the page shows it."""
+
+    version: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PastEvent:
+    """One event of the person's history, with what the page reads of it (the attributes of
+    ``Event`` it uses): a row, no model built."""
+
+    seq: int
+    type: str
+    topic: str
+    channel: str
+    occurred_at: datetime
+    method: str
+    proof: str
+    data: dict[str, Any]
+    notice: ShownNotice | None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> PastEvent:
+        *fields, version, text = row
+        notice = ShownNotice(version, text) if version is not None else None
+        return cls(*fields, notice=notice)
+
+
+# The page's two reads of the person, spelt into SQL once per process (with the fields'
+# converters): building them through the ORM on each read cost more than running them.
+_QUERIES: dict[str, Callable[[], QuerySet[Any]]] = {
+    "states": lambda: ConsentState.objects.filter(contact_id=0).values_list(
+        "topic", "channel", "status", "since", "frequency"
+    ),
+    "history": lambda: (
+        Event.objects.filter(contact_id=0)
+        .order_by("seq")
+        .values_list(
+            "seq",
+            "type",
+            "topic",
+            "channel",
+            "occurred_at",
+            "method",
+            "proof",
+            "data",
+            "notice__version",
+            "notice__text",
+        )
+    ),
+}
+
+
+@functools.cache
+def _spelt(name: str) -> tuple[str, list[tuple[int, list[Any], Any]]]:
+    queryset = _QUERIES[name]()
+    compiler = queryset.query.get_compiler(using=queryset.db)
+    sql, params = compiler.as_sql()
+    assert list(params) == [0], params  # the contact's id, and nothing else
+    converters = compiler.get_converters([column for column, _, _ in compiler.select])
+    return sql, [(i, functions, column) for i, (functions, column) in converters.items()]
+
+
+def _rows(name: str, contact_id: int) -> list[list[Any]]:
+    """The rows of one of ``_QUERIES`` for a contact, converted as the ORM converts them."""
+    sql, converters = _spelt(name)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [contact_id])
+        rows = [list(row) for row in cursor.fetchall()]
+    for row in rows:
+        for i, functions, column in converters:
+            for convert in functions:
+                row[i] = convert(row[i], column, connection)
+    return rows
+
+
 def center_state(*, contact: Contact, language: str) -> CenterState:
     """Everything the page shows, in a constant number of queries."""
     now = clock.now()
@@ -165,16 +246,23 @@ def center_state(*, contact: Contact, language: str) -> CenterState:
     snapshot = catalogue.snapshot()
     all_topics = dict(snapshot.by_slug)
     active = [t for t in all_topics.values() if t.active]
-    # (status, since, frequency) per (topic, channel): tuples, no model built per row.
-    states = {
-        (topic, channel): rest
-        for topic, channel, *rest in ConsentState.objects.filter(contact=contact).values_list(
-            "topic", "channel", "status", "since", "frequency"
-        )
-    }
-    events = list(Event.objects.filter(contact=contact).select_related("notice").order_by("seq"))
+    # (status, since, frequency) per (topic, channel).
+    states = {(row[0], row[1]): row[2:] for row in _rows("states", contact.pk)}
+    events = [PastEvent.from_row(row) for row in _rows("history", contact.pk)]
     notices = notices_for(active, language, snapshot)
-    h = rules.ordered(fact_from_event(e) for e in events)
+    h = rules.ordered(
+        fact_from_row(
+            type=e.type,
+            occurred_at=e.occurred_at,
+            seq=e.seq,
+            topic=e.topic,
+            channel=e.channel,
+            method=e.method,
+            proof=e.proof,
+            data=e.data,
+        )
+        for e in events
+    )
     h_now = [f for f in h if f.at <= now]
     person = person_from_contact(contact)
     bases = _Bases(person, h_now, now, s)
@@ -481,7 +569,7 @@ def preferences_resume(*, contact: Contact, request: Request) -> bool:
     return True
 
 
-def is_resume(event: Event) -> bool:
+def is_resume(event: Event | PastEvent) -> bool:
     """A pause that ended when it began: ``marketing_resume`` (and, before it existed, a pause of
     one microsecond)."""
     if event.type != EventType.PAUSE:

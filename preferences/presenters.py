@@ -166,7 +166,7 @@ HISTORY_TYPES = {
 }
 
 
-def shown(event: Event) -> bool:
+def shown(event: Event | center.PastEvent) -> bool:
     return event.type in HISTORY_TYPES
 
 
@@ -174,7 +174,7 @@ def topic_name(slug: str, topics: dict[str, Topic]) -> str:
     return topics[slug].name if slug in topics else slug
 
 
-def history_choice(event: Event, topics: dict[str, Topic]) -> str:
+def history_choice(event: Event | center.PastEvent, topics: dict[str, Topic]) -> str:
     topic = topic_name(event.topic, topics)
     channel = channel_words(event.channel)
     if event.type == EventType.OPT_IN:
@@ -208,7 +208,7 @@ def history_choice(event: Event, topics: dict[str, Topic]) -> str:
     return str(_("Asked us to call back"))
 
 
-def history_row(event: Event, topics: dict[str, Topic]) -> dict[str, Any]:
+def history_row(event: Event | center.PastEvent, topics: dict[str, Topic]) -> dict[str, Any]:
     how = METHOD_FOR_PERSON.get(event.method, event.method) if event.method else ""
     if event.type == EventType.COMPLAINT:
         how = _("From your email program")
