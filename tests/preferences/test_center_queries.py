@@ -41,3 +41,21 @@ def test_page_queries_do_not_grow_with_topics(make_topic: Any, make_contact: Any
     many = queries_for_page(Client(), person_with_topics(make_topic, make_contact, 30, "many"))
     assert few == many
     assert few <= 8
+
+
+def test_a_drawing_reads_the_contact_its_states_and_its_history(
+    make_topic: Any, make_contact: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Drawn with the catalogue in memory (the page cache off): the contact with its ledger
+    position, the current states, the history with its wordings; and the session, when it is not
+    read through the cache."""
+    settings.PREFERENCE_PAGE_CACHE_SECONDS = 0
+    client = Client()
+    with django_capture_on_commit_callbacks(execute=True):  # the catalogue's changes committed
+        person = person_with_topics(make_topic, make_contact, 5, "drawn")
+    queries_for_page(client, person)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get("/preferences/")
+    assert response.status_code == 200
+    session = 0 if settings.SESSION_ENGINE.endswith("cached_db") else 1
+    assert len(captured) == 3 + session, [q["sql"][:80] for q in captured]
