@@ -54,8 +54,7 @@ def contact_erased(sender: Any, contact: Contact, addresses: Sequence[str], **kw
     for address in addresses:
         LinkRequest.objects.filter(email__iexact=address).delete()
         TrackingInbox.objects.filter(recipient__iexact=address).delete()
-    sessions_end(contact)
-    pagecache.forget(contact.pk)
+    pagecache.forget_sessions(sessions_end(contact))
     if devmail.writes_files():
         transaction.on_commit(
             functools.partial(devmail.forget_addresses, list(addresses)), robust=True

@@ -3,8 +3,9 @@
 The page is the most read page of the product and costs far more to draw than to fetch: the
 person's history through ``rules.decide`` for every topic x channel, then dozens of boxes. Most
 reads change nothing (a reload, the way back from the history, the second look before saving),
-so the HTML is kept in the cache, one entry per person, and served again while its fingerprint
-still matches. The fingerprint holds everything the page depends on:
+so the HTML is kept in the cache, one entry per browser session (fetched in the same round trip
+as the session's own data: ``prefetch``), and served again while its fingerprint still matches.
+The fingerprint holds everything the page depends on:
 
 - the person's ledger position (``ContactFacts.last_seq``): any new event changes it;
 - the contact's own fields (addresses, name, kind, language), hashed: an address added or wiped;
@@ -15,7 +16,8 @@ still matches. The fingerprint holds everything the page depends on:
 
 and the entry stops being served at the first instant that changes the page by itself: a pause's
 end, the retention expiry, a callback request's end, and ``PREFERENCE_PAGE_CACHE_SECONDS`` at
-the latest. An erased or edited contact's entry is deleted outright (``contact_changed``).
+the latest. An erased or edited contact's entries are deleted outright (``contact_changed``, and
+erasure through the sessions it ends).
 
 The CSRF token differs per request: the page is drawn with a placeholder, replaced on the way out.
 The flash of a save or an error is never cached: those pages are drawn every time.
@@ -32,15 +34,18 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.contrib.sessions.backends import cached_db
+from django.contrib.sessions.backends.base import SessionBase
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache
 from django.db import connection, transaction
 
 from config.cache import cache_down
 from consents import catalogue, clock
 from consents.models import Contact, ContactFacts
+from preferences.models import CenterSession
 
 CATALOG_KEY = catalogue.CATALOG_KEY
-PAGE_KEY = "assent:preferences-page:{pk}"
+PAGE_KEY = "assent:preferences-page:{session}"
 # Replaced by the request's own CSRF token each time the page is served.
 CSRF_PLACEHOLDER = "assent-csrf-" + hashlib.sha256(b"assent.preferences.csrf").hexdigest()[:24]
 
@@ -177,22 +182,56 @@ def fingerprint(contact: Contact, *, language: str, catalog: str) -> str:
     )
 
 
+def page_key(session_key: str) -> str:
+    """The entry of the page a browser session was shown (a digest: the key names no secret)."""
+    return PAGE_KEY.format(session=hashlib.sha256(session_key.encode()).hexdigest()[:32])
+
+
+def _shares_the_cache(session: SessionBase) -> bool:
+    """The session is read through the page cache's own cache (``cached_db`` on "default")."""
+    return (
+        isinstance(session, cached_db.SessionStore)
+        and settings.SESSION_CACHE_ALIAS == DEFAULT_CACHE_ALIAS
+    )
+
+
+def prefetch(session: SessionBase) -> object:
+    """One round trip for a read of the page: the session's data and the page kept for this
+    session, before anything reads either.
+
+    With sessions read through the same cache (``cached_db``, as deployed), the session's data
+    comes with the page and is handed to the session as its load would have (a miss is left to
+    the session: it reads the database). Returns the entry for ``lookup``, or None."""
+    key = session.session_key
+    if not key or not enabled():
+        return None
+    page = page_key(key)
+    if not _shares_the_cache(session) or hasattr(session, "_session_cache"):
+        return cache.get(page)
+    session_key = session.cache_key  # type: ignore[attr-defined]
+    found = cache.get_many([session_key, page])
+    data = found.get(session_key)
+    if isinstance(data, dict):
+        # What ``cached_db.SessionStore.load`` does with a cache hit.
+        session._session_cache = data  # type: ignore[attr-defined]
+    return found.get(page)
+
+
 @dataclass(frozen=True)
 class Lookup:
-    """The catalog version the page is drawn under (None: do not keep it), and the entry kept,
+    """The catalog version the page is drawn under (None: do not keep it), and the page kept,
     if it still fits."""
 
     catalog: str | None
     html: str | None
 
 
-def lookup(contact: Contact, *, language: str) -> Lookup:
-    """One round trip to the cache: the page, if it still fits. The catalog version is the one
+def lookup(contact: Contact, *, language: str, entry: object) -> Lookup:
+    """Whether ``entry`` (from ``prefetch``) still fits. The catalog version is the one
     ``consents.catalogue`` holds for this process (the snapshot the page is drawn from)."""
     catalog = catalogue.version()
     if catalog is None:
         return Lookup(catalog=None, html=None)
-    entry = cache.get(PAGE_KEY.format(pk=contact.pk))
     if not isinstance(entry, tuple) or len(entry) != 3:
         return Lookup(catalog=catalog, html=None)
     fp, until, html = entry
@@ -204,6 +243,7 @@ def lookup(contact: Contact, *, language: str) -> Lookup:
 
 
 def store(
+    session_key: str,
     contact: Contact,
     *,
     language: str,
@@ -211,7 +251,8 @@ def store(
     html: str,
     changes_at: Iterable[datetime | None],
 ) -> None:
-    """Keep ``html`` until the first of ``changes_at`` still to come, or the configured limit."""
+    """Keep ``html`` for this session until the first of ``changes_at`` still to come, or the
+    configured limit."""
     now = clock.now()
     limit = settings.PREFERENCE_PAGE_CACHE_SECONDS
     until = now.timestamp() + limit
@@ -220,14 +261,24 @@ def store(
             until = min(until, at.timestamp())
     timeout = max(1, int(until - now.timestamp()) + 1)
     entry = (fingerprint(contact, language=language, catalog=catalog), until, html)
-    cache.set(PAGE_KEY.format(pk=contact.pk), entry, timeout=timeout)
+    cache.set(page_key(session_key), entry, timeout=timeout)
+
+
+def forget_sessions(session_keys: Iterable[str]) -> None:
+    """Drop the pages kept for these sessions now and once the transaction commits (a read may
+    race the change)."""
+    keys = [page_key(k) for k in session_keys]
+    if not keys:
+        return
+    cache.delete_many(keys)
+    transaction.on_commit(lambda: cache.delete_many(keys))
 
 
 def forget(contact_pk: int) -> None:
-    """Drop a person's page now and once the transaction commits (a read may race the change)."""
-    key = PAGE_KEY.format(pk=contact_pk)
-    cache.delete(key)
-    transaction.on_commit(lambda: cache.delete(key))
+    """Drop a person's pages: those of every session a link of theirs opened."""
+    forget_sessions(
+        CenterSession.objects.filter(contact_id=contact_pk).values_list("session_key", flat=True)
+    )
 
 
 # --- Signal receivers, connected in ``PreferencesConfig.ready`` --------------------------------

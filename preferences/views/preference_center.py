@@ -127,6 +127,8 @@ def _center_request(request: HttpRequest) -> center.Request:
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def preferences(request: HttpRequest) -> HttpResponse:
+    # A read: the session and the page kept for it come in one round trip.
+    kept = pagecache.prefetch(request.session) if request.method != "POST" else None
     contact = _session_contact(request)
     if contact is None:
         for key in (
@@ -154,7 +156,7 @@ def preferences(request: HttpRequest) -> HttpResponse:
         return _preferences_page(request, contact, flash=flash)
     # Nothing to say about a save: the page drawn for the last read may still be the right one.
     language = page_language()
-    found = pagecache.lookup(contact, language=language)
+    found = pagecache.lookup(contact, language=language, entry=kept)
     if found.html is None:
         return _preferences_page(request, contact, keep_for=found.catalog)
     return HttpResponse(found.html.replace(pagecache.CSRF_PLACEHOLDER, get_token(request)))
@@ -179,6 +181,7 @@ def _preferences_page(
     # Drawn once with a placeholder for the CSRF token, which each response fills in.
     html = _draw(request, context, csrf_token=pagecache.CSRF_PLACEHOLDER)
     pagecache.store(
+        request.session.session_key,
         contact,
         language=language,
         catalog=keep_for,

@@ -229,9 +229,10 @@ def test_erasure_ends_sessions_in_the_shared_cache_too(
 
 
 def test_erasure_drops_the_cached_page(
-    person: Contact, django_capture_on_commit_callbacks: Any
+    person: Contact, client: Client, django_capture_on_commit_callbacks: Any
 ) -> None:
-    key = pagecache.PAGE_KEY.format(pk=person.pk)
+    client.get(f"/preferences/{links.make('preferences', person)}/")
+    key = pagecache.page_key(CenterSession.objects.get(contact=person).session_key)
     cache.set(key, ("fp", 0, "<html>Léa</html>"))
     with django_capture_on_commit_callbacks(execute=True):
         services.contact_erase(contact=person, reason="DSR 42", actor="staff:dpo")

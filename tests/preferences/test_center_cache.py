@@ -17,7 +17,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from consents import clock, services
+from consents import catalogue, clock, services
 from consents.models import Contact
 from preferences import pagecache
 from tests.preferences.center_fixtures import form_state, open_session, post
@@ -169,7 +169,7 @@ def test_erasing_the_person_drops_their_page(person: Contact, client: Client) ->
     open_session(client, person)
     read(client)
     read(client)
-    key = pagecache.PAGE_KEY.format(pk=person.pk)
+    key = pagecache.page_key(client.session.session_key)
     assert cache.get(key) is not None
     services.contact_erase(contact=person, reason="asked by the person", actor="admin:test")
     assert cache.get(key) is None
@@ -197,3 +197,40 @@ def test_a_change_of_the_rules_settings_redraws_the_page(
     settings.RETENTION_YEARS = 0
     html, queries = read(client)
     assert queries > SERVED and "state-covered" not in html
+
+
+def test_a_served_page_reads_its_session_and_its_page_in_one_cache_round_trip(
+    person: Contact, client: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sessions read through the cache (``cached_db``, as deployed): one round trip brings the
+    session's data and the page kept for it, and the session does not read again."""
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    open_session(client, person)
+    read(client)
+    trips: list[list[str]] = []
+    inside = [False]  # a get_many made of gets (the local-memory cache) is one trip
+    backend = type(cache._connections[cache._alias])  # type: ignore[attr-defined]
+    get, get_many = backend.get, backend.get_many
+
+    def counted_get(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        if not inside[0]:
+            trips.append([key])
+        return get(self, key, *args, **kwargs)
+
+    def counted_get_many(self: Any, keys: list[str], *args: Any, **kwargs: Any) -> Any:
+        trips.append(list(keys))
+        inside[0] = True
+        try:
+            return get_many(self, keys, *args, **kwargs)
+        finally:
+            inside[0] = False
+
+    monkeypatch.setattr(backend, "get", counted_get)
+    monkeypatch.setattr(backend, "get_many", counted_get_many)
+    html, served = read(client)
+    assert served == 1 and 'id="id_detail_phone"' in html
+    page = [
+        t for t in trips if any(k.startswith(("django.contrib.sessions", "assent:")) for k in t)
+    ]
+    page = [t for t in page if t != [catalogue.CATALOG_KEY]]  # read at most once a second
+    assert len(page) == 1 and len(page[0]) == 2, trips
