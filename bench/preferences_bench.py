@@ -271,9 +271,9 @@ def main() -> None:
                 (get_name, "/preferences/", scripts / "get.lua", 2),
             ]
             if cache_seconds != "0":
-                # The same floor, counting the served page's two cache round trips (the
-                # session, then the page) as queries too.
-                trips = queries + 2
+                # The same floor, counting the served page's cache round trip (the session
+                # and the page together) as a query too.
+                trips = queries + 1
                 plan.insert(1, ("floor_round_trips", f"/bench/floor/?n={trips}", None, 2))
                 results["round_trips_kept"] = trips
                 posters = [open_session(args.port, t) for t in seeded["tokens"][1:]]
