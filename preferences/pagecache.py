@@ -284,5 +284,9 @@ def forget(contact_pk: int) -> None:
 # --- Signal receivers, connected in ``PreferencesConfig.ready`` --------------------------------
 
 
-def contact_changed(sender: type, instance: Contact, **kwargs: object) -> None:
+def contact_changed(
+    sender: type, instance: Contact, created: bool = False, **kwargs: object
+) -> None:
+    if created:
+        return  # no session has been shown the page of a contact just created (a sign-up)
     forget(instance.pk)
