@@ -218,4 +218,6 @@ def forget(contact_pk: int) -> None:
 
 
 def contact_changed(sender: type, instance: Contact, **kwargs: object) -> None:
+    if kwargs.get("created"):
+        return  # a new contact has no page yet (and its id was never anyone else's)
     forget(instance.pk)

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from consents import catalogue, clock, links, rules, services
+from consents import catalogue, clock, links, rules, services, statements
 from consents.models import (
     ConsentState,
     Contact,
@@ -258,15 +258,17 @@ def signup_pending_create(
     of another contact than ``contact`` (see ``signup_submit``'s ``elsewhere``).
     """
     assert contact.email, "a double opt-in confirms an email address"
-    signup = PendingSignup.objects.create(
-        contact=contact,
-        choices=choices,
-        first_name=first_name.strip()[:150],
-        phone=phone,
-        locale=language,
-        source=source[:100],
-        created_at=now,
-        expires_at=now + settings.DOI_CONFIRM_TTL,
+    signup = statements.insert(
+        PendingSignup(
+            contact=contact,
+            choices=choices,
+            first_name=first_name.strip()[:150],
+            phone=phone,
+            locale=language,
+            source=source[:100],
+            created_at=now,
+            expires_at=now + settings.DOI_CONFIRM_TTL,
+        )
     )
     by_slug = catalogue.snapshot().by_slug
     names = {

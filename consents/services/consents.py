@@ -23,7 +23,8 @@ def _topic(slug: str, *, wildcard: bool = False) -> Topic | None:
     return by_slug.get(slug)
 
 
-@transaction.atomic
+# No transaction of its own: the checks read only, and ``_append`` writes in the caller's
+# transaction (or in one of its own), without a savepoint per fact.
 def consent_grant(
     *,
     contact: Contact,
@@ -104,8 +105,7 @@ def consent_confirm(
     )
 
 
-@transaction.atomic
-def consent_withdraw(
+def consent_withdraw(  # as ``consent_grant``: ``_append`` writes
     *,
     contact: Contact,
     topic: str,
