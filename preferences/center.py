@@ -127,6 +127,8 @@ class _Bases:
         # Asked without the pauses, which the page shows on their own.
         self.h = [f for f in h if f.type != EventType.PAUSE]
         self.person, self.now, self.s = person, now, s
+        # What the answers share (the history in order, the retention expiry...) worked out once.
+        self.decider = rules.Decider(person, self.h, now, settings=s)
         self.own = {f.topic for f in self.h if f.topic and f.topic != ANY}
         # A topic names no product category: for a customer, ask once per category bought,
         # since the soft opt-in only covers analogous products.
@@ -150,7 +152,7 @@ class _Bases:
             message = rules.Message(
                 channel=channel, purpose=topic.purpose, topic=topic.slug, category=category
             )
-            decision = rules.decide(self.person, self.h, message, self.now, settings=self.s)
+            decision = self.decider.decide(message)
             if decision.allowed:
                 return None if decision.reason == Reason.OPT_IN else decision.reason
             if decision.reason not in (Reason.NOT_ANALOGOUS, Reason.NO_CONSENT):
