@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 
 from consents import catalogue, clock, links, rules, services, statements
 from consents.models import (
@@ -105,12 +105,20 @@ def validate_choices(
 
 
 def _recent_emails(address: str) -> int:
+    """The sign-up emails sent to ``address`` in the last day (every sign-up asks: a statement
+    built once, on the outbox's ``UPPER("to")`` index)."""
     since = clock.now() - timedelta(hours=24)
-    return Outbox.objects.filter(
-        to__iexact=address,
-        template__in=(CONFIRM_TEMPLATE, ALREADY_TEMPLATE),
-        created_at__gte=since,
-    ).count()
+    created_at = Outbox._meta.get_field("created_at")
+    return statements.value(
+        f'SELECT COUNT(*) FROM {Outbox._meta.db_table} WHERE UPPER("to") = UPPER(%s)'
+        " AND template IN (%s, %s) AND created_at >= %s",
+        [
+            address,
+            CONFIRM_TEMPLATE,
+            ALREADY_TEMPLATE,
+            created_at.get_db_prep_value(since, connection),
+        ],
+    )
 
 
 @transaction.atomic

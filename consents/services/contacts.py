@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext
 
-from consents import clock, links, validation
+from consents import clock, links, statements, validation
 from consents.models import Contact, Erasure, Event
 from consents.outbox import email_enqueue
 from consents.projections import projection_start
@@ -108,16 +108,23 @@ def contact_get_or_create(*, email: str, locale: str = "fr") -> tuple[Contact, b
     # Checked first: inside the caller's transaction (a sign-up's) this takes no savepoint of its
     # own, and what fails in it from here on undoes that whole transaction.
     with transaction.atomic(savepoint=False):
-        existing = Contact.objects.filter(email__iexact=address).first()
+        existing = _contact_with_email(address)
         if existing is not None:
             return existing, False
         contact = _contact_new(email=address, locale=locale, collected_at=collected_at)
         if contact is not None:
             return contact, True
-        existing = Contact.objects.filter(email__iexact=address).first()
+        existing = _contact_with_email(address)
     if existing is None:
         raise ValidationError({"email": _TAKEN})
     return existing, False
+
+
+def _contact_with_email(address: str) -> Contact | None:
+    """``Contact.objects.filter(email__iexact=address).first()``, by the unique index's own
+    comparison (``UPPER``), read by a statement built once (every sign-up asks)."""
+    found = statements.select(Contact, "UPPER(email) = UPPER(%s)", [address], limit=1)
+    return found[0] if found else None
 
 
 def contact_find(*, email: str) -> Contact | None:

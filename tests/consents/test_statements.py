@@ -72,3 +72,21 @@ def test_an_update_changes_the_keyed_row_only(make_contact: Callable[..., Contac
     assert facts.fold == {"v": 1, "state": [1, 2]}
     assert _row(ContactFacts, second.pk) == before
     assert statements.update(ContactFacts, "contact", 10**9, is_customer=False) == 0
+
+
+def test_a_select_builds_the_objects_the_orm_builds(make_contact: Callable[..., Contact]) -> None:
+    wanted = make_contact(email="Marie.Curie@example.fr", first_name="Marie")
+    make_contact(email="other@example.fr")
+    found = statements.select(Contact, "UPPER(email) = UPPER(%s)", ["marie.curie@EXAMPLE.fr"])
+    assert len(found) == 1
+    by_orm = Contact.objects.get(pk=wanted.pk)
+    assert {f.attname: getattr(found[0], f.attname) for f in Contact._meta.concrete_fields} == {
+        f.attname: getattr(by_orm, f.attname) for f in Contact._meta.concrete_fields
+    }
+    assert not found[0]._state.adding
+    everyone = statements.select(Contact, "1 = 1", [], order_by="id DESC", limit=2)
+    assert [c.pk for c in everyone] == list(
+        Contact.objects.order_by("-pk").values_list("pk", flat=True)[:2]
+    )
+    assert statements.select(Contact, "UPPER(email) = UPPER(%s)", ["nobody@example.fr"]) == []
+    assert statements.value("SELECT COUNT(*) FROM consents_contact", []) == Contact.objects.count()
