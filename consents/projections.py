@@ -324,7 +324,7 @@ def projection_append(
         after = fold.projection(person)
     except Unfoldable:
         return projection_refresh(contact, s)
-    statements.update(ContactFacts, "contact", contact.pk, **after.facts, fold=fold.dump())
+    statements.update(ContactFacts, {"contact": contact.pk}, **after.facts, fold=fold.dump())
     for name, model in _ROWS:
         rows = getattr(after, name)
         if rows == getattr(before, name):
@@ -363,11 +363,12 @@ def _rows_change(
             continue
         changed = {field: value for field, value in row.items() if was.get(field) != value}
         if changed:
-            model.objects.filter(contact=contact, **dict(zip(keys, key, strict=True))).update(
-                **changed
-            )
+            match = {"contact": contact.pk, **dict(zip(keys, key, strict=True))}
+            statements.update(model, match, **changed)
     added = [model(contact=contact, **row) for key, row in new.items() if key not in old]
-    if added:
+    if len(added) == 1:  # a box ticked for the first time: one row, by a statement built once
+        statements.insert(added[0])
+    elif added:
         model.objects.bulk_create(added)
 
 

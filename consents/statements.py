@@ -9,6 +9,7 @@ instead, for their own tables only: the values are prepared exactly as the ORM p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from django.db import connection
@@ -17,7 +18,9 @@ from django.db.models import Model
 M = TypeVar("M", bound=Model)
 
 _INSERTS: dict[tuple[str, type[Model]], tuple[str, list[Any], bool]] = {}
-_UPDATES: dict[tuple[str, type[Model], tuple[str, ...], str], tuple[str, list[Any]]] = {}
+_UPDATES: dict[
+    tuple[str, type[Model], tuple[str, ...], tuple[str, ...]], tuple[str, list[Any]]
+] = {}
 
 
 def _quote(name: str) -> str:
@@ -52,23 +55,24 @@ def insert(obj: M) -> M:
     return obj
 
 
-def update(model: type[Model], where: str, key: Any, **values: Any) -> int:
-    """``model.objects.filter(<where>=key).update(**values)`` for plain field values (no
-    expressions), for a model no signal receiver watches; the number of rows changed."""
-    names = tuple(values)
-    cache_key = (connection.vendor, model, names, where)
+def update(model: type[Model], where: Mapping[str, Any], **values: Any) -> int:
+    """``model.objects.filter(**where).update(**values)`` for plain values (no expressions; a
+    foreign key by its id), for a model no signal receiver watches; the number of rows changed."""
+    names, keys = tuple(values), tuple(where)
+    cache_key = (connection.vendor, model, names, keys)
     built = _UPDATES.get(cache_key)
     if built is None:
         meta = model._meta
         fields = [meta.get_field(name) for name in names]
-        target = meta.get_field(where)
+        targets = [meta.get_field(name) for name in keys]
         sets = ", ".join(f"{_quote(f.column)} = %s" for f in fields)
-        text = f"UPDATE {_quote(meta.db_table)} SET {sets} WHERE {_quote(target.column)} = %s"
-        built = _UPDATES[cache_key] = (text, [*fields, target])
+        match = " AND ".join(f"{_quote(f.column)} = %s" for f in targets)
+        text = f"UPDATE {_quote(meta.db_table)} SET {sets} WHERE {match}"
+        built = _UPDATES[cache_key] = (text, [*fields, *targets])
     text, fields = built
     params = [
         f.get_db_prep_save(value, connection)
-        for f, value in zip(fields, [*values.values(), key], strict=True)
+        for f, value in zip(fields, [*values.values(), *where.values()], strict=True)
     ]
     with connection.cursor() as cursor:
         cursor.execute(text, params)

@@ -139,7 +139,7 @@ def _write(
     statements.insert(event)
     head = {"seq": seq, "hash": event.hash, "recorded_at": event.recorded_at}
     if head_exists:
-        statements.update(ChainHead, "contact", locked.pk, **head)
+        statements.update(ChainHead, {"contact": locked.pk}, **head)
     else:
         statements.insert(ChainHead(contact=locked, **head))
     if digest:

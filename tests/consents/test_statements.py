@@ -59,8 +59,7 @@ def test_an_update_changes_the_keyed_row_only(make_contact: Callable[..., Contac
     before = _row(ContactFacts, second.pk)
     changed = statements.update(
         ContactFacts,
-        "contact",
-        first.pk,
+        {"contact": first.pk},
         is_customer=True,
         expires_at=at("2030-01-01T00:00"),
         fold={"v": 1, "state": [1, 2]},
@@ -71,7 +70,7 @@ def test_an_update_changes_the_keyed_row_only(make_contact: Callable[..., Contac
     assert facts.expires_at == at("2030-01-01T00:00")
     assert facts.fold == {"v": 1, "state": [1, 2]}
     assert _row(ContactFacts, second.pk) == before
-    assert statements.update(ContactFacts, "contact", 10**9, is_customer=False) == 0
+    assert statements.update(ContactFacts, {"contact": 10**9}, is_customer=False) == 0
 
 
 def test_a_select_builds_the_objects_the_orm_builds(make_contact: Callable[..., Contact]) -> None:
