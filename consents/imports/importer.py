@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Upper
 
 from consents import bulk, clock, services, webhooks_out
+from consents.imports import shares
 from consents.imports.presets import (
     MAPPERS,
     PRESETS,
@@ -65,11 +66,20 @@ class RowPlan:
     proven: bool = True
     suppressed: bool = False
     existing: bool = False
+    # The facts recorded, already in words (a plan made by a worker process of the import,
+    # which sends the words rather than the facts); None: spelt from ``recorded``.
+    described: list[str] | None = None
 
     @property
     def events(self) -> list[str]:
         """The facts recorded, in words (spelt only when someone reads them)."""
+        if self.described is not None:
+            return list(self.described)
         return [_describe(e) for e in self.recorded]
+
+    @property
+    def event_count(self) -> int:
+        return len(self.described) if self.described is not None else len(self.recorded)
 
 
 @dataclass
@@ -156,7 +166,10 @@ def run(
         ctx, summary, dry_run=dry_run, webhooks=webhooks, on_row=on_row, workers=workers
     )
     try:
-        rows = read_rows(path)
+        if _run_in_shares(importer, path, dry_run, workers, batch_rows, progress, lines):
+            rows: Iterable[dict[str, str]] = ()
+        else:
+            rows = read_rows(path)
         first = True
         done = 0
         for batch in _numbered_batches(rows, batch_rows):
@@ -179,6 +192,43 @@ def run(
         import_run.status = ImportRun.Status.DONE
         _finish(import_run, summary)
     return summary
+
+
+def _run_in_shares(
+    importer: _Importer,
+    path: Path,
+    dry_run: bool,
+    workers: int,
+    batch_rows: int,
+    progress: Callable[[int, int], None] | None,
+    lines: int,
+) -> bool:
+    """``workers`` processes, each reading, mapping and writing its own share of the file
+    (``shares``), if the file splits; False if the import is to run here."""
+    if (
+        workers < 2
+        or dry_run
+        or connection.vendor != "postgresql"
+        or connection.in_atomic_block
+        or importer.summary.run is None
+    ):
+        return False
+    rows = shares.plan(path, importer.ctx.preset, workers)
+    if rows is None:
+        return False
+
+    def plan_of(*fields: Any) -> RowPlan:
+        row, outcome, status, email, reason, proven, suppressed, existing, described = fields
+        return RowPlan(
+            row=row, outcome=outcome, status=status, email=email, reason=reason,
+            proven=proven, suppressed=suppressed, existing=existing, described=described,
+        )  # fmt: skip
+
+    shares.run(
+        importer, path, rows=rows, batch_rows=batch_rows, make_plan=plan_of,
+        progress=progress, lines=lines,
+    )  # fmt: skip
+    return True
 
 
 def import_run_create(
@@ -249,8 +299,20 @@ class _Importer:
         # A dry run writes nothing: the keys and addresses it has seen, to plan repeats.
         self.seen_keys: dict[str, str] = {}
         self.seen_emails: set[str] = set()
+        # In a worker process of the import (``_shares``): the plans of the batch, for the main
+        # process, with the step of ``batch`` that reported each (its order of reporting).
+        self.sink: list[tuple[Any, ...]] | None = None
+        self.phase = 0
 
     def _report(self, plan: RowPlan) -> None:
+        if self.sink is not None:  # a worker process: the main process reports
+            self.sink.append(
+                (
+                    self.phase, plan.row, plan.outcome, plan.status, plan.email, plan.reason,
+                    plan.proven, plan.suppressed, plan.existing, plan.events,
+                )
+            )  # fmt: skip
+            return
         counts = self.summary.counts
         counts["rows"] += 1
         counts[plan.outcome] += 1
@@ -261,7 +323,7 @@ class _Importer:
                 counts["unproven"] += 1
             if plan.suppressed:
                 counts["suppressed"] += 1
-            counts["events"] += len(plan.recorded)
+            counts["events"] += plan.event_count
             if not plan.existing:
                 counts["contacts_created"] += 1
         noted = plan.outcome != Outcome.RECORDED or not plan.proven or plan.suppressed
@@ -277,6 +339,7 @@ class _Importer:
             # DEBUG keeps the text of the last 9,000 queries, and each batch's look-ups name
             # thousands of keys: a million-row import would hold hundreds of megabytes of them.
             connection.queries_log.clear()
+        self.phase = 0
         mapped: list[tuple[int, Mapped]] = []
         for n, row in batch:
             try:
@@ -294,6 +357,7 @@ class _Importer:
         fresh: dict[str, list[tuple[int, Mapped]]] = {}  # new contacts, by address
         old: list[tuple[int, Mapped, Contact | None]] = []
         batch_keys: dict[str, str] = {}
+        self.phase = 1
         for n, m in mapped:
             key, content = keys[n], contents[n]
             before = known.get(key) or batch_keys.get(key) or self.seen_keys.get(key)
@@ -337,6 +401,7 @@ class _Importer:
             self.seen_emails.update(fresh)
         else:
             self._write(fresh, old, keys, contents, plans)
+        self.phase = 2
         for n in sorted(plans):
             self._report(plans[n])
 
