@@ -130,19 +130,25 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     batch_rows: int = BATCH_ROWS,
     import_run: ImportRun | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
 ) -> Summary:
     """Import ``path`` (or, with ``dry_run``, say what importing it would do: nothing is written).
 
     ``on_row`` receives every row's plan; ``progress`` (rows done, lines in the file).
-    ``workers`` > 1 (PostgreSQL, outside ``atomic``): each batch's new contacts are chained and
-    written by that many processes, each on its own connection, split by address (two never
-    create the same contact); each part of a batch then commits on its own."""
+    ``workers`` > 1 (PostgreSQL, outside ``atomic``): that many processes, each reading, mapping
+    and writing its own share of the file, split by address (``shares``: the same outcomes,
+    report and rows remembered as one process), each committing its batches on its own; for a
+    file that cannot be split so, each batch's new contacts are chained and written by that many
+    processes. ``None``: one process per CPU for a file of ``shares.AUTO_LINES`` lines or more
+    where processes can be started, else one."""
     if preset not in PRESETS:
         raise ImportError_(f"Unknown preset {preset!r}: one of {', '.join(PRESETS)}.")
     topics = topic_channels()
     check_topic(preset, topic, topics)
     sha256, lines = file_digest(path)
+    automatic = workers is None
+    if workers is None:
+        workers = shares.automatic(lines, dry_run=dry_run)
     now = clock.now()
     ctx = Context(preset=preset, topic=topic, sha256=sha256, locale=locale, now=now, topics=topics)
     summary = Summary(run=None, sha256=sha256)
@@ -169,6 +175,8 @@ def run(
         if _run_in_shares(importer, path, dry_run, workers, batch_rows, progress, lines):
             rows: Iterable[dict[str, str]] = ()
         else:
+            if automatic:
+                importer.workers = 1  # a file that cannot be split: one process, as it was
             rows = read_rows(path)
         first = True
         done = 0

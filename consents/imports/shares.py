@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import queue
 import zlib
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
-from django.db import connections
+from django.db import connection, connections
 
 from consents import services
 from consents.imports.reading import ImportError_, csv_records
@@ -41,8 +42,24 @@ EMAIL_COLUMN = {"mailchimp": "Email Address", "brevo": "EMAIL", "assent": "email
 ID_COLUMNS = {"mailchimp": ("EUID", "LEID"), "brevo": ("CONTACT ID",), "assent": ("source_id",)}
 # Batches a worker may have sent ahead of the main process (bounds the memory of the plans).
 AHEAD = 4
-# Below this many rows the processes cost more than they save.
-MIN_ROWS = 20_000
+# A file of this many lines is imported by one process per CPU unless told otherwise
+# (``import_contacts`` without ``--workers``): below, the processes save little.
+AUTO_LINES = 100_000
+
+
+def automatic(lines: int, *, dry_run: bool) -> int:
+    """The processes for an import of ``lines`` lines when the caller leaves it to the import:
+    one per CPU for a large file written to PostgreSQL outside a transaction, from a process
+    that may start others (not a daemon, such as a Celery worker's child); else one."""
+    if (
+        lines < AUTO_LINES
+        or dry_run
+        or connection.vendor != "postgresql"
+        or connection.in_atomic_block
+        or multiprocessing.current_process().daemon
+    ):
+        return 1
+    return max(1, os.cpu_count() or 1)
 
 
 def address_key(raw: str) -> str | None:

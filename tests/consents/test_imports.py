@@ -681,3 +681,50 @@ def test_the_address_key_is_the_normalised_address_upper_cased(raw: str) -> None
     # An ASCII address the mapper refuses may have any key: its row is refused whatever share.
     if expected is not None or not raw.strip().isascii():
         assert key == expected
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_command_imports_a_large_file_with_one_process_per_cpu(
+    newsletter: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from consents.imports import shares
+
+    monkeypatch.setattr(shares, "AUTO_LINES", 10)  # "large"
+    monkeypatch.setattr(shares.os, "cpu_count", lambda: 2)
+    split: list[int] = []
+    real_run = shares.run
+    monkeypatch.setattr(
+        shares,
+        "run",
+        lambda importer, *a, **k: split.append(importer.workers) or real_run(importer, *a, **k),
+    )
+    path = _mailchimp_file(tmp_path / "export.csv", "auto-")
+    out = io.StringIO()
+    call_command(
+        "import_contacts", str(path), "--preset=mailchimp", "--topic=newsletter",
+        "--no-progress", stdout=out,
+    )  # fmt: skip
+    assert split == [2]
+    run = ImportRun.objects.get()
+    assert run.status == ImportRun.Status.DONE and run.counts["recorded"] > 30
+    assert ImportedRow.objects.count() == run.counts["recorded"]
+    # A small file: one process.
+    small = tmp_path / "small.csv"
+    small.write_text("\n".join(path.read_text().splitlines()[:5]) + "\n")
+    monkeypatch.setattr(shares, "AUTO_LINES", 100)
+    call_command(
+        "import_contacts", str(small), "--preset=mailchimp", "--topic=newsletter",
+        "--no-progress", stdout=io.StringIO(),
+    )  # fmt: skip
+    assert split == [2]
+
+
+def test_no_processes_are_started_where_they_cannot_be(newsletter: Any, monkeypatch: Any) -> None:
+    from consents.imports import shares
+
+    monkeypatch.setattr(shares.os, "cpu_count", lambda: 4)
+    # In a transaction (this test's), in a dry run, for a small file: one process.
+    assert shares.automatic(10**6, dry_run=False) == 1
+    assert shares.automatic(10**6, dry_run=True) == 1
+    assert shares.automatic(10, dry_run=False) == 1
