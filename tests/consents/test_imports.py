@@ -728,3 +728,25 @@ def test_no_processes_are_started_where_they_cannot_be(newsletter: Any, monkeypa
     assert shares.automatic(10**6, dry_run=False) == 1
     assert shares.automatic(10**6, dry_run=True) == 1
     assert shares.automatic(10, dry_run=False) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_that_fails_fails_the_import(
+    newsletter: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from consents import bulk
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise bulk.BulkError("contact #1, email: refused here")
+
+    monkeypatch.setattr(bulk, "load", refuse)  # in the worker processes too (forked)
+    path = _mailchimp_file(tmp_path / "export.csv", "fail-")
+    with pytest.raises(imports.ImportError_, match="refused here"):
+        imports.run(
+            path, preset="mailchimp", topic="newsletter", actor="staff:dpo", workers=2,
+            batch_rows=10,
+        )  # fmt: skip
+    run = ImportRun.objects.get()
+    assert run.status == ImportRun.Status.FAILED and "refused here" in run.error
+    assert Contact.objects.count() == 0
