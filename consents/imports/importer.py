@@ -307,7 +307,7 @@ class _Importer:
         # A dry run writes nothing: the keys and addresses it has seen, to plan repeats.
         self.seen_keys: dict[str, str] = {}
         self.seen_emails: set[str] = set()
-        # In a worker process of the import (``_shares``): the plans of the batch, for the main
+        # In a worker process of the import (``shares``): the plans of the batch, for the main
         # process, with the step of ``batch`` that reported each (its order of reporting).
         self.sink: list[tuple[Any, ...]] | None = None
         self.phase = 0

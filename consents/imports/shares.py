@@ -214,6 +214,7 @@ def _receive(
     pending: dict[tuple[int, int], list[tuple[Any, ...]]],
     wanted: tuple[int, int],
 ) -> list[tuple[Any, ...]]:
+    ended = False
     while wanted not in pending:
         try:
             share, number, payload = results.get(timeout=1)
@@ -223,6 +224,11 @@ def _receive(
                     raise ImportError_(
                         f"a process of the import stopped (exit code {process.exitcode})"
                     ) from None
+            if ended:
+                # Each sent everything before it ended: the file changed while it was read.
+                raise ImportError_("the file ended before its last batch was read") from None
+            # Once every process has ended, one more wait for what they sent last.
+            ended = all(process.exitcode == 0 for process in processes)
             continue
         if number == -1:
             raise ImportError_(payload)

@@ -750,3 +750,22 @@ def test_a_worker_that_fails_fails_the_import(
     run = ImportRun.objects.get()
     assert run.status == ImportRun.Status.FAILED and "refused here" in run.error
     assert Contact.objects.count() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_file_shorter_than_its_first_reading_fails_the_import(
+    newsletter: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from consents.imports import shares
+
+    real_plan = shares.plan
+    # As if the file had lost its last rows between the first reading and the workers'.
+    monkeypatch.setattr(shares, "plan", lambda *a: real_plan(*a) + 10)
+    path = _mailchimp_file(tmp_path / "export.csv", "short-")
+    with pytest.raises(imports.ImportError_, match="ended before its last batch"):
+        imports.run(
+            path, preset="mailchimp", topic="newsletter", actor="staff:dpo", workers=2,
+            batch_rows=10,
+        )  # fmt: skip
+    assert ImportRun.objects.get().status == ImportRun.Status.FAILED
