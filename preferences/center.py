@@ -333,6 +333,7 @@ def preferences_save(
                 doi=Doi.PENDING if needs_confirmation else Doi.NONE,
                 frequency=frequency if frequency in view.topic.frequencies else "",
                 occurred_at=now,
+                lock_held=True,  # ``_lock`` above
             )
             granted_topics.add(slug)
             if needs_confirmation:
@@ -342,7 +343,11 @@ def preferences_save(
                 changes.append(Change(ChangeKind.SUBSCRIBED, slug, channel))
         else:
             services.consent_withdraw(
-                contact=locked, topic=slug, channel=channel, proof=request.proof()
+                contact=locked,
+                topic=slug,
+                channel=channel,
+                proof=request.proof(),
+                lock_held=True,
             )
             changes.append(Change(ChangeKind.UNSUBSCRIBED, slug, channel))
 
@@ -373,6 +378,7 @@ def preferences_save(
             frequency=frequency,
             renewal=True,  # the same subscription, at another pace: no new subscriber
             occurred_at=now,
+            lock_held=True,
         )
         changes.append(Change(ChangeKind.FREQUENCY, slug, frequency=frequency))
 

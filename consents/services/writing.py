@@ -64,6 +64,7 @@ def _append(
     channel: str = "",
     data: dict[str, Any] | None = None,
     created_here: bool = False,
+    lock_held: bool = False,
 ) -> Event:
     """Append one event to the contact's chain and rewrite its projections.
 
@@ -72,7 +73,8 @@ def _append(
     (a sign-up or a save records several facts: a savepoint each was two more round trips), or
     in a transaction of its own when there is none; a failure while writing undoes the caller's
     whole transaction. ``created_here``: the caller created the contact in this transaction, so
-    no other transaction can see its row yet, and there is nothing to lock.
+    no other transaction can see its row yet, and there is nothing to lock; ``lock_held``: the
+    caller took the contact's row lock in this transaction (``contact`` is what it read then).
     """
     recorded_at = clock.now()
     occurred_at = occurred_at or recorded_at
@@ -94,7 +96,7 @@ def _append(
             topic=topic,
             channel=channel,
             data=data,
-            created_here=created_here,
+            lock=not (created_here or lock_held),
         )
 
 
@@ -108,12 +110,12 @@ def _write(
     topic: str,
     channel: str,
     data: dict[str, Any] | None,
-    created_here: bool,
+    lock: bool,
 ) -> Event:
     """``_append``'s writes: the row lock, the chained event, its head and evidence, the
     projections, the webhook deliveries."""
     # The row lock serialises appends for one contact; other contacts never wait.
-    locked = _lock_with_chain_end(contact, lock=not created_here)
+    locked = _lock_with_chain_end(contact, lock=lock)
     seq, prev_hash, head_exists = _chain_end(locked)
     digest, salt = ledger.evidence_seal(proof.ip_address, proof.user_agent, proof.details)
     event = Event(
