@@ -114,8 +114,9 @@ def main() -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="import_contacts --workers: processes that chain and write each batch's new contacts",
+        default=None,
+        help="import_contacts --workers: processes that read, map and write their own share of "
+        "the file (default: the command's, one per CPU for a large file)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
@@ -185,7 +186,7 @@ def main() -> None:
         # The import process's own CPU (PostgreSQL's is not in it): on a shared machine the wall
         # clock depends on the neighbours, this does not.
         "python_cpu_seconds": round(cpu_s, 1),
-        "workers": args.workers,
+        "workers": args.workers if args.workers is not None else "the command's default",
         # The --workers processes: their CPU, and the peak memory of the largest.
         "workers_cpu_seconds": round(workers_cpu_s, 1),
         "workers_peak_rss_mb": round(workers_peak_mb, 1),

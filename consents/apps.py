@@ -15,9 +15,9 @@ class ConsentsConfig(AppConfig):
         from django.db.models.signals import post_delete, post_migrate, post_save
 
         from consents import catalogue, checks, projections, roles  # noqa: F401  (checks: deploy checks)
-        from consents.models import Notice, Topic
+        from consents.models import Notice, Topic, WebhookEndpoint
 
-        for model in (Topic, Notice):
+        for model in (Topic, Notice, WebhookEndpoint):
             for signal in (post_save, post_delete):
                 signal.connect(
                     catalogue.row_changed,

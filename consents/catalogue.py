@@ -1,6 +1,8 @@
-"""The catalogue (topics) and the published notices, read once per process while they hold.
+"""The catalogue (topics), the published notices and the active webhook endpoints, read once per
+process while they hold.
 
-Every public page and every sign-up reads them, and they change a few times a year. A process
+Every public page and every sign-up reads them (every ledger event asks which endpoints want
+it), and they change a few times a year. A process
 keeps one snapshot and a version token; the token lives in the shared cache (Redis), is replaced
 whenever a topic or a notice is saved or deleted (at once, and again when the transaction
 commits), and a cache read (at most once a second: ``RECHECK_SECONDS``) tells whether the
@@ -21,7 +23,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from config.cache import cache_down
-from consents.models import Notice, Topic
+from consents.models import Notice, Topic, WebhookEndpoint
 
 CATALOG_KEY = "assent:catalog-version"
 
@@ -35,6 +37,8 @@ class Snapshot:
     # Parts of pages drawn from this catalogue alone (the sign-up form's boxes, unticked), by the
     # page's own key: they live and die with the snapshot, so a change of topic or notice redraws.
     fragments: dict[tuple, str] = field(default_factory=dict)
+    # The active webhook endpoints, in id order (``webhooks_out`` writes their deliveries).
+    endpoints: list[WebhookEndpoint] = field(default_factory=list)
 
     def notice_for(self, topic: Topic | None, language: str) -> Notice | None:
         """The wording shown for a topic: its latest published notice, else the global one."""
@@ -96,6 +100,7 @@ def _load() -> Snapshot:
     published = Notice.objects.filter(published_at__isnull=False).order_by("version")
     for notice in published:  # the latest version last: it wins
         snapshot.notices[(notice.topic_id, notice.language)] = notice
+    snapshot.endpoints = list(WebhookEndpoint.objects.filter(active=True).order_by("pk"))
     return snapshot
 
 
@@ -112,8 +117,8 @@ def snapshot() -> Snapshot:
 
 
 def changed() -> None:
-    """A topic or a notice changed: a new version now (never trusted by this process: the change
-    may be rolled back) and another once the transaction commits."""
+    """A topic, a notice or a webhook endpoint changed: a new version now (never trusted by
+    this process: the change may be rolled back) and another once the transaction commits."""
     token = secrets.token_hex(8)
     with _lock:
         _untrusted.add(token)
@@ -132,5 +137,5 @@ def changed() -> None:
 
 
 def row_changed(sender: type, **kwargs: object) -> None:
-    """``post_save`` / ``post_delete`` of ``Topic`` and ``Notice``."""
+    """``post_save`` / ``post_delete`` of ``Topic``, ``Notice`` and ``WebhookEndpoint``."""
     changed()

@@ -45,7 +45,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import translation
 
-from consents import clock
+from consents import clock, statements
 from consents.links import intent as link_intent
 from consents.links import url as link_url
 from consents.models import Contact, Outbox
@@ -86,16 +86,18 @@ def email_enqueue(
         if name in context:
             raise ValueError(f"{name!r} is a link: it is minted when the email is sent.")
     now = clock.now()
-    row = Outbox.objects.create(
-        contact=contact,
-        template=template,
-        to=to,
-        language=language if language in ("fr", "en") else "fr",
-        context=context,
-        links=intents,
-        is_service=is_service,
-        created_at=now,
-        next_attempt_at=now,
+    row = statements.insert(
+        Outbox(
+            contact=contact,
+            template=template,
+            to=to,
+            language=language if language in ("fr", "en") else "fr",
+            context=context,
+            links=intents,
+            is_service=is_service,
+            created_at=now,
+            next_attempt_at=now,
+        )
     )
     transaction.on_commit(lambda: queue_send(row.pk))
     return row

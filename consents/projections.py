@@ -19,7 +19,7 @@ from typing import Any
 from django.db import connection
 from django.utils.dateparse import parse_datetime
 
-from consents import rules
+from consents import rules, statements
 from consents.models import CatalogFact, ChannelState, ConsentState, Contact, ContactFacts, Event
 from consents.vocab import ANY, CHANNELS, Channel, Doi, EventType, InteractionKind
 
@@ -286,7 +286,7 @@ def projection_start(contact: Contact, s: rules.RuleSettings | None = None) -> P
     """A new contact's projections (no history: no row but its facts), and its state."""
     s = s or rules.RuleSettings.from_django()
     projection = derive(person_from_contact(contact), [], s)
-    ContactFacts.objects.create(contact=contact, **projection.facts, fold=Fold(s).dump())
+    statements.insert(ContactFacts(contact=contact, **projection.facts, fold=Fold(s).dump()))
     return projection
 
 
@@ -324,15 +324,52 @@ def projection_append(
         after = fold.projection(person)
     except Unfoldable:
         return projection_refresh(contact, s)
-    ContactFacts.objects.filter(contact=contact).update(**after.facts, fold=fold.dump())
+    statements.update(ContactFacts, {"contact": contact.pk}, **after.facts, fold=fold.dump())
     for name, model in _ROWS:
         rows = getattr(after, name)
         if rows == getattr(before, name):
             continue
-        if getattr(before, name):
-            model.objects.filter(contact=contact).delete()
-        model.objects.bulk_create([model(contact=contact, **row) for row in rows])
+        _rows_change(contact, name, model, getattr(before, name), rows)
     return after
+
+
+# The projection tables whose rows have a key per contact: an append changes only the rows that
+# changed (a box ticked on the page: one row of 60), the others stay as they are.
+_ROW_KEYS = {"channel_states": ("channel",), "consent_states": ("topic", "channel")}
+
+
+def _rows_change(
+    contact: Contact,
+    name: str,
+    model: Any,
+    before: list[dict[str, Any]],
+    after: list[dict[str, Any]],
+) -> None:
+    """Rewrite one projection table of ``contact`` from ``before`` (its stored rows) to
+    ``after``: the rows that differ, by key where the table has one, else all of them."""
+    keys = _ROW_KEYS.get(name)
+    if keys is None:
+        if before:
+            model.objects.filter(contact=contact).delete()
+        model.objects.bulk_create([model(contact=contact, **row) for row in after])
+        return
+    old = {tuple(row[k] for k in keys): row for row in before}
+    new = {tuple(row[k] for k in keys): row for row in after}
+    for key in old.keys() - new.keys():
+        model.objects.filter(contact=contact, **dict(zip(keys, key, strict=True))).delete()
+    for key, row in new.items():
+        was = old.get(key)
+        if was is None:
+            continue
+        changed = {field: value for field, value in row.items() if was.get(field) != value}
+        if changed:
+            match = {"contact": contact.pk, **dict(zip(keys, key, strict=True))}
+            statements.update(model, match, **changed)
+    added = [model(contact=contact, **row) for key, row in new.items() if key not in old]
+    if len(added) == 1:  # a box ticked for the first time: one row, by a statement built once
+        statements.insert(added[0])
+    elif added:
+        model.objects.bulk_create(added)
 
 
 FACT_FIELDS = [f.name for f in ContactFacts._meta.concrete_fields if not f.primary_key]

@@ -8,7 +8,7 @@ set-based audience query (``consents.audience``) only has to compare stored fact
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -530,148 +530,205 @@ def decide(
     ``retired_topics``: topics the company no longer sends (inactive); a marketing message on one
     is denied ``TOPIC_RETIRED`` after step 5, whatever the person chose (docs/rules.md).
     """
-    check_message(message)
-    s = settings or RuleSettings()
-    catalog = catalog or {}
-    h = ordered(history, now)
-    channel, purpose, topic = message.channel, message.purpose, message.topic
-    facts: dict[str, Any] = {}
+    return Decider(
+        person,
+        history,
+        now,
+        catalog=catalog,
+        settings=settings,
+        retired_topics=retired_topics,
+    ).decide(message)
 
-    def allow(reason: str, step: str) -> Decision:
-        return Decision(True, reason, step, facts)
 
-    def deny(reason: str, step: str) -> Decision:
-        return Decision(False, reason, step, facts)
+class Decider:
+    """``decide`` for several messages to one person as of one instant (the preference page asks
+    once per box): what does not depend on the message (the history in time order, the retention
+    expiry, a channel's pause, the purchases and contracts, a topic's state on a channel) is
+    worked out once, when first needed. Each answer is the one ``decide`` gives."""
 
-    # 1. An address for the channel.
-    if address_for(person, channel) is None:
-        return deny(Reason.NO_ADDRESS, "1")
+    def __init__(
+        self,
+        person: Person,
+        history: Iterable[Fact],
+        now: datetime,
+        *,
+        catalog: Mapping[str, str] | None = None,
+        settings: RuleSettings | None = None,
+        retired_topics: frozenset[str] = frozenset(),
+    ) -> None:
+        self.person, self.now = person, now
+        self.s = settings or RuleSettings()
+        self.catalog = catalog or {}
+        self.retired_topics = retired_topics
+        self.h = ordered(history, now)
+        self._known: dict[Any, Any] = {}
 
-    # 2. Retention: every purpose, service and repermission included.
-    expiry = retention_expiry(person, h, s)
-    facts["expires_at"] = expiry
-    if expiry is not None and now >= expiry:
-        return deny(Reason.RETENTION_EXPIRED, "2")
+    def on(self, channel: str) -> list[Fact]:
+        """The events that name ``channel`` or every channel, in order: all that ``pair_state``
+        reads for a pair on that channel (a long history of one box leaves the others short)."""
+        return self._once(
+            ("on", channel), lambda: [e for e in self.h if e.channel in (channel, ANY)]
+        )
 
-    # 3. Undeliverable email.
-    if channel == Channel.EMAIL and is_undeliverable(h):
-        return deny(Reason.UNDELIVERABLE, "3")
+    def _once(self, key: Any, compute: Callable[[], Any]) -> Any:
+        if key not in self._known:
+            self._known[key] = compute()
+        return self._known[key]
 
-    # 4. Repermission: one neutral ask, near the end of retention.
-    if purpose == Purpose.REPERMISSION:
-        if channel == Channel.PHONE:
-            return deny(Reason.NO_CONSENT, "4")
-        if repermission_opted_out(h, channel, s):
-            return deny(Reason.OPTED_OUT, "4")
-        if not has_marketing_basis(person, h, channel, s):
-            return deny(Reason.NO_CONSENT, "4")
-        asked = repermission_asked(h)
-        facts["repermission_asked"] = asked
-        if expiry is not None and now >= expiry - s.repermission_window and not asked:
-            return allow(Reason.REPERMISSION, "4")
-        return deny(Reason.REPERMISSION_NOT_DUE, "4")
+    def decide(self, message: Message) -> Decision:
+        check_message(message)
+        person, h, now, s, catalog, once = (
+            self.person,
+            self.h,
+            self.now,
+            self.s,
+            self.catalog,
+            self._once,
+        )
+        channel, purpose, topic = message.channel, message.purpose, message.topic
+        facts: dict[str, Any] = {}
 
-    # 5. Service messages; one that contains a promotion is a promotion.
-    if purpose == Purpose.SERVICE:
-        if not message.contains_promotion:
-            return allow(Reason.SERVICE, "5")
-        purpose = Purpose.PROMOTION
+        def allow(reason: str, step: str) -> Decision:
+            return Decision(True, reason, step, facts)
 
-    # Assent's own rule: a retired topic is sent to nobody (the page no longer shows it, so the
-    # person could not change their mind about it).
-    if topic in retired_topics:
-        return deny(Reason.TOPIC_RETIRED, "retired")
+        def deny(reason: str, step: str) -> Decision:
+            return Decision(False, reason, step, facts)
 
-    # 6. Opted out, with one exception: the call the person asked for.
-    pair = pair_state(h, topic, channel, s)
-    automated_call = channel == Channel.PHONE and message.automated
-    if pair.opt_out is not None:
-        facts["opt_out_seq"] = pair.opt_out.seq
-        callback = latest_callback(h)
-        if not (
-            channel == Channel.PHONE
-            and purpose == Purpose.PROMOTION
-            and not automated_call
-            and callback is not None
-            and later(callback, pair.opt_out)
-            and now - callback.at <= s.callback_validity
-        ):
-            return deny(Reason.OPTED_OUT, "6")
-        facts["callback_seq"] = callback.seq
-        until = pause_until(h, channel)
+        # 1. An address for the channel.
+        if address_for(person, channel) is None:
+            return deny(Reason.NO_ADDRESS, "1")
+
+        # 2. Retention: every purpose, service and repermission included.
+        expiry = once("expiry", lambda: retention_expiry(person, h, s))
+        facts["expires_at"] = expiry
+        if expiry is not None and now >= expiry:
+            return deny(Reason.RETENTION_EXPIRED, "2")
+
+        # 3. Undeliverable email.
+        if channel == Channel.EMAIL and once("undeliverable", lambda: is_undeliverable(h)):
+            return deny(Reason.UNDELIVERABLE, "3")
+
+        # 4. Repermission: one neutral ask, near the end of retention.
+        if purpose == Purpose.REPERMISSION:
+            if channel == Channel.PHONE:
+                return deny(Reason.NO_CONSENT, "4")
+            if repermission_opted_out(h, channel, s):
+                return deny(Reason.OPTED_OUT, "4")
+            if not has_marketing_basis(person, h, channel, s):
+                return deny(Reason.NO_CONSENT, "4")
+            asked = repermission_asked(h)
+            facts["repermission_asked"] = asked
+            if expiry is not None and now >= expiry - s.repermission_window and not asked:
+                return allow(Reason.REPERMISSION, "4")
+            return deny(Reason.REPERMISSION_NOT_DUE, "4")
+
+        # 5. Service messages; one that contains a promotion is a promotion.
+        if purpose == Purpose.SERVICE:
+            if not message.contains_promotion:
+                return allow(Reason.SERVICE, "5")
+            purpose = Purpose.PROMOTION
+
+        # Assent's own rule: a retired topic is sent to nobody (the page no longer shows it, so the
+        # person could not change their mind about it).
+        if topic in self.retired_topics:
+            return deny(Reason.TOPIC_RETIRED, "retired")
+
+        # 6. Opted out, with one exception: the call the person asked for.
+        pair = once(
+            ("pair", topic, channel), lambda: pair_state(self.on(channel), topic, channel, s)
+        )
+        automated_call = channel == Channel.PHONE and message.automated
+        if pair.opt_out is not None:
+            facts["opt_out_seq"] = pair.opt_out.seq
+            callback = once("callback", lambda: latest_callback(h))
+            if not (
+                channel == Channel.PHONE
+                and purpose == Purpose.PROMOTION
+                and not automated_call
+                and callback is not None
+                and later(callback, pair.opt_out)
+                and now - callback.at <= s.callback_validity
+            ):
+                return deny(Reason.OPTED_OUT, "6")
+            facts["callback_seq"] = callback.seq
+            until = once(("pause", channel), lambda: pause_until(h, channel))
+            if until is not None and until > now:
+                facts["pause_until"] = until
+                return deny(Reason.PAUSED, "7")
+            return allow(Reason.CALLBACK_REQUESTED, "6")
+
+        # 7. Paused: the latest pause on the channel or on every channel.
+        until = once(("pause", channel), lambda: pause_until(h, channel))
         if until is not None and until > now:
             facts["pause_until"] = until
             return deny(Reason.PAUSED, "7")
-        return allow(Reason.CALLBACK_REQUESTED, "6")
 
-    # 7. Paused: the latest pause on the channel or on every channel.
-    until = pause_until(h, channel)
-    if until is not None and until > now:
-        facts["pause_until"] = until
-        return deny(Reason.PAUSED, "7")
+        # 8. Valid consent; an automated call needs consent to automated calls.
+        consent = pair.automated_consent if automated_call else pair.consent
+        if consent is not None:
+            facts["opt_in_seq"] = consent.seq
+            return allow(Reason.OPT_IN, "8")
 
-    # 8. Valid consent; an automated call needs consent to automated calls.
-    consent = pair.automated_consent if automated_call else pair.consent
-    if consent is not None:
-        facts["opt_in_seq"] = consent.seq
-        return allow(Reason.OPT_IN, "8")
+        # 9. The paths that need no consent, in order.
+        informed = person.informed_at_collection
+        professional = person.kind == ContactKind.PROFESSIONAL
+        consumer = not professional
+        family = family_of(message.category, catalog)
+        if professional and channel == Channel.EMAIL and is_generic_address(person.email, s):
+            return allow(Reason.GENERIC_ADDRESS, "9.1")
+        if channel == Channel.POSTAL and informed:
+            return allow(Reason.LEGITIMATE_INTEREST, "9.2")
+        if (
+            professional
+            and not automated_call
+            and informed
+            and person.profession
+            and person.profession in message.professions
+        ):
+            return allow(Reason.B2B_PROFESSIONAL, "9.3")
+        if channel == Channel.PHONE and purpose == Purpose.PROMOTION and not automated_call:
+            if consumer:
+                for contract in once("contracts", lambda: active_contracts(h)):
+                    if family is not None and family_of(contract.category, catalog) == family:
+                        facts["contract_seq"] = contract.seq
+                        return allow(Reason.CONTRACT_IN_PROGRESS, "9.4")
+            callback = once("callback", lambda: latest_callback(h))
+            if callback is not None and now - callback.at <= s.callback_validity:
+                facts["callback_seq"] = callback.seq
+                return allow(Reason.CALLBACK_REQUESTED, "9.4")
+        customer = once("customer", lambda: is_customer(h))
+        facts["customer"] = customer
+        soft_path = (
+            consumer and channel in (Channel.EMAIL, Channel.SMS) and purpose == Purpose.PROMOTION
+        )
+        analogous = family is not None and family in once(
+            "families", lambda: bought_families(h, catalog)
+        )
+        if soft_path and customer and informed and analogous:
+            return allow(Reason.SOFT_OPT_IN, "9.5")
+        cart_path = (
+            consumer
+            and channel in (Channel.EMAIL, Channel.SMS)
+            and purpose == Purpose.CART_ABANDONMENT
+        )
+        bought_product = bool(message.product) and any(
+            e.type == EventType.PURCHASE and e.product == message.product for e in h
+        )
+        if cart_path and bought_product and informed:
+            return allow(Reason.ALREADY_BOUGHT_PRODUCT, "9.6")
 
-    # 9. The paths that need no consent, in order.
-    informed = person.informed_at_collection
-    professional = person.kind == ContactKind.PROFESSIONAL
-    consumer = not professional
-    family = family_of(message.category, catalog)
-    if professional and channel == Channel.EMAIL and is_generic_address(person.email, s):
-        return allow(Reason.GENERIC_ADDRESS, "9.1")
-    if channel == Channel.POSTAL and informed:
-        return allow(Reason.LEGITIMATE_INTEREST, "9.2")
-    if (
-        professional
-        and not automated_call
-        and informed
-        and person.profession
-        and person.profession in message.professions
-    ):
-        return allow(Reason.B2B_PROFESSIONAL, "9.3")
-    if channel == Channel.PHONE and purpose == Purpose.PROMOTION and not automated_call:
-        if consumer:
-            for contract in active_contracts(h):
-                if family is not None and family_of(contract.category, catalog) == family:
-                    facts["contract_seq"] = contract.seq
-                    return allow(Reason.CONTRACT_IN_PROGRESS, "9.4")
-        callback = latest_callback(h)
-        if callback is not None and now - callback.at <= s.callback_validity:
-            facts["callback_seq"] = callback.seq
-            return allow(Reason.CALLBACK_REQUESTED, "9.4")
-    customer = is_customer(h)
-    facts["customer"] = customer
-    soft_path = (
-        consumer and channel in (Channel.EMAIL, Channel.SMS) and purpose == Purpose.PROMOTION
-    )
-    analogous = family is not None and family in bought_families(h, catalog)
-    if soft_path and customer and informed and analogous:
-        return allow(Reason.SOFT_OPT_IN, "9.5")
-    cart_path = (
-        consumer and channel in (Channel.EMAIL, Channel.SMS) and purpose == Purpose.CART_ABANDONMENT
-    )
-    bought_product = bool(message.product) and any(
-        e.type == EventType.PURCHASE and e.product == message.product for e in h
-    )
-    if cart_path and bought_product and informed:
-        return allow(Reason.ALREADY_BOUGHT_PRODUCT, "9.6")
-
-    # 10. Denied, with the first reason that fits.
-    if pair.blocker is not None:
-        return deny(pair.blocker, "10")
-    if not informed and (
-        channel == Channel.POSTAL
-        or (professional and not automated_call)
-        or (soft_path and customer)
-        or (cart_path and bought_product)
-    ):
-        return deny(Reason.NOT_INFORMED, "10")
-    if professional and informed and not automated_call:
-        return deny(Reason.NOT_PROFESSIONAL_RELEVANT, "10")
-    if soft_path and customer and informed:
-        return deny(Reason.NOT_ANALOGOUS, "10")
-    return deny(Reason.NO_CONSENT, "10")
+        # 10. Denied, with the first reason that fits.
+        if pair.blocker is not None:
+            return deny(pair.blocker, "10")
+        if not informed and (
+            channel == Channel.POSTAL
+            or (professional and not automated_call)
+            or (soft_path and customer)
+            or (cart_path and bought_product)
+        ):
+            return deny(Reason.NOT_INFORMED, "10")
+        if professional and informed and not automated_call:
+            return deny(Reason.NOT_PROFESSIONAL_RELEVANT, "10")
+        if soft_path and customer and informed:
+            return deny(Reason.NOT_ANALOGOUS, "10")
+        return deny(Reason.NO_CONSENT, "10")

@@ -62,6 +62,11 @@ REQUIRED_DATA: dict[str, tuple[str, ...]] = {
     EventType.CONTRACT_END: ("contract",),
 }
 LOCALES = ("fr", "en")
+# The choices of the vocabulary's enumerations, spelt once (``.values`` builds a new list each
+# time it is read: once per fact, on an import of a million rows).
+_DOI_VALUES = tuple(Doi.values)
+_INTERACTION_KINDS = tuple(InteractionKind.values)
+_CONTACT_KINDS = tuple(ContactKind.values)
 
 
 def latest_instant() -> datetime:
@@ -134,7 +139,7 @@ def offered(
 
 
 def doi(value: Any) -> None:
-    choice("doi", value, tuple(Doi.values))
+    choice("doi", value, _DOI_VALUES)
 
 
 def automated(on: str, value: bool) -> None:
@@ -161,11 +166,11 @@ def data(kind: str, values: Mapping[str, Any]) -> None:
     for name in REQUIRED_DATA.get(kind, ()):
         required(name, values.get(name))
     if kind == EventType.INTERACTION:
-        choice("kind", values.get("kind"), tuple(InteractionKind.values))
+        choice("kind", values.get("kind"), _INTERACTION_KINDS)
 
 
 def contact(*, kind: str, locale: str, collected_at: Any, latest: datetime | None = None) -> None:
-    choice("kind", kind, tuple(ContactKind.values))
+    choice("kind", kind, _CONTACT_KINDS)
     choice("locale", locale, LOCALES)
     instant("collected_at", collected_at, latest=latest)
 

@@ -130,6 +130,8 @@ class _Bases:
         # Asked without the pauses, which the page shows on their own.
         self.h = [f for f in h if f.type != EventType.PAUSE]
         self.person, self.now, self.s = person, now, s
+        # What the answers share (the history in order, the retention expiry...) worked out once.
+        self.decider = rules.Decider(person, self.h, now, settings=s)
         self.own = {f.topic for f in self.h if f.topic and f.topic != ANY}
         # A topic names no product category: for a customer, ask once per category bought,
         # since the soft opt-in only covers analogous products.
@@ -153,7 +155,7 @@ class _Bases:
             message = rules.Message(
                 channel=channel, purpose=topic.purpose, topic=topic.slug, category=category
             )
-            decision = rules.decide(self.person, self.h, message, self.now, settings=self.s)
+            decision = self.decider.decide(message)
             if decision.allowed:
                 return None if decision.reason == Reason.OPT_IN else decision.reason
             if decision.reason not in (Reason.NOT_ANALOGOUS, Reason.NO_CONSENT):
@@ -425,6 +427,7 @@ def preferences_save(
                 doi=Doi.PENDING if needs_confirmation else Doi.NONE,
                 frequency=frequency if frequency in view.topic.frequencies else "",
                 occurred_at=now,
+                lock_held=True,  # ``_lock`` above
             )
             granted_topics.add(slug)
             if needs_confirmation:
@@ -434,7 +437,11 @@ def preferences_save(
                 changes.append(Change(ChangeKind.SUBSCRIBED, slug, channel))
         else:
             services.consent_withdraw(
-                contact=locked, topic=slug, channel=channel, proof=request.proof()
+                contact=locked,
+                topic=slug,
+                channel=channel,
+                proof=request.proof(),
+                lock_held=True,
             )
             changes.append(Change(ChangeKind.UNSUBSCRIBED, slug, channel))
 
@@ -465,6 +472,7 @@ def preferences_save(
             frequency=frequency,
             renewal=True,  # the same subscription, at another pace: no new subscriber
             occurred_at=now,
+            lock_held=True,
         )
         changes.append(Change(ChangeKind.FREQUENCY, slug, frequency=frequency))
 

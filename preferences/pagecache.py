@@ -284,9 +284,7 @@ def forget(contact_pk: int) -> None:
 # --- Signal receivers, connected in ``PreferencesConfig.ready`` --------------------------------
 
 
-def contact_changed(
-    sender: type, instance: Contact, created: bool = False, **kwargs: object
-) -> None:
-    if created:
-        return  # no session has been shown the page of a contact just created (a sign-up)
+def contact_changed(sender: type, instance: Contact, **kwargs: object) -> None:
+    if kwargs.get("created"):
+        return  # a new contact has no page yet (and no session was ever shown one)
     forget(instance.pk)

@@ -54,6 +54,8 @@ def allow(scope: str, key: str, *, limit: int, window_seconds: int) -> bool:
 
 
 def _shared_count(cache_key: str, window_seconds: int) -> int:
+    if hasattr(cache, "hit"):  # Redis (``config.cache``): one round trip
+        return cache.hit(cache_key, window_seconds)
     cache.add(cache_key, 0, timeout=window_seconds)
     try:
         return cache.incr(cache_key)

@@ -13,9 +13,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 
-from consents import catalogue, clock, links, rules, services
+from consents import catalogue, clock, links, rules, services, statements
 from consents.models import (
     ConsentState,
     Contact,
@@ -105,12 +105,20 @@ def validate_choices(
 
 
 def _recent_emails(address: str) -> int:
+    """The sign-up emails sent to ``address`` in the last day (every sign-up asks: a statement
+    built once, on the outbox's ``UPPER("to")`` index)."""
     since = clock.now() - timedelta(hours=24)
-    return Outbox.objects.filter(
-        to__iexact=address,
-        template__in=(CONFIRM_TEMPLATE, ALREADY_TEMPLATE),
-        created_at__gte=since,
-    ).count()
+    created_at = Outbox._meta.get_field("created_at")
+    return statements.value(
+        f'SELECT COUNT(*) FROM {Outbox._meta.db_table} WHERE UPPER("to") = UPPER(%s)'
+        " AND template IN (%s, %s) AND created_at >= %s",
+        [
+            address,
+            CONFIRM_TEMPLATE,
+            ALREADY_TEMPLATE,
+            created_at.get_db_prep_value(since, connection),
+        ],
+    )
 
 
 @transaction.atomic
@@ -258,15 +266,17 @@ def signup_pending_create(
     of another contact than ``contact`` (see ``signup_submit``'s ``elsewhere``).
     """
     assert contact.email, "a double opt-in confirms an email address"
-    signup = PendingSignup.objects.create(
-        contact=contact,
-        choices=choices,
-        first_name=first_name.strip()[:150],
-        phone=phone,
-        locale=language,
-        source=source[:100],
-        created_at=now,
-        expires_at=now + settings.DOI_CONFIRM_TTL,
+    signup = statements.insert(
+        PendingSignup(
+            contact=contact,
+            choices=choices,
+            first_name=first_name.strip()[:150],
+            phone=phone,
+            locale=language,
+            source=source[:100],
+            created_at=now,
+            expires_at=now + settings.DOI_CONFIRM_TTL,
+        )
     )
     by_slug = catalogue.snapshot().by_slug
     names = {

@@ -30,8 +30,10 @@ from consents.imports.jobs import import_execute, import_queue, import_store
 from consents.imports.presets import PRESETS
 from consents.imports.reading import ImportError_
 from consents.imports.reports import import_as_dict, unproven_contacts, write_report
+from consents.imports.shares import AUTO_LINES
 
 __all__ = [
+    "AUTO_LINES",
     "BATCH_ROWS",
     "PRESETS",
     "ImportError_",

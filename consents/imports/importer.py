@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Upper
 
 from consents import bulk, clock, services, webhooks_out
+from consents.imports import shares
 from consents.imports.presets import (
     MAPPERS,
     PRESETS,
@@ -65,11 +66,20 @@ class RowPlan:
     proven: bool = True
     suppressed: bool = False
     existing: bool = False
+    # The facts recorded, already in words (a plan made by a worker process of the import,
+    # which sends the words rather than the facts); None: spelt from ``recorded``.
+    described: list[str] | None = None
 
     @property
     def events(self) -> list[str]:
         """The facts recorded, in words (spelt only when someone reads them)."""
+        if self.described is not None:
+            return list(self.described)
         return [_describe(e) for e in self.recorded]
+
+    @property
+    def event_count(self) -> int:
+        return len(self.described) if self.described is not None else len(self.recorded)
 
 
 @dataclass
@@ -120,19 +130,25 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     batch_rows: int = BATCH_ROWS,
     import_run: ImportRun | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
 ) -> Summary:
     """Import ``path`` (or, with ``dry_run``, say what importing it would do: nothing is written).
 
     ``on_row`` receives every row's plan; ``progress`` (rows done, lines in the file).
-    ``workers`` > 1 (PostgreSQL, outside ``atomic``): each batch's new contacts are chained and
-    written by that many processes, each on its own connection, split by address (two never
-    create the same contact); each part of a batch then commits on its own."""
+    ``workers`` > 1 (PostgreSQL, outside ``atomic``): that many processes, each reading, mapping
+    and writing its own share of the file, split by address (``shares``: the same outcomes,
+    report and rows remembered as one process), each committing its batches on its own; for a
+    file that cannot be split so, each batch's new contacts are chained and written by that many
+    processes. ``None``: one process per CPU for a file of ``shares.AUTO_LINES`` lines or more
+    where processes can be started, else one."""
     if preset not in PRESETS:
         raise ImportError_(f"Unknown preset {preset!r}: one of {', '.join(PRESETS)}.")
     topics = topic_channels()
     check_topic(preset, topic, topics)
     sha256, lines = file_digest(path)
+    automatic = workers is None
+    if workers is None:
+        workers = shares.automatic(lines, dry_run=dry_run)
     now = clock.now()
     ctx = Context(preset=preset, topic=topic, sha256=sha256, locale=locale, now=now, topics=topics)
     summary = Summary(run=None, sha256=sha256)
@@ -156,7 +172,12 @@ def run(
         ctx, summary, dry_run=dry_run, webhooks=webhooks, on_row=on_row, workers=workers
     )
     try:
-        rows = read_rows(path)
+        if _run_in_shares(importer, path, dry_run, workers, batch_rows, progress, lines):
+            rows: Iterable[dict[str, str]] = ()
+        else:
+            if automatic:
+                importer.workers = 1  # a file that cannot be split: one process, as it was
+            rows = read_rows(path)
         first = True
         done = 0
         for batch in _numbered_batches(rows, batch_rows):
@@ -179,6 +200,43 @@ def run(
         import_run.status = ImportRun.Status.DONE
         _finish(import_run, summary)
     return summary
+
+
+def _run_in_shares(
+    importer: _Importer,
+    path: Path,
+    dry_run: bool,
+    workers: int,
+    batch_rows: int,
+    progress: Callable[[int, int], None] | None,
+    lines: int,
+) -> bool:
+    """``workers`` processes, each reading, mapping and writing its own share of the file
+    (``shares``), if the file splits; False if the import is to run here."""
+    if (
+        workers < 2
+        or dry_run
+        or connection.vendor != "postgresql"
+        or connection.in_atomic_block
+        or importer.summary.run is None
+    ):
+        return False
+    rows = shares.plan(path, importer.ctx.preset, workers)
+    if rows is None:
+        return False
+
+    def plan_of(*fields: Any) -> RowPlan:
+        row, outcome, status, email, reason, proven, suppressed, existing, described = fields
+        return RowPlan(
+            row=row, outcome=outcome, status=status, email=email, reason=reason,
+            proven=proven, suppressed=suppressed, existing=existing, described=described,
+        )  # fmt: skip
+
+    shares.run(
+        importer, path, rows=rows, batch_rows=batch_rows, make_plan=plan_of,
+        progress=progress, lines=lines,
+    )  # fmt: skip
+    return True
 
 
 def import_run_create(
@@ -249,8 +307,20 @@ class _Importer:
         # A dry run writes nothing: the keys and addresses it has seen, to plan repeats.
         self.seen_keys: dict[str, str] = {}
         self.seen_emails: set[str] = set()
+        # In a worker process of the import (``shares``): the plans of the batch, for the main
+        # process, with the step of ``batch`` that reported each (its order of reporting).
+        self.sink: list[tuple[Any, ...]] | None = None
+        self.phase = 0
 
     def _report(self, plan: RowPlan) -> None:
+        if self.sink is not None:  # a worker process: the main process reports
+            self.sink.append(
+                (
+                    self.phase, plan.row, plan.outcome, plan.status, plan.email, plan.reason,
+                    plan.proven, plan.suppressed, plan.existing, plan.events,
+                )
+            )  # fmt: skip
+            return
         counts = self.summary.counts
         counts["rows"] += 1
         counts[plan.outcome] += 1
@@ -261,7 +331,7 @@ class _Importer:
                 counts["unproven"] += 1
             if plan.suppressed:
                 counts["suppressed"] += 1
-            counts["events"] += len(plan.recorded)
+            counts["events"] += plan.event_count
             if not plan.existing:
                 counts["contacts_created"] += 1
         noted = plan.outcome != Outcome.RECORDED or not plan.proven or plan.suppressed
@@ -277,6 +347,7 @@ class _Importer:
             # DEBUG keeps the text of the last 9,000 queries, and each batch's look-ups name
             # thousands of keys: a million-row import would hold hundreds of megabytes of them.
             connection.queries_log.clear()
+        self.phase = 0
         mapped: list[tuple[int, Mapped]] = []
         for n, row in batch:
             try:
@@ -294,6 +365,7 @@ class _Importer:
         fresh: dict[str, list[tuple[int, Mapped]]] = {}  # new contacts, by address
         old: list[tuple[int, Mapped, Contact | None]] = []
         batch_keys: dict[str, str] = {}
+        self.phase = 1
         for n, m in mapped:
             key, content = keys[n], contents[n]
             before = known.get(key) or batch_keys.get(key) or self.seen_keys.get(key)
@@ -337,6 +409,7 @@ class _Importer:
             self.seen_emails.update(fresh)
         else:
             self._write(fresh, old, keys, contents, plans)
+        self.phase = 2
         for n in sorted(plans):
             self._report(plans[n])
 

@@ -33,6 +33,17 @@ def read_rows(path: Path) -> Iterator[dict[str, str]]:
     if path.suffix.lower() == ".xlsx":
         yield from _read_xlsx(path)
         return
+    records = csv_records(path)
+    header = next(records)
+    for values in records:
+        yield dict(zip(header, [v.strip() for v in values]))  # noqa: B905 - longer: cut
+
+
+def csv_records(path: Path) -> Iterator[list[str]]:
+    """A CSV file's stripped header, then each non-blank line's values as they are (not
+    stripped), at least as many as the header names: ``read_rows``' rows before they are dicts
+    (csv.DictReader's rows: a short row's missing values are "", a long row's extra ones dropped
+    by ``zip``, blank lines skipped)."""
     with path.open(encoding="utf-8-sig", newline="") as f:
         sample = f.readline()
         if not sample.strip():
@@ -41,16 +52,15 @@ def read_rows(path: Path) -> Iterator[dict[str, str]]:
         f.seek(0)
         reader = csv.reader(f, delimiter=delimiter)
         try:
-            # csv.DictReader's rows, keyed by the stripped header, values stripped: a short row's
-            # missing values are "", a long row's extra ones dropped, blank lines skipped.
             header = [name.strip() for name in next(reader, [])]
+            yield header
             width = len(header)
             for values in reader:
                 if not values:
                     continue
                 if len(values) < width:
                     values += [""] * (width - len(values))
-                yield dict(zip(header, [v.strip() for v in values]))  # noqa: B905 - longer: cut
+                yield values
         except (csv.Error, UnicodeDecodeError) as exc:
             raise ImportError_(
                 f"Line {reader.line_num}: the file is not readable CSV ({exc})."

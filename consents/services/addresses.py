@@ -16,9 +16,31 @@ _email_validator = EmailValidator()
 EMAIL_MAX_LENGTH = 254  # Contact.email, Outbox.to
 
 
+# An address whose normalised form is itself but for the domain's case, and that the validator
+# accepts: a dot-atom local part in ASCII and an ASCII host name of labels of 1 to 63 letters,
+# digits and inner hyphens, ending in a top-level domain of letters. Every address of this shape
+# is valid and its IDNA form is its lower-cased self, so most addresses skip the slower checks
+# (the same result: tests/consents/test_addresses.py compares both on many addresses).
+_PLAIN_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_PLAIN_EMAIL = re.compile(
+    r"([-!#$%&'*+/=?^_`{}|~0-9a-z]+(?:\.[-!#$%&'*+/=?^_`{}|~0-9a-z]+)*)"
+    rf"@((?:{_PLAIN_LABEL}\.)+[a-z]{{2,63}})",
+    re.ASCII | re.IGNORECASE,
+)
+
+
 def normalize_email(raw: str) -> str:
     """Trim, lower-case the domain (the local part is the mailbox owner's business)."""
     value = (raw or "").strip()
+    if len(value) <= EMAIL_MAX_LENGTH:
+        plain = _PLAIN_EMAIL.fullmatch(value)
+        if plain is not None:
+            return f"{plain[1]}@{plain[2].lower()}"
+    return _normalize_email_checked(value)
+
+
+def _normalize_email_checked(value: str) -> str:
+    """``normalize_email`` of a trimmed address, every check made."""
     if "@" not in value:
         raise ValidationError({"email": "Enter a valid email address."})
     local, domain = value.rsplit("@", 1)

@@ -23,7 +23,8 @@ def _topic(slug: str, *, wildcard: bool = False) -> Topic | None:
     return by_slug.get(slug)
 
 
-@transaction.atomic
+# No transaction of its own: the checks read only, and ``_append`` writes in the caller's
+# transaction (or in one of its own), without a savepoint per fact.
 def consent_grant(
     *,
     contact: Contact,
@@ -38,6 +39,7 @@ def consent_grant(
     renewal: bool = False,
     occurred_at: datetime | None = None,
     created_here: bool = False,
+    lock_held: bool = False,
 ) -> Event:
     """``opt_in``: the person said yes to this topic on this channel.
 
@@ -46,7 +48,8 @@ def consent_grant(
 
     ``renewal``: a yes again to what they already receive (a new frequency, the same consent
     re-confirmed under a new notice); the rules read it as any opt-in, the dashboards do not
-    count it as a new subscriber."""
+    count it as a new subscriber. ``lock_held``: the caller holds the contact's row lock in this
+    transaction (a save of several boxes), so the append does not take it again."""
     topic_obj = _topic(topic)
     validation.channel(channel)
     assert topic_obj is not None
@@ -76,6 +79,7 @@ def consent_grant(
         channel=channel,
         data=data,
         created_here=created_here,
+        lock_held=lock_held,
     )
 
 
@@ -104,14 +108,14 @@ def consent_confirm(
     )
 
 
-@transaction.atomic
-def consent_withdraw(
+def consent_withdraw(  # as ``consent_grant``: ``_append`` writes
     *,
     contact: Contact,
     topic: str,
     channel: str,
     proof: Proof,
     occurred_at: datetime | None = None,
+    lock_held: bool = False,
 ) -> Event:
     """``opt_out``: refusal, withdrawal, objection or unsubscribe; ``*`` is a wildcard."""
     _topic(topic, wildcard=True)
@@ -125,6 +129,7 @@ def consent_withdraw(
         proof=proof,
         topic=topic,
         channel=channel,
+        lock_held=lock_held,
     )
 
 

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext
 
-from consents import clock, links, validation
+from consents import clock, links, statements, validation
 from consents.models import Contact, Erasure, Event
 from consents.outbox import email_enqueue
 from consents.projections import projection_start
@@ -33,16 +33,50 @@ def contact_create(
     collected_at: datetime | None = None,
     informed_at_collection: bool = False,
     profession: str = "",
-    _looked_up: bool = False,
 ) -> Contact:
     collected_at = collected_at or clock.now()
     validation.contact(kind=kind, locale=locale, collected_at=collected_at)
     email = normalize_email(email) if email else None
+    if email and Contact.objects.filter(email__iexact=email).exists():
+        raise ValidationError({"email": _TAKEN})
+    contact = _contact_new(
+        email=email,
+        phone=phone,
+        kind=kind,
+        first_name=first_name,
+        postal_address=postal_address,
+        push_token=push_token,
+        locale=locale,
+        collected_at=collected_at,
+        informed_at_collection=informed_at_collection,
+        profession=profession,
+    )
+    if contact is None:
+        raise ValidationError({"email": _TAKEN})
+    return contact
+
+
+_TAKEN = "A contact with this email already exists."
+
+
+def _contact_new(
+    *,
+    email: str | None,
+    phone: str | None = None,
+    kind: str = ContactKind.CONSUMER,
+    first_name: str = "",
+    postal_address: str = "",
+    push_token: str = "",
+    locale: str = "fr",
+    collected_at: datetime | None = None,
+    informed_at_collection: bool = False,
+    profession: str = "",
+) -> Contact | None:
+    """A new contact with its projections, in the caller's transaction; None when a concurrent
+    transaction took the address first (``email`` is normalised; the unique index decides)."""
+    collected_at = collected_at or clock.now()
+    validation.contact(kind=kind, locale=locale, collected_at=collected_at)
     phone = normalize_phone(phone) if phone else ""
-    # (``_looked_up``: the caller has just looked for the address in this transaction; the
-    # unique index still refuses a concurrent creation.)
-    if email and not _looked_up and Contact.objects.filter(email__iexact=email).exists():
-        raise ValidationError({"email": "A contact with this email already exists."})
     try:
         # A savepoint: a concurrent creation of the same address fails alone, cleanly.
         with transaction.atomic():
@@ -58,28 +92,39 @@ def contact_create(
                 informed_at_collection=informed_at_collection,
                 profession=profession,
             )
-    except IntegrityError as exc:
-        raise ValidationError({"email": "A contact with this email already exists."}) from exc
+    except IntegrityError:
+        return None
     projection_start(contact)
     # Before any other fact: an address that opted out and was erased arrives opted out.
     suppression_record(contact=contact, email=email, phone=phone)
     return contact
 
 
-@transaction.atomic
 def contact_get_or_create(*, email: str, locale: str = "fr") -> tuple[Contact, bool]:
     """The contact with this address, created if new; safe against a concurrent creation."""
     address = normalize_email(email)
-    existing = Contact.objects.filter(email__iexact=address).first()
-    if existing is not None:
-        return existing, False
-    try:
-        return contact_create(email=address, locale=locale, _looked_up=True), True
-    except ValidationError:
-        existing = Contact.objects.filter(email__iexact=address).first()
-        if existing is None:
-            raise
-        return existing, False
+    collected_at = clock.now()
+    validation.contact(kind=ContactKind.CONSUMER, locale=locale, collected_at=collected_at)
+    # Checked first: inside the caller's transaction (a sign-up's) this takes no savepoint of its
+    # own, and what fails in it from here on undoes that whole transaction.
+    with transaction.atomic(savepoint=False):
+        existing = _contact_with_email(address)
+        if existing is not None:
+            return existing, False
+        contact = _contact_new(email=address, locale=locale, collected_at=collected_at)
+        if contact is not None:
+            return contact, True
+        existing = _contact_with_email(address)
+    if existing is None:
+        raise ValidationError({"email": _TAKEN})
+    return existing, False
+
+
+def _contact_with_email(address: str) -> Contact | None:
+    """``Contact.objects.filter(email__iexact=address).first()``, by the unique index's own
+    comparison (``UPPER``), read by a statement built once (every sign-up asks)."""
+    found = statements.select(Contact, "UPPER(email) = UPPER(%s)", [address], limit=1)
+    return found[0] if found else None
 
 
 def contact_find(*, email: str) -> Contact | None:

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max, QuerySet
 
-from consents import clock, webhooks_out
+from consents import clock, statements, webhooks_out
 from consents.models import (
     Contact,
     Erasure,
@@ -95,7 +95,12 @@ def suppression_record(
         wanted[suppression_digest("phone", phone)] = "phone"
     if not wanted:
         return []
-    listed = list(Suppression.objects.filter(digest__in=wanted).order_by("created_at", "pk"))
+    listed = statements.select(
+        Suppression,
+        f"digest IN ({', '.join(['%s'] * len(wanted))})",
+        list(wanted),
+        order_by="created_at, id",
+    )
     if not listed:
         return []
     now = clock.now()

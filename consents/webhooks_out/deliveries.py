@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
-from consents import clock, ledger
+from consents import catalogue, clock, ledger
 from consents.models import Contact, Event, Notice, WebhookDelivery, WebhookEndpoint
 from consents.vocab import ANY, METHODS_NEEDING_PROOF, Channel, Doi, EventType, Method
 from consents.webhooks_out.sending import queue_many
@@ -66,9 +66,11 @@ def kind_of(event: Event) -> str | None:
 
 
 def _endpoints_for(kind: str) -> list[WebhookEndpoint]:
+    """The active endpoints that want ``kind``, as the catalogue's snapshot holds them (read
+    once per process while no endpoint changes: every ledger event asks)."""
     return [
         endpoint
-        for endpoint in WebhookEndpoint.objects.filter(active=True)
+        for endpoint in catalogue.snapshot().endpoints
         if not endpoint.event_types or kind in endpoint.event_types
     ]
 
@@ -126,7 +128,7 @@ def event_recorded(*, event: Event, contact: Contact) -> list[WebhookDelivery]:
 def events_recorded(events: Iterable[tuple[Event, Contact]]) -> int:
     """``event_recorded`` for many events at once (an import that replays its webhooks)."""
     count = 0
-    endpoints = list(WebhookEndpoint.objects.filter(active=True))
+    endpoints = catalogue.snapshot().endpoints
     if not endpoints:
         return 0
     rows: list[WebhookDelivery] = []

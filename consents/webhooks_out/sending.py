@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from consents import clock
+from consents import catalogue, clock
 from consents.models import WebhookDelivery, WebhookEndpoint
 from consents.outbox import backoff
 from consents.webhooks_out.network import UnsafeAddress, check_url, post
@@ -156,6 +156,7 @@ def _gone(row: WebhookDelivery, latency: int) -> str:
     WebhookEndpoint.objects.filter(pk=row.endpoint_id).update(
         active=False, disabled_reason="The receiver answered 410 Gone."
     )
+    catalogue.changed()  # (``update`` sends no signal) no more deliveries for it
     logger.warning("webhook endpoint %s answered 410 Gone: switched off", row.endpoint_id)
     return WebhookDelivery.Status.FAILED.value
 

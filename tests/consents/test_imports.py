@@ -455,3 +455,317 @@ def test_workers_record_what_one_process_records(newsletter: Any) -> None:
                 for row in ConsentState.objects.filter(contact=contact).values()
             ),
         }, contact.email
+
+
+# --- Workers reading their own share of the file -------------------------------------------------
+
+MAILCHIMP_HEADER = (FILES / "mailchimp_subscribed.csv").read_text().splitlines()[0]
+
+
+def _mailchimp_file(path: Path, prefix: str, rows: int = 48) -> Path:
+    """A Mailchimp export: double and single opt-ins, with and without proof, a contact on two
+    rows, addresses refused, internationalised domains, rows keyed by their address, a line left
+    blank, a row dated in the future."""
+    lines = [MAILCHIMP_HEADER]
+    for i in range(rows):
+        email = f"{prefix}person.{i}@Example.FR"
+        optin, confirm = "2023-04-02 09:14:03", ""
+        if i % 7 == 3:
+            email = f"{prefix}person.{i - 1}@example.fr"  # the previous row's contact again
+            optin = "2023-05-02 09:14:03"
+        if i % 11 == 5:
+            email = f"{prefix}bad address {i}"
+        if i % 13 == 6:
+            email = f"{prefix}person.{i}@bücher.example"
+        if i % 17 == 8:
+            optin = "2099-01-01 00:00:00"  # in the future: refused
+        if i % 5 in (1, 4):
+            confirm = "2023-04-02 09:15:00"
+        ip = f"203.0.113.{i % 250 + 1}" if i % 3 else ""
+        euid = f"{prefix}{i:08x}" if i % 9 else ""  # some rows keyed by their address
+        leid = i if i % 9 else ""
+        lines.append(
+            f'"{email}",First{i},,,,2,"{optin}",{ip},"{confirm}",{ip},,,,,,,,'
+            f'"2024-05-01 09:00:00",{leid},{euid},,'
+        )
+        if i == 20:
+            lines.append("")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _ledger_of(prefix: str) -> dict[str, Any]:
+    """Each contact of the prefix (by address, the prefix left out): its events and projections."""
+    out: dict[str, Any] = {}
+    for contact in Contact.objects.filter(email__startswith=prefix):
+        events = list(
+            Event.objects.filter(contact=contact)
+            .order_by("seq")
+            .values_list("seq", "type", "topic", "channel", "occurred_at", "method", "data")
+        )
+        facts = ContactFacts.objects.filter(contact=contact).values().get()
+        for name in ("id", "contact_id"):
+            facts.pop(name, None)
+        consents = sorted(
+            (row.topic, row.channel, row.status)
+            for row in ConsentState.objects.filter(contact=contact)
+        )
+        channels = sorted(
+            tuple(sorted((k, v) for k, v in row.items() if k not in ("id", "contact_id")))
+            for row in ChannelState.objects.filter(contact=contact).values()
+        )
+        imported = sorted((r.row, r.proven) for r in ImportedRow.objects.filter(contact=contact))
+        key = contact.email.removeprefix(prefix)
+        out[key] = (contact.first_name, events, facts, consents, channels, imported)
+    return out
+
+
+def _plan_words(plan: imports.RowPlan, prefix: str) -> tuple[Any, ...]:
+    return (
+        plan.row, plan.outcome, plan.status, plan.email.removeprefix(prefix), plan.reason,
+        plan.proven, plan.suppressed, plan.existing,
+        [e.replace(prefix, "") for e in plan.events], plan.event_count,
+    )  # fmt: skip
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_workers_reading_their_own_share_record_what_one_process_records(
+    newsletter: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from consents.imports import shares
+
+    split = []
+    real_run = shares.run
+    monkeypatch.setattr(shares, "run", lambda *a, **k: split.append(1) or real_run(*a, **k))
+    results = {}
+    for prefix, workers in (("one-", 1), ("two-", 2), ("three-", 3)):
+        path = _mailchimp_file(tmp_path / f"{prefix}export.csv", prefix)
+        seen: list[imports.RowPlan] = []
+        progress: list[tuple[int, int]] = []
+        summary = imports.run(
+            path, preset="mailchimp", topic="newsletter", actor="staff:dpo", workers=workers,
+            batch_rows=10, on_row=seen.append, progress=lambda d, t, p=progress: p.append((d, t)),
+        )  # fmt: skip
+        assert summary.run is not None and summary.run.status == ImportRun.Status.DONE
+        issues = [{**i, "reason": i["reason"].replace(prefix, "")} for i in summary.run.report]
+        results[prefix] = (
+            dict(summary.counts),
+            issues,
+            [_plan_words(p, prefix) for p in seen],
+            progress,
+            _ledger_of(prefix),
+        )
+    assert len(split) == 2  # the two imports with workers took their shares
+    one = results["one-"]
+    assert one[0]["recorded"] > 30 and one[0]["refused"] >= 5 and one[0]["unproven"] >= 1
+    assert len(one[4]) == one[0]["contacts_created"]
+    for prefix in ("two-", "three-"):
+        for got, expected in zip(results[prefix], one, strict=True):
+            assert got == expected, prefix
+    out = io.StringIO()
+    call_command("verify_ledger", workers=1, stdout=out)
+    assert out.getvalue().startswith("OK:")
+    # Imported again with workers: nothing new, every row recognised.
+    again = imports.run(
+        tmp_path / "two-export.csv", preset="mailchimp", topic="newsletter", actor="staff:dpo",
+        workers=2, batch_rows=10,
+    )  # fmt: skip
+    assert again.counts["recorded"] == 0
+    assert again.counts["unchanged"] == one[0]["recorded"]
+
+
+def test_a_file_whose_key_spans_two_shares_is_not_split(tmp_path: Path) -> None:
+    from consents.imports import shares
+
+    path = tmp_path / "export.csv"
+    # Two addresses in different shares under one source id (EUID): one process records the
+    # first and reports the second; so such a file is imported by one process.
+    a, b = (
+        "a@example.com",
+        next(
+            f"b{i}@example.com"
+            for i in range(100)
+            if shares.share_of(f"b{i}@example.com", 2) != shares.share_of("a@example.com", 2)
+        ),
+    )
+    path.write_text(
+        "Email Address,OPTIN_TIME,EUID\n"
+        f"{a},2023-04-02 09:14:03,same\n{b},2023-04-02 09:14:03,same\n"
+    )
+    assert shares.plan(path, "mailchimp", 2) is None
+    # An EUID that is another row's address (its key when it has no EUID): not split either.
+    path.write_text(
+        f"Email Address,OPTIN_TIME,EUID\n{a},2023-04-02 09:14:03,\n{b},2023-04-02 09:14:03,{a}\n"
+    )
+    assert shares.plan(path, "mailchimp", 2) is None
+    path.write_text(
+        f"Email Address,OPTIN_TIME,EUID\n{a},2023-04-02 09:14:03,x\n"
+        f"{b},2023-04-02 09:14:03,y\n\n{a.upper()},2023-04-02 09:14:03,x\n"
+    )
+    assert shares.plan(path, "mailchimp", 2) == 3
+    path.write_text("email,source_id\na@example.com,a|b\n")
+    assert shares.plan(path, "assent", 2) is None
+    path.write_text("Name,OPTIN_TIME\nx,2023-04-02 09:14:03\n")
+    assert shares.plan(path, "mailchimp", 2) is None  # no address column: said by the importer
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_workers_on_a_file_that_cannot_be_split_record_what_one_process_records(
+    newsletter: Any, tmp_path: Path
+) -> None:
+    from consents.imports import shares
+
+    a = "a@example.com"
+    b = next(
+        f"b{i}@example.com"
+        for i in range(100)
+        if shares.share_of(f"b{i}@example.com", 2) != shares.share_of(a, 2)
+    )
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "Email Address,OPTIN_TIME,OPTIN_IP,EUID\n"
+        f"{a},2023-04-02 09:14:03,203.0.113.1,same\n{b},2023-04-02 09:14:03,203.0.113.2,same\n"
+    )
+    summary = imports.run(
+        path, preset="mailchimp", topic="newsletter", actor="staff:dpo", workers=2
+    )
+    assert summary.counts["recorded"] == 1 and summary.counts["conflict"] == 1
+    assert list(Contact.objects.values_list("email", flat=True)) == [a]
+
+
+def test_the_shares_are_the_rows_of_one_process_split_by_address(tmp_path: Path) -> None:
+    from consents.imports import shares
+    from consents.imports.importer import _numbered_batches
+    from consents.imports.reading import read_rows
+
+    path = _mailchimp_file(tmp_path / "export.csv", "x-", rows=60)
+    with path.open("a") as f:
+        f.write('short.row@example.com,Short\n\n"  Padded@Example.com ",Padded,,,,,x\n')
+    whole = list(_numbered_batches(read_rows(path), 7))
+    parts = [list(shares.own_batches(path, "mailchimp", s, 3, 7)) for s in range(3)]
+    for part in parts:
+        assert [number for number, _ in part] == list(range(len(whole)))
+    for number, batch in enumerate(whole):
+        merged = sorted(row for part in parts for row in part[number][1])
+        assert merged == batch
+    # A contact's rows are in one share, whatever the spelling of its domain.
+    for raw in ("Claire@Example.FR", "claire@example.fr", " Claire@EXAMPLE.fr\t"):
+        assert shares.share_of(raw, 7) == shares.share_of("Claire@example.fr", 7)
+    assert shares.share_of("x@bücher.example", 5) == shares.share_of("x@xn--bcher-kva.example", 5)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "claire@example.fr",
+        "Claire.Martin@Example.FR",
+        "  x@y.com ",
+        "x@bücher.example",
+        "X@BÜCHER.EXAMPLE",
+        "ß@straße.de",
+        "no-at-sign",
+        "a@b@c",
+        "\u0131@example.com",
+    ],
+)
+def test_the_address_key_is_the_normalised_address_upper_cased(raw: str) -> None:
+    from consents.imports import shares
+
+    try:
+        expected: str | None = services.normalize_email(raw).upper()
+    except ValidationError:
+        expected = None
+    key = shares.address_key(raw)
+    # An ASCII address the mapper refuses may have any key: its row is refused whatever share.
+    if expected is not None or not raw.strip().isascii():
+        assert key == expected
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_command_imports_a_large_file_with_one_process_per_cpu(
+    newsletter: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from consents.imports import shares
+
+    monkeypatch.setattr(shares, "AUTO_LINES", 10)  # "large"
+    monkeypatch.setattr(shares.os, "cpu_count", lambda: 2)
+    split: list[int] = []
+    real_run = shares.run
+    monkeypatch.setattr(
+        shares,
+        "run",
+        lambda importer, *a, **k: split.append(importer.workers) or real_run(importer, *a, **k),
+    )
+    path = _mailchimp_file(tmp_path / "export.csv", "auto-")
+    out = io.StringIO()
+    call_command(
+        "import_contacts", str(path), "--preset=mailchimp", "--topic=newsletter",
+        "--no-progress", stdout=out,
+    )  # fmt: skip
+    assert split == [2]
+    run = ImportRun.objects.get()
+    assert run.status == ImportRun.Status.DONE and run.counts["recorded"] > 30
+    assert ImportedRow.objects.count() == run.counts["recorded"]
+    # A small file: one process.
+    small = tmp_path / "small.csv"
+    small.write_text("\n".join(path.read_text().splitlines()[:5]) + "\n")
+    monkeypatch.setattr(shares, "AUTO_LINES", 100)
+    call_command(
+        "import_contacts", str(small), "--preset=mailchimp", "--topic=newsletter",
+        "--no-progress", stdout=io.StringIO(),
+    )  # fmt: skip
+    assert split == [2]
+
+
+def test_no_processes_are_started_where_they_cannot_be(newsletter: Any, monkeypatch: Any) -> None:
+    from consents.imports import shares
+
+    monkeypatch.setattr(shares.os, "cpu_count", lambda: 4)
+    # In a transaction (this test's), in a dry run, for a small file: one process.
+    assert shares.automatic(10**6, dry_run=False) == 1
+    assert shares.automatic(10**6, dry_run=True) == 1
+    assert shares.automatic(10, dry_run=False) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_that_fails_fails_the_import(
+    newsletter: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from consents import bulk
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise bulk.BulkError("contact #1, email: refused here")
+
+    monkeypatch.setattr(bulk, "load", refuse)  # in the worker processes too (forked)
+    path = _mailchimp_file(tmp_path / "export.csv", "fail-")
+    with pytest.raises(imports.ImportError_, match="refused here"):
+        imports.run(
+            path, preset="mailchimp", topic="newsletter", actor="staff:dpo", workers=2,
+            batch_rows=10,
+        )  # fmt: skip
+    run = ImportRun.objects.get()
+    assert run.status == ImportRun.Status.FAILED and "refused here" in run.error
+    assert Contact.objects.count() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_file_shorter_than_its_first_reading_fails_the_import(
+    newsletter: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from consents.imports import shares
+
+    real_plan = shares.plan
+    # As if the file had lost its last rows between the first reading and the workers'.
+    monkeypatch.setattr(shares, "plan", lambda *a: real_plan(*a) + 10)
+    path = _mailchimp_file(tmp_path / "export.csv", "short-")
+    with pytest.raises(imports.ImportError_, match="ended before its last batch"):
+        imports.run(
+            path, preset="mailchimp", topic="newsletter", actor="staff:dpo", workers=2,
+            batch_rows=10,
+        )  # fmt: skip
+    assert ImportRun.objects.get().status == ImportRun.Status.FAILED

@@ -25,7 +25,7 @@ def committed() -> None:
     catalogue._checked["version"] = None
 
 
-def test_a_sign_up_with_one_choice_runs_at_most_15_queries(client: Client) -> None:
+def test_a_sign_up_with_one_choice_runs_at_most_14_queries(client: Client) -> None:
     committed()
     client.get("/subscribe/")  # the catalogue and notices are read once per process
     with CaptureQueriesContext(connection) as ctx:
@@ -40,7 +40,12 @@ def test_a_sign_up_with_one_choice_runs_at_most_15_queries(client: Client) -> No
     sql = [
         q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))
     ]
-    assert len(sql) <= 15, "\n".join(sql)
+    assert len(sql) <= 14, "\n".join(sql)
+    # The sign-up's transaction (a savepoint here: the test runs in a transaction), and the
+    # contact's creation, which a concurrent creation of the same address may refuse alone. The
+    # services nested in the sign-up take none of their own (two round trips each).
+    savepoints = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith("SAVEPOINT")]
+    assert len(savepoints) <= 2, savepoints
 
 
 def test_the_form_page_reads_no_notice_one_by_one(client: Client) -> None:

@@ -43,9 +43,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--workers",
             type=int,
-            default=1,
-            help="Processes that chain and write each batch's new contacts (PostgreSQL), split "
-            "by address; each part of a batch commits on its own.",
+            default=None,
+            help="Processes that read, map and write their own share of the file (PostgreSQL), "
+            "split by address, each committing its batches on its own; the same outcomes and "
+            "report as one process. Default: one per CPU for a file of "
+            f"{imports.AUTO_LINES:,} lines or more, else 1.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
