@@ -5,6 +5,7 @@ itself, and what its forms do. Each action parses the form, calls one function o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -48,7 +49,11 @@ SESSION_GRANTED_AT = "preferences_granted_at"
 # The digest of the link that opened this session: it went to the address, so holding it proves
 # control of that mailbox (the evidence of a "yes" by email given on the page).
 SESSION_LINK_DIGEST = "preferences_link_digest"
-SESSION_FLASH = "preferences_saved"
+# What a save (or another action) says on the page it leads to: a cookie signed for this browser
+# session, read once. In the session itself it cost two writes of the session per save (the
+# message kept, then taken).
+FLASH_COOKIE = "assent_saved"
+FLASH_SECONDS = 120
 
 
 # --- The way into the preference center ---------------------------------------------------------
@@ -151,9 +156,13 @@ def preferences(request: HttpRequest) -> HttpResponse:
         if handler is None:
             return _preferences_page(request, contact, error=_("This action is not offered."))
         return handler(request, contact)
-    flash = request.session.pop(SESSION_FLASH, None)
-    if flash or not pagecache.enabled():
-        return _preferences_page(request, contact, flash=flash)
+    flash = _flash(request)
+    if flash is not None:
+        response = _preferences_page(request, contact, flash=flash)
+        response.delete_cookie(FLASH_COOKIE, path=reverse("preferences"), samesite="Lax")
+        return response
+    if FLASH_COOKIE in request.COOKIES or not pagecache.enabled():
+        return _preferences_page(request, contact)
     # Nothing to say about a save: the page drawn for the last read may still be the right one.
     language = page_language()
     found = pagecache.lookup(contact, language=language, entry=kept)
@@ -202,9 +211,37 @@ def _draw(request: HttpRequest, context: dict[str, Any], *, csrf_token: str) -> 
     return render_to_string("preferences/preferences.html", layout, request=request)
 
 
+def _flash_salt(request: HttpRequest) -> str:
+    return f"preferences.flash:{request.session.session_key or ''}"
+
+
+def _flash(request: HttpRequest) -> dict[str, Any] | None:
+    """The message an action left for this session's next page, if any (and still fresh)."""
+    if FLASH_COOKIE not in request.COOKIES:
+        return None
+    value = request.get_signed_cookie(
+        FLASH_COOKIE, default=None, salt=_flash_salt(request), max_age=FLASH_SECONDS
+    )
+    try:
+        flash = json.loads(value) if value else None
+    except ValueError:
+        return None
+    return flash if isinstance(flash, dict) else None
+
+
 def _done(request: HttpRequest, flash: dict[str, Any]) -> HttpResponse:
-    request.session[SESSION_FLASH] = flash
-    return redirect("preferences")
+    response = redirect("preferences")
+    response.set_signed_cookie(
+        FLASH_COOKIE,
+        json.dumps(flash, separators=(",", ":")),
+        salt=_flash_salt(request),
+        max_age=FLASH_SECONDS,
+        path=reverse("preferences"),
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
 
 
 def _save(request: HttpRequest, contact: Contact) -> HttpResponse:

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from consents import services
 from consents.models import Contact
-from tests.preferences.center_fixtures import open_session
+from tests.preferences.center_fixtures import form_state, open_session
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("pages")]
 
@@ -59,3 +59,40 @@ def test_a_drawing_reads_the_contact_its_states_and_its_history(
     assert response.status_code == 200
     session = 0 if settings.SESSION_ENGINE.endswith("cached_db") else 1
     assert len(captured) == 3 + session, [q["sql"][:80] for q in captured]
+
+
+def test_a_save_leaves_its_message_without_writing_the_session(
+    make_topic: Any, make_contact: Any
+) -> None:
+    """The message of a save goes to the next page in a cookie signed for this session, shown
+    once: neither the save nor the page that shows it writes the session."""
+    person = person_with_topics(make_topic, make_contact, 2, "flash")
+    client = Client()
+    open_session(client, person)
+    page = client.get("/preferences/").content.decode()
+    data = form_state(page)
+    data["on"] = [v for v in data["on"] if v != "flash-0:email"]
+    with CaptureQueriesContext(connection) as saving:
+        response = client.post("/preferences/", data)
+    assert response.status_code == 302
+    assert not [
+        q["sql"]
+        for q in saving.captured_queries
+        if "django_session" in q["sql"] and not q["sql"].startswith("SELECT")
+    ]
+    with CaptureQueriesContext(connection) as showing:
+        shown = client.get("/preferences/").content.decode()
+    assert 'id="saved"' in shown
+    assert not [
+        q["sql"]
+        for q in showing.captured_queries
+        if "django_session" in q["sql"] and not q["sql"].startswith("SELECT")
+    ]
+    assert 'id="saved"' not in client.get("/preferences/").content.decode()  # once
+    # Signed for this session: another browser session cannot show it.
+    other = Client()
+    open_session(other, person)
+    other.cookies["assent_saved"] = (
+        client.cookies.get("assent_saved") or response.cookies["assent_saved"].value
+    )
+    assert 'id="saved"' not in other.get("/preferences/").content.decode()
