@@ -9,7 +9,8 @@ instead, for their own tables only: the values are prepared exactly as the ORM p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.db import connection
@@ -79,7 +80,65 @@ def update(model: type[Model], where: Mapping[str, Any], **values: Any) -> int:
         return cursor.rowcount
 
 
-_SELECTS: dict[tuple[str, type[Model], str, str, int | None], tuple[str, list[Any], list[str]]] = {}
+# (column index, column expression, converter functions): what the ORM applies to a row it reads.
+Converters = list[tuple[int, Any, list[Any]]]
+
+
+def converters_for(expressions: list[Any]) -> Converters:
+    """The ORM's converters of these columns (the backend's, then the field's), where any."""
+    found = []
+    for i, expression in enumerate(expressions):
+        functions = connection.ops.get_db_converters(expression) + expression.get_db_converters(
+            connection
+        )
+        if functions:
+            found.append((i, expression, functions))
+    return found
+
+
+def converted(rows: Iterable[Sequence[Any]], converters: Converters) -> list[list[Any]]:
+    """Rows read on a cursor, their values converted as the ORM converts them."""
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, expression, functions in converters:
+            for convert in functions:
+                values[i] = convert(values[i], expression, connection)
+        out.append(values)
+    return out
+
+
+@dataclass(frozen=True)
+class Read:
+    """A read's SQL, the parameters it was built with, and its columns' converters."""
+
+    sql: str
+    params: list[Any]
+    converters: Converters
+
+
+def spelt(queryset: Any) -> Read:
+    """A queryset spelt into SQL once, to run again with other parameters (``rows``). Build it
+    with placeholder values in exact lookups only: a lookup that transforms its value
+    (``iexact``, ``contains``) compiles the value into its parameter."""
+    compiler = queryset.query.get_compiler(using=queryset.db)
+    sql, params = compiler.as_sql()
+    converters = compiler.get_converters([column for column, _, _ in compiler.select])
+    return Read(
+        sql, list(params), [(i, column, functions) for i, (functions, column) in converters.items()]
+    )
+
+
+def rows(read: Read, params: list[Any]) -> list[list[Any]]:
+    """The rows of a spelt read with these parameters, converted as the ORM converts them."""
+    with connection.cursor() as cursor:
+        cursor.execute(read.sql, params)
+        return converted(cursor.fetchall(), read.converters)
+
+
+_SELECTS: dict[
+    tuple[str, type[Model], str, str, int | None], tuple[str, Converters, list[str]]
+] = {}
 
 
 def select(
@@ -99,24 +158,13 @@ def select(
         text += f" ORDER BY {order_by or _quote(meta.pk.column)}"
         if limit is not None:
             text += f" LIMIT {int(limit)}"
-        converters = []
-        for f in fields:
-            column = f.get_col(meta.db_table)
-            functions = connection.ops.get_db_converters(column) + f.get_db_converters(connection)
-            converters.append((column, functions))
+        converters = converters_for([f.get_col(meta.db_table) for f in fields])
         built = _SELECTS[key] = (text, converters, [f.attname for f in fields])
     text, converters, names = built
     with connection.cursor() as cursor:
         cursor.execute(text, params)
-        rows = cursor.fetchall()
-    found = []
-    for row in rows:
-        values = list(row)
-        for i, (column, functions) in enumerate(converters):
-            for convert in functions:
-                values[i] = convert(values[i], column, connection)
-        found.append(model.from_db(connection.alias, names, values))
-    return found
+        found = converted(cursor.fetchall(), converters)
+    return [model.from_db(connection.alias, names, values) for values in found]
 
 
 def value(text: str, params: list[Any]) -> Any:

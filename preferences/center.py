@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 
-from consents import catalogue, clock, rules, services
+from consents import catalogue, clock, rules, services, statements
 from consents.models import ConsentState, Contact, Event, Notice, Topic
 from consents.projections import fact_from_event, fact_from_row, person_from_contact
 from consents.vocab import ANY, Channel, Doi, EventType, Method, Reason
@@ -219,26 +219,15 @@ _QUERIES: dict[str, Callable[[], QuerySet[Any]]] = {
 
 
 @functools.cache
-def _spelt(name: str) -> tuple[str, list[tuple[int, list[Any], Any]]]:
-    queryset = _QUERIES[name]()
-    compiler = queryset.query.get_compiler(using=queryset.db)
-    sql, params = compiler.as_sql()
-    assert list(params) == [0], params  # the contact's id, and nothing else
-    converters = compiler.get_converters([column for column, _, _ in compiler.select])
-    return sql, [(i, functions, column) for i, (functions, column) in converters.items()]
+def _spelt(name: str) -> statements.Read:
+    read = statements.spelt(_QUERIES[name]())
+    assert read.params == [0], read.params  # the contact's id, and nothing else
+    return read
 
 
 def _rows(name: str, contact_id: int) -> list[list[Any]]:
     """The rows of one of ``_QUERIES`` for a contact, converted as the ORM converts them."""
-    sql, converters = _spelt(name)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [contact_id])
-        rows = [list(row) for row in cursor.fetchall()]
-    for row in rows:
-        for i, functions, column in converters:
-            for convert in functions:
-                row[i] = convert(row[i], column, connection)
-    return rows
+    return statements.rows(_spelt(name), [contact_id])
 
 
 def center_state(*, contact: Contact, language: str) -> CenterState:

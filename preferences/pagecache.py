@@ -40,7 +40,7 @@ from django.core.cache import DEFAULT_CACHE_ALIAS, cache
 from django.db import connection, transaction
 
 from config.cache import cache_down
-from consents import catalogue, clock
+from consents import catalogue, clock, statements
 from consents.models import Contact, ContactFacts
 from preferences.models import CenterSession
 
@@ -117,13 +117,10 @@ def contact_for_page(public_id: str) -> Contact | None:
     sql, attnames, converters = _contact_reader()
     with connection.cursor() as cursor:
         cursor.execute(sql, [public_id])
-        row = cursor.fetchone()
-    if row is None:
+        found = statements.converted(cursor.fetchall(), converters)
+    if not found:
         return None
-    values = list(row)
-    for i, expression, functions in converters:
-        for convert in functions:
-            values[i] = convert(values[i], expression, connection)
+    values = found[0]
     contact = Contact.from_db(connection.alias, attnames, values[:-1])
     contact.page_last_seq = values[-1]  # type: ignore[attr-defined]
     return contact
@@ -144,12 +141,7 @@ def _contact_reader() -> tuple[str, list[str], list[tuple[int, Any, list[Any]]]]
         f"LEFT JOIN {facts_table} f ON f.{facts_fk} = c.{contact_pk} "
         f"WHERE c.{qn('public_id')} = %s"
     )
-    converters = []
-    for i, f in enumerate(fields):
-        expression = f.get_col(Contact._meta.db_table)
-        functions = connection.ops.get_db_converters(expression) + f.get_db_converters(connection)
-        if functions:
-            converters.append((i, expression, functions))
+    converters = statements.converters_for([f.get_col(Contact._meta.db_table) for f in fields])
     return sql, [f.attname for f in fields], converters
 
 

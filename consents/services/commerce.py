@@ -1,11 +1,12 @@
-"""Commercial and delivery facts: purchases, contracts, interactions, bounces, address changes."""
+"""Commercial and delivery facts: purchases, contracts, interactions, bounces, address changes.
+
+As in ``consents.services.consents``: each service checks its fact, then ``_append`` writes it
+(its own transaction, or the caller's)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-
-from django.db import transaction
 
 from consents import ledger, validation
 from consents.models import Contact, Event
@@ -13,7 +14,6 @@ from consents.services.writing import Proof, _append
 from consents.vocab import Channel, EventType
 
 
-@transaction.atomic
 def purchase_record(
     *,
     contact: Contact,
@@ -33,7 +33,6 @@ def purchase_record(
     )
 
 
-@transaction.atomic
 def contract_start(
     *,
     contact: Contact,
@@ -52,7 +51,6 @@ def contract_start(
     )
 
 
-@transaction.atomic
 def contract_end(
     *,
     contact: Contact,
@@ -70,7 +68,6 @@ def contract_end(
     )
 
 
-@transaction.atomic
 def interaction_record(
     *,
     contact: Contact,
@@ -88,7 +85,6 @@ def interaction_record(
     )
 
 
-@transaction.atomic
 def bounce_record(
     *,
     contact: Contact,
@@ -108,7 +104,6 @@ def bounce_record(
     )
 
 
-@transaction.atomic
 def address_change_record(
     *,
     contact: Contact,

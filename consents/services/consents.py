@@ -1,5 +1,8 @@
 """Consent facts: a yes, its confirmation, a withdrawal, a complaint, a pause and its end, a
-callback request, a repermission asked."""
+callback request, a repermission asked.
+
+Each service checks its fact (reading only), then appends it: ``_append`` is the transaction,
+or joins the caller's without a savepoint of its own (a sign-up or a save records several)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
 from consents import catalogue, clock, ledger, validation
 from consents.models import Contact, Event, Topic
@@ -23,8 +25,6 @@ def _topic(slug: str, *, wildcard: bool = False) -> Topic | None:
     return by_slug.get(slug)
 
 
-# No transaction of its own: the checks read only, and ``_append`` writes in the caller's
-# transaction (or in one of its own), without a savepoint per fact.
 def consent_grant(
     *,
     contact: Contact,
@@ -83,7 +83,6 @@ def consent_grant(
     )
 
 
-@transaction.atomic
 def consent_confirm(
     *,
     contact: Contact,
@@ -108,7 +107,7 @@ def consent_confirm(
     )
 
 
-def consent_withdraw(  # as ``consent_grant``: ``_append`` writes
+def consent_withdraw(
     *,
     contact: Contact,
     topic: str,
@@ -133,7 +132,6 @@ def consent_withdraw(  # as ``consent_grant``: ``_append`` writes
     )
 
 
-@transaction.atomic
 def complaint_record(
     *,
     contact: Contact,
@@ -151,7 +149,6 @@ def complaint_record(
     )
 
 
-@transaction.atomic
 def marketing_pause(
     *,
     contact: Contact,
@@ -178,7 +175,6 @@ def marketing_pause(
     )
 
 
-@transaction.atomic
 def marketing_resume(
     *,
     contact: Contact,
@@ -204,7 +200,6 @@ def marketing_resume(
     )
 
 
-@transaction.atomic
 def callback_request(
     *,
     contact: Contact,
@@ -223,7 +218,6 @@ def callback_request(
     )
 
 
-@transaction.atomic
 def repermission_record(
     *,
     contact: Contact,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
@@ -37,13 +38,13 @@ def contact_create(
     collected_at = collected_at or clock.now()
     validation.contact(kind=kind, locale=locale, collected_at=collected_at)
     email = normalize_email(email) if email else None
-    if email and Contact.objects.filter(email__iexact=email).exists():
+    if email and _contact_with_email(email) is not None:
         raise ValidationError({"email": _TAKEN})
     contact = _contact_new(
         email=email,
-        phone=phone,
+        phone=normalize_phone(phone) if phone else "",
         kind=kind,
-        first_name=first_name,
+        first_name=first_name[:150],
         postal_address=postal_address,
         push_token=push_token,
         locale=locale,
@@ -59,44 +60,19 @@ def contact_create(
 _TAKEN = "A contact with this email already exists."
 
 
-def _contact_new(
-    *,
-    email: str | None,
-    phone: str | None = None,
-    kind: str = ContactKind.CONSUMER,
-    first_name: str = "",
-    postal_address: str = "",
-    push_token: str = "",
-    locale: str = "fr",
-    collected_at: datetime | None = None,
-    informed_at_collection: bool = False,
-    profession: str = "",
-) -> Contact | None:
-    """A new contact with its projections, in the caller's transaction; None when a concurrent
-    transaction took the address first (``email`` is normalised; the unique index decides)."""
-    collected_at = collected_at or clock.now()
-    validation.contact(kind=kind, locale=locale, collected_at=collected_at)
-    phone = normalize_phone(phone) if phone else ""
+def _contact_new(**fields: Any) -> Contact | None:
+    """A new contact from checked and normalised ``fields`` (``Contact``'s), with its
+    projections, in the caller's transaction; None when a concurrent transaction took the
+    address first (the unique index decides)."""
     try:
         # A savepoint: a concurrent creation of the same address fails alone, cleanly.
         with transaction.atomic():
-            contact = Contact.objects.create(
-                email=email,
-                phone=phone,
-                kind=kind,
-                first_name=first_name[:150],
-                postal_address=postal_address,
-                push_token=push_token,
-                locale=locale,
-                collected_at=collected_at,
-                informed_at_collection=informed_at_collection,
-                profession=profession,
-            )
+            contact = Contact.objects.create(**fields)
     except IntegrityError:
         return None
     projection_start(contact)
     # Before any other fact: an address that opted out and was erased arrives opted out.
-    suppression_record(contact=contact, email=email, phone=phone)
+    suppression_record(contact=contact, email=contact.email, phone=contact.phone)
     return contact
 
 
@@ -111,7 +87,9 @@ def contact_get_or_create(*, email: str, locale: str = "fr") -> tuple[Contact, b
         existing = _contact_with_email(address)
         if existing is not None:
             return existing, False
-        contact = _contact_new(email=address, locale=locale, collected_at=collected_at)
+        contact = _contact_new(
+            email=address, kind=ContactKind.CONSUMER, locale=locale, collected_at=collected_at
+        )
         if contact is not None:
             return contact, True
         existing = _contact_with_email(address)
