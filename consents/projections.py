@@ -338,6 +338,11 @@ def projection_append(
 _ROW_KEYS = {"channel_states": ("channel",), "consent_states": ("topic", "channel")}
 
 
+# Beyond this many rows changed, a table is rewritten whole (two statements): "leave everything"
+# changes every row at once.
+_ROWS_CHANGED_ONE_BY_ONE = 3
+
+
 def _rows_change(
     contact: Contact,
     name: str,
@@ -346,30 +351,27 @@ def _rows_change(
     after: list[dict[str, Any]],
 ) -> None:
     """Rewrite one projection table of ``contact`` from ``before`` (its stored rows) to
-    ``after``: the rows that differ, by key where the table has one, else all of them."""
+    ``after``: the few rows that differ, by key where the table has one, else all of them."""
     keys = _ROW_KEYS.get(name)
-    if keys is None:
-        if before:
-            model.objects.filter(contact=contact).delete()
-        model.objects.bulk_create([model(contact=contact, **row) for row in after])
-        return
-    old = {tuple(row[k] for k in keys): row for row in before}
-    new = {tuple(row[k] for k in keys): row for row in after}
-    for key in old.keys() - new.keys():
-        model.objects.filter(contact=contact, **dict(zip(keys, key, strict=True))).delete()
-    for key, row in new.items():
-        was = old.get(key)
-        if was is None:
-            continue
-        changed = {field: value for field, value in row.items() if was.get(field) != value}
-        if changed:
-            match = {"contact": contact.pk, **dict(zip(keys, key, strict=True))}
-            statements.update(model, match, **changed)
-    added = [model(contact=contact, **row) for key, row in new.items() if key not in old]
-    if len(added) == 1:  # a box ticked for the first time: one row, by a statement built once
-        statements.insert(added[0])
-    elif added:
-        model.objects.bulk_create(added)
+    if keys is not None:
+        old = {tuple(row[k] for k in keys): row for row in before}
+        new = {tuple(row[k] for k in keys): row for row in after}
+        gone = old.keys() - new.keys()
+        changed = {key: row for key, row in new.items() if old.get(key) != row}
+        if len(gone) + len(changed) <= _ROWS_CHANGED_ONE_BY_ONE:
+            for key in gone:
+                model.objects.filter(contact=contact, **dict(zip(keys, key, strict=True))).delete()
+            for key, row in changed.items():
+                was = old.get(key)
+                if was is None:  # a box given an answer for the first time
+                    statements.insert(model(contact=contact, **row))
+                    continue
+                match = {"contact": contact.pk, **dict(zip(keys, key, strict=True))}
+                statements.update(model, match, **{f: v for f, v in row.items() if was.get(f) != v})
+            return
+    if before:
+        model.objects.filter(contact=contact).delete()
+    model.objects.bulk_create([model(contact=contact, **row) for row in after])
 
 
 FACT_FIELDS = [f.name for f in ContactFacts._meta.concrete_fields if not f.primary_key]

@@ -7,6 +7,7 @@ the contact's projections, all in the caller's transaction.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -379,25 +380,19 @@ def _lock_with_chain_end(contact: Contact, *, lock: bool = True) -> Contact:
     return locked
 
 
-_CHAIN_END_SQL: list[str] = []
-
-
+@functools.cache
 def _chain_end_sql() -> str:
     """One statement, written once (the ORM compiled its five subqueries at every append: a
     fifth of a sign-up's time): the head's number and hash, the last event's, the fold state."""
-    if not _CHAIN_END_SQL:
-        quote = connection.ops.quote_name
-        head, event, facts = (
-            quote(model._meta.db_table) for model in (ChainHead, Event, ContactFacts)
-        )
-        last = f"FROM {event} WHERE contact_id = %s ORDER BY seq DESC LIMIT 1"
-        _CHAIN_END_SQL.append(
-            f"SELECT (SELECT seq FROM {head} WHERE contact_id = %s), "
-            f"(SELECT hash FROM {head} WHERE contact_id = %s), "
-            f"(SELECT seq {last}), (SELECT hash {last}), "
-            f"(SELECT fold FROM {facts} WHERE contact_id = %s)"
-        )
-    return _CHAIN_END_SQL[0]
+    quote = connection.ops.quote_name
+    head, event, facts = (quote(model._meta.db_table) for model in (ChainHead, Event, ContactFacts))
+    last = f"FROM {event} WHERE contact_id = %s ORDER BY seq DESC LIMIT 1"
+    return (
+        f"SELECT (SELECT seq FROM {head} WHERE contact_id = %s), "
+        f"(SELECT hash FROM {head} WHERE contact_id = %s), "
+        f"(SELECT seq {last}), (SELECT hash {last}), "
+        f"(SELECT fold FROM {facts} WHERE contact_id = %s)"
+    )
 
 
 def _chain_end(contact: Contact) -> tuple[int, str, bool]:
