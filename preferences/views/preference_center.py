@@ -156,12 +156,12 @@ def preferences(request: HttpRequest) -> HttpResponse:
         if handler is None:
             return _preferences_page(request, contact, error=_("This action is not offered."))
         return handler(request, contact)
-    flash = _flash(request)
-    if flash is not None:
-        response = _preferences_page(request, contact, flash=flash)
-        response.delete_cookie(FLASH_COOKIE, path=reverse("preferences"), samesite="Lax")
+    if FLASH_COOKIE in request.COOKIES:
+        # Read once (a stale or forged one is dropped as well), with the page drawn afresh.
+        response = _preferences_page(request, contact, flash=_flash(request))
+        response.set_cookie(FLASH_COOKIE, "", max_age=0, **_flash_cookie())
         return response
-    if FLASH_COOKIE in request.COOKIES or not pagecache.enabled():
+    if not pagecache.enabled():
         return _preferences_page(request, contact)
     # Nothing to say about a save: the page drawn for the last read may still be the right one.
     language = page_language()
@@ -236,12 +236,19 @@ def _done(request: HttpRequest, flash: dict[str, Any]) -> HttpResponse:
         json.dumps(flash, separators=(",", ":")),
         salt=_flash_salt(request),
         max_age=FLASH_SECONDS,
-        path=reverse("preferences"),
-        secure=settings.SESSION_COOKIE_SECURE,
-        httponly=True,
-        samesite="Lax",
+        **_flash_cookie(),
     )
     return response
+
+
+def _flash_cookie() -> dict[str, Any]:
+    """The message cookie's attributes, the same when it is set and when it is dropped."""
+    return {
+        "path": reverse("preferences"),
+        "secure": settings.SESSION_COOKIE_SECURE,
+        "httponly": True,
+        "samesite": "Lax",
+    }
 
 
 def _save(request: HttpRequest, contact: Contact) -> HttpResponse:
