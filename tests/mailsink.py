@@ -55,13 +55,18 @@ class DedupingBackend(BaseEmailBackend):
             key = message_key(message)
             to = ",".join(message.to)
             _append(folder / "calls.log", f"{key}\t{to}")
+            # Accepted and delivered in one step (a process killed between the two would leave
+            # a key accepted, so never delivered again, and its message delivered nowhere): the
+            # delivery is written to a file of its own, then linked under the key, which fails
+            # if the key was accepted already.
+            draft = folder / f"draft-{uuid.uuid4().hex}"
+            draft.write_text(f"{key}\t{to}\t{message.subject}\n")
             try:
-                fd = os.open(folder / "accepted" / key, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+                os.link(draft, folder / "accepted" / key)
             except FileExistsError:
                 pass  # already accepted under this key: acknowledged, not delivered again
-            else:
-                os.close(fd)
-                _append(folder / "delivered.log", f"{key}\t{to}\t{message.subject}")
+            finally:
+                draft.unlink()
             message.anymail_status = SimpleNamespace(message_id=f"sink-{key}")
             if (folder / "hold").exists():
                 _append(folder / "held", key)
@@ -88,7 +93,9 @@ class Sink:
 
     @property
     def delivered(self) -> list[list[str]]:
-        return self._lines("delivered.log")
+        """One line per message delivered: the key, the recipients, the subject."""
+        accepted = sorted((self.folder / "accepted").glob("*"), key=lambda p: p.stat().st_mtime_ns)
+        return [p.read_text().rstrip("\n").split("\t") for p in accepted]
 
     def held(self) -> list[str]:
         return [line[0] for line in self._lines("held")]
