@@ -14,6 +14,7 @@ process read under it could be rolled back. The commit replaces it.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import threading
 import time
@@ -39,6 +40,15 @@ class Snapshot:
     fragments: dict[tuple, str] = field(default_factory=dict)
     # The active webhook endpoints, in id order (``webhooks_out`` writes their deliveries).
     endpoints: list[WebhookEndpoint] = field(default_factory=list)
+
+    @functools.cached_property
+    def notice_by_pk(self) -> dict[int, Notice]:
+        """The latest published notices by id."""
+        return {notice.pk: notice for notice in self.notices.values()}
+
+    @functools.cached_property
+    def topic_by_pk(self) -> dict[int, Topic]:
+        return {topic.pk: topic for topic in self.topics}
 
     def notice_for(self, topic: Topic | None, language: str) -> Notice | None:
         """The wording shown for a topic: its latest published notice, else the global one."""

@@ -66,6 +66,7 @@ def email_enqueue(
     links: Mapping[str, dict[str, Any]] | None = None,
 ) -> Outbox:
     """Write an outbox row in the current transaction; the send is queued once it commits.
+    Inside ``statements.together()`` the row's id is known once the block ends.
 
     ``links`` maps a template variable to ``consents.links.intent(scope, **params)``. Every
     email that is not a pure service message carries the contact's unsubscribe link, minted at
@@ -97,7 +98,8 @@ def email_enqueue(
             is_service=is_service,
             created_at=now,
             next_attempt_at=now,
-        )
+        ),
+        later=True,  # inside statements.together(), its id is set when the block ends
     )
     transaction.on_commit(lambda: queue_send(row.pk))
     return row

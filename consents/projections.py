@@ -364,7 +364,7 @@ def _rows_change(
             for key, row in changed.items():
                 was = old.get(key)
                 if was is None:  # a box given an answer for the first time
-                    statements.insert(model(contact=contact, **row))
+                    statements.insert(model(contact=contact, **row), later=True)
                     continue
                 match = {"contact": contact.pk, **dict(zip(keys, key, strict=True))}
                 statements.update(model, match, **{f: v for f, v in row.items() if was.get(f) != v})

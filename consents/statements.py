@@ -5,20 +5,26 @@ CPU of a ledger append, which writes four rows). The ledger's writer and the out
 instead, for their own tables only: the values are prepared exactly as the ORM prepares them
 (``get_db_prep_save``), but no model signal is sent, so a model that a signal receiver watches
 (``Contact``, ``Topic``, ``Notice``, ``WebhookEndpoint``) must keep going through the ORM.
+
+Inside ``together()`` (PostgreSQL), the writes whose answer nobody waits for are queued and sent
+in one round trip with whatever statement comes next (``fetch``, an insert whose id is needed
+now, any other query the connection runs) or when the block ends: a ledger append writes five to
+eight rows, and each round trip to the database was a wait of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 
 M = TypeVar("M", bound=Model)
 
-_INSERTS: dict[tuple[str, type[Model]], tuple[str, list[Any], bool]] = {}
+_INSERTS: dict[tuple[str, type[Model], bool, bool], tuple[str, list[Any], bool]] = {}
 _UPDATES: dict[
     tuple[str, type[Model], tuple[str, ...], tuple[str, ...]], tuple[str, list[Any]]
 ] = {}
@@ -28,37 +34,57 @@ def _quote(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-def insert(obj: M) -> M:
+def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
     """``obj.save(force_insert=True)`` for a model no signal receiver watches: the row with every
-    concrete field's value (the primary key too when it is not generated), its id set on ``obj``."""
+    concrete field's value (the primary key too when it is set or not generated), its id set on
+    ``obj``. Inside ``together()`` the row is queued; one whose id the database generates is sent
+    at once (with the queue), unless ``later``: the caller reads no ``obj.pk`` before the block
+    ends, when the queue is sent and the id set. ``unless_taken``: nothing is written when the
+    row would break a unique constraint (PostgreSQL's ``ON CONFLICT DO NOTHING``; a generated
+    id is then left None), where a savepoint would have cost two more round trips."""
     model = type(obj)
-    key = (connection.vendor, model)
+    meta = model._meta
+    given = meta.auto_field is not None and obj.pk is not None
+    key = (connection.vendor, model, given, unless_taken)
     built = _INSERTS.get(key)
     if built is None:
-        meta = model._meta
-        generated = meta.pk if meta.auto_field is not None else None
+        generated = meta.pk if meta.auto_field is not None and not given else None
         fields = [f for f in meta.concrete_fields if f is not generated]
         returning = generated is not None and connection.features.can_return_columns_from_insert
         text = (
             f"INSERT INTO {_quote(meta.db_table)} ({', '.join(_quote(f.column) for f in fields)})"
             f" VALUES ({', '.join(['%s'] * len(fields))})"
         )
+        if unless_taken:
+            text += " ON CONFLICT DO NOTHING"
         if returning:
             text += f" RETURNING {_quote(generated.column)}"
         built = _INSERTS[key] = (text, fields, returning)
     text, fields, returning = built
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    queue = _queue()
+    if queue is not None:
+        queue.append(_Queued(text, params, obj if returning else None))
+        obj._state.adding, obj._state.db = False, connection.alias
+        if returning and not later:
+            flush()
+        return obj
     with connection.cursor() as cursor:
         cursor.execute(text, params)
-        if model._meta.auto_field is not None:
-            obj.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
+        if meta.auto_field is not None and not given:
+            if returning:
+                row = cursor.fetchone()
+                obj.pk = row[0] if row else None
+            else:
+                obj.pk = cursor.lastrowid
     obj._state.adding, obj._state.db = False, connection.alias
     return obj
 
 
-def update(model: type[Model], where: Mapping[str, Any], **values: Any) -> int:
+def update(model: type[Model], where: Mapping[str, Any], **values: Any) -> int | None:
     """``model.objects.filter(**where).update(**values)`` for plain values (no expressions; a
-    foreign key by its id), for a model no signal receiver watches; the number of rows changed."""
+    foreign key by its id), for a model no signal receiver watches; the number of rows changed,
+    or None inside ``together()`` (the statement is queued)."""
     names, keys = tuple(values), tuple(where)
     cache_key = (connection.vendor, model, names, keys)
     built = _UPDATES.get(cache_key)
@@ -75,9 +101,181 @@ def update(model: type[Model], where: Mapping[str, Any], **values: Any) -> int:
         f.get_db_prep_save(value, connection)
         for f, value in zip(fields, [*values.values(), *where.values()], strict=True)
     ]
+    queue = _queue()
+    if queue is not None:
+        queue.append(_Queued(text, params))
+        return None
     with connection.cursor() as cursor:
         cursor.execute(text, params)
         return cursor.rowcount
+
+
+# --- Statements sent together -------------------------------------------------------------------
+
+
+class Pending:
+    """The answer of a statement queued inside ``together()``: ``result`` sends the queue first
+    if it has not gone yet. Outside the block the statement has run already."""
+
+    __slots__ = ("_convert", "_result", "_sent")
+
+    def __init__(self, convert: Callable[[list[tuple[Any, ...]]], Any] | None = None) -> None:
+        self._convert = convert
+        self._sent = False
+        self._result: Any = None
+
+    @classmethod
+    def done(cls, result: Any) -> Pending:
+        """An answer known without asking the database."""
+        answer = cls()
+        answer._result, answer._sent = result, True
+        return answer
+
+    @classmethod
+    def then(cls, answer: Pending, convert: Callable[[Any], Any]) -> Pending:
+        """``convert`` of ``answer``'s result, once it has come."""
+        return _Derived(answer, convert)
+
+    def _set(self, rows: list[tuple[Any, ...]]) -> None:
+        self._result = self._convert(rows) if self._convert is not None else rows
+        self._sent = True
+
+    @property
+    def result(self) -> Any:
+        if not self._sent:
+            flush()
+        if not self._sent:
+            raise RuntimeError("this statement was never sent")
+        return self._result
+
+
+class _Derived(Pending):
+    __slots__ = ("_source",)
+
+    def __init__(self, source: Pending, convert: Callable[[Any], Any]) -> None:
+        super().__init__(convert)
+        self._source = source
+
+    @property
+    def result(self) -> Any:
+        if not self._sent:
+            self._result, self._sent = self._convert(self._source.result), True
+        return self._result
+
+
+@dataclass
+class _Queued:
+    sql: str
+    params: list[Any]
+    returning: Model | None = None  # the object whose generated id the statement returns
+    answer: Pending | None = None  # a read: its rows
+
+
+_QUEUE = "_assent_statements_queue"
+
+
+def _queue() -> list[_Queued] | None:
+    return getattr(connections[DEFAULT_DB_ALIAS], _QUEUE, None)
+
+
+@contextlib.contextmanager
+def together() -> Iterator[None]:
+    """Within the block, statements are queued and sent in one round trip when an answer is
+    needed: the writes of ``insert`` and ``update``, and the reads and locks of ``run``,
+    ``read``, ``select`` and ``value``; the queue goes when one of their answers is asked for,
+    before any other statement the connection runs (in order: every read sees the writes before
+    it, a savepoint or its release covers them as it would have), or when the block ends.
+
+    PostgreSQL only (elsewhere each statement runs at once, as outside the block), inside a
+    transaction only. PostgreSQL runs the statements of one round trip one after the other, each
+    with its own snapshot: a read queued after a lock sees what the lock waited for. A statement
+    that fails raises where the queue is sent; the caller's transaction is undone as for any
+    failed statement."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    if conn.vendor != "postgresql" or getattr(conn, _QUEUE, None) is not None:
+        yield  # elsewhere, or nested: the outer block sends
+        return
+    if not conn.in_atomic_block:
+        raise RuntimeError("statements sent together belong to a transaction")
+    setattr(conn, _QUEUE, [])
+    try:
+        with conn.execute_wrapper(_send_first):
+            try:
+                yield
+            except BaseException:
+                _send_after_error(conn)
+                raise
+            flush()
+    finally:
+        setattr(conn, _QUEUE, None)
+
+
+def _send_first(
+    execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+) -> Any:
+    """Any other statement the connection runs inside ``together()``: the queue goes first."""
+    flush()
+    return execute(sql, params, many, context)
+
+
+def _send_after_error(conn: Any) -> None:
+    """What was queued before an exception is written, as it would have been at once (a caller
+    may catch the exception and commit); unless the transaction is already failed, when nothing
+    more can be written and the original exception is the one to see."""
+    try:
+        flush()
+    except Exception:
+        conn.needs_rollback = True
+
+
+def flush() -> None:
+    """Send the queue (if any) in one round trip; set the ids and answers it returns."""
+    queue = _queue()
+    if not queue:
+        return
+    items = list(queue)
+    queue.clear()
+    with connection.cursor() as cursor:
+        # Each statement's values bound as psycopg binds them (its own text, short, parsed once
+        # per process), then the whole sent as it is: a long text with many values would be
+        # parsed again at every call.
+        bind = cursor.cursor.mogrify
+        cursor.execute(";\n".join(bind(item.sql, item.params) for item in items))
+        for i, item in enumerate(items):
+            if i:
+                cursor.nextset()
+            if item.returning is not None:
+                row = cursor.fetchone()
+                item.returning.pk = row[0] if row else None
+            elif item.answer is not None:
+                item.answer._set(cursor.fetchall())
+
+
+def _queued(sql: str, params: Sequence[Any], convert: Any = None) -> Pending:
+    answer = Pending(convert)
+    queue = _queue()
+    if queue is not None:
+        queue.append(_Queued(sql, list(params), answer=answer))
+        return answer
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        answer._set(cursor.fetchall() if cursor.description is not None else [])
+    return answer
+
+
+def run(sql: str, params: Sequence[Any]) -> None:
+    """A statement whose answer nobody reads (a lock): queued inside ``together()``."""
+    _queued(sql, params)
+
+
+def read(sql: str, params: Sequence[Any]) -> Pending:
+    """A read's rows (``.result``); inside ``together()`` queued until they are asked for."""
+    return _queued(sql, params)
+
+
+def fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of a read; inside ``together()`` sent in the same round trip as the queue."""
+    return read(sql, params).result
 
 
 # (column index, column expression, converter functions): what the ORM applies to a row it reads.
@@ -142,11 +340,18 @@ _SELECTS: dict[
 
 
 def select(
-    model: type[M], where: str, params: list[Any], *, order_by: str = "", limit: int | None = None
-) -> list[M]:
+    model: type[M],
+    where: str,
+    params: list[Any],
+    *,
+    order_by: str = "",
+    limit: int | None = None,
+    later: bool = False,
+) -> Any:
     """``model``'s rows matching ``where`` (SQL on its columns, ``%s`` for ``params``), as the ORM
     builds them: every concrete field, converted as the ORM converts it. For the few reads on the
-    busiest paths (the sign-up's), where building the query costs more than running it."""
+    busiest paths (the sign-up's), where building the query costs more than running it. With
+    ``later``, a ``Pending`` whose ``result`` is that list (queued inside ``together()``)."""
     key = (connection.vendor, model, where, order_by, limit)
     built = _SELECTS.get(key)
     if built is None:
@@ -161,15 +366,16 @@ def select(
         converters = converters_for([f.get_col(meta.db_table) for f in fields])
         built = _SELECTS[key] = (text, converters, [f.attname for f in fields])
     text, converters, names = built
-    with connection.cursor() as cursor:
-        cursor.execute(text, params)
-        found = converted(cursor.fetchall(), converters)
-    return [model.from_db(connection.alias, names, values) for values in found]
+
+    def objects(rows: list[tuple[Any, ...]]) -> list[M]:
+        alias = connection.alias
+        return [model.from_db(alias, names, values) for values in converted(rows, converters)]
+
+    answer = _queued(text, params, objects)
+    return answer if later else answer.result
 
 
-def value(text: str, params: list[Any]) -> Any:
-    """The first column of the first row of a read, or None."""
-    with connection.cursor() as cursor:
-        cursor.execute(text, params)
-        row = cursor.fetchone()
-    return row[0] if row else None
+def value(text: str, params: list[Any], *, later: bool = False) -> Any:
+    """The first column of the first row of a read, or None (a ``Pending`` of it, ``later``)."""
+    answer = _queued(text, params, lambda rows: rows[0][0] if rows else None)
+    return answer if later else answer.result

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
-from consents import links, services
+from consents import catalogue, links, services
 from consents.labels import channel_label
 from consents.models import LANGUAGES, Notice, Topic
 from preferences.services import PHONE_CHANNELS, SIGNUP_CHANNELS, notice_for
@@ -149,20 +149,29 @@ def shown_read(data: Any) -> dict[str, Notice | None] | None:
         isinstance(slug, str) and (pk is None or type(pk) is int) for slug, pk in payload.items()
     ):
         raise ValidationError(PAGE_CHANGED, code="stale")
-    found = Notice.objects.select_related("topic").in_bulk(
-        [pk for pk in payload.values() if pk is not None]
-    )
+    # The page showed the latest wording, almost always: the catalogue has it in memory; an
+    # earlier version (a notice published since the page was drawn) is read from the database.
+    snapshot = catalogue.snapshot()
+    wanted = {pk for pk in payload.values() if pk is not None}
+    found = {pk: notice for pk in wanted if (notice := snapshot.notice_by_pk.get(pk)) is not None}
+    if len(found) < len(wanted):
+        found.update(Notice.objects.select_related("topic").in_bulk(wanted - found.keys()))
     shown: dict[str, Notice | None] = {}
     for slug, pk in payload.items():
         notice = found.get(pk) if pk is not None else None
         if pk is not None and (
             notice is None
             or notice.published_at is None
-            or (notice.topic is not None and notice.topic.slug != slug)
+            or (notice.topic_id is not None and _topic_slug(snapshot, notice) != slug)
         ):
             raise ValidationError(PAGE_CHANGED, code="stale")
         shown[slug] = notice
     return shown
+
+
+def _topic_slug(snapshot: catalogue.Snapshot, notice: Notice) -> str:
+    topic = snapshot.topic_by_pk.get(notice.topic_id)
+    return topic.slug if topic is not None else notice.topic.slug
 
 
 class TelInput(forms.TextInput):

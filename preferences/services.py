@@ -104,9 +104,9 @@ def validate_choices(
     return valid
 
 
-def _recent_emails(address: str) -> int:
+def _recent_emails(address: str) -> statements.Pending:
     """The sign-up emails sent to ``address`` in the last day (every sign-up asks: a statement
-    built once, on the outbox's ``UPPER("to")`` index)."""
+    built once, on the outbox's ``UPPER("to")`` index), asked for with what follows."""
     since = clock.now() - timedelta(hours=24)
     created_at = Outbox._meta.get_field("created_at")
     return statements.value(
@@ -118,6 +118,7 @@ def _recent_emails(address: str) -> int:
             ALREADY_TEMPLATE,
             created_at.get_db_prep_value(since, connection),
         ],
+        later=True,
     )
 
 
@@ -158,12 +159,57 @@ def signup_submit(
     first_name = services.normalize_first_name(first_name)
     chosen = validate_choices(choices, has_phone=bool(phone)) if choices or not elsewhere else []
     language = language if language in ("fr", "en") else "fr"
+    with statements.together():
+        return _signup_record(
+            address=address,
+            phone=phone,
+            first_name=first_name,
+            chosen=chosen,
+            language=language,
+            collection_point=collection_point,
+            source=source,
+            ip_address=ip_address,
+            user_agent=user_agent,
+            notice_language=notice_language,
+            notices=notices,
+            method=method,
+            actor=actor,
+            store=store,
+            details=details,
+            elsewhere=elsewhere,
+        )
+
+
+def _signup_record(
+    *,
+    address: str,
+    phone: str,
+    first_name: str,
+    chosen: list[tuple[Topic, str]],
+    language: str,
+    collection_point: str,
+    source: str,
+    ip_address: str | None,
+    user_agent: str,
+    notice_language: str | None,
+    notices: Mapping[str, Notice | None] | None,
+    method: str,
+    actor: str,
+    store: Store | None,
+    details: Mapping[str, Any] | None,
+    elsewhere: Sequence[Mapping[str, Any]],
+) -> SignupOutcome:
+    """``signup_submit``'s reads and writes, its statements sent together (``statements``): the
+    lock and the three reads on the address in one round trip, then the contact, then the rest
+    in one or two more."""
     # Parallel sign-ups of one address count the emails already sent one after the other.
     services.address_lock(address)
-    if _recent_emails(address) >= settings.SIGNUP_MAX_EMAILS_PER_ADDRESS:
+    recent = _recent_emails(address)
+    found = services.contact_with_email(address, later=True)
+    if recent.result >= settings.SIGNUP_MAX_EMAILS_PER_ADDRESS:
         return SignupOutcome.RATE_LIMITED
 
-    contact, created = services.contact_get_or_create(email=address, locale=language)
+    contact, created = services.contact_get_or_create(email=address, locale=language, found=found)
     # A number on file is never replaced by one typed on a form: the choices that use the typed
     # number go to the contact that owns it (created if new), confirmed by the same email.
     by_phone = _phone_owner(contact, phone, language)
@@ -276,7 +322,8 @@ def signup_pending_create(
             source=source[:100],
             created_at=now,
             expires_at=now + settings.DOI_CONFIRM_TTL,
-        )
+        ),
+        later=True,  # inside statements.together(), its id is set when the block ends
     )
     by_slug = catalogue.snapshot().by_slug
     names = {

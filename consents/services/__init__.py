@@ -60,6 +60,7 @@ from consents.services.contacts import (
     contact_postal_address_set,
     contact_revoke_links,
     contact_update_details,
+    contact_with_email,
     email_change_request,
 )
 from consents.services.erasure import (
@@ -71,6 +72,7 @@ from consents.services.erasure import (
     evidence_erase,
     is_suppressed,
     suppression_digest,
+    suppression_listed,
     suppression_record,
 )
 from consents.services.recording import RECORDERS, event_record
@@ -105,6 +107,7 @@ __all__ = [
     "contact_erase",
     "contact_find",
     "contact_get_or_create",
+    "contact_with_email",
     "contact_phone_change",
     "contact_postal_address_set",
     "contact_revoke_links",
@@ -126,6 +129,7 @@ __all__ = [
     "purchase_record",
     "repermission_record",
     "suppression_digest",
+    "suppression_listed",
     "suppression_record",
     "topic_create",
 ]

@@ -12,6 +12,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import connection
 
+from consents import statements
+
 _email_validator = EmailValidator()
 EMAIL_MAX_LENGTH = 254  # Contact.email, Outbox.to
 
@@ -84,10 +86,11 @@ def address_lock(address: str) -> None:
     if not connection.in_atomic_block:
         raise RuntimeError("address_lock is held until the transaction ends: call it in one.")
     digest = hashlib.sha256(b"assent.address:" + address.lower().encode()).digest()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)]
-        )
+    # Inside ``statements.together()`` sent with the reads that follow it (each statement of a
+    # round trip has its own snapshot: those reads see what the lock waited for).
+    statements.run(
+        "SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)]
+    )
 
 
 # A first name as people write theirs: letters of any script with their accents, and the

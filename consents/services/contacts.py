@@ -7,7 +7,8 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
+from django.db.models.signals import post_save, pre_save
 from django.utils.translation import gettext
 
 from consents import clock, links, statements, validation
@@ -16,7 +17,7 @@ from consents.outbox import email_enqueue
 from consents.projections import projection_start
 from consents.services.access import access_log
 from consents.services.addresses import normalize_email, normalize_phone
-from consents.services.erasure import suppression_record
+from consents.services.erasure import suppression_listed, suppression_record
 from consents.services.writing import Proof, _append
 from consents.vocab import Channel, ContactKind, EventType
 
@@ -60,35 +61,62 @@ def contact_create(
 _TAKEN = "A contact with this email already exists."
 
 
-def _contact_new(**fields: Any) -> Contact | None:
+def _contact_new(*, listed: statements.Pending | None = None, **fields: Any) -> Contact | None:
     """A new contact from checked and normalised ``fields`` (``Contact``'s), with its
     projections, in the caller's transaction; None when a concurrent transaction took the
-    address first (the unique index decides)."""
-    try:
-        # A savepoint: a concurrent creation of the same address fails alone, cleanly.
-        with transaction.atomic():
-            contact = Contact.objects.create(**fields)
-    except IntegrityError:
+    address first (the unique index decides). ``listed``: the suppression list's entries for its
+    addresses, read already (``suppression_listed``)."""
+    if listed is None:
+        listed = suppression_listed(email=fields.get("email"), phone=fields.get("phone"))
+    contact = _contact_insert(Contact(**fields))
+    if contact is None:
         return None
     projection_start(contact)
     # Before any other fact: an address that opted out and was erased arrives opted out.
-    suppression_record(contact=contact, email=contact.email, phone=contact.phone)
+    suppression_record(contact=contact, listed=listed)
     return contact
 
 
-def contact_get_or_create(*, email: str, locale: str = "fr") -> tuple[Contact, bool]:
-    """The contact with this address, created if new; safe against a concurrent creation."""
+def _contact_insert(contact: Contact) -> Contact | None:
+    """``contact`` written, unless its address (or another unique value) is taken by then: no
+    savepoint (a concurrent creation of the same address makes this one write nothing), and
+    the model's save signals sent as ``save()`` sends them."""
+    using = connection.alias
+    pre_save.send(sender=Contact, instance=contact, raw=False, using=using, update_fields=None)
+    statements.insert(contact, unless_taken=True)
+    if contact.pk is None:
+        return None
+    post_save.send(
+        sender=Contact, instance=contact, created=True, raw=False, using=using, update_fields=None
+    )
+    return contact
+
+
+def contact_get_or_create(
+    *, email: str, locale: str = "fr", found: statements.Pending | None = None
+) -> tuple[Contact, bool]:
+    """The contact with this address, created if new; safe against a concurrent creation.
+    ``found``: ``contact_with_email(address, later=True)``, asked for already."""
     address = normalize_email(email)
     collected_at = clock.now()
     validation.contact(kind=ContactKind.CONSUMER, locale=locale, collected_at=collected_at)
     # Checked first: inside the caller's transaction (a sign-up's) this takes no savepoint of its
     # own, and what fails in it from here on undoes that whole transaction.
-    with transaction.atomic(savepoint=False):
-        existing = _contact_with_email(address)
+    with transaction.atomic(savepoint=False), statements.together():
+        if found is None:
+            found = contact_with_email(address, later=True)
+            listed = suppression_listed(email=address)  # sent with it: one round trip
+        else:
+            listed = None
+        existing = _first(found.result)
         if existing is not None:
             return existing, False
         contact = _contact_new(
-            email=address, kind=ContactKind.CONSUMER, locale=locale, collected_at=collected_at
+            listed=listed,
+            email=address,
+            kind=ContactKind.CONSUMER,
+            locale=locale,
+            collected_at=collected_at,
         )
         if contact is not None:
             return contact, True
@@ -98,11 +126,19 @@ def contact_get_or_create(*, email: str, locale: str = "fr") -> tuple[Contact, b
     return existing, False
 
 
-def _contact_with_email(address: str) -> Contact | None:
-    """``Contact.objects.filter(email__iexact=address).first()``, by the unique index's own
-    comparison (``UPPER``), read by a statement built once (every sign-up asks)."""
-    found = statements.select(Contact, "UPPER(email) = UPPER(%s)", [address], limit=1)
+def _first(found: list[Contact]) -> Contact | None:
     return found[0] if found else None
+
+
+def contact_with_email(address: str, *, later: bool = False) -> Any:
+    """``Contact.objects.filter(email__iexact=address)`` as a list (a ``Pending`` of it,
+    ``later``), by the unique index's own comparison (``UPPER``), read by a statement built once
+    (every sign-up asks)."""
+    return statements.select(Contact, "UPPER(email) = UPPER(%s)", [address], limit=1, later=later)
+
+
+def _contact_with_email(address: str) -> Contact | None:
+    return _first(contact_with_email(address))
 
 
 def contact_find(*, email: str) -> Contact | None:

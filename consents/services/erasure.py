@@ -74,13 +74,38 @@ SUPPRESSED_CHANNELS = {"email": (Channel.EMAIL,), "phone": (Channel.SMS, Channel
 SUPPRESSION_POINT = "suppression list"
 
 
+def suppression_listed(*, email: str | None = None, phone: str | None = None) -> statements.Pending:
+    """The suppression list's entries for these addresses, oldest first, each with the kind of
+    address it names: a ``Pending`` (queued inside ``statements.together()``)."""
+    wanted: dict[str, str] = {}
+    if email:
+        wanted[suppression_digest("email", email)] = "email"
+    if phone:
+        wanted[suppression_digest("phone", phone)] = "phone"
+    if not wanted:
+        return statements.Pending.done([])
+    listed = statements.select(
+        Suppression,
+        f"digest IN ({', '.join(['%s'] * len(wanted))})",
+        list(wanted),
+        order_by="created_at, id",
+        later=True,
+    )
+    return statements.Pending.then(listed, lambda found: [(e, wanted[e.digest]) for e in found])
+
+
 def suppression_record(
-    *, contact: Contact, email: str | None = None, phone: str | None = None
+    *,
+    contact: Contact,
+    email: str | None = None,
+    phone: str | None = None,
+    listed: statements.Pending | None = None,
 ) -> list[Event]:
     """An address on the suppression list arrives on ``contact`` (a new contact, a number added,
     an email changed): ``opt_out`` of ``*`` on each channel it serves, by the system, so that
     ``decide`` and the audience honour the earlier objection with no special case. A later valid
-    opt-in by the person lifts it as it lifts any opt-out.
+    opt-in by the person lifts it as it lifts any opt-out. ``listed``: the list's entries for
+    the addresses, read already (``suppression_listed``), instead of ``email`` and ``phone``.
 
     Dated when the address was listed (its owner had opted out by then), or at the contact's
     latest fact if that is later: after everything the contact held before (a consent given for
@@ -88,28 +113,18 @@ def suppression_record(
     facts of the same capture dated a moment before this call (the rules order events by
     instant, then by recorded order). Callers run it in their transaction, before any other fact
     on the address."""
-    wanted: dict[str, str] = {}
-    if email:
-        wanted[suppression_digest("email", email)] = "email"
-    if phone:
-        wanted[suppression_digest("phone", phone)] = "phone"
-    if not wanted:
-        return []
-    listed = statements.select(
-        Suppression,
-        f"digest IN ({', '.join(['%s'] * len(wanted))})",
-        list(wanted),
-        order_by="created_at, id",
-    )
-    if not listed:
+    if listed is None:
+        listed = suppression_listed(email=email, phone=phone)
+    entries = listed.result
+    if not entries:
         return []
     now = clock.now()
     history = Event.objects.filter(contact=contact)
     latest = history.aggregate(at=Max("occurred_at"))["at"]
     proof = Proof(method=Method.SUPPRESSION, actor="system", collection_point=SUPPRESSION_POINT)
     recorded = []
-    for entry in listed:
-        for channel in SUPPRESSED_CHANNELS[wanted[entry.digest]]:
+    for entry, kind in entries:
+        for channel in SUPPRESSED_CHANNELS[kind]:
             if _suppression_stands(history, channel):
                 continue  # recorded already (a sign-up records it before the number joins)
             recorded.append(

@@ -115,47 +115,52 @@ def _write(
 ) -> Event:
     """``_append``'s writes: the row lock, the chained event, its head and evidence, the
     projections, the webhook deliveries."""
-    # The row lock serialises appends for one contact; other contacts never wait.
-    locked = _lock_with_chain_end(contact, lock=lock)
-    seq, prev_hash, head_exists = _chain_end(locked)
-    digest, salt = ledger.evidence_seal(proof.ip_address, proof.user_agent, proof.details)
-    event = Event(
-        contact=locked,
-        seq=seq,
-        type=type,
-        topic=topic,
-        channel=channel,
-        occurred_at=occurred_at,
-        recorded_at=recorded_at,
-        method=proof.method,
-        actor=proof.actor[:128],
-        collection_point=ledger.collection_point(proof.collection_point),
-        store=proof.store,
-        notice=proof.notice,
-        proof=proof.reference[:500],
-        data=data or {},
-        evidence_digest=digest,
-        prev_hash=prev_hash,
-    )
-    event.hash = ledger.event_hash(event)
-    # The ledger's rows by statements built once (``consents.statements``): the same values.
-    statements.insert(event)
-    head = {"seq": seq, "hash": event.hash, "recorded_at": event.recorded_at}
-    if head_exists:
-        statements.update(ChainHead, {"contact": locked.pk}, **head)
-    else:
-        statements.insert(ChainHead(contact=locked, **head))
-    if digest:
-        statements.insert(
-            Evidence(
-                event=event,
-                ip_address=proof.ip_address,
-                user_agent=proof.user_agent,
-                details=proof.details,
-                salt=salt,
-            )
+    # The row lock serialises appends for one contact; other contacts never wait. The rows are
+    # then sent together: with the chain's end (or the contact's row lock), one round trip for
+    # what came before; one more for the event, its head, evidence and projections.
+    with statements.together():
+        locked = _lock_with_chain_end(contact, lock=lock)
+        seq, prev_hash, head_exists = _chain_end(locked)
+        digest, salt = ledger.evidence_seal(proof.ip_address, proof.user_agent, proof.details)
+        event = Event(
+            pk=locked._next_event_id,
+            contact=locked,
+            seq=seq,
+            type=type,
+            topic=topic,
+            channel=channel,
+            occurred_at=occurred_at,
+            recorded_at=recorded_at,
+            method=proof.method,
+            actor=proof.actor[:128],
+            collection_point=ledger.collection_point(proof.collection_point),
+            store=proof.store,
+            notice=proof.notice,
+            proof=proof.reference[:500],
+            data=data or {},
+            evidence_digest=digest,
+            prev_hash=prev_hash,
         )
-    projection_append(locked, fact_from_event(event), state=locked._fold)
+        event.hash = ledger.event_hash(event)
+        # The ledger's rows by statements built once (``consents.statements``): the same values.
+        statements.insert(event)
+        head = {"seq": seq, "hash": event.hash, "recorded_at": event.recorded_at}
+        if head_exists:
+            statements.update(ChainHead, {"contact": locked.pk}, **head)
+        else:
+            statements.insert(ChainHead(contact=locked, **head))
+        if digest:
+            statements.insert(
+                Evidence(
+                    event=event,
+                    ip_address=proof.ip_address,
+                    user_agent=proof.user_agent,
+                    details=proof.details,
+                    salt=salt,
+                ),
+                later=True,
+            )
+        projection_append(locked, fact_from_event(event), state=locked._fold)
     # Other systems are told through deliveries written in this same transaction.
     webhooks_out.event_recorded(event=event, contact=locked)
     return event
@@ -367,32 +372,40 @@ def _insert_events(events: list[Event]) -> None:
 def _lock_with_chain_end(contact: Contact, *, lock: bool = True) -> Contact:
     """The contact, row-locked, then (in a second statement, whose snapshot sees what a
     concurrent append committed while we waited for the lock) its recorded head, its last event
-    (``_chain_end``) and its projections' state."""
+    (``_chain_end``), its projections' state and, on PostgreSQL, the next event's id."""
     contact_id = contact.pk
     locked = Contact.objects.select_for_update().get(pk=contact_id) if lock else contact
-    with connection.cursor() as cursor:
-        cursor.execute(_chain_end_sql(), [contact_id] * 5)
-        head_seq, head_hash, last_seq, last_hash, fold = cursor.fetchone()
+    sql, reserves = _chain_end_sql()
+    row = statements.fetch(sql, [contact_id] * 5)[0]
+    head_seq, head_hash, last_seq, last_hash, fold = row[:5]
     locked._head_seq, locked._head_hash = head_seq, head_hash
     locked._last_seq, locked._last_hash = last_seq, last_hash
+    locked._next_event_id = row[5] if reserves else None
     # As the ORM reads it (the database's JSON text, decoded).
     locked._fold = ContactFacts._meta.get_field("fold").from_db_value(fold, None, connection)
     return locked
 
 
 @functools.cache
-def _chain_end_sql() -> str:
+def _chain_end_sql() -> tuple[str, bool]:
     """One statement, written once (the ORM compiled its five subqueries at every append: a
-    fifth of a sign-up's time): the head's number and hash, the last event's, the fold state."""
+    fifth of a sign-up's time): the head's number and hash, the last event's, the fold state;
+    on PostgreSQL the next event's id too (so that the event is written with the rest, its id
+    known), and whether it does."""
     quote = connection.ops.quote_name
     head, event, facts = (quote(model._meta.db_table) for model in (ChainHead, Event, ContactFacts))
     last = f"FROM {event} WHERE contact_id = %s ORDER BY seq DESC LIMIT 1"
-    return (
+    sql = (
         f"SELECT (SELECT seq FROM {head} WHERE contact_id = %s), "
         f"(SELECT hash FROM {head} WHERE contact_id = %s), "
         f"(SELECT seq {last}), (SELECT hash {last}), "
         f"(SELECT fold FROM {facts} WHERE contact_id = %s)"
     )
+    reserves = connection.vendor == "postgresql"
+    if reserves:
+        table = Event._meta.db_table
+        sql += f", nextval(pg_get_serial_sequence('{table}', '{Event._meta.pk.column}'))"
+    return sql, reserves
 
 
 def _chain_end(contact: Contact) -> tuple[int, str, bool]:

@@ -6,7 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import IntegrityError, connection, transaction
 from django.forms.models import model_to_dict
+from django.test.utils import CaptureQueriesContext
 
 from consents import clock, statements
 from consents.models import ChainHead, Contact, ContactFacts, Outbox
@@ -89,3 +91,140 @@ def test_a_select_builds_the_objects_the_orm_builds(make_contact: Callable[..., 
     )
     assert statements.select(Contact, "UPPER(email) = UPPER(%s)", ["nobody@example.fr"]) == []
     assert statements.value("SELECT COUNT(*) FROM consents_contact", []) == Contact.objects.count()
+
+
+# --- Statements sent together ---------------------------------------------------------------------
+
+
+def _outbox(contact: Contact, to: str = "a@example.fr") -> Outbox:
+    now = clock.now()
+    return Outbox(
+        contact=contact,
+        template="signup-confirm",
+        to=to,
+        language="fr",
+        context={},
+        links={},
+        created_at=now,
+        next_attempt_at=now,
+    )
+
+
+def _sent(ctx: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in ctx.captured_queries]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_together_needs_a_transaction_on_postgres() -> None:
+    if connection.vendor != "postgresql":
+        with statements.together():  # elsewhere it changes nothing
+            pass
+        return
+    with pytest.raises(RuntimeError, match="transaction"), statements.together():
+        pass  # pragma: no cover
+
+
+@pytest.mark.postgres
+def test_writes_go_in_one_round_trip_and_every_later_read_sees_them(
+    make_contact: Callable[..., Contact],
+) -> None:
+    contact = make_contact()
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx:
+        with statements.together():
+            statements.update(ContactFacts, {"contact": contact.pk}, is_customer=True)
+            row = statements.insert(_outbox(contact), later=True)
+            statements.insert(_outbox(contact, "b@example.fr"), later=True)
+            assert row.pk is None  # not sent yet
+            assert ctx.captured_queries == []
+            # Any other statement sends the queue first, in order.
+            assert ContactFacts.objects.get(contact=contact).is_customer is True
+            assert len(ctx.captured_queries) == 2
+            assert row.pk is not None and Outbox.objects.filter(pk=row.pk).exists()
+            statements.update(Outbox, {"id": row.pk}, to="c@example.fr")
+        # The block's end sends what is left.
+        assert len(ctx.captured_queries) == 4
+        assert Outbox.objects.get(pk=row.pk).to == "c@example.fr"
+    first = _sent(ctx)[0]
+    assert first.count("UPDATE") == 1 and first.count("INSERT INTO") == 2
+
+
+@pytest.mark.postgres
+def test_queued_reads_come_back_with_their_own_answers(
+    make_contact: Callable[..., Contact],
+) -> None:
+    one = make_contact(email="one@example.fr")
+    make_contact(email="two@example.fr")
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx:
+        with statements.together():
+            statements.run("SELECT pg_advisory_xact_lock(%s)", [42])
+            count = statements.value("SELECT COUNT(*) FROM consents_contact", [], later=True)
+            found = statements.select(
+                Contact, "UPPER(email) = UPPER(%s)", ["ONE@example.fr"], later=True
+            )
+            none = statements.select(
+                Contact, "UPPER(email) = UPPER(%s)", ["nobody@example.fr"], later=True
+            )
+            written = statements.insert(_outbox(one))  # its id is needed: sent with the reads
+            assert len(ctx.captured_queries) == 1
+            assert count.result == 2
+            assert [c.pk for c in found.result] == [one.pk]
+            assert none.result == []
+            assert written.pk is not None
+        assert len(ctx.captured_queries) == 1
+
+
+@pytest.mark.postgres
+def test_a_savepoint_rolled_back_undoes_only_what_was_queued_inside_it(
+    make_contact: Callable[..., Contact],
+) -> None:
+    contact = make_contact()
+    with transaction.atomic():
+        with statements.together():
+            kept = statements.insert(_outbox(contact, "kept@example.fr"), later=True)
+            try:
+                with transaction.atomic():
+                    statements.insert(_outbox(contact, "undone@example.fr"), later=True)
+                    raise RuntimeError("undo")
+            except RuntimeError:
+                pass
+        assert kept.pk is not None
+        assert set(Outbox.objects.values_list("to", flat=True)) == {"kept@example.fr"}
+
+
+@pytest.mark.postgres
+def test_what_was_queued_before_an_exception_is_written(
+    make_contact: Callable[..., Contact],
+) -> None:
+    contact = make_contact()
+    with transaction.atomic():
+        try:
+            with statements.together():
+                statements.insert(_outbox(contact, "before@example.fr"), later=True)
+                raise ValueError("a check failed")
+        except ValueError:
+            pass  # the caller goes on, and commits what it wrote
+        assert list(Outbox.objects.values_list("to", flat=True)) == ["before@example.fr"]
+
+
+@pytest.mark.postgres
+def test_a_failed_queued_write_fails_the_transaction(make_contact: Callable[..., Contact]) -> None:
+    contact = make_contact()  # with its facts' row
+    with pytest.raises(IntegrityError), transaction.atomic(), statements.together():
+        statements.insert(_outbox(contact), later=True)
+        statements.insert(ContactFacts(contact=contact, fold={}))  # the same key: refused
+    assert ContactFacts.objects.filter(contact=contact).count() == 1
+    assert not Outbox.objects.exists()
+
+
+def test_an_insert_unless_taken_writes_nothing_on_a_taken_address(db: Any) -> None:
+    with transaction.atomic():
+        now = clock.now()
+        first = statements.insert(
+            Contact(email="Taken@example.fr", collected_at=now), unless_taken=True
+        )
+        again = statements.insert(
+            Contact(email="taken@EXAMPLE.fr", collected_at=now), unless_taken=True
+        )
+    assert first.pk is not None
+    assert again.pk is None
+    assert Contact.objects.filter(email__iexact="taken@example.fr").count() == 1
