@@ -16,11 +16,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import quote
 
+import kombu.utils.functional
 import redis
 from django.conf import settings
 from kombu import pools
@@ -29,7 +32,8 @@ from config.celery import app
 
 BASE_DIR = Path(settings.BASE_DIR)
 # Nothing listens on port 1: connecting is refused at once.
-UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
+UNREACHABLE_PORT = 1
+UNREACHABLE_BROKER = f"redis://127.0.0.1:{UNREACHABLE_PORT}/0"
 # What Django's file backend writes after each message.
 MAIL_SEPARATOR = b"\n" + b"-" * 79 + b"\n"
 
@@ -64,6 +68,47 @@ def celery_publishing(
         for key, value in saved.items():
             app.conf[key] = value
         reset_broker_connections()
+
+
+@dataclass
+class Waits:
+    """What a piece of code could have waited for, counted rather than timed (a test never
+    asserts a wall-clock time): each connection attempt with the timeout its socket had (None:
+    no timeout, it could hang), each sleep with its length."""
+
+    connects: list[float | None] = field(default_factory=list)
+    sleeps: list[float] = field(default_factory=list)
+
+    @property
+    def longest_possible(self) -> float:
+        """The longest the code could have waited on these: every attempt to its timeout."""
+        bounded = [float("inf") if t is None else t for t in self.connects]
+        return sum(bounded) + sum(self.sleeps)
+
+
+@contextlib.contextmanager
+def waits_counted(port: int) -> Iterator[Waits]:
+    """Count the connection attempts to 127.0.0.1:``port`` and every sleep (``time.sleep``,
+    and kombu's retry loop's own) made inside the block, letting them happen."""
+    waits = Waits()
+    connect = socket.socket.connect
+    sleep = time.sleep
+
+    def counted_connect(sock: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple) and address[1:2] == (port,):
+            waits.connects.append(sock.gettimeout())
+        return connect(sock, address)
+
+    def counted_sleep(seconds: float) -> None:
+        waits.sleeps.append(seconds)
+        sleep(seconds)
+
+    with (
+        mock.patch.object(socket.socket, "connect", counted_connect),
+        mock.patch.object(time, "sleep", counted_sleep),
+        mock.patch.object(kombu.utils.functional, "sleep", counted_sleep),
+    ):
+        yield waits
 
 
 def wait_for(
