@@ -8,6 +8,7 @@ set-based audience query (``consents.audience``) only has to compare stored fact
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -540,6 +541,31 @@ def decide(
     ).decide(message)
 
 
+# The events ``pair_state`` reads: the rest of a channel's events never change a pair's state.
+_PAIR_TYPES = frozenset(
+    {EventType.OPT_IN, EventType.DOI_CONFIRMED, EventType.OPT_OUT, EventType.COMPLAINT}
+)
+
+
+Positioned = list[tuple[int, Fact]]
+
+
+def _pair_groups(events: Sequence[Fact]) -> tuple[Positioned, dict[str | None, Positioned]]:
+    """A channel's events that ``pair_state`` reads, with their positions: those that count for
+    every topic (an opt-out of every topic, any complaint on the channel), and the others by
+    topic."""
+    shared: Positioned = []
+    by_topic: dict[str | None, Positioned] = {}
+    for i, e in enumerate(events):
+        if e.type not in _PAIR_TYPES:
+            continue
+        if e.topic == ANY or e.type == EventType.COMPLAINT:
+            shared.append((i, e))
+        else:
+            by_topic.setdefault(e.topic, []).append((i, e))
+    return shared, by_topic
+
+
 class Decider:
     """``decide`` for several messages to one person as of one instant (the preference page asks
     once per box): what does not depend on the message (the history in time order, the retention
@@ -569,6 +595,21 @@ class Decider:
         return self._once(
             ("on", channel), lambda: [e for e in self.h if e.channel in (channel, ANY)]
         )
+
+    def pair_events(self, topic: str | None, channel: str) -> list[Fact]:
+        """The events ``pair_state`` reads for (``topic``, ``channel``), in order: of those on
+        the channel, the opt-ins, confirmations and opt-outs of that topic or of every topic, and
+        the complaints. Grouped by topic once per channel, so that a long history of one box
+        costs nothing to the questions about the others."""
+        shared, by_topic = self._once(
+            ("pair-groups", channel), lambda: _pair_groups(self.on(channel))
+        )
+        own = by_topic.get(topic, [])
+        if not own:
+            return [e for _, e in shared]
+        if not shared:
+            return [e for _, e in own]
+        return [e for _, e in heapq.merge(shared, own, key=lambda item: item[0])]
 
     def _once(self, key: Any, compute: Callable[[], Any]) -> Any:
         if key not in self._known:
@@ -635,7 +676,8 @@ class Decider:
 
         # 6. Opted out, with one exception: the call the person asked for.
         pair = once(
-            ("pair", topic, channel), lambda: pair_state(self.on(channel), topic, channel, s)
+            ("pair", topic, channel),
+            lambda: pair_state(self.pair_events(topic, channel), topic, channel, s),
         )
         automated_call = channel == Channel.PHONE and message.automated
         if pair.opt_out is not None:

@@ -63,13 +63,17 @@ def _answer(decide, message):
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(raw_events(), max_size=30), st.sampled_from([1, 7]))
-def test_a_pair_reads_the_same_from_the_events_of_its_channel(raw, ttl_days) -> None:
+def test_a_pair_reads_the_same_from_the_events_of_its_channel_and_topic(raw, ttl_days) -> None:
     s = rules.RuleSettings(doi_ttl=timedelta(days=ttl_days))
     decider = rules.Decider(PERSON, _facts(raw), START + timedelta(days=500), settings=s)
     for channel in CHANNELS:
         on_channel = decider.on(channel)
         assert all(e.channel in (channel, ANY) for e in on_channel)
-        for topic in ("promotions", "newsletter", None):
-            assert rules.pair_state(on_channel, topic, channel, s) == rules.pair_state(
-                decider.h, topic, channel, s
-            )
+        for topic in ("promotions", "newsletter", "other", None):
+            whole = rules.pair_state(decider.h, topic, channel, s)
+            assert rules.pair_state(on_channel, topic, channel, s) == whole
+            # Only the events of that topic, of every topic, and the complaints.
+            events = decider.pair_events(topic, channel)
+            assert all(e.topic in (topic, ANY) or e.type == "complaint" for e in events)
+            assert events == [e for e in on_channel if e in events]  # in order
+            assert rules.pair_state(events, topic, channel, s) == whole
