@@ -360,7 +360,9 @@ def _rows_change(
         changed = {key: row for key, row in new.items() if old.get(key) != row}
         if len(gone) + len(changed) <= _ROWS_CHANGED_ONE_BY_ONE:
             for key in gone:
-                model.objects.filter(contact=contact, **dict(zip(keys, key, strict=True))).delete()
+                statements.delete(
+                    model, {"contact": contact.pk, **dict(zip(keys, key, strict=True))}
+                )
             for key, row in changed.items():
                 was = old.get(key)
                 if was is None:  # a box given an answer for the first time

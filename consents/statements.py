@@ -110,6 +110,31 @@ def update(model: type[Model], where: Mapping[str, Any], **values: Any) -> int |
         return cursor.rowcount
 
 
+def delete(model: type[Model], where: Mapping[str, Any]) -> None:
+    """``model.objects.filter(**where).delete()`` for plain values, for a model no signal
+    receiver watches and no other row points to (no cascade): queued inside ``together()``."""
+    keys = tuple(where)
+    cache_key = (connection.vendor, model, keys)
+    built = _DELETES.get(cache_key)
+    if built is None:
+        meta = model._meta
+        targets = [meta.get_field(name) for name in keys]
+        match = " AND ".join(f"{_quote(f.column)} = %s" for f in targets)
+        built = _DELETES[cache_key] = (
+            f"DELETE FROM {_quote(meta.db_table)} WHERE {match}",
+            targets,
+        )
+    text, fields = built
+    params = [
+        f.get_db_prep_save(value, connection)
+        for f, value in zip(fields, where.values(), strict=True)
+    ]
+    _queued(text, params)
+
+
+_DELETES: dict[tuple[str, type[Model], tuple[str, ...]], tuple[str, list[Any]]] = {}
+
+
 # --- Statements sent together -------------------------------------------------------------------
 
 
@@ -248,7 +273,7 @@ def flush() -> None:
                 row = cursor.fetchone()
                 item.returning.pk = row[0] if row else None
             elif item.answer is not None:
-                item.answer._set(cursor.fetchall())
+                item.answer._set(cursor.fetchall() if cursor.description is not None else [])
 
 
 def _queued(sql: str, params: Sequence[Any], convert: Any = None) -> Pending:
@@ -327,15 +352,15 @@ def spelt(queryset: Any) -> Read:
     )
 
 
-def rows(read: Read, params: list[Any]) -> list[list[Any]]:
-    """The rows of a spelt read with these parameters, converted as the ORM converts them."""
-    with connection.cursor() as cursor:
-        cursor.execute(read.sql, params)
-        return converted(cursor.fetchall(), read.converters)
+def rows(read: Read, params: list[Any], *, later: bool = False) -> Any:
+    """The rows of a spelt read with these parameters, converted as the ORM converts them (a
+    ``Pending`` of them, ``later``: queued inside ``together()``)."""
+    answer = _queued(read.sql, params, lambda found: converted(found, read.converters))
+    return answer if later else answer.result
 
 
 _SELECTS: dict[
-    tuple[str, type[Model], str, str, int | None], tuple[str, Converters, list[str]]
+    tuple[str, type[Model], str, str, int | None, bool], tuple[str, Converters, list[str]]
 ] = {}
 
 
@@ -347,12 +372,15 @@ def select(
     order_by: str = "",
     limit: int | None = None,
     later: bool = False,
+    for_update: bool = False,
 ) -> Any:
     """``model``'s rows matching ``where`` (SQL on its columns, ``%s`` for ``params``), as the ORM
     builds them: every concrete field, converted as the ORM converts it. For the few reads on the
     busiest paths (the sign-up's), where building the query costs more than running it. With
-    ``later``, a ``Pending`` whose ``result`` is that list (queued inside ``together()``)."""
-    key = (connection.vendor, model, where, order_by, limit)
+    ``later``, a ``Pending`` whose ``result`` is that list (queued inside ``together()``);
+    ``for_update``: the rows locked (``SELECT ... FOR UPDATE`` where the database has it)."""
+    for_update = for_update and connection.features.has_select_for_update
+    key = (connection.vendor, model, where, order_by, limit, for_update)
     built = _SELECTS.get(key)
     if built is None:
         meta = model._meta
@@ -363,6 +391,8 @@ def select(
         text += f" ORDER BY {order_by or _quote(meta.pk.column)}"
         if limit is not None:
             text += f" LIMIT {int(limit)}"
+        if for_update:
+            text += " FOR UPDATE"
         converters = converters_for([f.get_col(meta.db_table) for f in fields])
         built = _SELECTS[key] = (text, converters, [f.attname for f in fields])
     text, converters, names = built

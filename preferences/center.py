@@ -225,21 +225,31 @@ def _spelt(name: str) -> statements.Read:
     return read
 
 
-def _rows(name: str, contact_id: int) -> list[list[Any]]:
-    """The rows of one of ``_QUERIES`` for a contact, converted as the ORM converts them."""
-    return statements.rows(_spelt(name), [contact_id])
+def _rows(name: str, contact_id: int) -> statements.Pending:
+    """The rows of one of ``_QUERIES`` for a contact, converted as the ORM converts them, asked
+    for with what else is queued (``statements.together``)."""
+    return statements.rows(_spelt(name), [contact_id], later=True)
 
 
-def center_state(*, contact: Contact, language: str) -> CenterState:
-    """Everything the page shows, in a constant number of queries."""
+def center_state(
+    *, contact: Contact, language: str, locked: statements.Pending | None = None
+) -> CenterState:
+    """Everything the page shows, in a constant number of queries (one round trip, with the
+    contact's row lock when ``locked`` is that read, queued: the state is then that contact's)."""
     now = clock.now()
     s = rules.RuleSettings.from_django()
     snapshot = catalogue.snapshot()
     all_topics = dict(snapshot.by_slug)
     active = [t for t in all_topics.values() if t.active]
+    asked = _rows("states", contact.pk), _rows("history", contact.pk)
+    if locked is not None:
+        found = locked.result
+        if not found:
+            raise Contact.DoesNotExist(f"No contact {contact.pk}.")
+        contact = found[0]
     # (status, since, frequency) per (topic, channel).
-    states = {(row[0], row[1]): row[2:] for row in _rows("states", contact.pk)}
-    events = [PastEvent.from_row(row) for row in _rows("history", contact.pk)]
+    states = {(row[0], row[1]): row[2:] for row in asked[0].result}
+    events = [PastEvent.from_row(row) for row in asked[1].result]
     notices = notices_for(active, language, snapshot)
     h = rules.ordered(
         fact_from_row(
@@ -364,6 +374,11 @@ def _lock(contact: Contact) -> Contact:
     return Contact.objects.select_for_update().get(pk=contact.pk)
 
 
+def _lock_later(contact: Contact) -> statements.Pending:
+    """``_lock``, queued: sent with the state's reads (``center_state``'s ``locked``)."""
+    return statements.select(Contact, "id = %s", [contact.pk], later=True, for_update=True)
+
+
 @transaction.atomic
 def preferences_save(
     *,
@@ -381,8 +396,32 @@ def preferences_save(
     shown is left alone. ``notices`` is the wording shown per topic. The form has checked that
     every pair and frequency is offered; the services check again.
     """
-    locked = _lock(contact)
-    state = center_state(contact=locked, language=language)
+    with statements.together():
+        return _save(
+            contact=contact,
+            shown=shown,
+            wanted=wanted,
+            frequencies=frequencies,
+            notices=notices,
+            language=language,
+            request=request,
+        )
+
+
+def _save(
+    *,
+    contact: Contact,
+    shown: Collection[tuple[str, str]],
+    wanted: Collection[tuple[str, str]],
+    frequencies: Mapping[str, str],
+    notices: Mapping[str, Notice | None],
+    language: str,
+    request: Request,
+) -> list[Change]:
+    """``preferences_save``'s reads and writes, their statements sent together: the lock and the
+    state's reads in one round trip, then per change the chain's end, and the writes at the end."""
+    state = center_state(contact=contact, language=language, locked=_lock_later(contact))
+    locked = state.contact
     now = clock.now()
     wanted_set, shown_set = set(wanted), set(shown)
     changes: list[Change] = []

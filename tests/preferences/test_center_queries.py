@@ -96,3 +96,38 @@ def test_a_save_leaves_its_message_without_writing_the_session(
         client.cookies.get("assent_saved") or response.cookies["assent_saved"].value
     )
     assert 'id="saved"' not in other.get("/preferences/").content.decode()
+
+
+def test_a_save_of_one_box_sends_its_statements_together(
+    make_topic: Any, make_contact: Any
+) -> None:
+    """On PostgreSQL (``consents.statements.together``): the row lock with the state's reads in
+    one round trip, the chain's end in another, every write of the change in a third."""
+    person = person_with_topics(make_topic, make_contact, 3, "together")
+    client = Client()
+    open_session(client, person)
+    data = form_state(client.get("/preferences/").content.decode())
+    data["on"] = [v for v in data["on"] if v != "together-1:email"]  # one box unticked
+    with CaptureQueriesContext(connection) as saving:
+        assert client.post("/preferences/", data).status_code == 302
+    # Leaving out the catalogue's reads (in a test's transaction it is read again each time).
+    catalogue = (
+        'FROM "consents_topic"',
+        'FROM "consents_notice"',
+        'FROM "consents_webhookendpoint"',
+    )
+    sent = [
+        q["sql"]
+        for q in saving.captured_queries
+        if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))
+        and not any(f'FROM "{table}"' in q["sql"] for table in catalogue)
+    ]
+    assert person.events.filter(type="opt_out", topic="together-1", channel="email").count() == 1
+    if connection.vendor != "postgresql":
+        return
+    # After the page's contact: the save's three round trips.
+    locked = next(i for i, sql in enumerate(sent) if "FOR UPDATE" in sql)
+    assert locked <= 2, "\n\n".join(sent)
+    assert len(sent[locked:]) == 3, "\n\n".join(sent)
+    assert "consents_event" in sent[locked]  # the history, with the lock
+    assert 'INSERT INTO "consents_event"' in sent[-1]
