@@ -13,8 +13,10 @@ the page's words, from this state, in ``preferences.presenters``.
 from __future__ import annotations
 
 import calendar
+import collections
 import enum
 import functools
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -199,8 +201,9 @@ _QUERIES: dict[str, Callable[[], QuerySet[Any]]] = {
     "states": lambda: ConsentState.objects.filter(contact_id=0).values_list(
         "topic", "channel", "status", "since", "frequency"
     ),
+    # From one event on (``seq >=``): the history this process already holds is not read again.
     "history": lambda: (
-        Event.objects.filter(contact_id=0)
+        Event.objects.filter(contact_id=0, seq__gte=0)
         .order_by("seq")
         .values_list(
             "seq",
@@ -213,6 +216,7 @@ _QUERIES: dict[str, Callable[[], QuerySet[Any]]] = {
             "data",
             "notice__version",
             "notice__text",
+            "hash",
         )
     ),
 }
@@ -221,14 +225,102 @@ _QUERIES: dict[str, Callable[[], QuerySet[Any]]] = {
 @functools.cache
 def _spelt(name: str) -> statements.Read:
     read = statements.spelt(_QUERIES[name]())
-    assert read.params == [0], read.params  # the contact's id, and nothing else
+    # The contact's id (and the first event's number), nothing else.
+    assert read.params == ([0, 0] if name == "history" else [0]), read.params
     return read
 
 
-def _rows(name: str, contact_id: int) -> statements.Pending:
+def _rows(name: str, *params: int) -> statements.Pending:
     """The rows of one of ``_QUERIES`` for a contact, converted as the ORM converts them, asked
     for with what else is queued (``statements.together``)."""
-    return statements.rows(_spelt(name), [contact_id], later=True)
+    return statements.rows(_spelt(name), list(params), later=True)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A person's history up to one event, as read and parsed: the page's events and the facts
+    the rules read, in the ledger's order."""
+
+    seq: int
+    hash: str
+    events: list[PastEvent]
+    facts: list[rules.Fact]
+
+
+class _Histories:
+    """Each person's history as this process last read it. The ledger only grows: the next read
+    asks for the events from the last one kept, and that event's hash (the chain's) says whether
+    what is kept is still the ledger's (a rolled back write, a contact deleted: read whole
+    again). A person who saves again and again no longer costs a read and a parse of their whole
+    history each time. At most ``MAX_EVENTS`` events kept, the least recently read forgotten."""
+
+    MAX_EVENTS = 200_000
+
+    def __init__(self) -> None:
+        self._kept: collections.OrderedDict[int, _Kept] = collections.OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, contact_id: int) -> _Kept | None:
+        with self._lock:
+            return self._kept.get(contact_id)
+
+    def put(self, contact_id: int, kept: _Kept) -> None:
+        with self._lock:
+            old = self._kept.pop(contact_id, None)
+            self._size += len(kept.events) - (len(old.events) if old is not None else 0)
+            self._kept[contact_id] = kept
+            while self._size > self.MAX_EVENTS and self._kept:
+                _, dropped = self._kept.popitem(last=False)
+                self._size -= len(dropped.events)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+            self._size = 0
+
+
+HISTORIES = _Histories()
+
+
+def _parsed(rows: Sequence[Sequence[Any]]) -> tuple[list[PastEvent], list[rules.Fact]]:
+    events = [PastEvent.from_row(row[:-1]) for row in rows]
+    facts = [
+        fact_from_row(
+            type=e.type,
+            occurred_at=e.occurred_at,
+            seq=e.seq,
+            topic=e.topic,
+            channel=e.channel,
+            method=e.method,
+            proof=e.proof,
+            data=e.data,
+        )
+        for e in events
+    ]
+    return events, facts
+
+
+def _history(contact_id: int, asked: statements.Pending, kept: _Kept | None) -> _Kept | None:
+    """The person's whole history: ``asked`` (read from ``kept``'s last event on) added to what
+    was kept, or read whole again when that event is no longer the ledger's."""
+    rows = asked.result
+    if kept is not None:
+        if rows and rows[0][0] == kept.seq and rows[0][-1] == kept.hash:
+            rows = rows[1:]
+            if not rows:
+                return kept
+            events, facts = _parsed(rows)
+            found = _Kept(rows[-1][0], rows[-1][-1], kept.events + events, kept.facts + facts)
+            HISTORIES.put(contact_id, found)
+            return found
+        rows = _rows("history", contact_id, 0).result
+    if not rows:
+        return None
+    events, facts = _parsed(rows)
+    found = _Kept(rows[-1][0], rows[-1][-1], events, facts)
+    HISTORIES.put(contact_id, found)
+    return found
 
 
 def center_state(
@@ -241,7 +333,8 @@ def center_state(
     snapshot = catalogue.snapshot()
     all_topics = dict(snapshot.by_slug)
     active = [t for t in all_topics.values() if t.active]
-    asked = _rows("states", contact.pk), _rows("history", contact.pk)
+    kept = HISTORIES.get(contact.pk)
+    asked = _rows("states", contact.pk), _rows("history", contact.pk, kept.seq if kept else 0)
     if locked is not None:
         found = locked.result
         if not found:
@@ -249,21 +342,10 @@ def center_state(
         contact = found[0]
     # (status, since, frequency) per (topic, channel).
     states = {(row[0], row[1]): row[2:] for row in asked[0].result}
-    events = [PastEvent.from_row(row) for row in asked[1].result]
+    history = _history(contact.pk, asked[1], kept)
+    events = history.events if history is not None else []
     notices = notices_for(active, language, snapshot)
-    h = rules.ordered(
-        fact_from_row(
-            type=e.type,
-            occurred_at=e.occurred_at,
-            seq=e.seq,
-            topic=e.topic,
-            channel=e.channel,
-            method=e.method,
-            proof=e.proof,
-            data=e.data,
-        )
-        for e in events
-    )
+    h = rules.ordered(history.facts if history is not None else [])
     h_now = [f for f in h if f.at <= now]
     person = person_from_contact(contact)
     bases = _Bases(person, h_now, now, s)

@@ -99,6 +99,10 @@ def _fresh_page_cache() -> None:
     cache.delete(catalogue.CATALOG_KEY)
     catalogue._untrusted.clear()
     catalogue._checked["version"] = None
+    # The histories this process read (a test database's ids come round again on SQLite).
+    from preferences import center
+
+    center.HISTORIES.clear()
 
 
 @pytest.fixture(autouse=True)
