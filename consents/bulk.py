@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import ipaddress
 import itertools
 import multiprocessing
@@ -736,6 +737,29 @@ class LoadStats:
     contact_ids: list[int] = field(default_factory=list)
 
 
+# Python's cyclic garbage collector makes a pass over the young objects every 700 containers
+# (dicts, lists, tuples...) allocated and not freed, and now and then one over every object alive.
+# An import allocates millions of containers, none in a cycle, and keeps a batch of them alive at a
+# time: those passes free nothing and took a sixth of the CPU of a Mailchimp import (90 against
+# 111 us a row). While an import runs, a young pass every COLLECT_EVERY containers instead.
+COLLECT_EVERY = 100_000
+
+
+@contextlib.contextmanager
+def collecting_less(every: int = COLLECT_EVERY) -> Iterator[None]:
+    """The cyclic collector's young pass every ``every`` containers allocated while the block
+    runs (an outer block's setting, or a larger one, is kept); the threshold restored after."""
+    before = gc.get_threshold()
+    if before[0] >= every:
+        yield
+        return
+    gc.set_threshold(every, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
@@ -778,26 +802,27 @@ def load(
     stats = LoadStats()
     offset = 0
     anchored = LedgerAnchor.objects.order_by("-at").values_list("at", flat=True).first()
-    for batch in _batches(items, batch_size):
-        try:
-            with transaction.atomic():
-                before = len(stats.contact_ids)
-                _load_batch(
-                    batch, offset, s, checks, tables, stats, keep_ids or bool(on_batch), anchored,
-                    emails_normalized,
-                )  # fmt: skip
-                if on_batch is not None:
-                    on_batch(stats.contact_ids[before:])
-                    if not keep_ids:
-                        del stats.contact_ids[before:]
-        except psycopg.Error as exc:
-            raise BulkError(
-                f"contacts #{offset + 1} to #{offset + len(batch)} (rolled back): {exc}"
-            ) from exc
-        offset += len(batch)
-        stats.batches += 1
-        if progress is not None:
-            progress(stats)
+    with collecting_less():
+        for batch in _batches(items, batch_size):
+            try:
+                with transaction.atomic():
+                    before = len(stats.contact_ids)
+                    _load_batch(
+                        batch, offset, s, checks, tables, stats, keep_ids or bool(on_batch),
+                        anchored, emails_normalized,
+                    )  # fmt: skip
+                    if on_batch is not None:
+                        on_batch(stats.contact_ids[before:])
+                        if not keep_ids:
+                            del stats.contact_ids[before:]
+            except psycopg.Error as exc:
+                raise BulkError(
+                    f"contacts #{offset + 1} to #{offset + len(batch)} (rolled back): {exc}"
+                ) from exc
+            offset += len(batch)
+            stats.batches += 1
+            if progress is not None:
+                progress(stats)
     return stats
 
 
