@@ -585,7 +585,7 @@ def prepare(
     if quick is None:
         projection, state = _fold(contact, folded, settings)
     else:
-        projection, state = quick[0], _json(quick[1])
+        projection, state = quick[0], quick[1]
         if checked is None or quick[2] not in checked:
             if (projection, state) != _fold(contact, folded, settings):
                 raise BulkError(

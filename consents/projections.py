@@ -11,6 +11,7 @@ audience query then only compares stored instants with ``now``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -959,17 +960,35 @@ _SIMPLE_DATA = {
 _DOIS = (Doi.NONE, Doi.PENDING)
 
 
+_encode = json.encoder.encode_basestring  # json.dumps(ensure_ascii=False) of a str
+_JSON_BOOL = ("false", "true")
+
+
+def _key(key: list | None, none: str | None = "null") -> str | None:
+    """An ``[us, seq]`` key's JSON text; ``none`` for no key."""
+    return none if key is None else f"[{key[0]},{key[1]}]"
+
+
+def _one(name: str, value: str | None) -> str:
+    """The JSON text of a map of one entry (name and value already JSON), or of none."""
+    return "{}" if value is None else f"{{{name}:{value}}}"
+
+
+def _waiting(waited: list[list]) -> str:
+    return "[" + ",".join(f"[{j[0]},{j[1]},{_JSON_BOOL[j[2]]}]" for j in waited) + "]"
+
+
 def fold_simple(
     events: Sequence[tuple[str, datetime, int, str, str, str, str, dict[str, Any]]],
     collected_at: datetime,
     email: str | None,
     s: rules.RuleSettings,
-) -> tuple[Projection, dict[str, Any], tuple] | None:
+) -> tuple[Projection, str, tuple] | None:
     """For ``events`` given as (type, occurred_at, seq, topic, channel, method, proof, data) in
     recorded order, and the contact's ``collected_at`` and ``email``: ``(Fold.of(history, s)
-    .projection(person), .dump(), outcome)``, or None when the history is not of the one shape
-    this computes (see above). ``outcome`` names every branch the history took: the caller
-    compares the answer with the generic fold's once per outcome."""
+    .projection(person), canonical_json(.dump()), outcome)``, or None when the history is not
+    of the one shape this computes (see above). ``outcome`` names every branch the history took:
+    the caller compares the answer with the generic fold's once per outcome."""
     if not events or collected_at.tzinfo is None:
         return None
     kind, at, seq, topic, channel, method, proof, data = events[0]
@@ -986,6 +1005,8 @@ def fold_simple(
     if doi not in _DOIS:
         return None
     frequency = data.get("frequency") or None
+    if frequency is not None and type(frequency) is not str:
+        return None
     automated = bool(data.get("automated", False))
     # rules._is_clean, rules.is_person_initiated
     clean = not (
@@ -1073,32 +1094,28 @@ def fold_simple(
             del waiting[waited]
     fingerprint = s.fingerprint()
     frequencies = {topic: frequency} if frequency else {}
-    state = {
-        "v": FOLD_VERSION,
-        "fingerprint": fingerprint,
-        "last": last,
-        "last_seq": last_seq,
-        "customer": False,
-        "initiated": initiated,
-        "purchase": None,
-        "warranty": None,
-        "contract_end": None,
-        "undeliverable": undeliverable,
-        "asked": False,
-        "callback": None,
-        "wild": wild,
-        "complaint": {},
-        "topic_out": topic_out,
-        "pause": {},
-        "valid_on": valid_on,
-        "waiting": waiting,
-        "pairs": {name: pair},
-        "topic_channels": {topic: [channel]},
-        "frequencies": frequencies,
-        "purchases": [],
-        "active": {},
-        "ended": [],
-    }
+    # ``canonical_json(Fold.dump())``, spelt directly (keys sorted, no spaces): one pair, each of
+    # its maps of at most one entry.
+    enc, pair_name, channel_name = _encode, _encode(name), _encode(channel)
+    oi, waited = pair["oi"], waiting.get(name)
+    state = (
+        '{"active":{},"asked":false,"callback":null,"complaint":{},"contract_end":null,'
+        f'"customer":false,"ended":[],"fingerprint":{enc(fingerprint)},'
+        f'"frequencies":{_one(enc(topic), enc(frequency) if frequency else None)},'
+        f'"initiated":{"null" if initiated is None else initiated},'
+        f'"last":[{last[0]},{last[1]}],"last_seq":{last_seq},'
+        f'"pairs":{{{pair_name}:{{"auto":{_key(pair["auto"])},"cons":{_key(pair["cons"])},'
+        f'"oi":[{oi[0]},{oi[1]},{_JSON_BOOL[oi[2]]},{_JSON_BOOL[oi[3]]},{_JSON_BOOL[oi[4]]}],'
+        f'"pos":{_key(pair["pos"])}}}}},'
+        '"pause":{},"purchase":null,"purchases":[],'
+        f'"topic_channels":{{{enc(topic)}:[{channel_name}]}},'
+        f'"topic_out":{_one(pair_name, _key(topic_out.get(name), None))},'
+        f'"undeliverable":{_JSON_BOOL[undeliverable]},"v":{FOLD_VERSION},'
+        f'"valid_on":{_one(channel_name, _key(valid_on.get(channel), None))},'
+        f'"waiting":{_one(pair_name, _waiting(waited) if waited else None)},'
+        '"warranty":null,'
+        f'"wild":{_one(channel_name, _key(wild.get(channel), None))}}}'
+    )
 
     # Fold.facts
     anchor = collected_at

@@ -9,6 +9,7 @@ import's presets make; and the bulk loader refuses to write a direct fold that d
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -123,7 +124,8 @@ def test_the_direct_fold_is_the_generic_fold(events, collected, email, s):
     projection, state, _outcome = quick
     expected_projection, expected_state = generic(events, START + collected, email, s)
     assert projection == expected_projection
-    assert ledger.canonical_json(state) == expected_state
+    assert state == expected_state
+    assert json.loads(state) == json.loads(expected_state)
 
 
 def _mapped(preset: str, row: dict[str, str], topic: str = "newsletter") -> Any:
@@ -186,7 +188,7 @@ def test_the_loader_refuses_a_direct_fold_that_disagrees(monkeypatch):
 
     def wrong(*args: Any) -> Any:
         projection, state, outcome = simple(*args)
-        return projection, {**state, "last_seq": 99}, outcome
+        return projection, state.replace('"last_seq":', '"last_seq":9'), outcome
 
     monkeypatch.setattr(projections, "fold_simple", wrong)
     with pytest.raises(bulk.BulkError, match="differs from projections.Fold"):
