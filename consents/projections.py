@@ -1119,8 +1119,10 @@ def fold_simple(
 
     # Fold.facts
     anchor = collected_at
-    if initiated is not None and _at(initiated) > anchor:
-        anchor = _at(initiated)
+    if initiated is not None:
+        initiated_at = _at(initiated)
+        if initiated_at > anchor:
+            anchor = initiated_at
     facts = {
         "is_customer": False,
         "retention_anchor": anchor,
@@ -1189,6 +1191,6 @@ def fold_simple(
         row["automated"],
         anchor is collected_at,
         facts["generic_email"],
-        tuple(map(len, waiting.values())),
+        len(waiting.get(name, ())),  # the only key waiting can have
     ]
     return projection, state, tuple(outcome)
