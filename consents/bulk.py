@@ -748,9 +748,10 @@ COLLECT_EVERY = 100_000
 @contextlib.contextmanager
 def collecting_less(every: int = COLLECT_EVERY) -> Iterator[None]:
     """The cyclic collector's young pass every ``every`` containers allocated while the block
-    runs (an outer block's setting, or a larger one, is kept); the threshold restored after."""
+    runs (an outer block's setting, or a larger one, is kept, and so is a threshold of 0, which
+    turned the automatic passes off); the threshold restored after."""
     before = gc.get_threshold()
-    if before[0] >= every:
+    if before[0] == 0 or before[0] >= every:
         yield
         return
     gc.set_threshold(every, *before[1:])

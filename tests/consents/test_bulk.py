@@ -670,3 +670,9 @@ def test_an_import_runs_the_cycle_collector_less_often_and_restores_it():
     with pytest.raises(ValueError), bulk.collecting_less():
         raise ValueError
     assert gc.get_threshold() == before
+    gc.set_threshold(0, *before[1:])  # automatic passes turned off: left off
+    try:
+        with bulk.collecting_less():
+            assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*before)
