@@ -11,6 +11,7 @@ audience query then only compares stored instants with ``now``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,16 @@ from django.utils.dateparse import parse_datetime
 
 from consents import rules, statements
 from consents.models import CatalogFact, ChannelState, ConsentState, Contact, ContactFacts, Event
-from consents.vocab import ANY, CHANNELS, Channel, Doi, EventType, InteractionKind
+from consents.vocab import (
+    ANY,
+    CHANNELS,
+    METHODS_NEEDING_PROOF,
+    Channel,
+    Doi,
+    EventType,
+    InteractionKind,
+    Method,
+)
 
 
 def _when(value: Any) -> datetime | None:
@@ -928,3 +938,261 @@ class Fold:
         purchases = {(c, p) for c, p in self.purchases}
         projection.catalog_facts += catalog_rows(purchases, contracts)
         return projection
+
+
+# --- A list's history, folded directly ------------------------------------------------------------
+# An import of a mailing list gives each new contact one history shape: an opt-in to one topic on
+# one channel, then perhaps its double opt-in confirmation, an opt-out of that topic (or of every
+# topic) on that channel, or a bounce. ``fold_simple`` computes what
+# ``Fold.of(history).projection(person)`` and ``.dump()`` give for that shape without building a
+# ``rules.Fact`` per event nor walking the generic rules: the same lines of ``Fold.apply``,
+# ``Fold._opt_in``, ``Fold._confirmed``, ``Fold.dump``, ``Fold.facts`` and ``Fold.projection``,
+# kept to the one pair (topic, channel) such a history can touch. Any other history answers None
+# (the caller folds it the generic way). ``tests/consents/test_fold_simple.py`` compares the two
+# on generated histories, and the bulk loader compares them again on the first contact of each
+# outcome in every batch (``bulk.prepare``). A change to ``Fold`` is a change here too.
+
+# The ``data`` keys each type may carry on this path (any other key: the generic fold).
+_SIMPLE_DATA = {
+    EventType.OPT_IN: frozenset({"doi", "prechecked", "bundled", "frequency", "automated"}),
+    EventType.DOI_CONFIRMED: frozenset({"token_digest"}),
+    EventType.OPT_OUT: frozenset(),
+    EventType.BOUNCE: frozenset({"hard"}),
+}
+_DOIS = (Doi.NONE, Doi.PENDING)
+
+
+_encode = json.encoder.encode_basestring  # json.dumps(ensure_ascii=False) of a str
+_JSON_BOOL = ("false", "true")
+
+
+def _key(key: list | None, none: str | None = "null") -> str | None:
+    """An ``[us, seq]`` key's JSON text; ``none`` for no key."""
+    return none if key is None else f"[{key[0]},{key[1]}]"
+
+
+def _one(name: str, value: str | None) -> str:
+    """The JSON text of a map of one entry (name and value already JSON), or of none."""
+    return "{}" if value is None else f"{{{name}:{value}}}"
+
+
+def _waiting(waited: list[list]) -> str:
+    return "[" + ",".join(f"[{j[0]},{j[1]},{_JSON_BOOL[j[2]]}]" for j in waited) + "]"
+
+
+def fold_simple(
+    events: Sequence[tuple[str, datetime, int, str, str, str, str, dict[str, Any]]],
+    collected_at: datetime,
+    email: str | None,
+    s: rules.RuleSettings,
+) -> tuple[Projection, str, tuple] | None:
+    """For ``events`` given as (type, occurred_at, seq, topic, channel, method, proof, data) in
+    recorded order, and the contact's ``collected_at`` and ``email``: ``(Fold.of(history, s)
+    .projection(person), canonical_json(.dump()), outcome)``, or None when the history is not
+    of the one shape this computes (see above). ``outcome`` names every branch the history took:
+    the caller compares the answer with the generic fold's once per outcome."""
+    if not events or collected_at.tzinfo is None:
+        return None
+    kind, at, seq, topic, channel, method, proof, data = events[0]
+    if (
+        kind != EventType.OPT_IN
+        or not topic
+        or topic == ANY
+        or channel not in _CHANNEL_SET
+        or at.tzinfo is None
+        or not data.keys() <= _SIMPLE_DATA[EventType.OPT_IN]
+    ):
+        return None
+    doi = data.get("doi", Doi.NONE)
+    if doi not in _DOIS:
+        return None
+    frequency = data.get("frequency") or None
+    if frequency is not None and type(frequency) is not str:
+        return None
+    automated = bool(data.get("automated", False))
+    # rules._is_clean, rules.is_person_initiated
+    clean = not (
+        bool(data.get("prechecked", False))
+        or bool(data.get("bundled", False))
+        or ((method or None) in METHODS_NEEDING_PROOF and not proof)
+    )
+    pending = doi == Doi.PENDING
+    ttl = s.doi_ttl // _US
+    us = (at - _EPOCH) // _US
+    key = [us, seq]
+    last, last_seq = key, seq
+    initiated = us if (method or None) != Method.IMPORT and not pending and clean else None
+    name = topic + _SEP + channel
+    pair: dict[str, Any] = {"pos": None, "oi": None, "cons": None, "auto": None}
+    waiting: dict[str, list] = {}
+    valid_on: dict[str, list] = {}
+    topic_out: dict[str, list] = {}
+    wild: dict[str, list] = {}
+    if clean and pending:
+        waiting[name] = [[us, seq, automated]]
+    elif clean:
+        valid_on[channel] = key
+        pair["pos"] = pair["cons"] = key
+        if automated:
+            pair["auto"] = key
+    pair["oi"] = [us, seq, pending, clean, False]
+    undeliverable = False
+    outcome: list[Any] = [clean, pending, automated, initiated is not None]
+    for kind, at, seq, topic_e, channel_e, _method, _proof, data in events[1:]:
+        allowed = _SIMPLE_DATA.get(kind) if kind != EventType.OPT_IN else None
+        if allowed is None or at.tzinfo is None or not data.keys() <= allowed:
+            return None
+        us = (at - _EPOCH) // _US
+        if us < last[0] or (us == last[0] and seq < last[1]):
+            return None  # not in the rules' order: the generic fold sorts it
+        key = [us, seq]
+        last = key
+        last_seq = max(last_seq, seq)
+        if kind == EventType.DOI_CONFIRMED:
+            if topic_e != topic or channel_e != channel:
+                return None
+            initiated = us if initiated is None else max(initiated, us)
+            kept = [j for j in waiting.get(name, ()) if us - j[0] <= ttl]
+            if kept:
+                waiting[name] = kept
+            else:
+                waiting.pop(name, None)
+            oi = pair["oi"]
+            in_time = oi[2] and us - oi[0] <= ttl
+            if in_time:
+                oi[4] = True
+            if kept:
+                latest = _latest(*([j[0], j[1]] for j in kept))
+                valid_on[channel] = _latest(valid_on.get(channel), latest)
+                pair["pos"] = key
+                pair["cons"] = _latest(pair["cons"], latest)
+                automated_ones = [[j[0], j[1]] for j in kept if j[2]]
+                if automated_ones:
+                    pair["auto"] = _latest(pair["auto"], *automated_ones)
+            if channel == Channel.EMAIL:
+                undeliverable = False
+            outcome.append((kind, bool(in_time), len(kept)))
+        elif kind == EventType.OPT_OUT:
+            if channel_e != channel or topic_e not in (topic, ANY):
+                return None
+            if topic_e == ANY:
+                wild[channel] = key
+            else:
+                topic_out[name] = key
+            outcome.append((kind, topic_e == ANY))
+        else:  # a bounce
+            hard = bool(data.get("hard", False))
+            if channel_e == Channel.EMAIL and hard:
+                undeliverable = True
+            outcome.append((kind, channel_e == Channel.EMAIL, hard))
+
+    # Fold.dump: pending opt-ins too old for any later confirmation are forgotten.
+    horizon = last[0] - ttl
+    for waited in list(waiting):
+        kept = [j for j in waiting[waited] if j[0] >= horizon]
+        if kept:
+            waiting[waited] = kept
+        else:
+            del waiting[waited]
+    fingerprint = s.fingerprint()
+    frequencies = {topic: frequency} if frequency else {}
+    # ``canonical_json(Fold.dump())``, spelt directly (keys sorted, no spaces): one pair, each of
+    # its maps of at most one entry.
+    enc, pair_name, channel_name = _encode, _encode(name), _encode(channel)
+    oi, waited = pair["oi"], waiting.get(name)
+    state = (
+        '{"active":{},"asked":false,"callback":null,"complaint":{},"contract_end":null,'
+        f'"customer":false,"ended":[],"fingerprint":{enc(fingerprint)},'
+        f'"frequencies":{_one(enc(topic), enc(frequency) if frequency else None)},'
+        f'"initiated":{"null" if initiated is None else initiated},'
+        f'"last":[{last[0]},{last[1]}],"last_seq":{last_seq},'
+        f'"pairs":{{{pair_name}:{{"auto":{_key(pair["auto"])},"cons":{_key(pair["cons"])},'
+        f'"oi":[{oi[0]},{oi[1]},{_JSON_BOOL[oi[2]]},{_JSON_BOOL[oi[3]]},{_JSON_BOOL[oi[4]]}],'
+        f'"pos":{_key(pair["pos"])}}}}},'
+        '"pause":{},"purchase":null,"purchases":[],'
+        f'"topic_channels":{{{enc(topic)}:[{channel_name}]}},'
+        f'"topic_out":{_one(pair_name, _key(topic_out.get(name), None))},'
+        f'"undeliverable":{_JSON_BOOL[undeliverable]},"v":{FOLD_VERSION},'
+        f'"valid_on":{_one(channel_name, _key(valid_on.get(channel), None))},'
+        f'"waiting":{_one(pair_name, _waiting(waited) if waited else None)},'
+        '"warranty":null,'
+        f'"wild":{_one(channel_name, _key(wild.get(channel), None))}}}'
+    )
+
+    # Fold.facts
+    anchor = collected_at
+    if initiated is not None:
+        initiated_at = _at(initiated)
+        if initiated_at > anchor:
+            anchor = initiated_at
+    facts = {
+        "is_customer": False,
+        "retention_anchor": anchor,
+        "expires_at": rules.add_years(anchor, s.retention_years),
+        "undeliverable_email": undeliverable,
+        "generic_email": rules.is_generic_address(email or None, s),
+        "repermission_asked": False,
+        "callback_until": None,
+        "last_seq": last_seq,
+        "rules_fingerprint": fingerprint,
+    }
+
+    # Fold.projection: the pair's state (Fold._pair_state), its channel's row if it consents or
+    # is opted out of, and the pair's consent row.
+    wildcard = wild.get(channel)
+    cover = _latest(wildcard, topic_out.get(name))
+    out = None
+    since: dict[str, Any] = {}
+    if cover is not None and not _later(pair["pos"], cover):
+        out = cover
+    else:
+        since = {
+            n: value
+            for n in ("cons", "auto", "oi")
+            if (value := pair[n]) is not None and _later(value, cover)
+        }
+    projection = Projection(facts=facts)
+    consents = out is None and "cons" in since
+    if consents or wildcard is not None:
+        projection.channel_states.append(
+            {
+                "channel": channel,
+                "opted_out": wildcard is not None,
+                "callback_lifts": False,  # no callback request
+                "pause_until": None,
+                "repermission_opted_out": wildcard is not None
+                and _later(wildcard, valid_on.get(channel)),
+                "has_valid_consent": consents,
+            }
+        )
+    row: dict[str, Any] = {"automated": False, "callback_lifts": False}
+    if out is not None:
+        status, since_at = ConsentState.Status.OPTED_OUT, _at(out[0])
+    elif consents:
+        status, since_at = ConsentState.Status.OPTED_IN, _at(since["cons"][0])
+        row["automated"] = "auto" in since
+    elif "oi" in since and since["oi"][2] and not since["oi"][4]:
+        status, since_at = ConsentState.Status.PENDING, _at(since["oi"][0])
+    elif "oi" in since and not since["oi"][3]:
+        status, since_at = ConsentState.Status.INVALID, _at(since["oi"][0])
+    else:
+        status, since_at = ConsentState.Status.NONE, None
+    projection.consent_states.append(
+        {
+            "topic": topic,
+            "channel": channel,
+            "status": status,
+            "since": since_at,
+            **row,
+            "frequency": frequencies.get(topic, ""),
+        }
+    )
+    outcome += [
+        status,
+        projection.channel_states[0]["repermission_opted_out"] if wildcard else None,
+        row["automated"],
+        anchor is collected_at,
+        facts["generic_email"],
+        len(waiting.get(name, ())),  # the only key waiting can have
+    ]
+    return projection, state, tuple(outcome)
