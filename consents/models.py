@@ -175,7 +175,11 @@ class Contact(models.Model):
 class Event(models.Model):
     """One fact in the append-only ledger, chained to the contact's previous event."""
 
-    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="events")
+    # No index of its own: the chain's unique (contact_id, seq) serves every lookup by contact,
+    # and an index less is a write less per event.
+    contact = models.ForeignKey(
+        Contact, on_delete=models.PROTECT, related_name="events", db_index=False
+    )
     seq = models.PositiveIntegerField(help_text="Position in the contact's chain, from 1.")
     type = models.CharField(max_length=24, choices=EventType.choices)
     topic = models.CharField(max_length=64, blank=True, help_text='A topic slug, or "*".')
@@ -353,7 +357,10 @@ class ContactFacts(models.Model):
 class ChannelState(models.Model):
     """Per contact and channel: what applies to every topic on that channel."""
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="channel_states")
+    # Indexed by (contact, channel), its unique key: no index of its own (a write less).
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="channel_states", db_index=False
+    )
     channel = models.CharField(max_length=8, choices=Channel.choices)
     # Opted out of a topic that has no event of its own on this channel (wildcard opt-outs).
     opted_out = models.BooleanField(default=False)
@@ -383,7 +390,10 @@ class ConsentState(models.Model):
         OPTED_OUT = "opted_out", _("Opted out")
         NONE = "none", _("No choice")
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consent_states")
+    # Indexed by (contact, topic, channel), its unique key: no index of its own (a write less).
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="consent_states", db_index=False
+    )
     topic = models.CharField(max_length=64)
     channel = models.CharField(max_length=8, choices=Channel.choices)
     status = models.CharField(max_length=16, choices=Status.choices)
@@ -413,7 +423,10 @@ class CatalogFact(models.Model):
         PURCHASE = "purchase", _("Purchase")
         CONTRACT = "contract", _("Contract")
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="catalog_facts")
+    # Indexed by (contact, kind) below: no index of its own (a write less).
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="catalog_facts", db_index=False
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     category = models.CharField(max_length=64, blank=True)
     product = models.CharField(max_length=128, blank=True)
@@ -650,13 +663,14 @@ class WebhookDelivery(models.Model):
         # Not sent: its endpoint was switched off before it left.
         CANCELLED = "cancelled", _("Cancelled")
 
+    # Indexed by (endpoint, created_at) and (endpoint, contact, sequence) below.
     endpoint = models.ForeignKey(
-        WebhookEndpoint, on_delete=models.PROTECT, related_name="deliveries"
+        WebhookEndpoint, on_delete=models.PROTECT, related_name="deliveries", db_index=False
     )
     message_id = models.CharField(max_length=40, unique=True)
     type = models.CharField(max_length=32)
-    contact = models.ForeignKey(
-        Contact, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    contact = models.ForeignKey(  # indexed below
+        Contact, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     # The contact's ledger sequence of the fact, so that receivers can detect a gap.
     sequence = models.PositiveIntegerField(null=True, blank=True)
@@ -729,9 +743,12 @@ class ImportedRow(models.Model):
     Keyed by a keyed hash (HMAC) of the source's own id of the row, or of its address: nothing
     here can be read back into an address. Deleted with the contact's personal data."""
 
-    run = models.ForeignKey(ImportRun, on_delete=models.PROTECT, related_name="imported_rows")
+    # Indexed by (run, proven) and (contact) below, not twice over (a write less per row).
+    run = models.ForeignKey(
+        ImportRun, on_delete=models.PROTECT, related_name="imported_rows", db_index=False
+    )
     row = models.PositiveIntegerField()
-    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="+")
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="+", db_index=False)
     source = models.CharField(max_length=16)
     key_digest = models.CharField(max_length=64)
     content_digest = models.CharField(max_length=64)

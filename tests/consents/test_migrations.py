@@ -80,3 +80,41 @@ def test_emails_waiting_at_the_upgrade_keep_their_links_as_intents(make_contact:
     }
     sent.refresh_from_db()
     assert sent.links == {} and sent.context == context  # what was sent stays as it was
+
+
+# The tables written with every event, projection change, imported row or webhook delivery.
+WRITTEN_PER_EVENT = [
+    "consents_event",
+    "consents_chainhead",
+    "consents_evidence",
+    "consents_contactfacts",
+    "consents_consentstate",
+    "consents_channelstate",
+    "consents_catalogfact",
+    "consents_importedrow",
+    "consents_webhookdelivery",
+    "consents_outbox",
+]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_no_index_of_the_busiest_tables_repeats_the_start_of_another() -> None:
+    """Each index is one more write per row: none may be served whole by another index of the
+    same table (its columns, with the same operator classes, leading the other's)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT a.indexrelid::regclass::text, b.indexrelid::regclass::text
+            FROM pg_index a JOIN pg_index b
+              ON a.indrelid = b.indrelid AND a.indexrelid <> b.indexrelid
+            WHERE a.indrelid::regclass::text = ANY(%s)
+              AND NOT a.indisunique AND a.indpred IS NULL AND b.indpred IS NULL
+              AND a.indnkeyatts <= b.indnkeyatts
+              AND (a.indkey::int2[])[0:a.indnkeyatts - 1] = (b.indkey::int2[])[0:a.indnkeyatts - 1]
+              AND (a.indclass::oid[])[0:a.indnkeyatts - 1]
+                = (b.indclass::oid[])[0:a.indnkeyatts - 1]
+            """,
+            [WRITTEN_PER_EVENT],
+        )
+        assert cursor.fetchall() == []
