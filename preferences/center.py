@@ -94,6 +94,8 @@ class CenterState:
     unsubscribed_all: bool
     # Topics the person once validly consented to by email: saying yes again needs no email.
     confirmed_email_topics: set[str] = field(default_factory=set)
+    # The catalogue the page was read from (what is drawn from it alone is kept with it).
+    snapshot: catalogue.Snapshot | None = None
 
     @property
     def changes_at(self) -> list[datetime | None]:
@@ -298,6 +300,7 @@ def center_state(*, contact: Contact, language: str) -> CenterState:
         pause_until=pause.until if pause and pause.until and pause.until > now else None,
         unsubscribed_all=rules.unsubscribed_from_everything(h_now, s),
         confirmed_email_topics={t for t in confirmed_email if t},
+        snapshot=snapshot,
     )
 
 

@@ -11,11 +11,14 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.template import engines
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from markupsafe import Markup, escape
 
 from config.jinja2 import local_date
+from consents import catalogue
 from consents.labels import (
     METHOD_FOR_PERSON,
     STATUS_LABELS,
@@ -88,6 +91,7 @@ class Words:
     """Each lazy translation turned into text once per page: a page has dozens of boxes."""
 
     def __init__(self) -> None:
+        self.language = translation.get_language()
         self.cache: dict[int, str] = {}
         self.labels: dict[str, str] = {}
         self.escaped: dict[str, str] = {}
@@ -200,24 +204,60 @@ def radio_html(slug: str, r: dict[str, Any], words: Words) -> str:
     )
 
 
-def topic_context(view: center.TopicView, words: Words, paused: str = "") -> dict[str, Any]:
-    """A topic's fieldset: its boxes (``cell_context``) and its frequency choices, each also
-    drawn (``cells_html``, ``radios_html``)."""
+def topic_context(
+    view: center.TopicView,
+    words: Words,
+    paused: str = "",
+    snapshot: catalogue.Snapshot | None = None,
+) -> dict[str, Any]:
+    """A topic's fieldset (``html``): its boxes (``cell_context``) and its frequency choices,
+    each drawn (``cells_html``, ``radios_html``), in what the catalogue says of the topic."""
     topic = view.topic
     slug_html = str(escape(topic.slug))
     frequencies = [
         {"value": value, "checked": value == view.frequency, "label": words.label(value)}
         for value in topic.frequencies
     ]
-    return {
-        "slug": topic.slug,
-        "name": topic.name,
-        "description": topic.description,
-        "notice": view.notice,
-        "cells_html": Markup("".join([cell_html(c, slug_html, words, paused) for c in view.cells])),
-        "frequencies": frequencies,
-        "radios_html": Markup("".join([radio_html(topic.slug, r, words) for r in frequencies])),
-    }
+    cells = "".join([cell_html(c, slug_html, words, paused) for c in view.cells])
+    radios = "".join([radio_html(topic.slug, r, words) for r in frequencies])
+    parts = topic_parts(view, words.language, snapshot)
+    if len(parts) == 2:  # no frequency to choose
+        html = "".join((parts[0], cells, parts[1]))
+    else:
+        html = "".join((parts[0], cells, parts[1], radios, parts[2]))
+    return {"slug": topic.slug, "html": Markup(html)}
+
+
+# Stand for a topic's boxes and frequency choices in its fieldset.
+_CELLS, _RADIOS = "\ue003", "\ue004"
+
+
+def topic_parts(
+    view: center.TopicView, language: str | None, snapshot: catalogue.Snapshot | None
+) -> tuple[str, ...]:
+    """The topic's fieldset (``preferences/_topic.html``) cut where its boxes and its frequency
+    choices go.
+
+    It says what the catalogue says of the topic (its name, description and wording), nothing
+    about the person: drawn once per catalogue snapshot and language, kept with the snapshot (a
+    change of topic or notice replaces it)."""
+    topic, notice = view.topic, view.notice
+    key = ("preferences-topic", language, topic.slug, notice and notice.pk)
+    fragments = snapshot.fragments if snapshot is not None else {}
+    parts = fragments.get(key)
+    if parts is None:
+        t = {
+            "name": topic.name,
+            "description": topic.description,
+            "notice": notice,
+            "frequencies": topic.frequencies,
+            "cells_html": Markup(_CELLS),
+            "radios_html": Markup(_RADIOS),
+        }
+        html = engines["jinja2"].get_template("preferences/_topic.html").render({"t": t})
+        before, rest = html.split(_CELLS)
+        parts = fragments[key] = (before, *rest.split(_RADIOS))
+    return parts  # type: ignore[no-any-return]
 
 
 # --- The history: every choice, newest first ----------------------------------------------------
@@ -371,7 +411,7 @@ def page_context(
     paused = local_date(state.pause_until) if state.pause_until else ""
     return {
         "state": state,
-        "topics": [topic_context(view, words, paused) for view in state.topics],
+        "topics": [topic_context(view, words, paused, state.snapshot) for view in state.topics],
         "notices_signed": shown_signed({view.topic.slug: view.notice for view in state.topics}),
         "history": [history_row(e, state.topic_names) for e in state.history if shown(e)],
         "saved": flash_lines(flash, state.topic_names) if flash else None,

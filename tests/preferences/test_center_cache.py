@@ -286,3 +286,21 @@ def test_the_pages_in_memory_are_bounded_and_end_with_their_entry(
     assert local.get(("k4", "d"), now + 60) is None  # the entry's end
     assert local.get(("k3", "other digest"), now) is None
     assert list(local.pages) == [("k3", "d")] and local.size == 100
+
+
+def test_drawn_every_time_a_topic_renamed_or_a_new_wording_shows_at_once(
+    person: Contact, client: Client, topics: Any, settings: Any
+) -> None:
+    """A topic's fieldset is drawn once per catalogue snapshot (``presenters.topic_parts``): a
+    change of topic or notice replaces the snapshot, and what was drawn from the old one."""
+    settings.PREFERENCE_PAGE_CACHE_SECONDS = 0
+    open_session(client, person)
+    read(client)
+    assert "La lettre d&#x27;information" in read(client)[0]
+    topic = topics["newsletter"]
+    topic.name_fr = "La gazette"
+    topic.save()
+    assert "La gazette" in read(client)[0]
+    services.notice_publish(topic=topic, language="fr", text="Nouveau texte 3.")
+    html = read(client)[0]
+    assert "Nouveau texte 3." in html and "La gazette" in html
