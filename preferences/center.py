@@ -122,8 +122,11 @@ class CenterState:
 class _Bases:
     """Answers "may we send this topic on this channel without consent?" for one person.
 
-    ``decide`` only looks at a topic through the events that name it: topics with no event of
-    their own, of the same purpose, get the same answer on a channel, so it is asked once.
+    ``decide`` only looks at a topic through the events that name it on the channel asked about
+    (or on every channel: ``rules.pair_state`` over ``Decider.on``): topics with no such event,
+    of the same purpose, get the same answer on that channel, so it is asked once. A page of 60
+    boxes asks a few questions (``tests/preferences/test_center_bases.py``: the same answers as
+    each box asked on its own).
     """
 
     def __init__(
@@ -134,7 +137,8 @@ class _Bases:
         self.person, self.now, self.s = person, now, s
         # What the answers share (the history in order, the retention expiry...) worked out once.
         self.decider = rules.Decider(person, self.h, now, settings=s)
-        self.own = {f.topic for f in self.h if f.topic and f.topic != ANY}
+        # Per channel, the topics named by an event on it or on every channel.
+        self.own: dict[str, set[str]] = {}
         # A topic names no product category: for a customer, ask once per category bought,
         # since the soft opt-in only covers analogous products.
         self.categories: list[str | None] = [None] + sorted(
@@ -147,7 +151,14 @@ class _Bases:
         self.answers: dict[tuple[str, str, str], str | None] = {}
 
     def covered_by(self, topic: Topic, channel: str) -> str | None:
-        key = (topic.slug if topic.slug in self.own else "", topic.purpose, channel)
+        own = self.own.get(channel)
+        if own is None:
+            own = self.own[channel] = {
+                f.topic
+                for f in self.h
+                if f.topic and f.topic != ANY and f.channel in (channel, ANY)
+            }
+        key = (topic.slug if topic.slug in own else "", topic.purpose, channel)
         if key not in self.answers:
             self.answers[key] = self._ask(topic, channel)
         return self.answers[key]
