@@ -94,3 +94,40 @@ def test_frequency_choices_are_the_templates_markup(language: str, slug: str) ->
         drawn = "".join(presenters.radio_html(slug, r, words) for r in frequencies)
         drawn = engines["jinja2"].from_string("{{ x }}").render({"x": presenters.Markup(drawn)})
     assert drawn == expected
+
+
+# What templates/jinja2/preferences/center.html wrote for the history's lines.
+HISTORY_TEMPLATE = """    {% for row in history %}
+    <li>
+      <p class="history-choice"><strong>{{ row["choice"] }}</strong></p>
+      <p class="hint"><time datetime="{{ row["at"]|date("c") }}">{{ row["at"]|date("DATETIME_FORMAT") }}</time>{% if row["how"] %} · {{ row["how"] }}{% endif %}</p>
+      {% if row["notice"] %}
+      <details class="notice">
+        <summary>{{ _("Wording you were shown (version %(version)s)", version=row["notice"].version) }}</summary>
+        <p>{{ row["notice"].text }}</p>
+      </details>
+      {% endif %}
+    </li>
+    {% endfor %}
+"""  # noqa: E501
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_history_lines_are_the_templates_markup(language: str) -> None:
+    notice = center.ShownNotice(3, 'J\'accepte <tout> & "plus"')
+    rows = [
+        {"at": at, "choice": choice, "how": how, "notice": shown}
+        for at in SINCE[1:]
+        for choice in ["Oui à « Lettre »", "<b>'x'</b> & \"y\""]
+        for how in ["", presenters.METHOD_FOR_PERSON["web_form"], "<i>l'app</i>"]
+        for shown in [None, notice]
+    ]
+    with translation.override(language):
+        expected = engines["jinja2"].from_string(HISTORY_TEMPLATE).render({"history": rows})
+        words = presenters.Words()
+        drawn = "".join(presenters.history_html(row, words) for row in rows)
+        drawn = (
+            engines["jinja2"].from_string("    {{ x }}\n").render({"x": presenters.Markup(drawn)})
+        )
+    assert drawn == expected
+    assert drawn.count("<li>") == len(rows)
