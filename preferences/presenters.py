@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.template import engines
 from django.utils import timezone, translation
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from markupsafe import Markup, escape
@@ -88,7 +89,10 @@ STATE_EXPLANATIONS = {
 
 
 class Words:
-    """Each lazy translation turned into text once per page: a page has dozens of boxes."""
+    """Each lazy translation turned into text once per page: a page has dozens of boxes.
+
+    Keyed by the lazy object's id: only the module-level sentences (which live as long as the
+    process) are passed, never one made for the occasion (its id could be reused)."""
 
     def __init__(self) -> None:
         self.language = translation.get_language()
@@ -183,7 +187,11 @@ def cell_html(cell: center.Cell, slug_html: str, words: Words, paused: str = "")
     topic but through the slug in its value and ids: the boxes of a page that differ only
     there are drawn once, and the slug put in its places.
     """
-    key = (cell.channel, cell.status, cell.covered_by, cell.has_address, cell.since)
+    since = cell.since  # the day it shows, if it shows one (``cell_context``)
+    if since is not None:
+        shows = not paused and cell.state not in ("covered", ConsentState.Status.NONE)
+        since = local_date(since) if shows else None
+    key = (cell.channel, cell.status, cell.covered_by, cell.has_address, since)
     parts = words.boxes.get(key)
     if parts is None:
         c = cell_context(cell, words, paused)
@@ -311,10 +319,13 @@ def history_choice(event: Event | center.PastEvent, topics: dict[str, Topic]) ->
     return str(_("Asked us to call back"))
 
 
+FROM_EMAIL_PROGRAM = _("From your email program")
+
+
 def history_row(event: Event | center.PastEvent, topics: dict[str, Topic]) -> dict[str, Any]:
     how = METHOD_FOR_PERSON.get(event.method, event.method) if event.method else ""
     if event.type == EventType.COMPLAINT:
-        how = _("From your email program")
+        how = FROM_EMAIL_PROGRAM
     return {
         "at": event.occurred_at,
         "choice": history_choice(event, topics),
@@ -331,6 +342,8 @@ def history_html(row: dict[str, Any], words: Words) -> str:
     the template's loop wrote (``tests/preferences/test_presenters.py`` compares): a person's
     history grows with every choice, and the template language cost five times this per line."""
     at, how, notice = row["at"], row["how"], row["notice"]
+    if isinstance(how, Promise):  # a sentence of ours (kept at module level): once per page
+        how = words(how)
     out = (
         '\n    <li>\n      <p class="history-choice"><strong>'
         f'{escape(row["choice"])}</strong></p>\n      <p class="hint"><time datetime="'
