@@ -271,13 +271,16 @@ def center_state(*, contact: Contact, language: str) -> CenterState:
     person = person_from_contact(contact)
     bases = _Bases(person, h_now, now, s)
     views = []
+    addressed: dict[str, bool] = {}  # per channel: an address for it
     for topic in active:
         cells = []
         frequency = ""
         for channel in topic.channels:
             state = states.get((topic.slug, channel))
             frequency = frequency or (state[2] if state else "")
-            has_address = rules.address_for(person, channel) is not None
+            has_address = addressed.get(channel)
+            if has_address is None:
+                has_address = addressed[channel] = rules.address_for(person, channel) is not None
             cell = Cell(
                 topic=topic,
                 channel=channel,

@@ -74,6 +74,7 @@ def _code_version() -> str:
         _BASE / "templates" / "base.html",
         _BASE / "templates" / "preferences" / "preferences.html",
         _BASE / "templates" / "jinja2" / "preferences" / "center.html",
+        _BASE / "templates" / "jinja2" / "preferences" / "_topic.html",
         _BASE / "templates" / "_controller.html",
         _BASE / "config" / "jinja2.py",
         _BASE / "preferences" / "views" / "preference_center.py",
