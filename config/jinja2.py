@@ -39,12 +39,27 @@ _translated: dict[tuple[str | None, str, bool], Markup] = {}
 
 
 def gettext(message: str, **values: Any) -> Markup:
-    key = (django_translation.get_language(), message, bool(values))
+    return _gettext(django_translation.get_language(), message, values)
+
+
+def _gettext(language: str | None, message: str, values: dict[str, Any]) -> Markup:
+    key = (language, message, bool(values))
     text = _translated.get(key)
     if text is None:
         found = django_translation.gettext(message)
         text = _translated[key] = Markup(found) if values else escape(found)
     return text % values if values else text
+
+
+def gettext_in(language: str | None) -> Any:
+    """``gettext`` for one drawing in ``language``, the current one (a template's ``_`` reads
+    ``gettext`` from its context first): the active language looked up once, not at each of the
+    page's sentences."""
+
+    def bound(message: str, **values: Any) -> Markup:
+        return _gettext(language, message, values)
+
+    return bound
 
 
 def ngettext(singular: str, plural: str, number: int, **values: Any) -> Markup:
@@ -62,13 +77,17 @@ def date_filter(value: date | datetime | None, fmt: str = "DATE_FORMAT") -> str:
     return formats.date_format(value, fmt)
 
 
-def local_date(value: datetime, fmt: str = "DATE_FORMAT") -> str:
+def local_date(
+    value: datetime, fmt: str = "DATE_FORMAT", *, language: str | None = None, zone: Any = None
+) -> str:
     """An aware datetime in the current time zone, formatted by ``formats.date_format``: what
     ``date_format(localtime(value), fmt)`` gives, each (language, zone, format, instant) worked
     out once per process (a page shows dozens of dates, many of them the same day, and Django's
-    formatting costs more than the rest of a box)."""
-    zone = timezone.get_current_timezone()
-    return _formatted(django_translation.get_language(), str(zone), fmt, value, zone)
+    formatting costs more than the rest of a box). ``language`` and ``zone``: the current ones,
+    when the caller knows them already."""
+    zone = zone or timezone.get_current_timezone()
+    language = language or django_translation.get_language()
+    return _formatted(language, str(zone), fmt, value, zone)
 
 
 @functools.lru_cache(maxsize=8192)

@@ -96,6 +96,7 @@ class Words:
 
     def __init__(self) -> None:
         self.language = translation.get_language()
+        self.zone = timezone.get_current_timezone()
         self.cache: dict[int, str] = {}
         self.labels: dict[str, str] = {}
         self.escaped: dict[str, str] = {}
@@ -114,6 +115,10 @@ class Words:
             self.labels[frequency] = frequency_label(frequency)
         return self.labels[frequency]
 
+    def date(self, value: datetime, fmt: str = "DATE_FORMAT") -> str:
+        """``local_date`` in this page's language and time zone."""
+        return local_date(value, fmt, language=self.language, zone=self.zone)
+
     def html(self, text: str) -> str:
         """``text`` escaped for the page, once per page (the boxes repeat a few sentences)."""
         found = self.escaped.get(text)
@@ -131,7 +136,7 @@ def cell_context(cell: center.Cell, words: Words, paused: str = "") -> dict[str,
     state = cell.state
     since = ""
     if cell.since and state not in ("covered", ConsentState.Status.NONE) and not paused:
-        since = " · " + words(SINCE) % {"date": local_date(cell.since)}
+        since = " · " + words(SINCE) % {"date": words.date(cell.since)}
     state_label = words(STATE_LABELS.get(state, state))
     if not cell.has_address:
         explanation = words(NO_ADDRESS.get(cell.channel, ""))
@@ -190,7 +195,7 @@ def cell_html(cell: center.Cell, slug_html: str, words: Words, paused: str = "")
     since = cell.since  # the day it shows, if it shows one (``cell_context``)
     if since is not None:
         shows = not paused and cell.state not in ("covered", ConsentState.Status.NONE)
-        since = local_date(since) if shows else None
+        since = words.date(since) if shows else None
     key = (cell.channel, cell.status, cell.covered_by, cell.has_address, since)
     parts = words.boxes.get(key)
     if parts is None:
@@ -347,8 +352,8 @@ def history_html(row: dict[str, Any], words: Words) -> str:
     out = (
         '\n    <li>\n      <p class="history-choice"><strong>'
         f'{escape(row["choice"])}</strong></p>\n      <p class="hint"><time datetime="'
-        f'{escape(timezone.localtime(at).isoformat())}">'
-        f"{escape(local_date(at, 'DATETIME_FORMAT'))}</time>"
+        f'{escape(timezone.localtime(at, words.zone).isoformat())}">'
+        f"{escape(words.date(at, 'DATETIME_FORMAT'))}</time>"
         + (f" · {escape(how)}" if how else "")
         + "</p>\n      "
     )
@@ -446,7 +451,7 @@ def page_context(
 ) -> dict[str, Any]:
     """Everything ``preferences/preferences.html`` shows, from the state of the page."""
     words = Words()
-    paused = local_date(state.pause_until) if state.pause_until else ""
+    paused = words.date(state.pause_until) if state.pause_until else ""
     history = [history_row(e, state.topic_names) for e in state.history if shown(e)]
     return {
         "state": state,

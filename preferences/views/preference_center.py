@@ -25,6 +25,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from config import csrf
+from config import jinja2 as config_jinja2
 from consents import catalogue, clock, links
 from consents.http import client_ip, user_agent
 from consents.links import LinkError
@@ -209,7 +210,8 @@ def _draw(request: HttpRequest, context: dict[str, Any], *, csrf_token: str) -> 
         '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', csrf_token
     )
     body = engines["jinja2"].get_template("preferences/center.html")
-    body = body.render({**context, "csrf_input": csrf_input})
+    gettext = config_jinja2.gettext_in(translation.get_language())
+    body = body.render({**context, "csrf_input": csrf_input, "gettext": gettext})
     if context["error"] or settings.DEBUG:
         # An error names itself in the title; in development the templates may change.
         layout = {"body": mark_safe(body), "error": context["error"], "csrf_token": csrf_token}
