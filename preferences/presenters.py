@@ -206,9 +206,10 @@ def cell_html(cell: center.Cell, slug_html: str, words: Words, paused: str = "")
     return slug_html.join(parts)
 
 
-def radio_html(slug: str, r: dict[str, Any], words: Words) -> str:
-    """One frequency choice of a topic (``topic_context``) as the page's radio button."""
-    name, value = escape(slug), escape(r["value"])
+def radio_html(slug_html: str, r: dict[str, Any], words: Words) -> str:
+    """One frequency choice of a topic (``topic_context``) as the page's radio button;
+    ``slug_html``: the topic's slug, escaped."""
+    name, value = slug_html, words.html(r["value"])
     return (
         f'<div class="check"><input type="radio" name="frequency-{name}" value="{value}" '
         f'id="frequency-{name}-{value}"'
@@ -232,7 +233,7 @@ def topic_context(
         for value in topic.frequencies
     ]
     cells = "".join([cell_html(c, slug_html, words, paused) for c in view.cells])
-    radios = "".join([radio_html(topic.slug, r, words) for r in frequencies])
+    radios = "".join([radio_html(slug_html, r, words) for r in frequencies])
     parts = topic_parts(view, words.language, snapshot)
     if len(parts) == 2:  # no frequency to choose
         html = "".join((parts[0], cells, parts[1]))

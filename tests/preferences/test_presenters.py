@@ -91,7 +91,8 @@ def test_frequency_choices_are_the_templates_markup(language: str, slug: str) ->
             .from_string(RADIO_TEMPLATE)
             .render({"frequencies": frequencies, "slug": slug})
         )
-        drawn = "".join(presenters.radio_html(slug, r, words) for r in frequencies)
+        slug_html = str(presenters.escape(slug))
+        drawn = "".join(presenters.radio_html(slug_html, r, words) for r in frequencies)
         drawn = engines["jinja2"].from_string("{{ x }}").render({"x": presenters.Markup(drawn)})
     assert drawn == expected
 
