@@ -277,19 +277,15 @@ class _Local:
 _local = _Local()
 
 
-def split(html: str) -> tuple[bytes, ...]:
-    """The page's bytes, cut where the CSRF token goes (``served`` puts it back)."""
-    return tuple(html.encode().split(_PLACEHOLDER))
-
-
 def served(parts: tuple[bytes, ...], csrf_token: str) -> bytes:
+    """The page kept (its bytes cut where the CSRF token goes), with this response's token."""
     return csrf_token.encode().join(parts)
 
 
 @dataclass(frozen=True)
 class Lookup:
     """The catalog version the page is drawn under (None: do not keep it), and the page kept
-    (``split``), if it still fits."""
+    (its bytes cut where the CSRF token goes: ``served``), if it still fits."""
 
     catalog: str | None
     parts: tuple[bytes, ...] | None
@@ -330,7 +326,7 @@ def store(
     changes_at: Iterable[datetime | None],
 ) -> tuple[bytes, ...]:
     """Keep ``html`` for this session until the first of ``changes_at`` still to come, or the
-    configured limit; returns it ``split``."""
+    configured limit; returns its bytes cut where the CSRF token goes (``served``)."""
     now = clock.now()
     limit = settings.PREFERENCE_PAGE_CACHE_SECONDS
     until = now.timestamp() + limit
