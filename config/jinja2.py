@@ -17,21 +17,49 @@ the one Django's template language gives, byte for byte:
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime
 from typing import Any
 
 import jinja2
+from django.core.signals import setting_changed
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils import translation as django_translation
+from django.utils.autoreload import file_changed
 from jinja2 import Environment
 from markupsafe import Markup, escape
 
+# The template's sentences in each language, as they are output: escaped (no values) or trusted
+# (with values, each escaped in turn). Looked up once per process: the catalogues do not change
+# while it runs (a test changing the languages' settings, or the development server reloading a
+# catalogue, empties it).
+_translated: dict[tuple[str | None, str, bool], Markup] = {}
+
 
 def gettext(message: str, **values: Any) -> Markup:
-    text = django_translation.gettext(message)
-    return Markup(text) % values if values else escape(text)
+    return _gettext(django_translation.get_language(), message, values)
+
+
+def _gettext(language: str | None, message: str, values: dict[str, Any]) -> Markup:
+    key = (language, message, bool(values))
+    text = _translated.get(key)
+    if text is None:
+        found = django_translation.gettext(message)
+        text = _translated[key] = Markup(found) if values else escape(found)
+    return text % values if values else text
+
+
+def gettext_in(language: str | None) -> Any:
+    """``gettext`` for one drawing in ``language``, the current one (a template's ``_`` reads
+    ``gettext`` from its context first): the active language looked up once, not at each of the
+    page's sentences."""
+
+    def bound(message: str, **values: Any) -> Markup:
+        return _gettext(language, message, values)
+
+    return bound
 
 
 def ngettext(singular: str, plural: str, number: int, **values: Any) -> Markup:
@@ -43,10 +71,46 @@ def date_filter(value: date | datetime | None, fmt: str = "DATE_FORMAT") -> str:
     if value in (None, ""):
         return ""
     if isinstance(value, datetime) and timezone.is_aware(value):
-        value = timezone.localtime(value)
         if fmt == "c":  # what Django's "c" gives
-            return value.isoformat()
+            return timezone.localtime(value).isoformat()
+        return local_date(value, fmt)
     return formats.date_format(value, fmt)
+
+
+def local_date(
+    value: datetime, fmt: str = "DATE_FORMAT", *, language: str | None = None, zone: Any = None
+) -> str:
+    """An aware datetime in the current time zone, formatted by ``formats.date_format``: what
+    ``date_format(localtime(value), fmt)`` gives, each (language, zone, format, instant) worked
+    out once per process (a page shows dozens of dates, many of them the same day, and Django's
+    formatting costs more than the rest of a box). ``language`` and ``zone``: the current ones,
+    when the caller knows them already."""
+    zone = zone or timezone.get_current_timezone()
+    language = language or django_translation.get_language()
+    return _formatted(language, str(zone), fmt, value, zone)
+
+
+@functools.lru_cache(maxsize=8192)
+def _formatted(language: str, zone_name: str, fmt: str, value: datetime, zone: Any) -> str:
+    # Keyed on the zone's name (an aware datetime hashes by its instant alone) and the language
+    # (the month's name); ``zone`` is the zone itself.
+    return formats.date_format(timezone.localtime(value, zone), fmt)
+
+
+def _settings_changed(**kwargs: Any) -> None:
+    # A test that changes the formats, the time zone or the languages: what was worked out under
+    # the old ones is not reused.
+    _formatted.cache_clear()
+    _translated.clear()
+
+
+def _file_changed(file_path: Any, **kwargs: Any) -> None:
+    if str(file_path).endswith(".mo"):
+        _translated.clear()
+
+
+setting_changed.connect(_settings_changed)
+file_changed.connect(_file_changed)
 
 
 def url(name: str, *args: Any, **kwargs: Any) -> str:

@@ -96,6 +96,8 @@ class CenterState:
     unsubscribed_all: bool
     # Topics the person once validly consented to by email: saying yes again needs no email.
     confirmed_email_topics: set[str] = field(default_factory=set)
+    # The catalogue the page was read from (what is drawn from it alone is kept with it).
+    snapshot: catalogue.Snapshot | None = None
 
     @property
     def changes_at(self) -> list[datetime | None]:
@@ -122,8 +124,11 @@ class CenterState:
 class _Bases:
     """Answers "may we send this topic on this channel without consent?" for one person.
 
-    ``decide`` only looks at a topic through the events that name it: topics with no event of
-    their own, of the same purpose, get the same answer on a channel, so it is asked once.
+    ``decide`` only looks at a topic through the events that name it on the channel asked about
+    (or on every channel: ``rules.pair_state`` over ``Decider.on``): topics with no such event,
+    of the same purpose, get the same answer on that channel, so it is asked once. A page of 60
+    boxes asks a few questions (``tests/preferences/test_center_bases.py``: the same answers as
+    each box asked on its own).
     """
 
     def __init__(
@@ -134,7 +139,8 @@ class _Bases:
         self.person, self.now, self.s = person, now, s
         # What the answers share (the history in order, the retention expiry...) worked out once.
         self.decider = rules.Decider(person, self.h, now, settings=s)
-        self.own = {f.topic for f in self.h if f.topic and f.topic != ANY}
+        # Per channel, the topics named by an event on it or on every channel.
+        self.own: dict[str, set[str]] = {}
         # A topic names no product category: for a customer, ask once per category bought,
         # since the soft opt-in only covers analogous products.
         self.categories: list[str | None] = [None] + sorted(
@@ -147,7 +153,14 @@ class _Bases:
         self.answers: dict[tuple[str, str, str], str | None] = {}
 
     def covered_by(self, topic: Topic, channel: str) -> str | None:
-        key = (topic.slug if topic.slug in self.own else "", topic.purpose, channel)
+        own = self.own.get(channel)
+        if own is None:
+            own = self.own[channel] = {
+                f.topic
+                for f in self.h
+                if f.topic and f.topic != ANY and f.channel in (channel, ANY)
+            }
+        key = (topic.slug if topic.slug in own else "", topic.purpose, channel)
         if key not in self.answers:
             self.answers[key] = self._ask(topic, channel)
         return self.answers[key]
@@ -350,13 +363,16 @@ def center_state(
     person = person_from_contact(contact)
     bases = _Bases(person, h_now, now, s)
     views = []
+    addressed: dict[str, bool] = {}  # per channel: an address for it
     for topic in active:
         cells = []
         frequency = ""
         for channel in topic.channels:
             state = states.get((topic.slug, channel))
             frequency = frequency or (state[2] if state else "")
-            has_address = rules.address_for(person, channel) is not None
+            has_address = addressed.get(channel)
+            if has_address is None:
+                has_address = addressed[channel] = rules.address_for(person, channel) is not None
             cell = Cell(
                 topic=topic,
                 channel=channel,
@@ -390,6 +406,7 @@ def center_state(
         pause_until=pause.until if pause and pause.until and pause.until > now else None,
         unsubscribed_all=rules.unsubscribed_from_everything(h_now, s),
         confirmed_email_topics={t for t in confirmed_email if t},
+        snapshot=snapshot,
     )
 
 

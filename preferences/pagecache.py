@@ -21,12 +21,22 @@ erasure through the sessions it ends).
 
 The CSRF token differs per request: the page is drawn with a placeholder, replaced on the way out.
 The flash of a save or an error is never cached: those pages are drawn every time.
+
+The session's entry is small (the fingerprint, its end, the page's digest); the page itself (55 kB
+for 20 topics) is kept beside it, under its own key, and each process keeps the pages it served
+lately in memory (``_Local``: by session and digest, until the entry's own end, 16 MB at most),
+split where the CSRF token goes. A page served again is then not carried from Redis, decoded and
+encoded again on every read: only when this process does not hold that digest (another process
+drew it, or it was pushed out) is it fetched, in a second round trip. Dropping the session's
+entry (``forget_sessions``) is enough to stop the page being served anywhere.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,8 +56,13 @@ from preferences.models import CenterSession
 
 CATALOG_KEY = catalogue.CATALOG_KEY
 PAGE_KEY = "assent:preferences-page:{session}"
+# Beside a session's entry: (digest, the page's UTF-8 bytes).
+HTML_SUFFIX = ":html"
 # Replaced by the request's own CSRF token each time the page is served.
 CSRF_PLACEHOLDER = "assent-csrf-" + hashlib.sha256(b"assent.preferences.csrf").hexdigest()[:24]
+_PLACEHOLDER = CSRF_PLACEHOLDER.encode()
+# The pages a process keeps in memory, at most (bytes).
+LOCAL_MAX_BYTES = 16 * 1024 * 1024
 
 _BASE = Path(__file__).resolve().parent.parent
 
@@ -59,6 +74,7 @@ def _code_version() -> str:
         _BASE / "templates" / "base.html",
         _BASE / "templates" / "preferences" / "preferences.html",
         _BASE / "templates" / "jinja2" / "preferences" / "center.html",
+        _BASE / "templates" / "jinja2" / "preferences" / "_topic.html",
         _BASE / "templates" / "_controller.html",
         _BASE / "config" / "jinja2.py",
         _BASE / "preferences" / "views" / "preference_center.py",
@@ -209,29 +225,95 @@ def prefetch(session: SessionBase) -> object:
     return found.get(page)
 
 
+class _Local:
+    """The pages this process served lately: {(entry key, digest): (end, parts)}, the oldest
+    dropped first beyond ``LOCAL_MAX_BYTES``, none served past its entry's end."""
+
+    def __init__(self) -> None:
+        self.pages: OrderedDict[tuple[str, str], tuple[float, tuple[bytes, ...]]] = OrderedDict()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, str], now: float) -> tuple[bytes, ...] | None:
+        with self.lock:
+            found = self.pages.get(key)
+            if found is None:
+                return None
+            if now >= found[0]:
+                self._drop(key)
+                return None
+            self.pages.move_to_end(key)
+            return found[1]
+
+    def put(self, key: tuple[str, str], until: float, parts: tuple[bytes, ...]) -> None:
+        with self.lock:
+            if key in self.pages:
+                self._drop(key)
+            self.pages[key] = (until, parts)
+            self.size += sum(len(p) for p in parts)
+            now = clock.now().timestamp()
+            while self.size > LOCAL_MAX_BYTES and self.pages:
+                self._drop(next(iter(self.pages)))
+            for old in [k for k, (end, _) in self.pages.items() if end <= now]:
+                self._drop(old)
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        _until, parts = self.pages.pop(key)
+        self.size -= sum(len(p) for p in parts)
+
+    def forget(self, entry_keys: Iterable[str]) -> None:
+        """Drop what is kept for these entries (``page_key``)."""
+        gone = set(entry_keys)
+        with self.lock:
+            for key in [k for k in self.pages if k[0] in gone]:
+                self._drop(key)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.pages.clear()
+            self.size = 0
+
+
+_local = _Local()
+
+
+def served(parts: tuple[bytes, ...], csrf_token: str) -> bytes:
+    """The page kept (its bytes cut where the CSRF token goes), with this response's token."""
+    return csrf_token.encode().join(parts)
+
+
 @dataclass(frozen=True)
 class Lookup:
-    """The catalog version the page is drawn under (None: do not keep it), and the page kept,
-    if it still fits."""
+    """The catalog version the page is drawn under (None: do not keep it), and the page kept
+    (its bytes cut where the CSRF token goes: ``served``), if it still fits."""
 
     catalog: str | None
-    html: str | None
+    parts: tuple[bytes, ...] | None
 
 
-def lookup(contact: Contact, *, language: str, entry: object) -> Lookup:
+def lookup(contact: Contact, *, language: str, entry: object, session_key: str) -> Lookup:
     """Whether ``entry`` (from ``prefetch``) still fits. The catalog version is the one
     ``consents.catalogue`` holds for this process (the snapshot the page is drawn from)."""
     catalog = catalogue.version()
     if catalog is None:
-        return Lookup(catalog=None, html=None)
+        return Lookup(catalog=None, parts=None)
     if not isinstance(entry, tuple) or len(entry) != 3:
-        return Lookup(catalog=catalog, html=None)
-    fp, until, html = entry
+        return Lookup(catalog=catalog, parts=None)
+    fp, until, digest = entry
     if fp != fingerprint(contact, language=language, catalog=catalog):
-        return Lookup(catalog=catalog, html=None)
-    if clock.now().timestamp() >= until:
-        return Lookup(catalog=catalog, html=None)
-    return Lookup(catalog=catalog, html=html)
+        return Lookup(catalog=catalog, parts=None)
+    now = clock.now().timestamp()
+    if now >= until:
+        return Lookup(catalog=catalog, parts=None)
+    key = page_key(session_key)
+    parts = _local.get((key, digest), now)
+    if parts is None:
+        kept = cache.get(key + HTML_SUFFIX)
+        if not isinstance(kept, tuple) or len(kept) != 2 or kept[0] != digest:
+            return Lookup(catalog=catalog, parts=None)
+        parts = tuple(kept[1].split(_PLACEHOLDER))
+        _local.put((key, digest), until, parts)
+    return Lookup(catalog=catalog, parts=parts)
 
 
 def store(
@@ -242,9 +324,9 @@ def store(
     catalog: str,
     html: str,
     changes_at: Iterable[datetime | None],
-) -> None:
+) -> tuple[bytes, ...]:
     """Keep ``html`` for this session until the first of ``changes_at`` still to come, or the
-    configured limit."""
+    configured limit; returns its bytes cut where the CSRF token goes (``served``)."""
     now = clock.now()
     limit = settings.PREFERENCE_PAGE_CACHE_SECONDS
     until = now.timestamp() + limit
@@ -252,16 +334,24 @@ def store(
         if at is not None and at > now:
             until = min(until, at.timestamp())
     timeout = max(1, int(until - now.timestamp()) + 1)
-    entry = (fingerprint(contact, language=language, catalog=catalog), until, html)
-    cache.set(page_key(session_key), entry, timeout=timeout)
+    data = html.encode()
+    digest = hashlib.sha256(data).hexdigest()[:32]
+    key = page_key(session_key)
+    entry = (fingerprint(contact, language=language, catalog=catalog), until, digest)
+    cache.set_many({key: entry, key + HTML_SUFFIX: (digest, data)}, timeout=timeout)
+    parts = tuple(data.split(_PLACEHOLDER))
+    _local.put((key, digest), until, parts)
+    return parts
 
 
 def forget_sessions(session_keys: Iterable[str]) -> None:
     """Drop the pages kept for these sessions now and once the transaction commits (a read may
     race the change)."""
-    keys = [page_key(k) for k in session_keys]
-    if not keys:
+    entries = [page_key(k) for k in session_keys]
+    if not entries:
         return
+    _local.forget(entries)
+    keys = [k + suffix for k in entries for suffix in ("", HTML_SUFFIX)]
     cache.delete_many(keys)
     transaction.on_commit(lambda: cache.delete_many(keys))
 

@@ -11,10 +11,15 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.utils import formats, timezone
+from django.template import engines
+from django.utils import timezone, translation
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from markupsafe import Markup, escape
 
+from config.jinja2 import local_date
+from consents import catalogue
 from consents.labels import (
     METHOD_FOR_PERSON,
     STATUS_LABELS,
@@ -84,12 +89,19 @@ STATE_EXPLANATIONS = {
 
 
 class Words:
-    """Each lazy translation turned into text once per page: a page has dozens of boxes."""
+    """Each lazy translation turned into text once per page: a page has dozens of boxes.
+
+    Keyed by the lazy object's id: only the module-level sentences (which live as long as the
+    process) are passed, never one made for the occasion (its id could be reused)."""
 
     def __init__(self) -> None:
+        self.language = translation.get_language()
+        self.zone = timezone.get_current_timezone()
         self.cache: dict[int, str] = {}
-
         self.labels: dict[str, str] = {}
+        self.escaped: dict[str, str] = {}
+        # A box's markup, split where its topic's slug goes, per kind of box (``cell_html``).
+        self.boxes: dict[tuple[Any, ...], list[str]] = {}
 
     def __call__(self, lazy: Any) -> str:
         key = id(lazy)
@@ -103,6 +115,17 @@ class Words:
             self.labels[frequency] = frequency_label(frequency)
         return self.labels[frequency]
 
+    def date(self, value: datetime, fmt: str = "DATE_FORMAT") -> str:
+        """``local_date`` in this page's language and time zone."""
+        return local_date(value, fmt, language=self.language, zone=self.zone)
+
+    def html(self, text: str) -> str:
+        """``text`` escaped for the page, once per page (the boxes repeat a few sentences)."""
+        found = self.escaped.get(text)
+        if found is None:
+            found = self.escaped[text] = str(escape(text))
+        return found
+
 
 PAUSED_LABEL = _("Subscribed, paused until %(date)s")
 PAUSED_EXPLANATION = _("We send you nothing until then; it starts again by itself.")
@@ -113,8 +136,7 @@ def cell_context(cell: center.Cell, words: Words, paused: str = "") -> dict[str,
     state = cell.state
     since = ""
     if cell.since and state not in ("covered", ConsentState.Status.NONE) and not paused:
-        date = formats.date_format(timezone.localtime(cell.since), "DATE_FORMAT")
-        since = " · " + words(SINCE) % {"date": date}
+        since = " · " + words(SINCE) % {"date": words.date(cell.since)}
     state_label = words(STATE_LABELS.get(state, state))
     if not cell.has_address:
         explanation = words(NO_ADDRESS.get(cell.channel, ""))
@@ -138,20 +160,118 @@ def cell_context(cell: center.Cell, words: Words, paused: str = "") -> dict[str,
     }
 
 
-def topic_context(view: center.TopicView, words: Words, paused: str = "") -> dict[str, Any]:
-    """A topic's fieldset: its boxes (``cell_context``) and its frequency choices."""
+def box_html(c: dict[str, Any], words: Words) -> str:
+    """One box (``cell_context``) as the page's list item.
+
+    Written here rather than in the template: a page has 60 boxes and more, and the template
+    language's loop cost ten times this. ``tests/preferences/test_presenters.py`` draws the
+    same boxes with the template markup they replaced and compares, every state and escape.
+    """
+    value, dom_id, html = escape(c["value"]), escape(c["id"]), words.html
+    return (
+        '<li class="cell">'
+        + (f'<input type="hidden" name="shown" value="{value}">' if c["shown"] else "")
+        + f'<div class="check"><input type="checkbox" name="on" value="{value}" id="{dom_id}"'
+        + (" checked" if c["checked"] else "")
+        + ("" if c["shown"] else " disabled")
+        + f' aria-describedby="{dom_id}-state"><label for="{dom_id}">{html(c["label"])}'
+        f'</label></div><p class="state state-{html(c["state"])}" id="{dom_id}-state">'
+        f'<strong class="state-label">{html(c["state_label"])}</strong>'
+        f"{html(c['since'])}. {html(c['explanation'])}</p></li>"
+    )
+
+
+# Stands for a topic's slug in a box's markup (a character no text of ours holds).
+_SLUG = "\ue000"
+
+
+def cell_html(cell: center.Cell, slug_html: str, words: Words, paused: str = "") -> str:
+    """``box_html`` of ``cell``, whose topic's slug is ``slug_html`` (escaped).
+
+    What a box says depends on its channel, its state, its address and its date, not on its
+    topic but through the slug in its value and ids: the boxes of a page that differ only
+    there are drawn once, and the slug put in its places.
+    """
+    since = cell.since  # the day it shows, if it shows one (``cell_context``)
+    if since is not None:
+        shows = not paused and cell.state not in ("covered", ConsentState.Status.NONE)
+        since = words.date(since) if shows else None
+    key = (cell.channel, cell.status, cell.covered_by, cell.has_address, since)
+    parts = words.boxes.get(key)
+    if parts is None:
+        c = cell_context(cell, words, paused)
+        c["value"] = f"{_SLUG}:{cell.channel}"
+        c["id"] = f"cell-{_SLUG}-{cell.channel}"
+        parts = words.boxes[key] = box_html(c, words).split(_SLUG)
+    return slug_html.join(parts)
+
+
+def radio_html(slug_html: str, r: dict[str, Any], words: Words) -> str:
+    """One frequency choice of a topic (``topic_context``) as the page's radio button;
+    ``slug_html``: the topic's slug, escaped."""
+    name, value = slug_html, words.html(r["value"])
+    return (
+        f'<div class="check"><input type="radio" name="frequency-{name}" value="{value}" '
+        f'id="frequency-{name}-{value}"'
+        + (" checked" if r["checked"] else "")
+        + f'><label for="frequency-{name}-{value}">{words.html(r["label"])}</label></div>'
+    )
+
+
+def topic_context(
+    view: center.TopicView,
+    words: Words,
+    paused: str = "",
+    snapshot: catalogue.Snapshot | None = None,
+) -> dict[str, Any]:
+    """A topic's fieldset (``html``): its boxes (``cell_context``) and its frequency choices,
+    each drawn (``cells_html``, ``radios_html``), in what the catalogue says of the topic."""
     topic = view.topic
-    return {
-        "slug": topic.slug,
-        "name": topic.name,
-        "description": topic.description,
-        "notice": view.notice,
-        "cells": [cell_context(c, words, paused) for c in view.cells],
-        "frequencies": [
-            {"value": value, "checked": value == view.frequency, "label": words.label(value)}
-            for value in topic.frequencies
-        ],
-    }
+    slug_html = str(escape(topic.slug))
+    frequencies = [
+        {"value": value, "checked": value == view.frequency, "label": words.label(value)}
+        for value in topic.frequencies
+    ]
+    cells = "".join([cell_html(c, slug_html, words, paused) for c in view.cells])
+    radios = "".join([radio_html(slug_html, r, words) for r in frequencies])
+    parts = topic_parts(view, words.language, snapshot)
+    if len(parts) == 2:  # no frequency to choose
+        html = "".join((parts[0], cells, parts[1]))
+    else:
+        html = "".join((parts[0], cells, parts[1], radios, parts[2]))
+    return {"slug": topic.slug, "html": Markup(html)}
+
+
+# Stand for a topic's boxes and frequency choices in its fieldset.
+_CELLS, _RADIOS = "\ue003", "\ue004"
+
+
+def topic_parts(
+    view: center.TopicView, language: str | None, snapshot: catalogue.Snapshot | None
+) -> tuple[str, ...]:
+    """The topic's fieldset (``preferences/_topic.html``) cut where its boxes and its frequency
+    choices go.
+
+    It says what the catalogue says of the topic (its name, description and wording), nothing
+    about the person: drawn once per catalogue snapshot and language, kept with the snapshot (a
+    change of topic or notice replaces it)."""
+    topic, notice = view.topic, view.notice
+    key = ("preferences-topic", language, topic.slug, notice and notice.pk)
+    fragments = snapshot.fragments if snapshot is not None else {}
+    parts = fragments.get(key)
+    if parts is None:
+        t = {
+            "name": topic.name,
+            "description": topic.description,
+            "notice": notice,
+            "frequencies": topic.frequencies,
+            "cells_html": Markup(_CELLS),
+            "radios_html": Markup(_RADIOS),
+        }
+        html = engines["jinja2"].get_template("preferences/_topic.html").render({"t": t})
+        before, rest = html.split(_CELLS)
+        parts = fragments[key] = (before, *rest.split(_RADIOS))
+    return parts  # type: ignore[no-any-return]
 
 
 # --- The history: every choice, newest first ----------------------------------------------------
@@ -198,26 +318,53 @@ def history_choice(event: Event | center.PastEvent, topics: dict[str, Topic]) ->
         if center.is_resume(event):
             return str(_("Messages resumed"))
         until = event.data.get("until", "")
-        end = formats.date_format(
-            timezone.localtime(datetime.fromisoformat(until.replace("Z", "+00:00"))),
-            "DATE_FORMAT",
-        )
+        end = local_date(datetime.fromisoformat(until.replace("Z", "+00:00")))
         return _("All marketing paused until %(date)s") % {"date": end}
     if event.type == EventType.COMPLAINT:
         return str(_("Reported one of our emails as spam"))
     return str(_("Asked us to call back"))
 
 
+FROM_EMAIL_PROGRAM = _("From your email program")
+
+
 def history_row(event: Event | center.PastEvent, topics: dict[str, Topic]) -> dict[str, Any]:
     how = METHOD_FOR_PERSON.get(event.method, event.method) if event.method else ""
     if event.type == EventType.COMPLAINT:
-        how = _("From your email program")
+        how = FROM_EMAIL_PROGRAM
     return {
         "at": event.occurred_at,
         "choice": history_choice(event, topics),
         "how": how,
         "notice": event.notice,
     }
+
+
+WORDING_SHOWN = _("Wording you were shown (version %(version)s)")
+
+
+def history_html(row: dict[str, Any], words: Words) -> str:
+    """One line of the history (``history_row``) as the page's list item, with the whitespace
+    the template's loop wrote (``tests/preferences/test_presenters.py`` compares): a person's
+    history grows with every choice, and the template language cost five times this per line."""
+    at, how, notice = row["at"], row["how"], row["notice"]
+    if isinstance(how, Promise):  # a sentence of ours (kept at module level): once per page
+        how = words(how)
+    out = (
+        '\n    <li>\n      <p class="history-choice"><strong>'
+        f'{escape(row["choice"])}</strong></p>\n      <p class="hint"><time datetime="'
+        f'{escape(timezone.localtime(at, words.zone).isoformat())}">'
+        f"{escape(words.date(at, 'DATETIME_FORMAT'))}</time>"
+        + (f" · {escape(how)}" if how else "")
+        + "</p>\n      "
+    )
+    if notice:
+        summary = Markup(words(WORDING_SHOWN)) % {"version": notice.version}
+        out += (
+            f'\n      <details class="notice">\n        <summary>{summary}</summary>\n'
+            f"        <p>{escape(notice.text)}</p>\n      </details>\n      "
+        )
+    return out + "\n    </li>\n    "
 
 
 # --- What a save did, in words -----------------------------------------------------------------
@@ -242,7 +389,7 @@ def flash_lines(flash: dict[str, Any], topics: dict[str, Topic]) -> list[str]:
         return [str(DETAILS_DONE[kind])]
     if kind == "paused":
         until = datetime.fromisoformat(flash["until"])
-        date = formats.date_format(timezone.localtime(until), "DATE_FORMAT")
+        date = local_date(until)
         return [_("All our marketing is paused until %(date)s.") % {"date": date}]
     if kind == "resumed":
         return [str(_("Your messages have resumed: you receive again what you chose."))]
@@ -305,16 +452,14 @@ def page_context(
 ) -> dict[str, Any]:
     """Everything ``preferences/preferences.html`` shows, from the state of the page."""
     words = Words()
-    paused = (
-        formats.date_format(timezone.localtime(state.pause_until), "DATE_FORMAT")
-        if state.pause_until
-        else ""
-    )
+    paused = words.date(state.pause_until) if state.pause_until else ""
+    history = [history_row(e, state.topic_names) for e in state.history if shown(e)]
     return {
         "state": state,
-        "topics": [topic_context(view, words, paused) for view in state.topics],
+        "topics": [topic_context(view, words, paused, state.snapshot) for view in state.topics],
         "notices_signed": shown_signed({view.topic.slug: view.notice for view in state.topics}),
-        "history": [history_row(e, state.topic_names) for e in state.history if shown(e)],
+        "history": history,
+        "history_html": Markup("".join([history_html(row, words) for row in history])),
         "saved": flash_lines(flash, state.topic_names) if flash else None,
         "error": error,
         "pause_months": center.PAUSE_MONTHS,

@@ -11,12 +11,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
-from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.template import engines
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django.utils import translation
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -24,6 +24,8 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
+from config import csrf
+from config import jinja2 as config_jinja2
 from consents import catalogue, clock, links
 from consents.http import client_ip, user_agent
 from consents.links import LinkError
@@ -165,10 +167,12 @@ def preferences(request: HttpRequest) -> HttpResponse:
         return _preferences_page(request, contact)
     # Nothing to say about a save: the page drawn for the last read may still be the right one.
     language = page_language()
-    found = pagecache.lookup(contact, language=language, entry=kept)
-    if found.html is None:
+    found = pagecache.lookup(
+        contact, language=language, entry=kept, session_key=request.session.session_key
+    )
+    if found.parts is None:
         return _preferences_page(request, contact, keep_for=found.catalog)
-    return HttpResponse(found.html.replace(pagecache.CSRF_PLACEHOLDER, get_token(request)))
+    return HttpResponse(pagecache.served(found.parts, csrf.token(request)))
 
 
 def _preferences_page(
@@ -185,11 +189,11 @@ def _preferences_page(
     state = center.center_state(contact=contact, language=language)
     context = presenters.page_context(state, flash=flash, error=error)
     if keep_for is None:
-        html = _draw(request, context, csrf_token=get_token(request))
+        html = _draw(request, context, csrf_token=csrf.token(request))
         return HttpResponse(html, status=status if error else 200)
     # Drawn once with a placeholder for the CSRF token, which each response fills in.
     html = _draw(request, context, csrf_token=pagecache.CSRF_PLACEHOLDER)
-    pagecache.store(
+    parts = pagecache.store(
         request.session.session_key,
         contact,
         language=language,
@@ -197,7 +201,7 @@ def _preferences_page(
         html=html,
         changes_at=state.changes_at,
     )
-    return HttpResponse(html.replace(pagecache.CSRF_PLACEHOLDER, get_token(request)))
+    return HttpResponse(pagecache.served(parts, csrf.token(request)))
 
 
 def _draw(request: HttpRequest, context: dict[str, Any], *, csrf_token: str) -> str:
@@ -206,9 +210,42 @@ def _draw(request: HttpRequest, context: dict[str, Any], *, csrf_token: str) -> 
         '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', csrf_token
     )
     body = engines["jinja2"].get_template("preferences/center.html")
-    body = body.render({**context, "csrf_input": csrf_input})
-    layout = {"body": mark_safe(body), "error": context["error"], "csrf_token": csrf_token}
-    return render_to_string("preferences/preferences.html", layout, request=request)
+    gettext = config_jinja2.gettext_in(translation.get_language())
+    body = body.render({**context, "csrf_input": csrf_input, "gettext": gettext})
+    if context["error"] or settings.DEBUG:
+        # An error names itself in the title; in development the templates may change.
+        layout = {"body": mark_safe(body), "error": context["error"], "csrf_token": csrf_token}
+        return render_to_string("preferences/preferences.html", layout, request=request)
+    before, after = _layout(request)
+    return before.replace(_LAYOUT_CSRF, csrf_token) + body + after.replace(_LAYOUT_CSRF, csrf_token)
+
+
+# Where the body and the CSRF token go in the layout (characters no text of ours holds).
+_LAYOUT_BODY = "\ue001assent-body\ue001"
+_LAYOUT_CSRF = "\ue002assent-csrf\ue002"
+_layouts: dict[tuple[str | None, str], tuple[str, str]] = {}
+
+
+def _layout(request: HttpRequest) -> tuple[str, str]:
+    """The layout around the body (``preferences/preferences.html``), without an error: the
+    same for every person, so drawn once per process, language and script prefix, with a mark
+    where the CSRF token goes. What it shows besides comes from the settings (the brand, the
+    controller), which only a test changes (``_settings_changed`` forgets it then)."""
+    key = (translation.get_language(), get_script_prefix())
+    found = _layouts.get(key)
+    if found is None:
+        layout = {"body": mark_safe(_LAYOUT_BODY), "error": "", "csrf_token": _LAYOUT_CSRF}
+        html = render_to_string("preferences/preferences.html", layout, request=request)
+        before, after = html.split(_LAYOUT_BODY)
+        found = _layouts[key] = (before, after)
+    return found
+
+
+def _settings_changed(**kwargs: Any) -> None:
+    _layouts.clear()
+
+
+setting_changed.connect(_settings_changed)
 
 
 def _flash_salt(request: HttpRequest) -> str:

@@ -234,3 +234,73 @@ def test_a_served_page_reads_its_session_and_its_page_in_one_cache_round_trip(
     ]
     page = [t for t in page if t != [catalogue.CATALOG_KEY]]  # read at most once a second
     assert len(page) == 1 and len(page[0]) == 2, trips
+
+
+def test_a_page_drawn_by_another_process_is_fetched_and_kept_here(
+    person: Contact, client: Client
+) -> None:
+    """Each process keeps the pages it served in memory; one drawn elsewhere (this process's
+    memory emptied) comes from the shared cache, the same page, and nothing is drawn again."""
+    open_session(client, person)
+    first, _drawn = read(client)
+    pagecache._local.clear()
+    second, served = read(client)
+    assert served == SERVED
+    assert without_csrf(first) == without_csrf(second)
+    assert [k for k, _ in pagecache._local.pages] == [
+        pagecache.page_key(client.session.session_key)
+    ]
+
+
+def test_the_page_in_memory_is_served_only_while_the_shared_entry_names_it(
+    person: Contact, client: Client
+) -> None:
+    open_session(client, person)
+    read(client)
+    key = pagecache.page_key(client.session.session_key)
+    fp, until, digest = cache.get(key)
+    # The shared entry names another page (drawn elsewhere since): this process's copy is not
+    # served; with that page gone from the shared cache, the page is drawn again.
+    cache.set(key, (fp, until, "0" * 32))
+    cache.delete(key + pagecache.HTML_SUFFIX)
+    html, queries = read(client)
+    assert queries > SERVED and 'id="id_detail_phone"' in html
+    # Its entry dropped (an erasure, a change of contact), nothing is served from memory.
+    read(client)
+    pagecache.forget_sessions([client.session.session_key])
+    assert cache.get(key) is None and cache.get(key + pagecache.HTML_SUFFIX) is None
+    assert not [k for k in pagecache._local.pages if k[0] == key]
+    assert read(client)[1] > SERVED
+
+
+def test_the_pages_in_memory_are_bounded_and_end_with_their_entry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    local = pagecache._Local()
+    monkeypatch.setattr(pagecache, "LOCAL_MAX_BYTES", 250)
+    now = clock.now().timestamp()
+    for i in range(5):
+        local.put((f"k{i}", "d"), now + 60, (b"x" * 50, b"y" * 50))
+    assert [k for k, _ in local.pages] == ["k3", "k4"] and local.size == 200
+    assert local.get(("k4", "d"), now) == (b"x" * 50, b"y" * 50)
+    assert local.get(("k4", "d"), now + 60) is None  # the entry's end
+    assert local.get(("k3", "other digest"), now) is None
+    assert list(local.pages) == [("k3", "d")] and local.size == 100
+
+
+def test_drawn_every_time_a_topic_renamed_or_a_new_wording_shows_at_once(
+    person: Contact, client: Client, topics: Any, settings: Any
+) -> None:
+    """A topic's fieldset is drawn once per catalogue snapshot (``presenters.topic_parts``): a
+    change of topic or notice replaces the snapshot, and what was drawn from the old one."""
+    settings.PREFERENCE_PAGE_CACHE_SECONDS = 0
+    open_session(client, person)
+    read(client)
+    assert "La lettre d&#x27;information" in read(client)[0]
+    topic = topics["newsletter"]
+    topic.name_fr = "La gazette"
+    topic.save()
+    assert "La gazette" in read(client)[0]
+    services.notice_publish(topic=topic, language="fr", text="Nouveau texte 3.")
+    html = read(client)[0]
+    assert "Nouveau texte 3." in html and "La gazette" in html

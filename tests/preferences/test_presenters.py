@@ -1,0 +1,134 @@
+"""The preference page's boxes and frequency choices, drawn in Python (``presenters``), are the
+markup the Jinja2 template drew for them, byte for byte: every state, with and without an
+address, paused or not, in both languages, with values that need escaping."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+import pytest
+from django.template import engines
+from django.utils import translation
+
+from consents.models import ConsentState, Topic
+from consents.vocab import Reason
+from preferences import center, presenters
+
+# What templates/jinja2/preferences/center.html wrote for a topic's boxes and its frequencies.
+BOX_TEMPLATE = (
+    '{% for c in cells %}<li class="cell">{% if c["shown"] %}<input type="hidden" name="shown" '
+    'value="{{ c["value"] }}">{% endif %}<div class="check"><input type="checkbox" name="on" '
+    'value="{{ c["value"] }}" id="{{ c["id"] }}"{% if c["checked"] %} checked{% endif %}'
+    '{% if not c["shown"] %} disabled{% endif %} aria-describedby="{{ c["id"] }}-state"><label '
+    'for="{{ c["id"] }}">{{ c["label"] }}</label></div><p class="state state-{{ c["state"] }}" '
+    'id="{{ c["id"] }}-state"><strong class="state-label">{{ c["state_label"] }}</strong>'
+    '{{ c["since"] }}. {{ c["explanation"] }}</p></li>{% endfor %}'
+)
+RADIO_TEMPLATE = (
+    '{% for r in frequencies %}<div class="check"><input type="radio" name="frequency-{{ slug }}" '
+    'value="{{ r["value"] }}" id="frequency-{{ slug }}-{{ r["value"] }}"{% if r["checked"] %} '
+    'checked{% endif %}><label for="frequency-{{ slug }}-{{ r["value"] }}">{{ r["label"] }}'
+    "</label></div>{% endfor %}"
+)
+
+STATUSES = [s.value for s in ConsentState.Status]
+COVERED = [None, Reason.SOFT_OPT_IN, Reason.LEGITIMATE_INTEREST, Reason.CALLBACK_REQUESTED, "X"]
+CHANNELS = ["email", "sms", "phone", "postal", "push"]
+SINCE = [None, datetime(2026, 3, 12, 23, 30, tzinfo=UTC), datetime(2026, 3, 13, 8, 0, tzinfo=UTC)]
+
+
+def _cells(topic: Topic) -> list[center.Cell]:
+    return [
+        center.Cell(
+            topic=topic,
+            channel=channel,
+            status=status,
+            since=since,
+            has_address=has_address,
+            covered_by=covered,
+        )
+        for channel, status, covered, has_address, since in itertools.product(
+            CHANNELS, STATUSES, COVERED, [True, False], SINCE
+        )
+    ]
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+@pytest.mark.parametrize("paused", ["", "1 <juin> 2026"])
+@pytest.mark.parametrize("slug", ["promotions", "a<b>&'\"c"])
+def test_boxes_are_the_templates_markup(language: str, paused: str, slug: str) -> None:
+    topic = Topic(slug=slug, name_fr="T", name_en="T", channels=CHANNELS)
+    cells = _cells(topic)
+    with translation.override(language):
+        expected = (
+            engines["jinja2"]
+            .from_string(BOX_TEMPLATE)
+            .render(
+                {"cells": [presenters.cell_context(c, presenters.Words(), paused) for c in cells]}
+            )
+        )
+        words = presenters.Words()
+        slug_html = str(presenters.escape(slug))
+        drawn = "".join(presenters.cell_html(c, slug_html, words, paused) for c in cells)
+        # Through the template, as the page puts it: the quotes' entities as Django writes them.
+        drawn = engines["jinja2"].from_string("{{ x }}").render({"x": presenters.Markup(drawn)})
+    assert drawn == expected
+    assert drawn.count("<li ") == len(cells)
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+@pytest.mark.parametrize("slug", ["newsletter", "a<b>&'\"c"])
+def test_frequency_choices_are_the_templates_markup(language: str, slug: str) -> None:
+    with translation.override(language):
+        words = presenters.Words()
+        frequencies = [
+            {"value": value, "checked": value == "monthly", "label": words.label(value)}
+            for value in ["weekly", "monthly", "x<'y'>"]
+        ]
+        expected = (
+            engines["jinja2"]
+            .from_string(RADIO_TEMPLATE)
+            .render({"frequencies": frequencies, "slug": slug})
+        )
+        slug_html = str(presenters.escape(slug))
+        drawn = "".join(presenters.radio_html(slug_html, r, words) for r in frequencies)
+        drawn = engines["jinja2"].from_string("{{ x }}").render({"x": presenters.Markup(drawn)})
+    assert drawn == expected
+
+
+# What templates/jinja2/preferences/center.html wrote for the history's lines.
+HISTORY_TEMPLATE = """    {% for row in history %}
+    <li>
+      <p class="history-choice"><strong>{{ row["choice"] }}</strong></p>
+      <p class="hint"><time datetime="{{ row["at"]|date("c") }}">{{ row["at"]|date("DATETIME_FORMAT") }}</time>{% if row["how"] %} · {{ row["how"] }}{% endif %}</p>
+      {% if row["notice"] %}
+      <details class="notice">
+        <summary>{{ _("Wording you were shown (version %(version)s)", version=row["notice"].version) }}</summary>
+        <p>{{ row["notice"].text }}</p>
+      </details>
+      {% endif %}
+    </li>
+    {% endfor %}
+"""  # noqa: E501
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_history_lines_are_the_templates_markup(language: str) -> None:
+    notice = center.ShownNotice(3, 'J\'accepte <tout> & "plus"')
+    rows = [
+        {"at": at, "choice": choice, "how": how, "notice": shown}
+        for at in SINCE[1:]
+        for choice in ["Oui à « Lettre »", "<b>'x'</b> & \"y\""]
+        for how in ["", presenters.METHOD_FOR_PERSON["web_form"], "<i>l'app</i>"]
+        for shown in [None, notice]
+    ]
+    with translation.override(language):
+        expected = engines["jinja2"].from_string(HISTORY_TEMPLATE).render({"history": rows})
+        words = presenters.Words()
+        drawn = "".join(presenters.history_html(row, words) for row in rows)
+        drawn = (
+            engines["jinja2"].from_string("    {{ x }}\n").render({"x": presenters.Markup(drawn)})
+        )
+    assert drawn == expected
+    assert drawn.count("<li>") == len(rows)
