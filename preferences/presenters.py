@@ -160,25 +160,14 @@ def cell_context(cell: center.Cell, words: Words, paused: str = "") -> dict[str,
     }
 
 
-def box_html(c: dict[str, Any], words: Words) -> str:
-    """One box (``cell_context``) as the page's list item.
+def _drawn(template: str, **context: Any) -> str:
+    """A part of the page from its template, without the newline that ends the file."""
+    return engines["jinja2"].get_template(template).render(context).removesuffix("\n")
 
-    Written here rather than in the template: a page has 60 boxes and more, and the template
-    language's loop cost ten times this. ``tests/preferences/test_presenters.py`` draws the
-    same boxes with the template markup they replaced and compares, every state and escape.
-    """
-    value, dom_id, html = escape(c["value"]), escape(c["id"]), words.html
-    return (
-        '<li class="cell">'
-        + (f'<input type="hidden" name="shown" value="{value}">' if c["shown"] else "")
-        + f'<div class="check"><input type="checkbox" name="on" value="{value}" id="{dom_id}"'
-        + (" checked" if c["checked"] else "")
-        + ("" if c["shown"] else " disabled")
-        + f' aria-describedby="{dom_id}-state"><label for="{dom_id}">{html(c["label"])}'
-        f'</label></div><p class="state state-{html(c["state"])}" id="{dom_id}-state">'
-        f'<strong class="state-label">{html(c["state_label"])}</strong>'
-        f"{html(c['since'])}. {html(c['explanation'])}</p></li>"
-    )
+
+def box_html(c: dict[str, Any]) -> str:
+    """One box (``cell_context``) as the page's list item (``preferences/_box.html``)."""
+    return _drawn("preferences/_box.html", c=c)
 
 
 # Stands for a topic's slug in a box's markup (a character no text of ours holds).
@@ -202,20 +191,19 @@ def cell_html(cell: center.Cell, slug_html: str, words: Words, paused: str = "")
         c = cell_context(cell, words, paused)
         c["value"] = f"{_SLUG}:{cell.channel}"
         c["id"] = f"cell-{_SLUG}-{cell.channel}"
-        parts = words.boxes[key] = box_html(c, words).split(_SLUG)
+        parts = words.boxes[key] = box_html(c).split(_SLUG)
     return slug_html.join(parts)
 
 
 def radio_html(slug_html: str, r: dict[str, Any], words: Words) -> str:
-    """One frequency choice of a topic (``topic_context``) as the page's radio button;
-    ``slug_html``: the topic's slug, escaped."""
-    name, value = slug_html, words.html(r["value"])
-    return (
-        f'<div class="check"><input type="radio" name="frequency-{name}" value="{value}" '
-        f'id="frequency-{name}-{value}"'
-        + (" checked" if r["checked"] else "")
-        + f'><label for="frequency-{name}-{value}">{words.html(r["label"])}</label></div>'
-    )
+    """One frequency choice of a topic (``topic_context``) as the page's radio button
+    (``preferences/_radio.html``), drawn once per kind of choice on a page; ``slug_html``: the
+    topic's slug, escaped."""
+    key = ("radio", r["value"], r["checked"], r["label"])
+    parts = words.boxes.get(key)
+    if parts is None:
+        parts = words.boxes[key] = _drawn("preferences/_radio.html", slug=_SLUG, r=r).split(_SLUG)
+    return slug_html.join(parts)
 
 
 def topic_context(
@@ -340,31 +328,18 @@ def history_row(event: Event | center.PastEvent, topics: dict[str, Topic]) -> di
     }
 
 
-WORDING_SHOWN = _("Wording you were shown (version %(version)s)")
-
-
-def history_html(row: dict[str, Any], words: Words) -> str:
-    """One line of the history (``history_row``) as the page's list item, with the whitespace
-    the template's loop wrote (``tests/preferences/test_presenters.py`` compares): a person's
-    history grows with every choice, and the template language cost five times this per line."""
-    at, how, notice = row["at"], row["how"], row["notice"]
-    if isinstance(how, Promise):  # a sentence of ours (kept at module level): once per page
-        how = words(how)
-    out = (
-        '\n    <li>\n      <p class="history-choice"><strong>'
-        f'{escape(row["choice"])}</strong></p>\n      <p class="hint"><time datetime="'
-        f'{escape(timezone.localtime(at, words.zone).isoformat())}">'
-        f"{escape(words.date(at, 'DATETIME_FORMAT'))}</time>"
-        + (f" · {escape(how)}" if how else "")
-        + "</p>\n      "
-    )
-    if notice:
-        summary = Markup(words(WORDING_SHOWN)) % {"version": notice.version}
-        out += (
-            f'\n      <details class="notice">\n        <summary>{summary}</summary>\n'
-            f"        <p>{escape(notice.text)}</p>\n      </details>\n      "
-        )
-    return out + "\n    </li>\n    "
+def history_line(row: dict[str, Any], words: Words) -> dict[str, Any]:
+    """A line of the history (``history_row``) with its instant spelt for the page, as the
+    template's loop shows it (``preferences/center.html``): the dates formatted once per
+    process and language, our sentences translated once per page."""
+    at, how = row["at"], row["how"]
+    return {
+        "choice": row["choice"],
+        "at": timezone.localtime(at, words.zone).isoformat(),
+        "at_text": words.date(at, "DATETIME_FORMAT"),
+        "how": words(how) if isinstance(how, Promise) else how,
+        "notice": row["notice"],
+    }
 
 
 # --- What a save did, in words -----------------------------------------------------------------
@@ -459,7 +434,7 @@ def page_context(
         "topics": [topic_context(view, words, paused, state.snapshot) for view in state.topics],
         "notices_signed": shown_signed({view.topic.slug: view.notice for view in state.topics}),
         "history": history,
-        "history_html": Markup("".join([history_html(row, words) for row in history])),
+        "history_lines": [history_line(row, words) for row in history],
         "saved": flash_lines(flash, state.topic_names) if flash else None,
         "error": error,
         "pause_months": center.PAUSE_MONTHS,

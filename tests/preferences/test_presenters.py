@@ -1,6 +1,7 @@
-"""The preference page's boxes and frequency choices, drawn in Python (``presenters``), are the
-markup the Jinja2 template drew for them, byte for byte: every state, with and without an
-address, paused or not, in both languages, with values that need escaping."""
+"""The preference page's boxes and frequency choices, each kind drawn once per page from its
+template and each topic's slug put in (``presenters``), and the history's lines, their instants
+spelt once per page, are the markup the page's loops drew, byte for byte: every state, with and
+without an address, paused or not, in both languages, with values that need escaping."""
 
 from __future__ import annotations
 
@@ -126,9 +127,11 @@ def test_history_lines_are_the_templates_markup(language: str) -> None:
     with translation.override(language):
         expected = engines["jinja2"].from_string(HISTORY_TEMPLATE).render({"history": rows})
         words = presenters.Words()
-        drawn = "".join(presenters.history_html(row, words) for row in rows)
-        drawn = (
-            engines["jinja2"].from_string("    {{ x }}\n").render({"x": presenters.Markup(drawn)})
-        )
+        lines = [presenters.history_line(row, words) for row in rows]
+        page = engines["jinja2"].get_template("preferences/center.html").template.filename
+        with open(page, encoding="utf-8") as f:
+            loop = f.read()
+        body = loop[loop.index("    {% for row in history_lines %}") : loop.index("  </ol>")]
+        drawn = engines["jinja2"].from_string(body).render({"history_lines": lines})
     assert drawn == expected
     assert drawn.count("<li>") == len(rows)
