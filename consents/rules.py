@@ -581,12 +581,15 @@ class Decider:
         catalog: Mapping[str, str] | None = None,
         settings: RuleSettings | None = None,
         retired_topics: frozenset[str] = frozenset(),
+        in_order: bool = False,
     ) -> None:
         self.person, self.now = person, now
         self.s = settings or RuleSettings()
         self.catalog = catalog or {}
         self.retired_topics = retired_topics
-        self.h = ordered(history, now)
+        # ``in_order``: the caller's history is already ``ordered(history, now)``'s (not sorted
+        # again: a person's page asks with a history it has put in order itself).
+        self.h = list(history) if in_order else ordered(history, now)
         self._known: dict[Any, Any] = {}
 
     def on(self, channel: str) -> list[Fact]:

@@ -16,6 +16,7 @@ import calendar
 import collections
 import enum
 import functools
+import itertools
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -138,7 +139,7 @@ class _Bases:
         self.h = [f for f in h if f.type != EventType.PAUSE]
         self.person, self.now, self.s = person, now, s
         # What the answers share (the history in order, the retention expiry...) worked out once.
-        self.decider = rules.Decider(person, self.h, now, settings=s)
+        self.decider = rules.Decider(person, self.h, now, settings=s, in_order=True)
         # Per channel, the topics named by an event on it or on every channel.
         self.own: dict[str, set[str]] = {}
         # A topic names no product category: for a customer, ask once per category bought,
@@ -252,12 +253,27 @@ def _rows(name: str, *params: int) -> statements.Pending:
 @dataclass(frozen=True)
 class _Kept:
     """A person's history up to one event, as read and parsed: the page's events and the facts
-    the rules read, in the ledger's order."""
+    the rules read, in the ledger's order, and those facts in time order (``rules.ordered``)."""
 
     seq: int
     hash: str
     events: list[PastEvent]
     facts: list[rules.Fact]
+    ordered: list[rules.Fact]
+
+    def then(self, rows: Sequence[Sequence[Any]]) -> _Kept:
+        """This history with the events of ``rows`` (the next ones, in the ledger's order)."""
+        events, facts = _parsed(rows)
+        if _in_time_order(self.ordered[-1:] + facts):
+            ordered = self.ordered + facts  # the usual case: each new fact is the latest
+        else:
+            ordered = rules.ordered(self.facts + facts)
+        return _Kept(rows[-1][0], rows[-1][-1], self.events + events, self.facts + facts, ordered)
+
+
+def _in_time_order(facts: list[rules.Fact]) -> bool:
+    """Is each fact later than the one before (``rules.later``)?"""
+    return all(rules.later(b, a) for a, b in itertools.pairwise(facts))
 
 
 class _Histories:
@@ -323,15 +339,14 @@ def _history(contact_id: int, asked: statements.Pending, kept: _Kept | None) -> 
             rows = rows[1:]
             if not rows:
                 return kept
-            events, facts = _parsed(rows)
-            found = _Kept(rows[-1][0], rows[-1][-1], kept.events + events, kept.facts + facts)
+            found = kept.then(rows)
             HISTORIES.put(contact_id, found)
             return found
         rows = _rows("history", contact_id, 0).result
     if not rows:
         return None
     events, facts = _parsed(rows)
-    found = _Kept(rows[-1][0], rows[-1][-1], events, facts)
+    found = _Kept(rows[-1][0], rows[-1][-1], events, facts, rules.ordered(facts))
     HISTORIES.put(contact_id, found)
     return found
 
@@ -358,7 +373,7 @@ def center_state(
     history = _history(contact.pk, asked[1], kept)
     events = history.events if history is not None else []
     notices = notices_for(active, language, snapshot)
-    h = rules.ordered(history.facts if history is not None else [])
+    h = history.ordered if history is not None else []
     h_now = [f for f in h if f.at <= now]
     person = person_from_contact(contact)
     bases = _Bases(person, h_now, now, s)

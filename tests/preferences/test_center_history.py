@@ -3,13 +3,14 @@ only grows, and the last kept event's hash says whether what is kept is still th
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from consents import services
+from consents import rules, services
 from consents.models import Contact
 from preferences import center
 
@@ -55,6 +56,30 @@ def test_the_history_is_read_from_the_last_event_kept(make_topic: Any, make_cont
     assert again == _fresh(contact)
 
 
+def test_the_facts_kept_stay_in_time_order(make_topic: Any, make_contact: Any) -> None:
+    """New facts are added after the kept ones when they are the latest, and put in their place
+    when one is dated earlier (a fact recorded late, a capture dated when it was given)."""
+    make_topic("lettre", channels=["email", "sms"])
+    contact = make_contact(phone="+33612345678")
+    services.consent_grant(contact=contact, topic="lettre", channel="email", proof=PROOF)
+    _state(contact)
+    services.consent_withdraw(contact=contact, topic="lettre", channel="email", proof=PROOF)
+    earlier = contact.events.order_by("seq").first().occurred_at - timedelta(days=3)
+    services.consent_grant(
+        contact=contact, topic="lettre", channel="sms", proof=PROOF, occurred_at=earlier
+    )
+    state = _state(contact)
+    kept = center.HISTORIES.get(contact.pk)
+    assert [f.seq for f in kept.ordered] == [f.seq for f in rules.ordered(kept.facts)]
+    assert kept.ordered[0].at == earlier  # the late fact first, in time order
+    services.consent_withdraw(contact=contact, topic="lettre", channel="sms", proof=PROOF)
+    _state(contact)
+    kept = center.HISTORIES.get(contact.pk)
+    assert [f.seq for f in kept.ordered] == [f.seq for f in rules.ordered(kept.facts)]
+    assert state != _state(contact)
+    assert _state(contact) == _fresh(contact)
+
+
 def test_a_kept_event_that_was_rolled_back_is_read_again(
     make_topic: Any, make_contact: Any
 ) -> None:
@@ -79,5 +104,6 @@ def test_the_histories_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None
     histories = center._Histories()
     monkeypatch.setattr(histories, "MAX_EVENTS", 5)
     for contact_id in range(4):
-        histories.put(contact_id, center._Kept(2, "h", [object()] * 2, []))  # type: ignore[list-item]
+        kept = center._Kept(2, "h", [object()] * 2, [], [])  # type: ignore[list-item]
+        histories.put(contact_id, kept)
     assert [i for i in range(4) if histories.get(i) is not None] == [2, 3]
