@@ -578,6 +578,40 @@ def _at(us: int) -> datetime:
     return _EPOCH + us * _US
 
 
+def _consent_row(
+    topic: str,
+    channel: str,
+    out: list | None,
+    since: dict[str, Any],
+    frequency: str,
+    *,
+    callback_lifts: bool = False,
+) -> dict[str, Any]:
+    """A pair's ``ConsentState`` row from its state (``Fold._pair_state``): the covering opt-out
+    that decides, else the keys of what came since it."""
+    automated = False
+    if out is not None:
+        status, at = ConsentState.Status.OPTED_OUT, _at(out[0])
+    elif "cons" in since:
+        status, at = ConsentState.Status.OPTED_IN, _at(since["cons"][0])
+        automated = "auto" in since
+    elif "oi" in since and since["oi"][2] and not since["oi"][4]:
+        status, at = ConsentState.Status.PENDING, _at(since["oi"][0])
+    elif "oi" in since and not since["oi"][3]:
+        status, at = ConsentState.Status.INVALID, _at(since["oi"][0])
+    else:
+        status, at = ConsentState.Status.NONE, None
+    return {
+        "topic": topic,
+        "channel": channel,
+        "status": status,
+        "since": at,
+        "automated": automated,
+        "callback_lifts": callback_lifts,
+        "frequency": frequency,
+    }
+
+
 def _later(a: list | None, b: list | None) -> bool:
     """Is the key ``a`` (``[us, seq]``) later than ``b``? A missing key is earliest."""
     if a is None:
@@ -909,28 +943,16 @@ class Fold:
         for topic in sorted(self.topic_channels):
             for channel in sorted(self.topic_channels[topic]):
                 out, since = self._pair_state(topic, channel)
-                row: dict[str, Any] = {"automated": False, "callback_lifts": False}
-                if out is not None:
-                    status, at = ConsentState.Status.OPTED_OUT, _at(out[0])
-                    row["callback_lifts"] = channel == Channel.PHONE and _later(self.callback, out)
-                elif "cons" in since:
-                    status, at = ConsentState.Status.OPTED_IN, _at(since["cons"][0])
-                    row["automated"] = "auto" in since
-                elif "oi" in since and since["oi"][2] and not since["oi"][4]:
-                    status, at = ConsentState.Status.PENDING, _at(since["oi"][0])
-                elif "oi" in since and not since["oi"][3]:
-                    status, at = ConsentState.Status.INVALID, _at(since["oi"][0])
-                else:
-                    status, at = ConsentState.Status.NONE, None
+                lifts = out is not None and channel == Channel.PHONE
                 projection.consent_states.append(
-                    {
-                        "topic": topic,
-                        "channel": channel,
-                        "status": status,
-                        "since": at,
-                        **row,
-                        "frequency": self.frequencies.get(topic, ""),
-                    }
+                    _consent_row(
+                        topic,
+                        channel,
+                        out,
+                        since,
+                        self.frequencies.get(topic, ""),
+                        callback_lifts=lifts and _later(self.callback, out),
+                    )
                 )
         contracts = {(c, k, False) for c, k in self.ended}
         for contract, starts in self.active.items():
@@ -1165,30 +1187,10 @@ def fold_simple(
                 "has_valid_consent": consents,
             }
         )
-    row: dict[str, Any] = {"automated": False, "callback_lifts": False}
-    if out is not None:
-        status, since_at = ConsentState.Status.OPTED_OUT, _at(out[0])
-    elif consents:
-        status, since_at = ConsentState.Status.OPTED_IN, _at(since["cons"][0])
-        row["automated"] = "auto" in since
-    elif "oi" in since and since["oi"][2] and not since["oi"][4]:
-        status, since_at = ConsentState.Status.PENDING, _at(since["oi"][0])
-    elif "oi" in since and not since["oi"][3]:
-        status, since_at = ConsentState.Status.INVALID, _at(since["oi"][0])
-    else:
-        status, since_at = ConsentState.Status.NONE, None
-    projection.consent_states.append(
-        {
-            "topic": topic,
-            "channel": channel,
-            "status": status,
-            "since": since_at,
-            **row,
-            "frequency": frequencies.get(topic, ""),
-        }
-    )
+    row = _consent_row(topic, channel, out, since, frequencies.get(topic, ""))
+    projection.consent_states.append(row)
     outcome += [
-        status,
+        row["status"],
         projection.channel_states[0]["repermission_opted_out"] if wildcard else None,
         row["automated"],
         anchor is collected_at,

@@ -215,7 +215,7 @@ def together() -> Iterator[None]:
     transaction only. PostgreSQL runs the statements of one round trip one after the other, each
     with its own snapshot: a read queued after a lock sees what the lock waited for. A statement
     that fails raises where the queue is sent; the caller's transaction is undone as for any
-    failed statement."""
+    failed statement. Also a decorator, under ``transaction.atomic``."""
     conn = connections[DEFAULT_DB_ALIAS]
     if conn.vendor != "postgresql" or getattr(conn, _QUEUE, None) is not None:
         yield  # elsewhere, or nested: the outer block sends

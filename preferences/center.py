@@ -494,6 +494,7 @@ def _lock_later(contact: Contact) -> statements.Pending:
 
 
 @transaction.atomic
+@statements.together()
 def preferences_save(
     *,
     contact: Contact,
@@ -509,31 +510,10 @@ def preferences_save(
     ``shown`` are the (topic, channel) boxes the page showed, ``wanted`` those ticked; a box not
     shown is left alone. ``notices`` is the wording shown per topic. The form has checked that
     every pair and frequency is offered; the services check again.
+
+    Its statements are sent together (``statements.together``): the row lock and the state's
+    reads in one round trip, then per change the chain's end, and the writes at the end.
     """
-    with statements.together():
-        return _save(
-            contact=contact,
-            shown=shown,
-            wanted=wanted,
-            frequencies=frequencies,
-            notices=notices,
-            language=language,
-            request=request,
-        )
-
-
-def _save(
-    *,
-    contact: Contact,
-    shown: Collection[tuple[str, str]],
-    wanted: Collection[tuple[str, str]],
-    frequencies: Mapping[str, str],
-    notices: Mapping[str, Notice | None],
-    language: str,
-    request: Request,
-) -> list[Change]:
-    """``preferences_save``'s reads and writes, their statements sent together: the lock and the
-    state's reads in one round trip, then per change the chain's end, and the writes at the end."""
     state = center_state(contact=contact, language=language, locked=_lock_later(contact))
     locked = state.contact
     now = clock.now()

@@ -99,8 +99,8 @@ class Words:
         self.zone = timezone.get_current_timezone()
         self.cache: dict[int, str] = {}
         self.labels: dict[str, str] = {}
-        self.escaped: dict[str, str] = {}
-        # A box's markup, split where its topic's slug goes, per kind of box (``cell_html``).
+        # A box's or frequency choice's markup, split where its topic's slug goes, per kind
+        # (``cell_html``, ``radio_html``).
         self.boxes: dict[tuple[Any, ...], list[str]] = {}
 
     def __call__(self, lazy: Any) -> str:
@@ -118,13 +118,6 @@ class Words:
     def date(self, value: datetime, fmt: str = "DATE_FORMAT") -> str:
         """``local_date`` in this page's language and time zone."""
         return local_date(value, fmt, language=self.language, zone=self.zone)
-
-    def html(self, text: str) -> str:
-        """``text`` escaped for the page, once per page (the boxes repeat a few sentences)."""
-        found = self.escaped.get(text)
-        if found is None:
-            found = self.escaped[text] = str(escape(text))
-        return found
 
 
 PAUSED_LABEL = _("Subscribed, paused until %(date)s")

@@ -123,6 +123,7 @@ def _recent_emails(address: str) -> statements.Pending:
 
 
 @transaction.atomic
+@statements.together()
 def signup_submit(
     *,
     email: str,
@@ -153,55 +154,15 @@ def signup_submit(
     person gave on another contact (the one that owns the phone number they typed):
     ``[{"topic", "channel", "event", "contact"}]``; the email lists them and its confirmation
     confirms them on that contact.
+
+    Its statements are sent together (``statements.together``): the address lock and the reads
+    on the address in one round trip, then the contact, then the rest in one or two more.
     """
     address = services.normalize_email(email)
     phone = services.normalize_phone(phone) if phone else ""
     first_name = services.normalize_first_name(first_name)
     chosen = validate_choices(choices, has_phone=bool(phone)) if choices or not elsewhere else []
     language = language if language in ("fr", "en") else "fr"
-    with statements.together():
-        return _signup_record(
-            address=address,
-            phone=phone,
-            first_name=first_name,
-            chosen=chosen,
-            language=language,
-            collection_point=collection_point,
-            source=source,
-            ip_address=ip_address,
-            user_agent=user_agent,
-            notice_language=notice_language,
-            notices=notices,
-            method=method,
-            actor=actor,
-            store=store,
-            details=details,
-            elsewhere=elsewhere,
-        )
-
-
-def _signup_record(
-    *,
-    address: str,
-    phone: str,
-    first_name: str,
-    chosen: list[tuple[Topic, str]],
-    language: str,
-    collection_point: str,
-    source: str,
-    ip_address: str | None,
-    user_agent: str,
-    notice_language: str | None,
-    notices: Mapping[str, Notice | None] | None,
-    method: str,
-    actor: str,
-    store: Store | None,
-    details: Mapping[str, Any] | None,
-    elsewhere: Sequence[Mapping[str, Any]],
-) -> SignupOutcome:
-    """``signup_submit``'s reads and writes, its statements sent together (``statements``): the
-    lock and the three reads on the address in one round trip, then the contact, then the rest
-    in one or two more."""
     # Parallel sign-ups of one address count the emails already sent one after the other.
     services.address_lock(address)
     recent = _recent_emails(address)
