@@ -93,12 +93,48 @@ class CenterState:
     topics: list[TopicView]
     history: list[PastEvent]  # newest first
     topic_names: dict[str, Topic]
-    pause_until: datetime | None
-    unsubscribed_all: bool
-    # Topics the person once validly consented to by email: saying yes again needs no email.
-    confirmed_email_topics: set[str] = field(default_factory=set)
     # The catalogue the page was read from (what is drawn from it alone is kept with it).
     snapshot: catalogue.Snapshot | None = None
+    # The history in the rules' order (``ordered``), the part of it already true (``ordered_now``),
+    # as of ``now``, under ``settings``: what the three answers below are read from. They are
+    # worked out when first asked: the page shows all three, a save reads at most one.
+    ordered: list[rules.Fact] = field(default_factory=list, repr=False)
+    ordered_now: list[rules.Fact] = field(default_factory=list, repr=False)
+    now: datetime | None = None
+    settings: rules.RuleSettings = field(default_factory=rules.RuleSettings, repr=False)
+
+    @functools.cached_property
+    def pause_until(self) -> datetime | None:
+        """The end of the pause of every channel still to come, if any."""
+        pause = next(
+            (
+                f
+                for f in reversed(self.ordered_now)
+                if f.type == EventType.PAUSE and f.channel == ANY
+            ),
+            None,
+        )
+        if pause is None or pause.until is None or self.now is None or pause.until <= self.now:
+            return None
+        return pause.until
+
+    @functools.cached_property
+    def unsubscribed_all(self) -> bool:
+        return rules.unsubscribed_from_everything(self.ordered_now, self.settings)
+
+    @functools.cached_property
+    def confirmed_email_topics(self) -> set[str]:
+        """Topics the person once validly consented to by email: saying yes again needs no
+        email."""
+        h, s = self.ordered, self.settings
+        return {
+            h[i].topic
+            for i in range(len(h))
+            if h[i].type == EventType.OPT_IN
+            and h[i].channel == Channel.EMAIL
+            and h[i].topic
+            and rules.is_valid_opt_in(h, i, s)
+        }
 
     @property
     def changes_at(self) -> list[datetime | None]:
@@ -374,7 +410,8 @@ def center_state(
     events = history.events if history is not None else []
     notices = notices_for(active, language, snapshot)
     h = history.ordered if history is not None else []
-    h_now = [f for f in h if f.at <= now]
+    # In time order: when the latest fact has happened, they all have.
+    h_now = h if not h or h[-1].at <= now else [f for f in h if f.at <= now]
     person = person_from_contact(contact)
     bases = _Bases(person, h_now, now, s)
     views = []
@@ -402,26 +439,16 @@ def center_state(
         frequency = frequency or (topic.frequencies[0] if topic.frequencies else "")
         views.append(TopicView(topic, notices[topic.slug], cells, frequency))
 
-    pause = next(
-        (f for f in reversed(h_now) if f.type == EventType.PAUSE and f.channel == ANY), None
-    )
-    confirmed_email = {
-        h[i].topic
-        for i in range(len(h))
-        if h[i].type == EventType.OPT_IN
-        and h[i].channel == Channel.EMAIL
-        and h[i].topic
-        and rules.is_valid_opt_in(h, i, s)
-    }
     return CenterState(
         contact=contact,
         topics=views,
         history=list(reversed(events)),
         topic_names=all_topics,
-        pause_until=pause.until if pause and pause.until and pause.until > now else None,
-        unsubscribed_all=rules.unsubscribed_from_everything(h_now, s),
-        confirmed_email_topics={t for t in confirmed_email if t},
         snapshot=snapshot,
+        ordered=h,
+        ordered_now=h_now,
+        now=now,
+        settings=s,
     )
 
 
@@ -511,11 +538,15 @@ def preferences_save(
     shown is left alone. ``notices`` is the wording shown per topic. The form has checked that
     every pair and frequency is offered; the services check again.
 
-    Its statements are sent together (``statements.together``): the row lock and the state's
-    reads in one round trip, then per change the chain's end, and the writes at the end.
+    Its statements are sent together (``statements.together``): the row lock, the state's reads
+    and the chain's end in one round trip, then the writes (a change after the first reads the
+    chain's end again).
     """
-    state = center_state(contact=contact, language=language, locked=_lock_later(contact))
+    lock = _lock_later(contact)
+    chain_end = services.chain_end_later(contact.pk)  # after the lock, for the first change
+    state = center_state(contact=contact, language=language, locked=lock)
     locked = state.contact
+    services.chain_end_asked(locked, chain_end)
     now = clock.now()
     wanted_set, shown_set = set(wanted), set(shown)
     changes: list[Change] = []

@@ -76,7 +76,13 @@ from consents.services.erasure import (
     suppression_record,
 )
 from consents.services.recording import RECORDERS, event_record
-from consents.services.writing import BatchItem, Proof, append_batch
+from consents.services.writing import (
+    BatchItem,
+    Proof,
+    append_batch,
+    chain_end_asked,
+    chain_end_later,
+)
 
 __all__ = [
     "EMAIL_MAX_LENGTH",
@@ -93,6 +99,8 @@ __all__ = [
     "address_is_suppressed",
     "address_lock",
     "append_batch",
+    "chain_end_asked",
+    "chain_end_later",
     "bounce_record",
     "callback_request",
     "category_set",

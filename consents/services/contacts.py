@@ -15,6 +15,7 @@ from consents import clock, links, statements, validation
 from consents.models import Contact, Erasure, Event
 from consents.outbox import email_enqueue
 from consents.projections import projection_start
+from consents.services import writing
 from consents.services.access import access_log
 from consents.services.addresses import normalize_email, normalize_phone
 from consents.services.erasure import suppression_listed, suppression_record
@@ -61,17 +62,24 @@ def contact_create(
 _TAKEN = "A contact with this email already exists."
 
 
-def _contact_new(*, listed: statements.Pending | None = None, **fields: Any) -> Contact | None:
+def _contact_new(
+    *, listed: statements.Pending | None = None, first_event: bool = False, **fields: Any
+) -> Contact | None:
     """A new contact from checked and normalised ``fields`` (``Contact``'s), with its
     projections, in the caller's transaction; None when a concurrent transaction took the
     address first (the unique index decides). ``listed``: the suppression list's entries for its
-    addresses, read already (``suppression_listed``)."""
+    addresses, read already (``suppression_listed``). ``first_event``: an event follows (a
+    sign-up's): its chain's start is known now (``writing.chain_start``), its id reserved with
+    the contact's row."""
     if listed is None:
         listed = suppression_listed(email=fields.get("email"), phone=fields.get("phone"))
+    first_id = writing.reserve_event_id() if first_event else None
     contact = _contact_insert(Contact(**fields))
     if contact is None:
         return None
     projection_start(contact)
+    if first_id is not None:
+        writing.chain_start(contact, first_id)
     # Before any other fact: an address that opted out and was erased arrives opted out.
     suppression_record(contact=contact, listed=listed)
     return contact
@@ -113,6 +121,7 @@ def contact_get_or_create(
             return existing, False
         contact = _contact_new(
             listed=listed,
+            first_event=True,
             email=address,
             kind=ContactKind.CONSUMER,
             locale=locale,

@@ -98,6 +98,7 @@ def _append(
             channel=channel,
             data=data,
             lock=not (created_here or lock_held),
+            created_here=created_here,
         )
 
 
@@ -112,6 +113,7 @@ def _write(
     channel: str,
     data: dict[str, Any] | None,
     lock: bool,
+    created_here: bool = False,
 ) -> Event:
     """``_append``'s writes: the row lock, the chained event, its head and evidence, the
     projections, the webhook deliveries."""
@@ -119,7 +121,7 @@ def _write(
     # then sent together: with the chain's end (or the contact's row lock), one round trip for
     # what came before; one more for the event, its head, evidence and projections.
     with statements.together():
-        locked = _lock_with_chain_end(contact, lock=lock)
+        locked = _lock_with_chain_end(contact, lock=lock, created_here=created_here)
         seq, prev_hash, head_exists = _chain_end(locked)
         digest, salt = ledger.evidence_seal(proof.ip_address, proof.user_agent, proof.details)
         event = Event(
@@ -369,14 +371,69 @@ def _insert_events(events: list[Event]) -> None:
                 copy.write_row([getattr(event, name) for name in names])
 
 
-def _lock_with_chain_end(contact: Contact, *, lock: bool = True) -> Contact:
+def reserve_event_id() -> statements.Pending:
+    """The id of an event still to be written (on PostgreSQL; elsewhere None, the database
+    numbers it), asked for with what else is queued (``statements.together``)."""
+    if connection.vendor != "postgresql":
+        return statements.Pending.done([(None,)])
+    table = Event._meta.db_table
+    return statements.read(
+        f"SELECT nextval(pg_get_serial_sequence('{table}', '{Event._meta.pk.column}'))", []
+    )
+
+
+def chain_start(contact: Contact, first_id: statements.Pending) -> None:
+    """``contact`` was just created in this transaction with its projections' start
+    (``projection_start``), and nothing is chained to it yet: its first append in this
+    transaction (``created_here``) knows its chain's end (none), its state (a new one) and its
+    id (``first_id``, from ``reserve_event_id``) without reading them. Nobody else sees the
+    contact before the transaction commits, so nothing can be chained to it meanwhile."""
+    state = projections.Fold(rules.RuleSettings.from_django()).dump()
+    contact._chain_start = (first_id, state)
+
+
+def chain_end_later(contact_id: int) -> statements.Pending:
+    """The chain's end of a contact (``_lock_with_chain_end``'s read) asked for with what is
+    queued (``statements.together``), for ``chain_end_asked``: only after the contact's row lock,
+    in the same transaction. Queued after the lock, the read's snapshot sees what a concurrent
+    append committed while the lock was awaited (each statement of a round trip takes its own),
+    and nothing can be chained to the contact from then on but by this transaction. A caller
+    that appends nothing after all reserved an event id for nothing: a gap in the ids, which
+    number nothing (the chain is numbered by ``seq``)."""
+    sql, _reserves = _chain_end_sql()
+    return statements.read(sql, [contact_id] * 5)
+
+
+def chain_end_asked(contact: Contact, asked: statements.Pending) -> None:
+    """The next append to ``contact`` (under the lock its caller holds) reads its chain's end
+    from ``asked`` (``chain_end_later``) instead of asking again."""
+    contact._chain_end_asked = asked
+
+
+def _lock_with_chain_end(
+    contact: Contact, *, lock: bool = True, created_here: bool = False
+) -> Contact:
     """The contact, row-locked, then (in a second statement, whose snapshot sees what a
     concurrent append committed while we waited for the lock) its recorded head, its last event
-    (``_chain_end``), its projections' state and, on PostgreSQL, the next event's id."""
+    (``_chain_end``), its projections' state and, on PostgreSQL, the next event's id. The first
+    append to a contact created in this transaction (``chain_start``) needs neither; the first
+    append under a lock its caller holds may have asked for the read with the lock
+    (``chain_end_later``)."""
+    start = contact.__dict__.pop("_chain_start", None)  # the first append only, whichever
+    if start is not None and created_here and connection.in_atomic_block:
+        first_id, state = start
+        contact._head_seq = contact._head_hash = contact._last_seq = contact._last_hash = None
+        contact._next_event_id = first_id.result[0][0]
+        contact._fold = state
+        return contact
+    asked = contact.__dict__.pop("_chain_end_asked", None)  # the first append only, whichever
     contact_id = contact.pk
-    locked = Contact.objects.select_for_update().get(pk=contact_id) if lock else contact
     sql, reserves = _chain_end_sql()
-    row = statements.fetch(sql, [contact_id] * 5)[0]
+    if asked is not None and not lock and connection.in_atomic_block:
+        locked, row = contact, asked.result[0]
+    else:
+        locked = Contact.objects.select_for_update().get(pk=contact_id) if lock else contact
+        row = statements.fetch(sql, [contact_id] * 5)[0]
     head_seq, head_hash, last_seq, last_hash, fold = row[:5]
     locked._head_seq, locked._head_hash = head_seq, head_hash
     locked._last_seq, locked._last_hash = last_seq, last_hash
