@@ -106,6 +106,40 @@ print(
 """
 
 
+def postgres_cpu() -> float | None:
+    """The CPU seconds of the PostgreSQL server on this host so far: every ``postgres`` process
+    alive (backends, WAL writer, checkpointer...) plus what the postmaster has reaped of its
+    children (the backends that have exited). None if the server is not on this host. Other
+    databases' work on the same server is in it: measure on a quiet server."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, seen = 0, False
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+        if name != "postgres":
+            continue
+        fields = rest.split()  # from the state (field 3): utime is field 14, cstime field 17
+        seen = True
+        total += int(fields[11]) + int(fields[12])
+        if fields[1] == "1" or not _is_postgres(fields[1]):  # the postmaster: its reaped children
+            total += int(fields[13]) + int(fields[14])
+    return total / tick if seen else None
+
+
+def _is_postgres(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip() == "postgres"
+    except OSError:
+        return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -147,6 +181,7 @@ def main() -> None:
     load_before = os.getloadavg()
     log(f"importing ({size / 1e6:.0f} MB), load average {load_before}")
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    postgres_before = postgres_cpu()
     child = subprocess.run(
         [
             sys.executable,
@@ -165,6 +200,12 @@ def main() -> None:
     elapsed_s, peak_mb, cpu_s = float(elapsed), int(peak_kb) / 1024, float(cpu)
     workers_cpu_s, workers_peak_mb = float(workers_cpu), int(workers_peak_kb) / 1024
     load_after = os.getloadavg()
+    postgres_after = postgres_cpu()
+    postgres_s = (
+        postgres_after - postgres_before
+        if postgres_before is not None and postgres_after is not None
+        else None
+    )
     print(child.stdout)
 
     log("verify_ledger")
@@ -191,6 +232,13 @@ def main() -> None:
         "workers_cpu_seconds": round(workers_cpu_s, 1),
         "workers_peak_rss_mb": round(workers_peak_mb, 1),
         "rows_per_python_cpu_second": round(args.rows / (cpu_s + workers_cpu_s)),
+        "python_cpu_us_per_row": round((cpu_s + workers_cpu_s) / args.rows * 1e6, 1),
+        # The PostgreSQL server's CPU during the import (its backends, WAL writer, checkpointer),
+        # when it runs on this host.
+        "postgres_cpu_seconds": round(postgres_s, 1) if postgres_s is not None else None,
+        "postgres_cpu_us_per_row": (
+            round(postgres_s / args.rows * 1e6, 1) if postgres_s is not None else None
+        ),
         "verify_ledger_seconds": round(verify_s, 1),
         "verify_ledger_ok": verify.returncode == 0,
         "verify_ledger": verify.stdout.strip().splitlines()[:2],
