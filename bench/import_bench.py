@@ -22,6 +22,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 import unicodedata
 from datetime import UTC, datetime, timedelta
@@ -106,38 +107,52 @@ print(
 """
 
 
-def postgres_cpu() -> float | None:
-    """The CPU seconds of the PostgreSQL server on this host so far: every ``postgres`` process
-    alive (backends, WAL writer, checkpointer...) plus what the postmaster has reaped of its
-    children (the backends that have exited). None if the server is not on this host. Other
-    databases' work on the same server is in it: measure on a quiet server."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total, seen = 0, False
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
-        if name != "postgres":
-            continue
-        fields = rest.split()  # from the state (field 3): utime is field 14, cstime field 17
-        seen = True
-        total += int(fields[11]) + int(fields[12])
-        if fields[1] == "1" or not _is_postgres(fields[1]):  # the postmaster: its reaped children
-            total += int(fields[13]) + int(fields[14])
-    return total / tick if seen else None
+class BackendCPU:
+    """The CPU seconds of the PostgreSQL backends serving one database on this host, sampled
+    every ``every`` seconds while the import runs: a backend's process title names its database
+    (``postgres: 15/main: user database host(port) ...``), and its CPU time is read from /proc
+    until it exits (the last interval of each is lost: a few hundredths of a second). Other
+    databases' backends on the same server (other work on the machine) are not counted, nor
+    the server's WAL writer and checkpointer, which all its databases share."""
 
+    def __init__(self, database: str, every: float = 0.05) -> None:
+        self.marker = f" {database} ".encode()
+        self.every = every
+        self.seen: dict[int, int] = {}
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
 
-def _is_postgres(pid: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip() == "postgres"
-    except OSError:
-        return False
+    def _sample(self) -> None:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    title = f.read()
+                if not title.startswith(b"postgres: ") or self.marker not in title:
+                    continue
+                with open(f"/proc/{entry.name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            self.seen[int(entry.name)] = int(fields[11]) + int(fields[12])  # utime + stime
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.every):
+            self._sample()
+
+    def __enter__(self) -> BackendCPU:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values()) / self.tick
 
 
 def main() -> None:
@@ -181,18 +196,19 @@ def main() -> None:
     load_before = os.getloadavg()
     log(f"importing ({size / 1e6:.0f} MB), load average {load_before}")
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
-    postgres_before = postgres_cpu()
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            CHILD.format(root=str(ROOT), path=str(export), workers=args.workers),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    database = connection.settings_dict["NAME"]
+    with BackendCPU(database) as backends:
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                CHILD.format(root=str(ROOT), path=str(export), workers=args.workers),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if child.returncode != 0:
         sys.exit(child.stdout + child.stderr)
     result = next(line for line in child.stdout.splitlines() if line.startswith("RESULT"))
@@ -200,12 +216,7 @@ def main() -> None:
     elapsed_s, peak_mb, cpu_s = float(elapsed), int(peak_kb) / 1024, float(cpu)
     workers_cpu_s, workers_peak_mb = float(workers_cpu), int(workers_peak_kb) / 1024
     load_after = os.getloadavg()
-    postgres_after = postgres_cpu()
-    postgres_s = (
-        postgres_after - postgres_before
-        if postgres_before is not None and postgres_after is not None
-        else None
-    )
+    postgres_s = backends.seconds
     print(child.stdout)
 
     log("verify_ledger")
@@ -233,12 +244,10 @@ def main() -> None:
         "workers_peak_rss_mb": round(workers_peak_mb, 1),
         "rows_per_python_cpu_second": round(args.rows / (cpu_s + workers_cpu_s)),
         "python_cpu_us_per_row": round((cpu_s + workers_cpu_s) / args.rows * 1e6, 1),
-        # The PostgreSQL server's CPU during the import (its backends, WAL writer, checkpointer),
-        # when it runs on this host.
-        "postgres_cpu_seconds": round(postgres_s, 1) if postgres_s is not None else None,
-        "postgres_cpu_us_per_row": (
-            round(postgres_s / args.rows * 1e6, 1) if postgres_s is not None else None
-        ),
+        # The CPU of the PostgreSQL backends of the import's database (when the server runs on
+        # this host; 0 if not).
+        "postgres_cpu_seconds": round(postgres_s, 1),
+        "postgres_cpu_us_per_row": round(postgres_s / args.rows * 1e6, 1),
         "verify_ledger_seconds": round(verify_s, 1),
         "verify_ledger_ok": verify.returncode == 0,
         "verify_ledger": verify.stdout.strip().splitlines()[:2],
