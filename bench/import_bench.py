@@ -22,6 +22,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 import unicodedata
 from datetime import UTC, datetime, timedelta
@@ -106,6 +107,54 @@ print(
 """
 
 
+class BackendCPU:
+    """The CPU seconds of the PostgreSQL backends serving one database on this host, sampled
+    every ``every`` seconds while the import runs: a backend's process title names its database
+    (``postgres: 15/main: user database host(port) ...``), and its CPU time is read from /proc
+    until it exits (the last interval of each is lost: a few hundredths of a second). Other
+    databases' backends on the same server (other work on the machine) are not counted, nor
+    the server's WAL writer and checkpointer, which all its databases share."""
+
+    def __init__(self, database: str, every: float = 0.05) -> None:
+        self.marker = f" {database} ".encode()
+        self.every = every
+        self.seen: dict[int, int] = {}
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    title = f.read()
+                if not title.startswith(b"postgres: ") or self.marker not in title:
+                    continue
+                with open(f"/proc/{entry.name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            self.seen[int(entry.name)] = int(fields[11]) + int(fields[12])  # utime + stime
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.every):
+            self._sample()
+
+    def __enter__(self) -> BackendCPU:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values()) / self.tick
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -147,17 +196,19 @@ def main() -> None:
     load_before = os.getloadavg()
     log(f"importing ({size / 1e6:.0f} MB), load average {load_before}")
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            CHILD.format(root=str(ROOT), path=str(export), workers=args.workers),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    database = connection.settings_dict["NAME"]
+    with BackendCPU(database) as backends:
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                CHILD.format(root=str(ROOT), path=str(export), workers=args.workers),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if child.returncode != 0:
         sys.exit(child.stdout + child.stderr)
     result = next(line for line in child.stdout.splitlines() if line.startswith("RESULT"))
@@ -165,6 +216,7 @@ def main() -> None:
     elapsed_s, peak_mb, cpu_s = float(elapsed), int(peak_kb) / 1024, float(cpu)
     workers_cpu_s, workers_peak_mb = float(workers_cpu), int(workers_peak_kb) / 1024
     load_after = os.getloadavg()
+    postgres_s = backends.seconds
     print(child.stdout)
 
     log("verify_ledger")
@@ -191,6 +243,11 @@ def main() -> None:
         "workers_cpu_seconds": round(workers_cpu_s, 1),
         "workers_peak_rss_mb": round(workers_peak_mb, 1),
         "rows_per_python_cpu_second": round(args.rows / (cpu_s + workers_cpu_s)),
+        "python_cpu_us_per_row": round((cpu_s + workers_cpu_s) / args.rows * 1e6, 1),
+        # The CPU of the PostgreSQL backends of the import's database (when the server runs on
+        # this host; 0 if not).
+        "postgres_cpu_seconds": round(postgres_s, 1),
+        "postgres_cpu_us_per_row": round(postgres_s / args.rows * 1e6, 1),
         "verify_ledger_seconds": round(verify_s, 1),
         "verify_ledger_ok": verify.returncode == 0,
         "verify_ledger": verify.stdout.strip().splitlines()[:2],

@@ -25,7 +25,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models.functions import Upper
 
-from consents import bulk, clock, services, webhooks_out
+from consents import bulk, clock, copying, services, webhooks_out
 from consents.imports import shares
 from consents.imports.presets import (
     MAPPERS,
@@ -673,13 +673,14 @@ def _record(contact: Contact, e: dict[str, Any]) -> None:
 
 
 def _copy_imported_rows(rows: list[tuple[Any, ...]]) -> None:
+    """The rows remembered for idempotency, in one binary ``COPY`` (as ``consents.bulk`` writes)."""
     columns = ["run_id", "row", "contact_id", "source", "key_digest", "content_digest", "proven"]
-    with (
-        connection.connection.cursor() as cursor,
-        cursor.copy(f"COPY {ImportedRow._meta.db_table} ({', '.join(columns)}) FROM STDIN") as copy,
-    ):
-        for row in rows:
-            copy.write_row(row)
+    table = ImportedRow._meta.db_table
+    with connection.connection.cursor() as cursor:
+        types = copying.column_types(cursor, table, columns)
+        with copying.copy_in(cursor, table, columns, types) as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
 def _replay_webhooks(contact_ids: list[int]) -> None:

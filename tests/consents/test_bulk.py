@@ -676,3 +676,21 @@ def test_an_import_runs_the_cycle_collector_less_often_and_restores_it():
             assert gc.get_threshold()[0] == 0
     finally:
         gc.set_threshold(*before)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_ids_are_reserved_from_the_table_sequence_in_order_and_once() -> None:
+    from django.db import connection
+
+    from consents import copying
+
+    with connection.cursor() as cursor:
+        first = copying.reserve_ids(cursor, "consents_event", 5)
+        second = copying.reserve_ids(cursor, "consents_event", 3)
+        assert copying.reserve_ids(cursor, "consents_event", 0) == []
+        cursor.execute("SELECT nextval(pg_get_serial_sequence('consents_event', 'id'))")
+        (after,) = cursor.fetchone()
+    assert first == sorted(first) and len(set(first)) == 5
+    assert second == sorted(second) and len(second) == 3
+    assert first[-1] < second[0] and second[-1] < after

@@ -118,3 +118,20 @@ def test_no_index_of_the_busiest_tables_repeats_the_start_of_another() -> None:
             [WRITTEN_PER_EVENT],
         )
         assert cursor.fetchall() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_public_id_phone_and_fingerprint_keep_only_their_equality_indexes() -> None:
+    from consents.models import Contact, ContactFacts
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tablename, indexdef FROM pg_indexes WHERE tablename IN (%s, %s)",
+            [Contact._meta.db_table, ContactFacts._meta.db_table],
+        )
+        indexes = cursor.fetchall()
+    for column in ("public_id", "phone", "rules_fingerprint"):
+        on_it = [definition for _, definition in indexes if f"({column}" in definition]
+        assert on_it, column  # equality lookups are still served
+        assert not [d for d in on_it if "pattern_ops" in d], column
