@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.template import engines
 from django.utils import timezone, translation
+from django.utils.autoreload import file_changed
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -21,6 +23,7 @@ from markupsafe import Markup, escape
 from config.jinja2 import local_date
 from consents import catalogue
 from consents.labels import (
+    CHANNEL_WORDS,
     METHOD_FOR_PERSON,
     STATUS_LABELS,
     channel_label,
@@ -100,8 +103,8 @@ class Words:
         self.cache: dict[int, str] = {}
         self.labels: dict[str, str] = {}
         # A box's or frequency choice's markup, split where its topic's slug goes, per kind
-        # (``cell_html``, ``radio_html``).
-        self.boxes: dict[tuple[Any, ...], list[str]] = {}
+        # (``cell_html``, ``radio_html``): the same on every page in this language and zone.
+        self.boxes = _boxes(self.language, str(self.zone))
 
     def __call__(self, lazy: Any) -> str:
         key = id(lazy)
@@ -118,6 +121,37 @@ class Words:
     def date(self, value: datetime, fmt: str = "DATE_FORMAT") -> str:
         """``local_date`` in this page's language and time zone."""
         return local_date(value, fmt, language=self.language, zone=self.zone)
+
+
+# Each kind of box and frequency choice drawn, per language and time zone: what a box says
+# depends on its channel, its state, its address, its date and the pause, never on the person
+# but through these, so a kind drawn for one page is the same on the next. Kept for the process
+# (each language and zone at most ``BOXES_KEPT`` kinds, then drawn afresh), forgotten when the
+# settings or the translations change; in development (where the templates may change) per page.
+_drawn_boxes: dict[tuple[str | None, str], dict[tuple[Any, ...], list[str]]] = {}
+BOXES_KEPT = 4096
+
+
+def _boxes(language: str | None, zone: str) -> dict[tuple[Any, ...], list[str]]:
+    if settings.DEBUG:
+        return {}
+    boxes = _drawn_boxes.get((language, zone))
+    if boxes is None or len(boxes) > BOXES_KEPT:
+        boxes = _drawn_boxes[(language, zone)] = {}
+    return boxes
+
+
+def _forget_boxes(**kwargs: Any) -> None:
+    _drawn_boxes.clear()
+
+
+def _translations_changed(file_path: Any, **kwargs: Any) -> None:
+    if str(file_path).endswith(".mo"):
+        _drawn_boxes.clear()
+
+
+setting_changed.connect(_forget_boxes)
+file_changed.connect(_translations_changed)
 
 
 PAUSED_LABEL = _("Subscribed, paused until %(date)s")
@@ -174,11 +208,10 @@ def cell_html(cell: center.Cell, slug_html: str, words: Words, paused: str = "")
     topic but through the slug in its value and ids: the boxes of a page that differ only
     there are drawn once, and the slug put in its places.
     """
-    since = cell.since  # the day it shows, if it shows one (``cell_context``)
-    if since is not None:
-        shows = not paused and cell.state not in ("covered", ConsentState.Status.NONE)
-        since = words.date(since) if shows else None
-    key = (cell.channel, cell.status, cell.covered_by, cell.has_address, since)
+    since = cell.since  # the instant whose day it shows, if it shows one (``cell_context``)
+    if since is not None and (paused or cell.state in ("covered", ConsentState.Status.NONE)):
+        since = None
+    key = (cell.channel, cell.status, cell.covered_by, cell.has_address, since, paused)
     parts = words.boxes.get(key)
     if parts is None:
         c = cell_context(cell, words, paused)
@@ -275,47 +308,66 @@ def topic_name(slug: str, topics: dict[str, Topic]) -> str:
     return topics[slug].name if slug in topics else slug
 
 
-def history_choice(event: Event | center.PastEvent, topics: dict[str, Topic]) -> str:
+# What the history's lines say (``history_choice``).
+YES_TO_CONFIRM = _("Yes to “%(topic)s” by %(channel)s, to be confirmed by email")
+YES = _("Yes to “%(topic)s” by %(channel)s")
+CONFIRMED = _("Confirmed “%(topic)s” by %(channel)s")
+NO_TO_EVERYTHING = _("Unsubscribed from all marketing")
+NO_TO_CHANNEL = _("No to all marketing by %(channel)s")
+NO_ON_EVERY_CHANNEL = _("No to “%(topic)s” on every channel")
+NO = _("No to “%(topic)s” by %(channel)s")
+RESUMED = _("Messages resumed")
+PAUSED_UNTIL = _("All marketing paused until %(date)s")
+COMPLAINED = _("Reported one of our emails as spam")
+CALLBACK = _("Asked us to call back")
+
+
+def history_choice(
+    event: Event | center.PastEvent, topics: dict[str, Topic], words: Words | None = None
+) -> str:
+    """What a line of the history says; with the page's ``words``, each sentence translated
+    once per page."""
+    say = words or str
     topic = topic_name(event.topic, topics)
-    channel = channel_words(event.channel)
+    lazy = CHANNEL_WORDS.get(event.channel)
+    channel = say(lazy) if lazy is not None else event.channel  # ``channel_words``
     if event.type == EventType.OPT_IN:
         if event.data.get("doi") == "pending":
-            return _("Yes to “%(topic)s” by %(channel)s, to be confirmed by email") % {
-                "topic": topic,
-                "channel": channel,
-            }
-        return _("Yes to “%(topic)s” by %(channel)s") % {"topic": topic, "channel": channel}
+            return say(YES_TO_CONFIRM) % {"topic": topic, "channel": channel}
+        return say(YES) % {"topic": topic, "channel": channel}
     if event.type == EventType.DOI_CONFIRMED:
-        return _("Confirmed “%(topic)s” by %(channel)s") % {"topic": topic, "channel": channel}
+        return say(CONFIRMED) % {"topic": topic, "channel": channel}
     if event.type == EventType.OPT_OUT:
         if event.topic == ANY and event.channel == ANY:
-            return str(_("Unsubscribed from all marketing"))
+            return say(NO_TO_EVERYTHING)
         if event.topic == ANY:
-            return _("No to all marketing by %(channel)s") % {"channel": channel}
+            return say(NO_TO_CHANNEL) % {"channel": channel}
         if event.channel == ANY:
-            return _("No to “%(topic)s” on every channel") % {"topic": topic}
-        return _("No to “%(topic)s” by %(channel)s") % {"topic": topic, "channel": channel}
+            return say(NO_ON_EVERY_CHANNEL) % {"topic": topic}
+        return say(NO) % {"topic": topic, "channel": channel}
     if event.type == EventType.PAUSE:
         if center.is_resume(event):
-            return str(_("Messages resumed"))
-        until = event.data.get("until", "")
-        end = local_date(datetime.fromisoformat(until.replace("Z", "+00:00")))
-        return _("All marketing paused until %(date)s") % {"date": end}
+            return say(RESUMED)
+        until = datetime.fromisoformat(event.data.get("until", "").replace("Z", "+00:00"))
+        end = words.date(until) if words is not None else local_date(until)
+        return say(PAUSED_UNTIL) % {"date": end}
     if event.type == EventType.COMPLAINT:
-        return str(_("Reported one of our emails as spam"))
-    return str(_("Asked us to call back"))
+        return say(COMPLAINED)
+    return say(CALLBACK)
 
 
 FROM_EMAIL_PROGRAM = _("From your email program")
 
 
-def history_row(event: Event | center.PastEvent, topics: dict[str, Topic]) -> dict[str, Any]:
+def history_row(
+    event: Event | center.PastEvent, topics: dict[str, Topic], words: Words | None = None
+) -> dict[str, Any]:
     how = METHOD_FOR_PERSON.get(event.method, event.method) if event.method else ""
     if event.type == EventType.COMPLAINT:
         how = FROM_EMAIL_PROGRAM
     return {
         "at": event.occurred_at,
-        "choice": history_choice(event, topics),
+        "choice": history_choice(event, topics, words),
         "how": how,
         "notice": event.notice,
     }
@@ -421,7 +473,7 @@ def page_context(
     """Everything ``preferences/preferences.html`` shows, from the state of the page."""
     words = Words()
     paused = words.date(state.pause_until) if state.pause_until else ""
-    history = [history_row(e, state.topic_names) for e in state.history if shown(e)]
+    history = [history_row(e, state.topic_names, words) for e in state.history if shown(e)]
     return {
         "state": state,
         "topics": [topic_context(view, words, paused, state.snapshot) for view in state.topics],

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.template import engines
-from django.utils import translation
+from django.utils import timezone, translation
 
 from consents.models import ConsentState, Topic
 from consents.vocab import Reason
@@ -135,3 +136,87 @@ def test_history_lines_are_the_templates_markup(language: str) -> None:
         drawn = engines["jinja2"].from_string(body).render({"history_lines": lines})
     assert drawn == expected
     assert drawn.count("<li>") == len(rows)
+
+
+def test_boxes_drawn_for_one_page_are_those_of_the_next() -> None:
+    """The kinds of box drawn are kept for the process, per language and time zone, the pause
+    in the key: a page drawn after others in other languages, zones and pauses has the boxes it
+    would have had drawn alone."""
+    topic = Topic(slug="promotions", name_fr="T", name_en="T", channels=CHANNELS)
+    cells = _cells(topic)
+    orders = [
+        ("fr", "Europe/Paris", ""),
+        ("en", "Europe/Paris", ""),
+        ("fr", "Europe/Paris", "1 juin 2026"),
+        ("fr", "America/New_York", ""),
+        ("en", "UTC", "June 1, 2026"),
+    ]
+
+    def drawn(language: str, zone: str, paused: str) -> str:
+        with translation.override(language), timezone.override(zone):
+            words = presenters.Words()
+            return "".join(presenters.cell_html(c, "promotions", words, paused) for c in cells)
+
+    presenters._forget_boxes()
+    alone = {}
+    for order in orders:
+        alone[order] = drawn(*order)
+        presenters._forget_boxes()
+    for order in orders + orders[::-1]:
+        same = drawn(*order) == alone[order]
+        assert same, order
+
+
+def test_kinds_of_box_are_forgotten_when_the_settings_change(settings: Any) -> None:
+    topic = Topic(slug="promotions", name_fr="T", name_en="T", channels=CHANNELS)
+    with translation.override("fr"):
+        presenters.cell_html(_cells(topic)[0], "promotions", presenters.Words())
+        assert presenters._drawn_boxes
+        settings.DATE_FORMAT = "Y"
+        assert not presenters._drawn_boxes
+
+
+def test_kinds_of_box_are_drawn_per_page_in_development(settings: Any) -> None:
+    settings.DEBUG = True
+    words = presenters.Words()
+    assert words.boxes is not presenters.Words().boxes
+
+
+HISTORY_EVENTS = [
+    ("opt_in", "newsletter", "email", {}),
+    ("opt_in", "newsletter", "sms", {"doi": "pending"}),
+    ("doi_confirmed", "newsletter", "email", {}),
+    ("opt_out", "*", "*", {}),
+    ("opt_out", "*", "sms", {}),
+    ("opt_out", "newsletter", "*", {}),
+    ("opt_out", "a<b>'c", "fax", {}),
+    ("pause", "*", "*", {"until": "2026-06-01T10:00:00Z"}),
+    ("pause", "*", "*", {"until": "2026-03-12T23:30:00.000001+00:00", "resume": True}),
+    ("complaint", "", "email", {}),
+    ("callback_request", "", "phone", {}),
+]
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_the_history_says_with_the_pages_words_what_it_says_alone(language: str) -> None:
+    """The history's sentences translated once per page (``Words``) are the sentences
+    translated each on its own."""
+    topics = {"newsletter": Topic(slug="newsletter", name_fr="Lettre « x »", name_en="Letter")}
+    at = SINCE[1]
+    with translation.override(language):
+        words = presenters.Words()
+        for kind, topic, channel, data in HISTORY_EVENTS:
+            event = center.PastEvent(
+                seq=1,
+                type=kind,
+                topic=topic,
+                channel=channel,
+                occurred_at=at,
+                method="web_form",
+                proof="",
+                data=data,
+                notice=None,
+            )
+            alone = presenters.history_row(event, topics)
+            assert presenters.history_row(event, topics, words) == alone, kind
+            assert alone["choice"] and isinstance(alone["choice"], str)
