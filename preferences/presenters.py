@@ -16,9 +16,10 @@ from django.template import engines
 from django.utils import timezone, translation
 from django.utils.autoreload import file_changed
 from django.utils.functional import Promise
+from django.utils.html import escape
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from config.jinja2 import local_date
 from consents import catalogue
@@ -239,9 +240,12 @@ def topic_context(
     snapshot: catalogue.Snapshot | None = None,
 ) -> dict[str, Any]:
     """A topic's fieldset (``html``): its boxes (``cell_context``) and its frequency choices,
-    each drawn (``cells_html``, ``radios_html``), in what the catalogue says of the topic."""
+    each drawn (``cells_html``, ``radios_html``), in what the catalogue says of the topic.
+
+    Its markup is the page's as it is sent (with Django's entities, as the templates' output,
+    ``config.jinja2.Template``): it is put in the page after the body is drawn."""
     topic = view.topic
-    slug_html = str(escape(topic.slug))
+    slug_html = str(escape(topic.slug))  # Django's, as the templates' entities
     frequencies = [
         {"value": value, "checked": value == view.frequency, "label": words.label(value)}
         for value in topic.frequencies

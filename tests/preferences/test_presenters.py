@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from django.template import engines
 from django.utils import timezone, translation
+from django.utils.html import format_html
 
-from consents.models import ConsentState, Topic
+from config import jinja2 as config_jinja2
+from consents.models import ConsentState, Notice, Topic
 from consents.vocab import Reason
 from preferences import center, presenters
+from preferences.views import preference_center
 
 # What templates/jinja2/preferences/center.html wrote for a topic's boxes and its frequencies.
 BOX_TEMPLATE = (
@@ -220,3 +224,81 @@ def test_the_history_says_with_the_pages_words_what_it_says_alone(language: str)
             alone = presenters.history_row(event, topics)
             assert presenters.history_row(event, topics, words) == alone, kind
             assert alone["choice"] and isinstance(alone["choice"], str)
+
+
+QUOTED = 'l\'été "<b>" & co'
+
+
+def _page_context(language: str, *, paused: bool, saved: bool) -> dict[str, Any]:
+    """What ``page_context`` gives the body, for made-up topics and history full of quotes."""
+    notice = Notice(version=2, text=f"J'accepte {QUOTED}")
+    topics = [
+        Topic(
+            slug=f"a'b\"c{i}",
+            name_fr=f"Thème {QUOTED}",
+            name_en=f"Topic {QUOTED}",
+            description_fr=QUOTED if i else "",
+            description_en=QUOTED if i else "",
+            channels=CHANNELS,
+            frequencies=["weekly", "monthly"] if i % 2 else [],
+        )
+        for i in range(3)
+    ]
+    views = [
+        center.TopicView(t, notice if i else None, _cells(t)[i * 7 : i * 7 + 5], "monthly")
+        for i, t in enumerate(topics)
+    ]
+    state = SimpleNamespace(
+        contact=SimpleNamespace(email="o'b\"x@x.fr", phone=QUOTED, postal_address=QUOTED),
+        pause_until=SINCE[1] if paused else None,
+        unsubscribed_all=not paused,
+    )
+    with translation.override(language):
+        words = presenters.Words()
+        pause = words.date(SINCE[1]) if paused else ""
+        rows = [
+            {"at": SINCE[2], "choice": QUOTED, "how": QUOTED, "notice": notice},
+            {"at": SINCE[1], "choice": "Oui", "how": "", "notice": None},
+        ]
+        return {
+            "state": state,
+            "topics": [presenters.topic_context(v, words, pause) for v in views],
+            "notices_signed": QUOTED,
+            "history": rows,
+            "history_lines": [presenters.history_line(row, words) for row in rows],
+            "saved": [QUOTED, "Enregistré"] if saved else None,
+            "error": QUOTED if saved else "",
+            "pause_months": center.PAUSE_MONTHS,
+        }
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+@pytest.mark.parametrize("paused", [False, True])
+@pytest.mark.parametrize("saved", [False, True])
+def test_the_body_with_its_topics_put_in_is_the_templates(
+    language: str, paused: bool, saved: bool
+) -> None:
+    """The page's body, drawn around a mark per topic and the topics' fieldsets put in after
+    (``body_pieces``), is the template's drawing with the fieldsets in it, entities included."""
+    context = _page_context(language, paused=paused, saved=saved)
+    token = "t'o\"k<e>n"
+    with translation.override(language):
+        pieces = preference_center.body_pieces(context, csrf_token=token)
+        whole = (
+            engines["jinja2"]
+            .get_template("preferences/center.html")
+            .render(
+                {
+                    **context,
+                    "csrf_input": format_html(
+                        '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', token
+                    ),
+                    "gettext": config_jinja2.gettext_in(language),
+                }
+            )
+        )
+    body = "".join(pieces)
+    same = body == whole
+    assert same
+    assert "&#39;" not in body and "&#34;" not in body
+    assert body.count('<fieldset class="topic">') == 3
