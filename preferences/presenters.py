@@ -7,6 +7,7 @@ The page shows dozens of boxes: each lazy translation is turned into text once p
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -245,19 +246,31 @@ def topic_context(
     Its markup is the page's as it is sent (with Django's entities, as the templates' output,
     ``config.jinja2.Template``): it is put in the page after the body is drawn."""
     topic = view.topic
-    slug_html = str(escape(topic.slug))  # Django's, as the templates' entities
-    frequencies = [
-        {"value": value, "checked": value == view.frequency, "label": words.label(value)}
-        for value in topic.frequencies
-    ]
+    slug_html = _slug_html(topic.slug)
     cells = "".join([cell_html(c, slug_html, words, paused) for c in view.cells])
-    radios = "".join([radio_html(slug_html, r, words) for r in frequencies])
     parts = topic_parts(view, words.language, snapshot)
     if len(parts) == 2:  # no frequency to choose
         html = "".join((parts[0], cells, parts[1]))
     else:
-        html = "".join((parts[0], cells, parts[1], radios, parts[2]))
+        # A topic's choices, drawn once per kind (its frequencies, the one chosen) as its boxes.
+        key = ("radios", tuple(topic.frequencies), view.frequency)
+        radios = words.boxes.get(key)
+        if radios is None:
+            frequencies = [
+                {"value": value, "checked": value == view.frequency, "label": words.label(value)}
+                for value in topic.frequencies
+            ]
+            radios = words.boxes[key] = "".join(
+                [radio_html(_SLUG, r, words) for r in frequencies]
+            ).split(_SLUG)
+        html = "".join((parts[0], cells, parts[1], slug_html.join(radios), parts[2]))
     return {"slug": topic.slug, "html": Markup(html)}
+
+
+@functools.lru_cache(maxsize=4096)
+def _slug_html(slug: str) -> str:
+    """A topic's slug escaped as Django escapes it (the templates' entities), once per process."""
+    return str(escape(slug))
 
 
 # Stand for a topic's boxes and frequency choices in its fieldset.

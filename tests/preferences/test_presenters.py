@@ -302,3 +302,62 @@ def test_the_body_with_its_topics_put_in_is_the_templates(
     assert same
     assert "&#39;" not in body and "&#34;" not in body
     assert body.count('<fieldset class="topic">') == 3
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+@pytest.mark.parametrize("paused", ["", "1 <juin> 2026"])
+def test_a_topics_fieldset_is_its_templates_markup(language: str, paused: str) -> None:
+    """A topic's fieldset (``topic_context``: its parts, boxes and choices each drawn once per
+    kind and the slug put in) is ``_topic.html`` drawn with the loops it replaced, for topics
+    with and without frequencies, the one chosen offered or not, drawn again from what is kept."""
+    presenters._forget_boxes()
+    notice = Notice(version=3, text=QUOTED)
+    cases = []
+    for i, (frequencies, chosen) in enumerate(
+        [
+            ([], ""),
+            (["weekly", "monthly"], "monthly"),
+            (["weekly", "monthly"], "weekly"),
+            (["weekly"], "daily"),
+            (["x<'y'>"], "x"),
+        ]
+    ):
+        topic = Topic(
+            slug=f"a<b>&'\"c{i}",
+            name_fr=QUOTED,
+            name_en=QUOTED,
+            description_fr=QUOTED if i % 2 else "",
+            description_en=QUOTED if i % 2 else "",
+            channels=CHANNELS,
+            frequencies=frequencies,
+        )
+        cases.append(center.TopicView(topic, notice if i else None, _cells(topic)[i::13], chosen))
+    with translation.override(language):
+        for view in cases + cases:
+            words = presenters.Words()
+            boxes = (
+                engines["jinja2"]
+                .from_string(BOX_TEMPLATE)
+                .render({"cells": [presenters.cell_context(c, words, paused) for c in view.cells]})
+            )
+            frequencies = [
+                {"value": v, "checked": v == view.frequency, "label": words.label(v)}
+                for v in view.topic.frequencies
+            ]
+            radios = (
+                engines["jinja2"]
+                .from_string(RADIO_TEMPLATE)
+                .render({"frequencies": frequencies, "slug": view.topic.slug})
+            )
+            t = {
+                "name": view.topic.name,
+                "description": view.topic.description,
+                "notice": view.notice,
+                "frequencies": view.topic.frequencies,
+                "cells_html": presenters.Markup(boxes),
+                "radios_html": presenters.Markup(radios),
+            }
+            expected = engines["jinja2"].get_template("preferences/_topic.html").render({"t": t})
+            drawn = presenters.topic_context(view, words, paused)["html"]
+            same = drawn == expected
+            assert same, view.topic.slug
