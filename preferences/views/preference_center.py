@@ -233,8 +233,11 @@ def body_pieces(context: dict[str, Any], *, csrf_token: str) -> list[str]:
     csrf_input = format_html(
         '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', csrf_token
     )
-    body = engines["jinja2"].get_template("preferences/center.html")
-    gettext = config_jinja2.gettext_in(translation.get_language())
+    language = translation.get_language()
+    body = config_jinja2.in_language(engines["jinja2"].env, language).get_template(
+        "preferences/center.html"
+    )
+    gettext = config_jinja2.gettext_in(language)
     topics = context["topics"]
     marked = [{**topic, "html": _TOPIC_MARK} for topic in topics]
     # ``_`` too: the body's sentences then go straight to it, not through the i18n extension's
