@@ -102,11 +102,12 @@ class Words:
     def __init__(self) -> None:
         self.language = translation.get_language()
         self.zone = timezone.get_current_timezone()
+        self.zone_name = str(self.zone)
         self.cache: dict[int, str] = {}
         self.labels: dict[str, str] = {}
         # A box's or frequency choice's markup, split where its topic's slug goes, per kind
         # (``cell_html``, ``radio_html``): the same on every page in this language and zone.
-        self.boxes = _boxes(self.language, str(self.zone))
+        self.boxes = _boxes(self.language, self.zone_name)
 
     def __call__(self, lazy: Any) -> str:
         key = id(lazy)
@@ -145,6 +146,7 @@ def _boxes(language: str | None, zone: str) -> dict[tuple[Any, ...], list[str]]:
 
 def _forget_boxes(**kwargs: Any) -> None:
     _drawn_boxes.clear()
+    _instant.cache_clear()
 
 
 def _translations_changed(file_path: Any, **kwargs: Any) -> None:
@@ -394,14 +396,26 @@ def history_line(row: dict[str, Any], words: Words) -> dict[str, Any]:
     """A line of the history (``history_row``) with its instant spelt for the page, as the
     template's loop shows it (``preferences/center.html``): the dates formatted once per
     process and language, our sentences translated once per page."""
-    at, how = row["at"], row["how"]
+    how = row["how"]
+    at, at_text = _instant(words.language, words.zone_name, row["at"], words.zone)
     return {
         "choice": row["choice"],
-        "at": timezone.localtime(at, words.zone).isoformat(),
-        "at_text": words.date(at, "DATETIME_FORMAT"),
+        "at": at,
+        "at_text": at_text,
         "how": words(how) if isinstance(how, Promise) else how,
         "notice": row["notice"],
     }
+
+
+@functools.lru_cache(maxsize=8192)
+def _instant(language: str | None, zone_name: str, value: datetime, zone: Any) -> tuple[str, str]:
+    """An instant of the history as its line spells it (the machine's and the person's), once
+    per process, language and zone; keyed on the zone's name (an aware datetime hashes by its
+    instant alone), ``zone`` the zone itself."""
+    return (
+        timezone.localtime(value, zone).isoformat(),
+        local_date(value, "DATETIME_FORMAT", language=language, zone=zone),
+    )
 
 
 # --- What a save did, in words -----------------------------------------------------------------

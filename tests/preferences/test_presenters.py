@@ -120,7 +120,8 @@ HISTORY_TEMPLATE = """    {% for row in history %}
 
 
 @pytest.mark.parametrize("language", ["fr", "en"])
-def test_history_lines_are_the_templates_markup(language: str) -> None:
+@pytest.mark.parametrize("zone", ["Europe/Paris", "America/New_York"])
+def test_history_lines_are_the_templates_markup(language: str, zone: str) -> None:
     notice = center.ShownNotice(3, 'J\'accepte <tout> & "plus"')
     rows = [
         {"at": at, "choice": choice, "how": how, "notice": shown}
@@ -129,7 +130,7 @@ def test_history_lines_are_the_templates_markup(language: str) -> None:
         for how in ["", presenters.METHOD_FOR_PERSON["web_form"], "<i>l'app</i>"]
         for shown in [None, notice]
     ]
-    with translation.override(language):
+    with translation.override(language), timezone.override(zone):
         expected = engines["jinja2"].from_string(HISTORY_TEMPLATE).render({"history": rows})
         words = presenters.Words()
         lines = [presenters.history_line(row, words) for row in rows]
