@@ -212,9 +212,10 @@ def cell_html(cell: center.Cell, slug_html: str, words: Words, paused: str = "")
     topic but through the slug in its value and ids: the boxes of a page that differ only
     there are drawn once, and the slug put in its places.
     """
-    since = cell.since  # the instant whose day it shows, if it shows one (``cell_context``)
-    if since is not None and (paused or cell.state in ("covered", ConsentState.Status.NONE)):
-        since = None
+    since = cell.since  # the day it shows, if it shows one (``cell_context``): people share days
+    if since is not None:
+        shows = not paused and cell.state not in ("covered", ConsentState.Status.NONE)
+        since = words.date(since) if shows else None
     key = (cell.channel, cell.status, cell.covered_by, cell.has_address, since, paused)
     parts = words.boxes.get(key)
     if parts is None:
