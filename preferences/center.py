@@ -37,6 +37,8 @@ PAUSE_MONTHS = (1, 3)
 # Channels whose opt-in from the preference center needs the owner of the address to confirm.
 CONFIRMED_CHANNELS = (Channel.EMAIL,)
 STATUS = ConsentState.Status
+# What the person said on a box themselves: no other legal basis is asked about it.
+_SAID = frozenset({STATUS.OPTED_IN, STATUS.OPTED_OUT})
 
 
 # --- Reading ------------------------------------------------------------------------------------
@@ -388,14 +390,16 @@ def center_state(
             has_address = addressed.get(channel)
             if has_address is None:
                 has_address = addressed[channel] = rules.address_for(person, channel) is not None
+            # (topic, channel, status, since, has_address): a page has dozens of boxes, and a
+            # dataclass's keywords cost twice its positions.
             cell = Cell(
-                topic=topic,
-                channel=channel,
-                status=state[0] if state else STATUS.NONE,
-                since=state[1] if state else None,
-                has_address=has_address,
+                topic,
+                channel,
+                state[0] if state else STATUS.NONE,
+                state[1] if state else None,
+                has_address,
             )
-            if has_address and cell.status not in (STATUS.OPTED_IN, STATUS.OPTED_OUT):
+            if has_address and cell.status not in _SAID:
                 cell.covered_by = bases.covered_by(topic, channel)
             cells.append(cell)
         # The frequency the page shows chosen: the one recorded, else the topic's first.
