@@ -6,6 +6,7 @@ itself, and what its forms do. Each action parses the form, calls one function o
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -242,19 +243,20 @@ def body_pieces(context: dict[str, Any], *, csrf_token: str) -> list[str]:
     marked = [{**topic, "html": _TOPIC_MARK} for topic in topics]
     # ``_`` too: the body's sentences then go straight to it, not through the i18n extension's
     # alias of ``gettext`` (two calls each).
-    body = body.render(
-        {**context, "topics": marked, "csrf_input": csrf_input, "gettext": gettext, "_": gettext}
-    )
-    between = body.split(_TOPIC_MARK)
-    assert len(between) == len(topics) + 1, "a topic's mark in the page's text"
+    values = {**context, "csrf_input": csrf_input, "gettext": gettext, "_": gettext}
+    between = body.render({**values, "topics": marked}).split(_TOPIC_MARK)
+    if len(between) != len(topics) + 1:
+        # The mark in what the person wrote (it cannot be guessed): drawn whole instead.
+        return [body.render(values)]
     pieces = [between[0]]
     for topic, text in zip(topics, between[1:], strict=True):
         pieces += (topic["html"], text)
     return pieces
 
 
-# Where each topic's fieldset goes in the body (a character no text of ours holds).
-_TOPIC_MARK = Markup("\ue005")
+# Where each topic's fieldset goes in the body: characters no text of ours holds, and a part
+# drawn at random per process, which no text a person gives can hold but by chance.
+_TOPIC_MARK = Markup(f"\ue005{secrets.token_hex(16)}\ue005")
 
 
 # Where the body and the CSRF token go in the layout (characters no text of ours holds).

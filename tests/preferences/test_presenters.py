@@ -362,3 +362,29 @@ def test_a_topics_fieldset_is_its_templates_markup(language: str, paused: str) -
             drawn = presenters.topic_context(view, words, paused)["html"]
             same = drawn == expected
             assert same, view.topic.slug
+
+
+def test_a_body_holding_the_topics_mark_is_drawn_whole() -> None:
+    """A text that holds the mark where the topics go (it is drawn at random per process, but a
+    person may write anything) does not cut the body in the wrong places."""
+    context = _page_context("fr", paused=False, saved=True)
+    context["state"].contact.postal_address = f"1 rue {preference_center._TOPIC_MARK} Paris"
+    token = "t0k3n"
+    with translation.override("fr"):
+        body = "".join(preference_center.body_pieces(context, csrf_token=token))
+        whole = (
+            engines["jinja2"]
+            .get_template("preferences/center.html")
+            .render(
+                {
+                    **context,
+                    "csrf_input": format_html(
+                        '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', token
+                    ),
+                    "gettext": config_jinja2.gettext_in("fr"),
+                }
+            )
+        )
+    same = body == whole
+    assert same
+    assert body.count('<fieldset class="topic">') == 3
