@@ -18,6 +18,7 @@ the one Django's template language gives, byte for byte:
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -29,6 +30,8 @@ from django.utils import formats, timezone
 from django.utils import translation as django_translation
 from django.utils.autoreload import file_changed
 from jinja2 import Environment
+from jinja2.ext import Extension
+from jinja2.lexer import Token, TokenStream
 from markupsafe import Markup, escape
 
 # The template's sentences in each language, as they are output: escaped (no values) or trusted
@@ -102,15 +105,72 @@ def _settings_changed(**kwargs: Any) -> None:
     # the old ones is not reused.
     _formatted.cache_clear()
     _translated.clear()
+    _in_language.clear()
 
 
 def _file_changed(file_path: Any, **kwargs: Any) -> None:
     if str(file_path).endswith(".mo"):
         _translated.clear()
+        _in_language.clear()
 
 
 setting_changed.connect(_settings_changed)
 file_changed.connect(_file_changed)
+
+
+class Sentences(Extension):
+    """In a template compiled for one language (``in_language``), each ``{{ _("text") }}`` (a
+    sentence without values) is written in when the template is compiled, translated and escaped
+    as ``gettext`` gives it: a page's dozens of sentences are then text of the template, not
+    calls at each drawing. Other templates, and sentences with values, are left as they are."""
+
+    PATTERN = (
+        ("variable_begin", None),
+        ("name", "_"),
+        ("lparen", None),
+        ("string", None),
+        ("rparen", None),
+        ("variable_end", None),
+    )
+
+    def filter_stream(self, stream: TokenStream) -> Iterator[Token]:
+        if not hasattr(self.environment, "sentences_language"):
+            yield from stream
+            return
+        language = self.environment.sentences_language
+        tokens = list(stream)
+        size = len(self.PATTERN)
+        i = 0
+        while i < len(tokens):
+            found = tokens[i : i + size]
+            if len(found) == size and all(
+                token.type == kind and (value is None or token.value == value)
+                for token, (kind, value) in zip(found, self.PATTERN, strict=True)
+            ):
+                with django_translation.override(language):
+                    text = _gettext(language, found[3].value, {})
+                # With Django's entities (``Template``), as the drawing writes them.
+                data = str(text).replace("&#39;", "&#x27;").replace("&#34;", "&quot;")
+                yield Token(found[0].lineno, "data", data)
+                i += size
+            else:
+                yield tokens[i]
+                i += 1
+
+
+# Per language, the environment whose templates have their sentences written in (``Sentences``).
+_in_language: dict[str | None, Environment] = {}
+
+
+def in_language(env: Environment, language: str | None) -> Environment:
+    """``env`` for templates drawn in ``language`` only (the active one when they are drawn):
+    their sentences without values translated once, when they are compiled (``Sentences``)."""
+    found = _in_language.get(language)
+    if found is None or found.linked_to is not env:
+        found = env.overlay(extensions=[Sentences], cache_size=50)
+        found.sentences_language = language  # type: ignore[attr-defined]
+        _in_language[language] = found
+    return found
 
 
 def url(name: str, *args: Any, **kwargs: Any) -> str:

@@ -7,20 +7,25 @@ The page shows dozens of boxes: each lazy translation is turned into text once p
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.template import engines
 from django.utils import timezone, translation
+from django.utils.autoreload import file_changed
 from django.utils.functional import Promise
+from django.utils.html import escape
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from config.jinja2 import local_date
 from consents import catalogue
 from consents.labels import (
+    CHANNEL_WORDS,
     METHOD_FOR_PERSON,
     STATUS_LABELS,
     channel_label,
@@ -97,11 +102,12 @@ class Words:
     def __init__(self) -> None:
         self.language = translation.get_language()
         self.zone = timezone.get_current_timezone()
+        self.zone_name = str(self.zone)
         self.cache: dict[int, str] = {}
         self.labels: dict[str, str] = {}
         # A box's or frequency choice's markup, split where its topic's slug goes, per kind
-        # (``cell_html``, ``radio_html``).
-        self.boxes: dict[tuple[Any, ...], list[str]] = {}
+        # (``cell_html``, ``radio_html``): the same on every page in this language and zone.
+        self.boxes = _boxes(self.language, self.zone_name)
 
     def __call__(self, lazy: Any) -> str:
         key = id(lazy)
@@ -118,6 +124,38 @@ class Words:
     def date(self, value: datetime, fmt: str = "DATE_FORMAT") -> str:
         """``local_date`` in this page's language and time zone."""
         return local_date(value, fmt, language=self.language, zone=self.zone)
+
+
+# Each kind of box and frequency choice drawn, per language and time zone: what a box says
+# depends on its channel, its state, its address, its date and the pause, never on the person
+# but through these, so a kind drawn for one page is the same on the next. Kept for the process
+# (each language and zone at most ``BOXES_KEPT`` kinds, then drawn afresh), forgotten when the
+# settings or the translations change; in development (where the templates may change) per page.
+_drawn_boxes: dict[tuple[str | None, str], dict[tuple[Any, ...], list[str]]] = {}
+BOXES_KEPT = 4096
+
+
+def _boxes(language: str | None, zone: str) -> dict[tuple[Any, ...], list[str]]:
+    if settings.DEBUG:
+        return {}
+    boxes = _drawn_boxes.get((language, zone))
+    if boxes is None or len(boxes) > BOXES_KEPT:
+        boxes = _drawn_boxes[(language, zone)] = {}
+    return boxes
+
+
+def _forget_boxes(**kwargs: Any) -> None:
+    _drawn_boxes.clear()
+    _instant.cache_clear()
+
+
+def _translations_changed(file_path: Any, **kwargs: Any) -> None:
+    if str(file_path).endswith(".mo"):
+        _drawn_boxes.clear()
+
+
+setting_changed.connect(_forget_boxes)
+file_changed.connect(_translations_changed)
 
 
 PAUSED_LABEL = _("Subscribed, paused until %(date)s")
@@ -174,11 +212,11 @@ def cell_html(cell: center.Cell, slug_html: str, words: Words, paused: str = "")
     topic but through the slug in its value and ids: the boxes of a page that differ only
     there are drawn once, and the slug put in its places.
     """
-    since = cell.since  # the day it shows, if it shows one (``cell_context``)
+    since = cell.since  # the day it shows, if it shows one (``cell_context``): people share days
     if since is not None:
         shows = not paused and cell.state not in ("covered", ConsentState.Status.NONE)
         since = words.date(since) if shows else None
-    key = (cell.channel, cell.status, cell.covered_by, cell.has_address, since)
+    key = (cell.channel, cell.status, cell.covered_by, cell.has_address, since, paused)
     parts = words.boxes.get(key)
     if parts is None:
         c = cell_context(cell, words, paused)
@@ -206,21 +244,36 @@ def topic_context(
     snapshot: catalogue.Snapshot | None = None,
 ) -> dict[str, Any]:
     """A topic's fieldset (``html``): its boxes (``cell_context``) and its frequency choices,
-    each drawn (``cells_html``, ``radios_html``), in what the catalogue says of the topic."""
+    each drawn (``cells_html``, ``radios_html``), in what the catalogue says of the topic.
+
+    Its markup is the page's as it is sent (with Django's entities, as the templates' output,
+    ``config.jinja2.Template``): it is put in the page after the body is drawn."""
     topic = view.topic
-    slug_html = str(escape(topic.slug))
-    frequencies = [
-        {"value": value, "checked": value == view.frequency, "label": words.label(value)}
-        for value in topic.frequencies
-    ]
+    slug_html = _slug_html(topic.slug)
     cells = "".join([cell_html(c, slug_html, words, paused) for c in view.cells])
-    radios = "".join([radio_html(slug_html, r, words) for r in frequencies])
     parts = topic_parts(view, words.language, snapshot)
     if len(parts) == 2:  # no frequency to choose
         html = "".join((parts[0], cells, parts[1]))
     else:
-        html = "".join((parts[0], cells, parts[1], radios, parts[2]))
+        # A topic's choices, drawn once per kind (its frequencies, the one chosen) as its boxes.
+        key = ("radios", tuple(topic.frequencies), view.frequency)
+        radios = words.boxes.get(key)
+        if radios is None:
+            frequencies = [
+                {"value": value, "checked": value == view.frequency, "label": words.label(value)}
+                for value in topic.frequencies
+            ]
+            radios = words.boxes[key] = "".join(
+                [radio_html(_SLUG, r, words) for r in frequencies]
+            ).split(_SLUG)
+        html = "".join((parts[0], cells, parts[1], slug_html.join(radios), parts[2]))
     return {"slug": topic.slug, "html": Markup(html)}
+
+
+@functools.lru_cache(maxsize=4096)
+def _slug_html(slug: str) -> str:
+    """A topic's slug escaped as Django escapes it (the templates' entities), once per process."""
+    return str(escape(slug))
 
 
 # Stand for a topic's boxes and frequency choices in its fieldset.
@@ -275,47 +328,66 @@ def topic_name(slug: str, topics: dict[str, Topic]) -> str:
     return topics[slug].name if slug in topics else slug
 
 
-def history_choice(event: Event | center.PastEvent, topics: dict[str, Topic]) -> str:
+# What the history's lines say (``history_choice``).
+YES_TO_CONFIRM = _("Yes to “%(topic)s” by %(channel)s, to be confirmed by email")
+YES = _("Yes to “%(topic)s” by %(channel)s")
+CONFIRMED = _("Confirmed “%(topic)s” by %(channel)s")
+NO_TO_EVERYTHING = _("Unsubscribed from all marketing")
+NO_TO_CHANNEL = _("No to all marketing by %(channel)s")
+NO_ON_EVERY_CHANNEL = _("No to “%(topic)s” on every channel")
+NO = _("No to “%(topic)s” by %(channel)s")
+RESUMED = _("Messages resumed")
+PAUSED_UNTIL = _("All marketing paused until %(date)s")
+COMPLAINED = _("Reported one of our emails as spam")
+CALLBACK = _("Asked us to call back")
+
+
+def history_choice(
+    event: Event | center.PastEvent, topics: dict[str, Topic], words: Words | None = None
+) -> str:
+    """What a line of the history says; with the page's ``words``, each sentence translated
+    once per page."""
+    say = words or str
     topic = topic_name(event.topic, topics)
-    channel = channel_words(event.channel)
+    lazy = CHANNEL_WORDS.get(event.channel)
+    channel = say(lazy) if lazy is not None else event.channel  # ``channel_words``
     if event.type == EventType.OPT_IN:
         if event.data.get("doi") == "pending":
-            return _("Yes to “%(topic)s” by %(channel)s, to be confirmed by email") % {
-                "topic": topic,
-                "channel": channel,
-            }
-        return _("Yes to “%(topic)s” by %(channel)s") % {"topic": topic, "channel": channel}
+            return say(YES_TO_CONFIRM) % {"topic": topic, "channel": channel}
+        return say(YES) % {"topic": topic, "channel": channel}
     if event.type == EventType.DOI_CONFIRMED:
-        return _("Confirmed “%(topic)s” by %(channel)s") % {"topic": topic, "channel": channel}
+        return say(CONFIRMED) % {"topic": topic, "channel": channel}
     if event.type == EventType.OPT_OUT:
         if event.topic == ANY and event.channel == ANY:
-            return str(_("Unsubscribed from all marketing"))
+            return say(NO_TO_EVERYTHING)
         if event.topic == ANY:
-            return _("No to all marketing by %(channel)s") % {"channel": channel}
+            return say(NO_TO_CHANNEL) % {"channel": channel}
         if event.channel == ANY:
-            return _("No to “%(topic)s” on every channel") % {"topic": topic}
-        return _("No to “%(topic)s” by %(channel)s") % {"topic": topic, "channel": channel}
+            return say(NO_ON_EVERY_CHANNEL) % {"topic": topic}
+        return say(NO) % {"topic": topic, "channel": channel}
     if event.type == EventType.PAUSE:
         if center.is_resume(event):
-            return str(_("Messages resumed"))
-        until = event.data.get("until", "")
-        end = local_date(datetime.fromisoformat(until.replace("Z", "+00:00")))
-        return _("All marketing paused until %(date)s") % {"date": end}
+            return say(RESUMED)
+        until = datetime.fromisoformat(event.data.get("until", "").replace("Z", "+00:00"))
+        end = words.date(until) if words is not None else local_date(until)
+        return say(PAUSED_UNTIL) % {"date": end}
     if event.type == EventType.COMPLAINT:
-        return str(_("Reported one of our emails as spam"))
-    return str(_("Asked us to call back"))
+        return say(COMPLAINED)
+    return say(CALLBACK)
 
 
 FROM_EMAIL_PROGRAM = _("From your email program")
 
 
-def history_row(event: Event | center.PastEvent, topics: dict[str, Topic]) -> dict[str, Any]:
+def history_row(
+    event: Event | center.PastEvent, topics: dict[str, Topic], words: Words | None = None
+) -> dict[str, Any]:
     how = METHOD_FOR_PERSON.get(event.method, event.method) if event.method else ""
     if event.type == EventType.COMPLAINT:
         how = FROM_EMAIL_PROGRAM
     return {
         "at": event.occurred_at,
-        "choice": history_choice(event, topics),
+        "choice": history_choice(event, topics, words),
         "how": how,
         "notice": event.notice,
     }
@@ -325,14 +397,26 @@ def history_line(row: dict[str, Any], words: Words) -> dict[str, Any]:
     """A line of the history (``history_row``) with its instant spelt for the page, as the
     template's loop shows it (``preferences/center.html``): the dates formatted once per
     process and language, our sentences translated once per page."""
-    at, how = row["at"], row["how"]
+    how = row["how"]
+    at, at_text = _instant(words.language, words.zone_name, row["at"], words.zone)
     return {
         "choice": row["choice"],
-        "at": timezone.localtime(at, words.zone).isoformat(),
-        "at_text": words.date(at, "DATETIME_FORMAT"),
+        "at": at,
+        "at_text": at_text,
         "how": words(how) if isinstance(how, Promise) else how,
         "notice": row["notice"],
     }
+
+
+@functools.lru_cache(maxsize=8192)
+def _instant(language: str | None, zone_name: str, value: datetime, zone: Any) -> tuple[str, str]:
+    """An instant of the history as its line spells it (the machine's and the person's), once
+    per process, language and zone; keyed on the zone's name (an aware datetime hashes by its
+    instant alone), ``zone`` the zone itself."""
+    return (
+        timezone.localtime(value, zone).isoformat(),
+        local_date(value, "DATETIME_FORMAT", language=language, zone=zone),
+    )
 
 
 # --- What a save did, in words -----------------------------------------------------------------
@@ -421,7 +505,7 @@ def page_context(
     """Everything ``preferences/preferences.html`` shows, from the state of the page."""
     words = Words()
     paused = words.date(state.pause_until) if state.pause_until else ""
-    history = [history_row(e, state.topic_names) for e in state.history if shown(e)]
+    history = [history_row(e, state.topic_names, words) for e in state.history if shown(e)]
     return {
         "state": state,
         "topics": [topic_context(view, words, paused, state.snapshot) for view in state.topics],

@@ -6,6 +6,7 @@ itself, and what its forms do. Each action parses the form, calls one function o
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
+from markupsafe import Markup
 
 from config import csrf
 from config import jinja2 as config_jinja2
@@ -206,18 +208,55 @@ def _preferences_page(
 
 def _draw(request: HttpRequest, context: dict[str, Any], *, csrf_token: str) -> str:
     """The page's body (its boxes: most of the page) drawn with Jinja2, in the site's layout."""
+    pieces = body_pieces(context, csrf_token=csrf_token)
+    if context["error"] or settings.DEBUG:
+        # An error names itself in the title; in development the templates may change.
+        layout = {
+            "body": mark_safe("".join(pieces)),
+            "error": context["error"],
+            "csrf_token": csrf_token,
+        }
+        return render_to_string("preferences/preferences.html", layout, request=request)
+    before, after = _layout(request)
+    return "".join(
+        (before.replace(_LAYOUT_CSRF, csrf_token), *pieces, after.replace(_LAYOUT_CSRF, csrf_token))
+    )
+
+
+def body_pieces(context: dict[str, Any], *, csrf_token: str) -> list[str]:
+    """The page's body (``preferences/center.html``), in pieces to put together.
+
+    The topics' fieldsets, drawn beforehand (``presenters.topic_context``: nine tenths of the
+    page), are put in after the body is drawn around a mark for each: the template then writes,
+    and its escaping pass reads (``config.jinja2.Template``), a tenth of the page, and the page
+    is put together in one piece (``tests/preferences/test_presenters.py``: the body the
+    template draws with the fieldsets in it)."""
     csrf_input = format_html(
         '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', csrf_token
     )
-    body = engines["jinja2"].get_template("preferences/center.html")
-    gettext = config_jinja2.gettext_in(translation.get_language())
-    body = body.render({**context, "csrf_input": csrf_input, "gettext": gettext})
-    if context["error"] or settings.DEBUG:
-        # An error names itself in the title; in development the templates may change.
-        layout = {"body": mark_safe(body), "error": context["error"], "csrf_token": csrf_token}
-        return render_to_string("preferences/preferences.html", layout, request=request)
-    before, after = _layout(request)
-    return before.replace(_LAYOUT_CSRF, csrf_token) + body + after.replace(_LAYOUT_CSRF, csrf_token)
+    language = translation.get_language()
+    body = config_jinja2.in_language(engines["jinja2"].env, language).get_template(
+        "preferences/center.html"
+    )
+    gettext = config_jinja2.gettext_in(language)
+    topics = context["topics"]
+    marked = [{**topic, "html": _TOPIC_MARK} for topic in topics]
+    # ``_`` too: the body's sentences then go straight to it, not through the i18n extension's
+    # alias of ``gettext`` (two calls each).
+    values = {**context, "csrf_input": csrf_input, "gettext": gettext, "_": gettext}
+    between = body.render({**values, "topics": marked}).split(_TOPIC_MARK)
+    if len(between) != len(topics) + 1:
+        # The mark in what the person wrote (it cannot be guessed): drawn whole instead.
+        return [body.render(values)]
+    pieces = [between[0]]
+    for topic, text in zip(topics, between[1:], strict=True):
+        pieces += (topic["html"], text)
+    return pieces
+
+
+# Where each topic's fieldset goes in the body: characters no text of ours holds, and a part
+# drawn at random per process, which no text a person gives can hold but by chance.
+_TOPIC_MARK = Markup(f"\ue005{secrets.token_hex(16)}\ue005")
 
 
 # Where the body and the CSRF token go in the layout (characters no text of ours holds).

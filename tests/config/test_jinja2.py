@@ -11,6 +11,8 @@ from django.utils import translation
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy
 
+from config import jinja2 as config_jinja2
+
 VALUES = {
     "text": '<b>"Tom" & l\'été</b> &#39; &amp;',
     "safe": mark_safe("<em>déjà sûr</em>"),
@@ -52,3 +54,41 @@ def test_jinja2_writes_what_django_writes(language: str) -> None:
 def test_the_preference_page_body_escapes_what_it_is_given() -> None:
     out = engines["jinja2"].from_string("{{ x }}{{ y }}").render({"x": "<script>", "y": "'\""})
     assert out == "&lt;script&gt;&#x27;&quot;"
+
+
+SENTENCES = (
+    '{{ _("Your preferences") }}|{{ _("Nothing was recorded.") }}|'
+    '<a title="{{ _(\'On this page\') }}">|{{- _("Saved") -}}|{{ _ ( "Saved" ) }}|'
+    '{{ _("<b>Tom\'s</b> & \\"x\\"") }}|{{ _("For %(email)s", email=text) }}|'
+    '{{ _("Saved")|length }}|{% if _("Saved") %}yes{% endif %}|{{ _(text) }}'
+)
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_sentences_written_in_when_compiled_are_those_drawn(language: str) -> None:
+    """A template compiled for one language (``in_language``) writes what the same template
+    writes through ``gettext`` at each drawing."""
+    env = engines["jinja2"].env
+    values = {"text": VALUES["text"]}
+    config_jinja2._translated.clear()
+    # Compiled while another language is active (a template is compiled once, for its own).
+    with translation.override("en" if language == "fr" else "fr"):
+        compiled = config_jinja2.in_language(env, language).from_string(SENTENCES)
+    config_jinja2._translated.clear()
+    with translation.override(language):
+        drawn = env.from_string(SENTENCES).render(values)
+        gettext = config_jinja2.gettext_in(language)
+        written = compiled.render({**values, "_": gettext, "gettext": gettext})
+    assert written == drawn
+    assert ("Vos préférences" if language == "fr" else "Your preferences") in written
+    assert "&lt;b&gt;Tom&#x27;s&lt;/b&gt; &amp; &quot;x&quot;" in written
+    # The sentences without values are the template's text, not calls.
+    code = compiled.environment.compile(SENTENCES, raw=True)
+    assert "'Your preferences')" not in code and "'Saved')" in code
+
+
+def test_templates_of_the_shared_environment_are_left_as_they_are() -> None:
+    env = engines["jinja2"].env
+    assert "'Your preferences')" in env.compile('{{ _("Your preferences") }}', raw=True)
+    assert config_jinja2.in_language(env, "fr") is config_jinja2.in_language(env, "fr")
+    assert config_jinja2.in_language(env, "fr") is not config_jinja2.in_language(env, "en")

@@ -107,3 +107,30 @@ def test_the_histories_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None
         kept = center._Kept(2, "h", [object()] * 2, [], [])  # type: ignore[list-item]
         histories.put(contact_id, kept)
     assert [i for i in range(4) if histories.get(i) is not None] == [2, 3]
+
+
+def test_the_states_dates_are_those_the_database_holds(make_topic: Any, make_contact: Any) -> None:
+    """The page reads each state's date as text (``center._SinceText``): the same instants as
+    the ORM reads, to the microsecond, in UTC."""
+    from datetime import UTC, datetime
+
+    from consents.models import ConsentState
+
+    instants = [
+        datetime(2026, 1, 15, 9, 30, tzinfo=UTC),
+        datetime(2026, 3, 29, 0, 59, 59, 999999, tzinfo=UTC),  # a change of time in Paris
+        datetime(2026, 7, 1, 22, 0, 0, 123456, tzinfo=UTC),
+        datetime(2026, 10, 25, 1, 30, 0, 1, tzinfo=UTC),
+    ]
+    for i in range(len(instants)):
+        make_topic(f"theme{i}", channels=["email"])
+    contact = make_contact()
+    for i, when in enumerate(instants):
+        services.consent_grant(
+            contact=contact, topic=f"theme{i}", channel="email", proof=PROOF, occurred_at=when
+        )
+    held = {s.topic: s.since for s in ConsentState.objects.filter(contact=contact)}
+    state = center.center_state(contact=contact, language="fr")
+    read = {c.topic.slug: c.since for v in state.topics for c in v.cells if c.since}
+    assert read == held and len(read) == len(instants)
+    assert all(since.utcoffset() == timedelta(0) for since in read.values())
