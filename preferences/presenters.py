@@ -7,7 +7,6 @@ The page shows dozens of boxes: each lazy translation is turned into text once p
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime
 from typing import Any
 
@@ -146,12 +145,11 @@ def _boxes(language: str | None, zone: str) -> dict[tuple[Any, ...], list[str]]:
 
 def _forget_boxes(**kwargs: Any) -> None:
     _drawn_boxes.clear()
-    _instant.cache_clear()
 
 
 def _translations_changed(file_path: Any, **kwargs: Any) -> None:
     if str(file_path).endswith(".mo"):
-        _drawn_boxes.clear()
+        _forget_boxes()
 
 
 setting_changed.connect(_forget_boxes)
@@ -249,7 +247,7 @@ def topic_context(
     Its markup is the page's as it is sent (with Django's entities, as the templates' output,
     ``config.jinja2.Template``): it is put in the page after the body is drawn."""
     topic = view.topic
-    slug_html = _slug_html(topic.slug)
+    slug_html = str(escape(topic.slug))  # as Django escapes it: the templates' entities
     cells = "".join([cell_html(c, slug_html, words, paused) for c in view.cells])
     parts = topic_parts(view, words.language, snapshot)
     if len(parts) == 2:  # no frequency to choose
@@ -268,12 +266,6 @@ def topic_context(
             ).split(_SLUG)
         html = "".join((parts[0], cells, parts[1], slug_html.join(radios), parts[2]))
     return {"slug": topic.slug, "html": Markup(html)}
-
-
-@functools.lru_cache(maxsize=4096)
-def _slug_html(slug: str) -> str:
-    """A topic's slug escaped as Django escapes it (the templates' entities), once per process."""
-    return str(escape(slug))
 
 
 # Stand for a topic's boxes and frequency choices in its fieldset.
@@ -397,26 +389,14 @@ def history_line(row: dict[str, Any], words: Words) -> dict[str, Any]:
     """A line of the history (``history_row``) with its instant spelt for the page, as the
     template's loop shows it (``preferences/center.html``): the dates formatted once per
     process and language, our sentences translated once per page."""
-    how = row["how"]
-    at, at_text = _instant(words.language, words.zone_name, row["at"], words.zone)
+    at, how = row["at"], row["how"]
     return {
         "choice": row["choice"],
-        "at": at,
-        "at_text": at_text,
+        "at": timezone.localtime(at, words.zone).isoformat(),
+        "at_text": words.date(at, "DATETIME_FORMAT"),
         "how": words(how) if isinstance(how, Promise) else how,
         "notice": row["notice"],
     }
-
-
-@functools.lru_cache(maxsize=8192)
-def _instant(language: str | None, zone_name: str, value: datetime, zone: Any) -> tuple[str, str]:
-    """An instant of the history as its line spells it (the machine's and the person's), once
-    per process, language and zone; keyed on the zone's name (an aware datetime hashes by its
-    instant alone), ``zone`` the zone itself."""
-    return (
-        timezone.localtime(value, zone).isoformat(),
-        local_date(value, "DATETIME_FORMAT", language=language, zone=zone),
-    )
 
 
 # --- What a save did, in words -----------------------------------------------------------------

@@ -8,6 +8,7 @@ the contact's projections, all in the caller's transaction.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -98,7 +99,6 @@ def _append(
             channel=channel,
             data=data,
             lock=not (created_here or lock_held),
-            created_here=created_here,
         )
 
 
@@ -113,7 +113,6 @@ def _write(
     channel: str,
     data: dict[str, Any] | None,
     lock: bool,
-    created_here: bool = False,
 ) -> Event:
     """``_append``'s writes: the row lock, the chained event, its head and evidence, the
     projections, the webhook deliveries."""
@@ -121,7 +120,7 @@ def _write(
     # then sent together: with the chain's end (or the contact's row lock), one round trip for
     # what came before; one more for the event, its head, evidence and projections.
     with statements.together():
-        locked = _lock_with_chain_end(contact, lock=lock, created_here=created_here)
+        locked = _lock_with_chain_end(contact, lock=lock)
         seq, prev_hash, head_exists = _chain_end(locked)
         digest, salt = ledger.evidence_seal(proof.ip_address, proof.user_agent, proof.details)
         event = Event(
@@ -384,12 +383,15 @@ def reserve_event_id() -> statements.Pending:
 
 def chain_start(contact: Contact, first_id: statements.Pending) -> None:
     """``contact`` was just created in this transaction with its projections' start
-    (``projection_start``), and nothing is chained to it yet: its first append in this
-    transaction (``created_here``) knows its chain's end (none), its state (a new one) and its
-    id (``first_id``, from ``reserve_event_id``) without reading them. Nobody else sees the
-    contact before the transaction commits, so nothing can be chained to it meanwhile."""
-    state = projections.Fold(rules.RuleSettings.from_django()).dump()
-    contact._chain_start = (first_id, state)
+    (``projection_start``), and nothing is chained to it yet: its first append (``created_here``)
+    knows its chain's end without reading it (no head, no event, a new state, the id
+    ``first_id`` from ``reserve_event_id``). Nobody else sees the contact before the transaction
+    commits, so nothing can be chained to it meanwhile."""
+    # The state as the chain-end read gives it: the database's JSON text.
+    state = json.dumps(projections.Fold(rules.RuleSettings.from_django()).dump())
+    chain_end_asked(
+        contact, statements.Pending.then(first_id, lambda rows: [(None,) * 4 + (state, rows[0][0])])
+    )
 
 
 def chain_end_later(contact_id: int) -> statements.Pending:
@@ -405,27 +407,18 @@ def chain_end_later(contact_id: int) -> statements.Pending:
 
 
 def chain_end_asked(contact: Contact, asked: statements.Pending) -> None:
-    """The next append to ``contact`` (under the lock its caller holds) reads its chain's end
-    from ``asked`` (``chain_end_later``) instead of asking again."""
+    """The next append to ``contact``, by a caller that holds its lock or created it in this
+    transaction, reads its chain's end from ``asked`` (``chain_end_later``, ``chain_start``)
+    instead of asking again."""
     contact._chain_end_asked = asked
 
 
-def _lock_with_chain_end(
-    contact: Contact, *, lock: bool = True, created_here: bool = False
-) -> Contact:
+def _lock_with_chain_end(contact: Contact, *, lock: bool = True) -> Contact:
     """The contact, row-locked, then (in a second statement, whose snapshot sees what a
     concurrent append committed while we waited for the lock) its recorded head, its last event
-    (``_chain_end``), its projections' state and, on PostgreSQL, the next event's id. The first
-    append to a contact created in this transaction (``chain_start``) needs neither; the first
-    append under a lock its caller holds may have asked for the read with the lock
-    (``chain_end_later``)."""
-    start = contact.__dict__.pop("_chain_start", None)  # the first append only, whichever
-    if start is not None and created_here and connection.in_atomic_block:
-        first_id, state = start
-        contact._head_seq = contact._head_hash = contact._last_seq = contact._last_hash = None
-        contact._next_event_id = first_id.result[0][0]
-        contact._fold = state
-        return contact
+    (``_chain_end``), its projections' state and, on PostgreSQL, the next event's id; or, for
+    the first append of a caller that holds the lock or created the contact, what it asked for
+    already (``chain_end_asked``)."""
     asked = contact.__dict__.pop("_chain_end_asked", None)  # the first append only, whichever
     contact_id = contact.pk
     sql, reserves = _chain_end_sql()

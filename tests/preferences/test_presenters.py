@@ -273,6 +273,18 @@ def _page_context(language: str, *, paused: bool, saved: bool) -> dict[str, Any]
         }
 
 
+def _whole_body(context: dict[str, Any], token: str, language: str) -> str:
+    """The body drawn whole by its template, the topics' fieldsets in its loop."""
+    csrf_input = format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">', token)
+    return (
+        engines["jinja2"]
+        .get_template("preferences/center.html")
+        .render(
+            {**context, "csrf_input": csrf_input, "gettext": config_jinja2.gettext_in(language)}
+        )
+    )
+
+
 @pytest.mark.parametrize("language", ["fr", "en"])
 @pytest.mark.parametrize("paused", [False, True])
 @pytest.mark.parametrize("saved", [False, True])
@@ -285,19 +297,7 @@ def test_the_body_with_its_topics_put_in_is_the_templates(
     token = "t'o\"k<e>n"
     with translation.override(language):
         pieces = preference_center.body_pieces(context, csrf_token=token)
-        whole = (
-            engines["jinja2"]
-            .get_template("preferences/center.html")
-            .render(
-                {
-                    **context,
-                    "csrf_input": format_html(
-                        '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', token
-                    ),
-                    "gettext": config_jinja2.gettext_in(language),
-                }
-            )
-        )
+        whole = _whole_body(context, token, language)
     body = "".join(pieces)
     same = body == whole
     assert same
@@ -372,19 +372,7 @@ def test_a_body_holding_the_topics_mark_is_drawn_whole() -> None:
     token = "t0k3n"
     with translation.override("fr"):
         body = "".join(preference_center.body_pieces(context, csrf_token=token))
-        whole = (
-            engines["jinja2"]
-            .get_template("preferences/center.html")
-            .render(
-                {
-                    **context,
-                    "csrf_input": format_html(
-                        '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', token
-                    ),
-                    "gettext": config_jinja2.gettext_in("fr"),
-                }
-            )
-        )
+        whole = _whole_body(context, token, "fr")
     same = body == whole
     assert same
     assert body.count('<fieldset class="topic">') == 3
