@@ -12,20 +12,22 @@ from consents.views import healthz
 from preferences.webhooks import bad_payloads_answered
 
 urlpatterns = [
+    # The people's pages first: the most requested, tried in this order on every request (none
+    # of their paths begins like another entry's).
+    path("", include("preferences.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/", include("api.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("store/", include("preferences.store.urls")),
     path("", include("consents.public_urls")),
-    path("", include("preferences.urls")),
 ]
 if settings.EMAIL_TRACKING_WEBHOOKS:
     # Email-service tracking events (bounces, complaints, clicks...), with anymail's own auth;
     # with DEBUG off the settings refuse to load without ANYMAIL_WEBHOOK_SECRET.
     # A payload anymail cannot read answers 400, never 500 (which the service would retry).
     urlpatterns.insert(
-        2,
+        3,
         path(
             "webhooks/anymail/",
             include((bad_payloads_answered(anymail_urls.urlpatterns), anymail_urls.app_name)),

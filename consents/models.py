@@ -478,6 +478,9 @@ class Outbox(models.Model):
     # When the sweep may hand the row to a worker again: after a failed attempt, the backoff;
     # during an attempt, the end of its lease (a sender that died mid-send is retried then).
     next_attempt_at = models.DateTimeField(db_default=Now())
+    # When a drain (``outbox.outbox_hand_over``) handed the row to the broker: it is not handed
+    # again by the next drain (the sweep still hands back a row whose task never ran).
+    queued_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     # Ours, fixed at the first attempt and kept by every retry, so that a second copy is
     # recognisable (and refused by services that take it as an idempotency key).
@@ -493,6 +496,12 @@ class Outbox(models.Model):
             # The per-address rate limits compare addresses whatever their case (to__iexact,
             # UPPER("to") = UPPER(%s)), which the index above cannot serve.
             models.Index(Upper("to"), "template", "created_at", name="outbox_upper_to_template"),
+            # What a drain hands over: the pending rows no drain has handed yet, in order.
+            models.Index(
+                fields=["id"],
+                name="outbox_to_hand_over",
+                condition=models.Q(status="pending", queued_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:

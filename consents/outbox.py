@@ -1,6 +1,10 @@
 """Emails leave through the outbox.
 
-``email_enqueue`` writes a row in the caller's transaction and queues the send for after commit.
+``email_enqueue`` writes a row in the caller's transaction and, once it commits, sees that it
+leaves: with in-process tasks (the embedded default) its own task sends it there and then; with a
+broker, a drain hands it over (``drain_kick``, ``outbox_drain_run``): a commit queues a drain
+only when none is queued or running, so that a burst of sign-ups costs the web one Redis command
+each rather than a task's publication each.
 The row holds an intent (template, contact, plain parameters, and the scope and parameters of
 each link), never a live link: ``render_email`` mints the links when the email is rendered for
 sending, so no stored row or admin page holds a key to a person.
@@ -40,17 +44,27 @@ from email.utils import parseaddr
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache, caches
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import translation
 
+from config.cache import RedisCache, cache_down
 from consents import clock, statements
 from consents.links import intent as link_intent
 from consents.links import url as link_url
 from consents.models import Contact, Outbox
 
 logger = logging.getLogger(__name__)
+
+# Set (SET NX) by the commit that queues a drain, deleted by the drain before its last look:
+# while it is there, a drain is on its way and will see a row committed meanwhile. It ends by
+# itself after DRAIN_KEY_SECONDS, should its drain never run (a worker killed, a queue lost).
+DRAIN_KEY = "outbox:drain"
+DRAIN_KEY_SECONDS = 30
+# Rows handed to the broker per transaction of a drain.
+HAND_OVER_BATCH = 100
 
 UNSUBSCRIBE = "unsubscribe_url"
 
@@ -101,8 +115,81 @@ def email_enqueue(
         ),
         later=True,  # inside statements.together(), its id is set when the block ends
     )
-    transaction.on_commit(lambda: queue_send(row.pk))
+    transaction.on_commit(lambda: committed(row.pk))
     return row
+
+
+def committed(outbox_id: int) -> None:
+    """A row was committed: see that it leaves. With in-process tasks, or a cache the workers do
+    not share (the drain's key would be this process's alone), its own task is queued."""
+    from consents.tasks import outbox_send
+
+    if outbox_send.app.conf.task_always_eager or not _cache_shared():
+        queue_send(outbox_id)
+    else:
+        drain_kick()
+
+
+def _cache_shared() -> bool:
+    return isinstance(caches["default"], RedisCache)
+
+
+def drain_kick() -> bool:
+    """Queue a drain unless one is queued or running (``DRAIN_KEY``): that one sees the rows
+    committed before it deletes the key. False when the broker could not be reached (the key
+    is released, so that the next commit tries again; the sweep sends meanwhile)."""
+    from consents.tasks import outbox_drain
+
+    if not cache.add(DRAIN_KEY, 1, timeout=DRAIN_KEY_SECONDS) and not cache_down(cache):
+        return True  # a drain is on its way
+    try:
+        outbox_drain.apply_async(retry=False)
+    except Exception:
+        cache.delete(DRAIN_KEY)
+        logger.warning("outbox: could not reach the broker to queue a drain; the sweep will")
+        return False
+    return True
+
+
+def outbox_drain_run() -> int:
+    """What a drain does: hand over every row waiting, delete ``DRAIN_KEY``, then look once more.
+
+    A commit that found the key did not queue a drain: its row was committed before the key was
+    deleted, so the last look (a new snapshot, after the delete) sees it. A commit after the
+    delete finds no key and queues a drain of its own. Returns the rows handed over."""
+    handed = outbox_hand_over()
+    cache.delete(DRAIN_KEY)
+    return handed + outbox_hand_over()
+
+
+def outbox_hand_over(batch: int = HAND_OVER_BATCH) -> int:
+    """Queue one send task per pending row no drain has handed over yet, oldest first, and mark
+    them (``queued_at``) in the same transaction: a drain killed midway hands its batch over
+    again (a second task finds the row sent or leased, and does nothing). Rows another drain
+    is marking are skipped. Stops at the first row the broker refuses: the sweep sends it."""
+    handed = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                Outbox.objects.select_for_update(skip_locked=True)
+                .filter(
+                    status=Outbox.Status.PENDING,
+                    queued_at__isnull=True,
+                    next_attempt_at__lte=clock.now(),
+                )
+                .order_by("id")
+                .values_list("id", flat=True)[:batch]
+            )
+            queued = []
+            for outbox_id in ids:
+                if not queue_send(outbox_id):
+                    break
+                queued.append(outbox_id)
+            if queued:
+                Outbox.objects.filter(pk__in=queued).update(queued_at=clock.now())
+        handed += len(queued)
+        if len(queued) < batch:
+            return handed
 
 
 def queue_send(outbox_id: int) -> bool:

@@ -207,6 +207,7 @@ INVENTORY: dict[str, str] = {
     "consents.Outbox.links": WIPED,
     "consents.Outbox.message_id": kept("the Message-ID we generated for the email"),
     "consents.Outbox.next_attempt_at": WHEN,
+    "consents.Outbox.queued_at": WHEN,
     "consents.Outbox.is_service": kept("a yes or no"),
     "consents.Outbox.status": kept("sent, failed, or cancelled (erasure cancels what is pending)"),
     "consents.Outbox.attempts": kept("a count"),

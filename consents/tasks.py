@@ -9,7 +9,13 @@ from django.core.exceptions import ValidationError
 from consents import anchors
 from consents.ledger import Verification, ledger_bounds, verify_chains
 from consents.locks import run_lock
-from consents.outbox import OutboxSendError, outbox_deliver, outbox_due, queue_send
+from consents.outbox import (
+    OutboxSendError,
+    outbox_deliver,
+    outbox_drain_run,
+    outbox_due,
+    queue_send,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +89,13 @@ def outbox_send(outbox_id: int) -> str:
     except OutboxSendError as exc:
         logger.warning("outbox %s: attempt failed (%s); the sweep will retry", outbox_id, exc)
         return "pending"
+
+
+@shared_task(acks_late=True)
+def outbox_drain() -> int:
+    """Hand the broker the rows committed since the last drain, one ``outbox_send`` each
+    (``consents.outbox.outbox_drain_run``): queued by a commit when no drain was on its way."""
+    return outbox_drain_run()
 
 
 @shared_task(acks_late=True)

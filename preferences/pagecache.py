@@ -27,8 +27,15 @@ for 20 topics) is kept beside it, under its own key, and each process keeps the 
 lately in memory (``_Local``: by session and digest, until the entry's own end, 16 MB at most),
 split where the CSRF token goes. A page served again is then not carried from Redis, decoded and
 encoded again on every read: only when this process does not hold that digest (another process
-drew it, or it was pushed out) is it fetched, in a second round trip. Dropping the session's
-entry (``forget_sessions``) is enough to stop the page being served anywhere.
+drew it, or it was pushed out) is it fetched, in a second round trip.
+
+A process also remembers, per session, the entry it last served or stored and whose page it is.
+A read it holds both the entry and the page for makes no Redis call: the session's row and the
+contact with its ledger position come in one query (``prefetch``), and the page is served when
+that fingerprint still matches the one remembered. So a page is served only while its session
+is alive in the database and nothing the page shows has changed, in every process. Dropping the
+session's entry (``forget_sessions``) stops it at once in this process and in Redis; in the
+others, ending the session, any ledger event or change of the contact stops it.
 """
 
 from __future__ import annotations
@@ -37,14 +44,14 @@ import functools
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.sessions.backends import cached_db
+from django.contrib.sessions.backends import cached_db, db
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.cache import DEFAULT_CACHE_ALIAS, cache
 from django.db import connection, transaction
@@ -63,6 +70,8 @@ CSRF_PLACEHOLDER = "assent-csrf-" + hashlib.sha256(b"assent.preferences.csrf").h
 _PLACEHOLDER = CSRF_PLACEHOLDER.encode()
 # The pages a process keeps in memory, at most (bytes).
 LOCAL_MAX_BYTES = 16 * 1024 * 1024
+# The sessions' entries a process remembers (``_Local.entries``), at most.
+LOCAL_MAX_ENTRIES = 50_000
 
 _BASE = Path(__file__).resolve().parent.parent
 
@@ -132,7 +141,7 @@ def contact_for_page(public_id: str) -> Contact | None:
     """
     sql, attnames, converters = _contact_reader()
     with connection.cursor() as cursor:
-        cursor.execute(sql, [public_id])
+        statements.execute_prepared(cursor, "assent_page_contact", sql, [public_id])
         found = statements.converted(cursor.fetchall(), converters)
     if not found:
         return None
@@ -195,6 +204,68 @@ def page_key(session_key: str) -> str:
     return PAGE_KEY.format(session=hashlib.sha256(session_key.encode()).hexdigest()[:32])
 
 
+@functools.cache
+def _session_reader(
+    session_model: type[Any],
+) -> tuple[str, list[str], list[tuple[int, Any, list[Any]]]]:
+    """``_contact_reader``'s join from the session's row (its data last): the contact's columns
+    are NULL when the contact is gone, and there is no row when the session is."""
+    _sql, attnames, converters = _contact_reader()
+    qn = connection.ops.quote_name
+    fields = Contact._meta.concrete_fields
+    facts_fk = qn(ContactFacts._meta.get_field("contact").column)
+    columns = ", ".join(f"c.{qn(f.column)}" for f in fields)
+    sql = (
+        f"SELECT {columns}, f.{qn('last_seq')}, s.{qn('session_data')} "
+        f"FROM {qn(session_model._meta.db_table)} s "
+        f"LEFT JOIN {qn(Contact._meta.db_table)} c ON c.{qn('public_id')} = %s "
+        f"LEFT JOIN {qn(ContactFacts._meta.db_table)} f "
+        f"ON f.{facts_fk} = c.{qn(Contact._meta.pk.column)} "
+        f"WHERE s.{qn('session_key')} = %s AND s.{qn('expire_date')} > %s"
+    )
+    return sql, attnames, converters
+
+
+def _session_and_contact(
+    session: SessionBase, public_id: str
+) -> tuple[dict[str, Any], Contact | None] | None:
+    """The session's data, as its own load reads it from the database (``db.SessionStore``),
+    and the contact with its ledger position, in one query; None when the session has ended or
+    expired."""
+    sql, attnames, converters = _session_reader(session.model)  # type: ignore[attr-defined]
+    with connection.cursor() as cursor:
+        params = [public_id, session.session_key, clock.now()]
+        statements.execute_prepared(cursor, "assent_page_session", sql, params)
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    *values, last_seq, session_data = rows[0]
+    data = _local.session_data(session.session_key, session_data, session.decode)
+    if values[0] is None:  # the contact's id: it is gone
+        return data, None
+    values = statements.converted([values], converters)[0]
+    contact = Contact.from_db(connection.alias, attnames, values)
+    contact.page_last_seq = last_seq  # type: ignore[attr-defined]
+    return data, contact
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    """What ``prefetch`` read: the session's entry (for ``lookup``), and the contact when it
+    came with the session's row (for ``contact_or_read``)."""
+
+    entry: object
+    contact: Contact | None = None
+
+
+def contact_or_read(public_id: str, prefetched: Prefetched | None) -> Contact | None:
+    """The session's contact: the one ``prefetch`` read with the session, or read now."""
+    found = prefetched.contact if prefetched is not None else None
+    if found is not None and found.public_id == public_id:
+        return found
+    return contact_for_page(public_id)
+
+
 def _shares_the_cache(session: SessionBase) -> bool:
     """The session is read through the page cache's own cache (``cached_db`` on "default")."""
     return (
@@ -203,26 +274,38 @@ def _shares_the_cache(session: SessionBase) -> bool:
     )
 
 
-def prefetch(session: SessionBase) -> object:
+def prefetch(session: SessionBase) -> Prefetched | None:
     """One round trip for a read of the page: the session's data and the page kept for this
     session, before anything reads either.
 
     With sessions read through the same cache (``cached_db``, as deployed), the session's data
     comes with the page and is handed to the session as its load would have (a miss is left to
-    the session: it reads the database). Returns the entry for ``lookup``, or None."""
+    the session: it reads the database). When this process remembers the session's entry and
+    holds its page, the session's row comes from the database with the contact instead, and
+    Redis is not asked (the module's docstring). Returns what was read, or None."""
     key = session.session_key
     if not key or not enabled():
         return None
     page = page_key(key)
-    if not _shares_the_cache(session) or hasattr(session, "_session_cache"):
-        return cache.get(page)
+    loaded = hasattr(session, "_session_cache")
+    known = _local.entry(page) if not loaded and isinstance(session, db.SessionStore) else None
+    if known is not None:
+        entry, public_id = known
+        read = _session_and_contact(session, public_id)
+        if read is not None:
+            # What the session's own load does with its row from the database.
+            session._session_cache = read[0]  # type: ignore[attr-defined]
+            return Prefetched(entry, read[1])
+        # Ended or expired: the usual way, which finds no session either.
+    if not _shares_the_cache(session) or loaded:
+        return Prefetched(cache.get(page))
     session_key = session.cache_key  # type: ignore[attr-defined]
     found = cache.get_many([session_key, page])
     data = found.get(session_key)
     if isinstance(data, dict):
         # What ``cached_db.SessionStore.load`` does with a cache hit.
         session._session_cache = data  # type: ignore[attr-defined]
-    return found.get(page)
+    return Prefetched(found.get(page))
 
 
 class _Local:
@@ -233,6 +316,46 @@ class _Local:
         self.pages: OrderedDict[tuple[str, str], tuple[float, tuple[bytes, ...]]] = OrderedDict()
         self.size = 0
         self.lock = threading.Lock()
+        # {entry key: (entry, the contact's public id)}: what this process last served or
+        # stored for a session, the oldest dropped beyond ``LOCAL_MAX_ENTRIES``.
+        self.entries: OrderedDict[str, tuple[tuple[str, float, str], str]] = OrderedDict()
+        # {session key: (its signed data as stored, that data decoded)}: the session read with
+        # the contact is decoded (its signature checked, its JSON read) when it changed only.
+        self.sessions: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+
+    def session_data(
+        self, session_key: str, stored: str, decode: Callable[[str], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A copy of ``decode(stored)``, decoded again only when ``stored`` is not the string
+        decoded last for this session (the same signed bytes decode to the same data)."""
+        with self.lock:
+            found = self.sessions.get(session_key)
+        if found is None or found[0] != stored:
+            found = (stored, decode(stored))
+            with self.lock:
+                self.sessions[session_key] = found
+                self.sessions.move_to_end(session_key)
+                while len(self.sessions) > LOCAL_MAX_ENTRIES:
+                    self.sessions.popitem(last=False)
+        return dict(found[1])
+
+    def entry(self, key: str) -> tuple[tuple[str, float, str], str] | None:
+        """The entry remembered for ``key`` and whose page it is, if its page is held too."""
+        with self.lock:
+            found = self.entries.get(key)
+            if found is None:
+                return None
+            if (key, found[0][2]) not in self.pages:
+                del self.entries[key]
+                return None
+            return found
+
+    def remember(self, key: str, entry: tuple[str, float, str], public_id: str) -> None:
+        with self.lock:
+            self.entries[key] = (entry, public_id)
+            self.entries.move_to_end(key)
+            while len(self.entries) > LOCAL_MAX_ENTRIES:
+                self.entries.popitem(last=False)
 
     def get(self, key: tuple[str, str], now: float) -> tuple[bytes, ...] | None:
         with self.lock:
@@ -267,10 +390,19 @@ class _Local:
         with self.lock:
             for key in [k for k in self.pages if k[0] in gone]:
                 self._drop(key)
+            for key in gone:
+                self.entries.pop(key, None)
+
+    def forget_sessions(self, session_keys: Iterable[str]) -> None:
+        with self.lock:
+            for key in session_keys:
+                self.sessions.pop(key, None)
 
     def clear(self) -> None:
         with self.lock:
             self.pages.clear()
+            self.entries.clear()
+            self.sessions.clear()
             self.size = 0
 
 
@@ -313,6 +445,7 @@ def lookup(contact: Contact, *, language: str, entry: object, session_key: str) 
             return Lookup(catalog=catalog, parts=None)
         parts = tuple(kept[1].split(_PLACEHOLDER))
         _local.put((key, digest), until, parts)
+    _local.remember(key, (fp, until, digest), contact.public_id)
     return Lookup(catalog=catalog, parts=parts)
 
 
@@ -341,16 +474,19 @@ def store(
     cache.set_many({key: entry, key + HTML_SUFFIX: (digest, data)}, timeout=timeout)
     parts = tuple(data.split(_PLACEHOLDER))
     _local.put((key, digest), until, parts)
+    _local.remember(key, entry, contact.public_id)
     return parts
 
 
 def forget_sessions(session_keys: Iterable[str]) -> None:
     """Drop the pages kept for these sessions now and once the transaction commits (a read may
     race the change)."""
+    session_keys = list(session_keys)
     entries = [page_key(k) for k in session_keys]
     if not entries:
         return
     _local.forget(entries)
+    _local.forget_sessions(session_keys)
     keys = [k + suffix for k in entries for suffix in ("", HTML_SUFFIX)]
     cache.delete_many(keys)
     transaction.on_commit(lambda: cache.delete_many(keys))

@@ -26,9 +26,11 @@ from urllib.parse import quote
 import kombu.utils.functional
 import redis
 from django.conf import settings
+from django.core.cache import cache
 from kombu import pools
 
 from config.celery import app
+from consents.outbox import DRAIN_KEY
 
 BASE_DIR = Path(settings.BASE_DIR)
 # Nothing listens on port 1: connecting is refused at once.
@@ -54,7 +56,9 @@ def reset_broker_connections() -> None:
 def celery_publishing(
     broker_url: str, *, eager: bool = False, queue: str | None = None
 ) -> Iterator[None]:
-    """Make this process's Celery app publish to ``broker_url`` (and ``queue``), then restore."""
+    """Make this process's Celery app publish to ``broker_url`` (and ``queue``), then restore.
+    The outbox's drain key is released before and after: a drain another test queued to a queue
+    nobody reads must not stand for this test's (``consents.outbox.DRAIN_KEY``)."""
     keys = ("broker_url", "task_always_eager", "task_routes")
     saved = {key: app.conf[key] for key in keys}
     app.conf.broker_url = broker_url
@@ -62,12 +66,23 @@ def celery_publishing(
     if queue:
         app.conf.task_routes = {"consents.tasks.*": {"queue": queue}}
     reset_broker_connections()
+    release_drain_key()
     try:
         yield
     finally:
         for key, value in saved.items():
             app.conf[key] = value
         reset_broker_connections()
+        release_drain_key()
+
+
+def release_drain_key() -> None:
+    """Delete the outbox's drain key in the Redis of the settings, without going through the
+    cache (a test may have pointed it at an unreachable address, whose outage it counts)."""
+    if not settings.REDIS_URL:
+        return
+    with contextlib.suppress(redis.RedisError):
+        redis.Redis.from_url(settings.REDIS_URL).delete(cache.make_key(DRAIN_KEY))
 
 
 @dataclass
@@ -188,7 +203,8 @@ class CeleryWorker:
             self.process = subprocess.Popen(  # noqa: S603 - our own command line
                 command,
                 cwd=BASE_DIR,
-                env=self.env,
+                # What it queues itself (a drain's sends) goes to its own queue too.
+                env={**self.env, "CELERY_QUEUE": self.queue},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -22,12 +22,12 @@ from django.utils import translation
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
-from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 from markupsafe import Markup
 
 from config import csrf
 from config import jinja2 as config_jinja2
+from config.headers import never_cache
 from consents import catalogue, clock, links
 from consents.http import client_ip, user_agent
 from consents.links import LinkError
@@ -105,9 +105,12 @@ def preferences_open(request: HttpRequest, token: str) -> HttpResponse:
     return redirect("preferences")
 
 
-def _session_contact(request: HttpRequest) -> Contact | None:
+def _session_contact(
+    request: HttpRequest, prefetched: pagecache.Prefetched | None = None
+) -> Contact | None:
     """The person this session may act for: granted by a link, for as long as a link lives,
-    while the address the link went to is still theirs."""
+    while the address the link went to is still theirs (read with the session by
+    ``pagecache.prefetch``, or now)."""
     public_id = request.session.get(SESSION_CONTACT)
     granted_at = request.session.get(SESSION_GRANTED_AT)
     if not isinstance(public_id, str) or not isinstance(granted_at, int | float):
@@ -115,7 +118,7 @@ def _session_contact(request: HttpRequest) -> Contact | None:
     age = clock.now().timestamp() - granted_at
     if not 0 <= age <= settings.PREFERENCE_LINK_TTL.total_seconds():
         return None
-    contact = pagecache.contact_for_page(public_id)
+    contact = pagecache.contact_or_read(public_id, prefetched)
     if contact is None or contact.link_version != request.session.get(SESSION_LINK_VERSION):
         return None  # signed out of all links since
     if not links.bound_to(contact.email, request.session.get(SESSION_ADDRESS)):
@@ -138,7 +141,7 @@ def _center_request(request: HttpRequest) -> center.Request:
 def preferences(request: HttpRequest) -> HttpResponse:
     # A read: the session and the page kept for it come in one round trip.
     kept = pagecache.prefetch(request.session) if request.method != "POST" else None
-    contact = _session_contact(request)
+    contact = _session_contact(request, kept)
     if contact is None:
         for key in (
             SESSION_CONTACT,
@@ -170,7 +173,10 @@ def preferences(request: HttpRequest) -> HttpResponse:
     # Nothing to say about a save: the page drawn for the last read may still be the right one.
     language = page_language()
     found = pagecache.lookup(
-        contact, language=language, entry=kept, session_key=request.session.session_key
+        contact,
+        language=language,
+        entry=kept.entry if kept is not None else None,
+        session_key=request.session.session_key,
     )
     if found.parts is None:
         return _preferences_page(request, contact, keep_for=found.catalog)

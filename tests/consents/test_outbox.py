@@ -533,3 +533,159 @@ def test_a_crash_after_the_provider_accepted_resends_with_the_same_message_id(
     assert [call[0] for call in sink.calls] == [key, key]
     assert len(sink.delivered) == 1  # the provider recognised it
     assert row.provider_message_id == f"sink-{key}"
+
+
+class _Killed(BaseException):
+    """A worker killed midway (not an ``Exception``: nothing catches it on the way)."""
+
+
+@pytest.fixture
+def drains(monkeypatch, settings):
+    """Publishing as deployed (not in-process), with the drains queued and the send tasks
+    handed over recorded instead of published: ``kicks`` counts the drains queued, ``handed``
+    lists the rows handed over, in order."""
+    from django.core.cache import cache
+
+    from consents.tasks import outbox_drain
+
+    record = SimpleNamespace(kicks=0, handed=[], refuse=False)
+
+    def kick(*args, **kwargs):
+        if record.refuse:
+            raise OSError("the broker is down")
+        record.kicks += 1
+
+    monkeypatch.setattr(outbox_drain, "apply_async", kick)
+    monkeypatch.setattr(outbox, "queue_send", lambda pk: record.handed.append(pk) or True)
+    with celery_publishing(settings.REDIS_URL, eager=False):
+        yield record
+    cache.delete(outbox.DRAIN_KEY)
+
+
+def committed_row(to: str, django_capture_on_commit_callbacks) -> Outbox:
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        return enqueue(to=to)
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+class TestDrain:
+    def test_a_burst_of_commits_queues_one_drain_which_hands_each_row_over_once(
+        self, drains, django_capture_on_commit_callbacks
+    ):
+        from django.core.cache import cache
+
+        rows = [
+            committed_row(f"p{i}@example.fr", django_capture_on_commit_callbacks) for i in range(3)
+        ]
+        # The first commit queued a drain; the next two found it on its way.
+        assert (drains.kicks, drains.handed) == (1, [])
+        assert outbox.outbox_drain_run() == 3
+        assert drains.handed == [row.pk for row in rows]
+        assert all(row.queued_at for row in Outbox.objects.filter(pk__in=drains.handed))
+        assert cache.get(outbox.DRAIN_KEY) is None  # the next commit queues a drain again
+        fourth = committed_row("p3@example.fr", django_capture_on_commit_callbacks)
+        assert drains.kicks == 2
+        assert outbox.outbox_drain_run() == 1  # the three handed over are not handed again
+        assert drains.handed[3:] == [fourth.pk]
+
+    def test_a_row_committed_while_the_drain_ran_is_handed_over_by_its_last_look(
+        self, drains, django_capture_on_commit_callbacks, monkeypatch
+    ):
+        first = committed_row("first@example.fr", django_capture_on_commit_callbacks)
+        real = outbox.outbox_hand_over
+        late = []
+
+        def hand_over_then_a_commit(*args, **kwargs):
+            handed = real(*args, **kwargs)
+            if not late:  # the key is still there: this commit queues no drain
+                late.append(committed_row("late@example.fr", django_capture_on_commit_callbacks))
+            return handed
+
+        monkeypatch.setattr(outbox, "outbox_hand_over", hand_over_then_a_commit)
+        assert outbox.outbox_drain_run() == 2
+        assert drains.kicks == 1
+        assert drains.handed == [first.pk, late[0].pk]
+
+    def test_rows_waiting_for_their_next_attempt_or_sent_are_not_handed_over(
+        self, drains, django_capture_on_commit_callbacks
+    ):
+        waiting = committed_row("waiting@example.fr", django_capture_on_commit_callbacks)
+        Outbox.objects.filter(pk=waiting.pk).update(
+            next_attempt_at=clock.now() + timedelta(hours=1)
+        )
+        sent = committed_row("sent@example.fr", django_capture_on_commit_callbacks)
+        Outbox.objects.filter(pk=sent.pk).update(status=Outbox.Status.SENT)
+        due = committed_row("due@example.fr", django_capture_on_commit_callbacks)
+        assert outbox.outbox_drain_run() == 1
+        assert drains.handed == [due.pk]
+
+    def test_the_broker_down_releases_the_key_and_the_next_commit_tries_again(
+        self, drains, django_capture_on_commit_callbacks, caplog
+    ):
+        from django.core.cache import cache
+
+        drains.refuse = True
+        row = committed_row("down@example.fr", django_capture_on_commit_callbacks)
+        assert cache.get(outbox.DRAIN_KEY) is None
+        assert "could not reach the broker to queue a drain" in caplog.text
+        drains.refuse = False
+        committed_row("back@example.fr", django_capture_on_commit_callbacks)
+        assert drains.kicks == 1
+        # The row committed during the outage leaves with the next drain.
+        assert outbox.outbox_drain_run() == 2
+        assert drains.handed[0] == row.pk
+
+    def test_a_drain_killed_midway_leaves_its_batch_for_the_next(
+        self, drains, django_capture_on_commit_callbacks, monkeypatch
+    ):
+        rows = [
+            committed_row(f"k{i}@example.fr", django_capture_on_commit_callbacks) for i in range(3)
+        ]
+
+        def killed_on_the_second(pk):
+            if len(drains.handed) == 1:
+                raise _Killed
+            drains.handed.append(pk)
+            return True
+
+        monkeypatch.setattr(outbox, "queue_send", killed_on_the_second)
+        with pytest.raises(_Killed):
+            outbox.outbox_drain_run()
+        # Its transaction rolled back: no row is marked as handed over.
+        assert not Outbox.objects.filter(queued_at__isnull=False).exists()
+        monkeypatch.setattr(outbox, "queue_send", lambda pk: drains.handed.append(pk) or True)
+        assert outbox.outbox_drain_run() == 3
+        assert drains.handed == [rows[0].pk] + [row.pk for row in rows]
+
+    def test_a_row_the_broker_refuses_stops_the_hand_over_and_stays_for_the_sweep(
+        self, drains, django_capture_on_commit_callbacks, monkeypatch
+    ):
+        rows = [
+            committed_row(f"r{i}@example.fr", django_capture_on_commit_callbacks) for i in range(3)
+        ]
+        monkeypatch.setattr(
+            outbox, "queue_send", lambda pk: pk == rows[0].pk and (drains.handed.append(pk) or True)
+        )
+        assert outbox.outbox_hand_over(batch=2) == 1
+        assert list(
+            Outbox.objects.filter(queued_at__isnull=False).values_list("pk", flat=True)
+        ) == [rows[0].pk]
+        backdate(rows[1], settings.OUTBOX_SWEEP_AFTER + timedelta(seconds=1))
+        assert rows[1].pk in outbox_due()
+
+    def test_batches_follow_each_other_until_none_is_left(
+        self, drains, django_capture_on_commit_callbacks
+    ):
+        rows = [
+            committed_row(f"b{i}@example.fr", django_capture_on_commit_callbacks) for i in range(5)
+        ]
+        assert outbox.outbox_hand_over(batch=2) == 5
+        assert drains.handed == [row.pk for row in rows]
+
+    def test_without_a_cache_the_workers_share_each_row_has_its_own_task(
+        self, drains, django_capture_on_commit_callbacks, settings
+    ):
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        row = committed_row("alone@example.fr", django_capture_on_commit_callbacks)
+        assert (drains.kicks, drains.handed) == (0, [row.pk])

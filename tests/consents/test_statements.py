@@ -228,3 +228,27 @@ def test_an_insert_unless_taken_writes_nothing_on_a_taken_address(db: Any) -> No
     assert first.pk is not None
     assert again.pk is None
     assert Contact.objects.filter(email__iexact="taken@example.fr").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_prepared_statement_is_prepared_once_per_connection_and_gives_the_same_rows(
+    settings, django_assert_num_queries
+):
+    Contact.objects.create(email="prep@example.fr", public_id="prep-1", collected_at=clock.now())
+    sql = 'SELECT "email" FROM "consents_contact" WHERE "public_id" = %s'
+
+    def run(public_id: str) -> tuple[list[Any], str]:
+        with django_assert_num_queries(1) as captured, connection.cursor() as cursor:
+            statements.execute_prepared(cursor, "assent_test_prep", sql, [public_id])
+            return cursor.fetchall(), captured.captured_queries[0]["sql"]
+
+    # Prepared in the first's round trip, then executed by name.
+    sent = [run("prep-1") for _ in range(3)]
+    assert [rows for rows, _ in sent] == [[("prep@example.fr",)]] * 3
+    assert run("nobody")[0] == []
+    if connection.vendor == "postgresql":
+        assert sent[0][1].startswith("PREPARE assent_test_prep AS")
+        assert sent[1][1].startswith("EXECUTE assent_test_prep(")
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    rows, sql_sent = run("prep-1")
+    assert rows == [("prep@example.fr",)] and sql_sent.startswith("SELECT")

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.sessions.backends import cached_db
+from django.contrib.sessions.models import Session
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
@@ -24,8 +26,10 @@ from tests.preferences.center_fixtures import form_state, open_session, post
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("pages")]
 
-# A page served again reads the contact only, and the session when it lives in the database.
-SERVED = 1 if settings.SESSION_ENGINE.endswith("cached_db") else 2
+# A page this process served, served again: one query (the session's row with the contact).
+SERVED = 1
+# Served by another process: the contact only, and the session when it lives in the database.
+SERVED_ELSEWHERE = 1 if settings.SESSION_ENGINE.endswith("cached_db") else 2
 PROOF = services.Proof(method="web_form", actor="person", ip_address="203.0.113.9")
 
 
@@ -199,16 +203,11 @@ def test_a_change_of_the_rules_settings_redraws_the_page(
     assert queries > SERVED and "state-covered" not in html
 
 
-def test_a_served_page_reads_its_session_and_its_page_in_one_cache_round_trip(
-    person: Contact, client: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Sessions read through the cache (``cached_db``, as deployed): one round trip brings the
-    session's data and the page kept for it, and the session does not read again."""
-    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
-    open_session(client, person)
-    read(client)
+def count_cache_trips(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The cache round trips of the session and the page from now on (a ``get_many`` made of
+    ``get``s, as the local-memory cache's is, counts once)."""
     trips: list[list[str]] = []
-    inside = [False]  # a get_many made of gets (the local-memory cache) is one trip
+    inside = [False]
     backend = type(cache._connections[cache._alias])  # type: ignore[attr-defined]
     get, get_many = backend.get, backend.get_many
 
@@ -227,13 +226,87 @@ def test_a_served_page_reads_its_session_and_its_page_in_one_cache_round_trip(
 
     monkeypatch.setattr(backend, "get", counted_get)
     monkeypatch.setattr(backend, "get_many", counted_get_many)
-    html, served = read(client)
-    assert served == 1 and 'id="id_detail_phone"' in html
-    page = [
+    return trips
+
+
+def page_trips(trips: list[list[str]]) -> list[list[str]]:
+    found = [
         t for t in trips if any(k.startswith(("django.contrib.sessions", "assent:")) for k in t)
     ]
-    page = [t for t in page if t != [catalogue.CATALOG_KEY]]  # read at most once a second
+    return [t for t in found if t != [catalogue.CATALOG_KEY]]  # read at most once a second
+
+
+@pytest.mark.parametrize(
+    "engine",
+    ["django.contrib.sessions.backends.cached_db", "django.contrib.sessions.backends.db"],
+)
+def test_a_page_this_process_served_is_served_again_on_one_query_and_no_cache_trip(
+    person: Contact,
+    client: Client,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    engine: str,
+) -> None:
+    """The process remembers the session's entry and holds its page: the session's row comes
+    with the contact, in one query, and the cache is not asked."""
+    settings.SESSION_ENGINE = engine
+    open_session(client, person)
+    read(client)
+    trips = count_cache_trips(monkeypatch)
+    html, queries = read(client)
+    assert queries == 1 and 'id="id_detail_phone"' in html
+    assert page_trips(trips) == []
+    # The session read with the contact is the one its own load would have read.
+    assert client.session["preferences_contact"] == person.public_id
+
+
+def test_a_page_another_process_served_reads_its_session_and_its_page_in_one_cache_trip(
+    person: Contact, client: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sessions read through the cache (``cached_db``, as deployed), the session's entry not
+    remembered here: one round trip brings the session's data and the page's entry, and the
+    session does not read again."""
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    open_session(client, person)
+    read(client)
+    pagecache._local.entries.clear()
+    trips = count_cache_trips(monkeypatch)
+    html, served = read(client)
+    assert served == 1 and 'id="id_detail_phone"' in html
+    page = page_trips(trips)
     assert len(page) == 1 and len(page[0]) == 2, trips
+    # Served, it is remembered: the next read asks the cache nothing.
+    trips.clear()
+    read(client)
+    assert page_trips(trips) == []
+
+
+def test_a_page_kept_here_is_served_only_while_its_session_lives_in_the_database(
+    person: Contact, client: Client, settings: Any
+) -> None:
+    """Another process ends the session (a sign-out, an erasure): this one's memory does not
+    serve the page, it finds the session gone."""
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    open_session(client, person)
+    read(client)
+    session_key = client.session.session_key
+    Session.objects.filter(session_key=session_key).update(expire_date=clock.now())
+    cache.delete(cached_db.KEY_PREFIX + session_key)
+    response = client.get("/preferences/")
+    assert 'id="id_detail_phone"' not in response.content.decode()
+    assert "preferences_contact" not in client.session
+
+
+def test_a_page_kept_here_is_drawn_again_when_the_contact_changed_elsewhere(
+    person: Contact, client: Client
+) -> None:
+    """A change no signal of this process saw (another process, a bulk update): the
+    fingerprint read with the session no longer matches the one remembered."""
+    open_session(client, person)
+    read(client)
+    Contact.objects.filter(pk=person.pk).update(postal_address="3 rue des Lilas, 69001 Lyon")
+    html, queries = read(client)
+    assert queries > SERVED and "3 rue des Lilas" in html
 
 
 def test_a_page_drawn_by_another_process_is_fetched_and_kept_here(
@@ -245,7 +318,7 @@ def test_a_page_drawn_by_another_process_is_fetched_and_kept_here(
     first, _drawn = read(client)
     pagecache._local.clear()
     second, served = read(client)
-    assert served == SERVED
+    assert served == SERVED_ELSEWHERE
     assert without_csrf(first) == without_csrf(second)
     assert [k for k, _ in pagecache._local.pages] == [
         pagecache.page_key(client.session.session_key)
@@ -259,8 +332,10 @@ def test_the_page_in_memory_is_served_only_while_the_shared_entry_names_it(
     read(client)
     key = pagecache.page_key(client.session.session_key)
     fp, until, digest = cache.get(key)
-    # The shared entry names another page (drawn elsewhere since): this process's copy is not
-    # served; with that page gone from the shared cache, the page is drawn again.
+    # Not remembered here (served by another process): the shared entry names another page
+    # (drawn elsewhere since), so this process's copy is not served; with that page gone from
+    # the shared cache, the page is drawn again.
+    pagecache._local.entries.clear()
     cache.set(key, (fp, until, "0" * 32))
     cache.delete(key + pagecache.HTML_SUFFIX)
     html, queries = read(client)
@@ -270,7 +345,25 @@ def test_the_page_in_memory_is_served_only_while_the_shared_entry_names_it(
     pagecache.forget_sessions([client.session.session_key])
     assert cache.get(key) is None and cache.get(key + pagecache.HTML_SUFFIX) is None
     assert not [k for k in pagecache._local.pages if k[0] == key]
+    assert key not in pagecache._local.entries
     assert read(client)[1] > SERVED
+
+
+def test_the_entries_in_memory_are_bounded_and_only_remembered_with_their_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    local = pagecache._Local()
+    monkeypatch.setattr(pagecache, "LOCAL_MAX_ENTRIES", 2)
+    now = clock.now().timestamp()
+    for i in range(3):
+        local.put((f"k{i}", "d"), now + 60, (b"x",))
+        local.remember(f"k{i}", ("fp", now + 60, "d"), f"p{i}")
+    assert list(local.entries) == ["k1", "k2"]
+    assert local.entry("k2") == (("fp", now + 60, "d"), "p2")
+    local.forget(["k2"])
+    assert local.entry("k2") is None
+    local.remember("k1", ("fp", now + 60, "another digest"), "p1")
+    assert local.entry("k1") is None  # its page is not held
 
 
 def test_the_pages_in_memory_are_bounded_and_end_with_their_entry(
@@ -304,3 +397,21 @@ def test_drawn_every_time_a_topic_renamed_or_a_new_wording_shows_at_once(
     services.notice_publish(topic=topic, language="fr", text="Nouveau texte 3.")
     html = read(client)[0]
     assert "Nouveau texte 3." in html and "La gazette" in html
+
+
+def test_a_session_is_decoded_again_only_when_its_stored_data_changed() -> None:
+    local = pagecache._Local()
+    decoded: list[str] = []
+
+    def decode(stored: str) -> dict[str, Any]:
+        decoded.append(stored)
+        return {"stored": stored}
+
+    first = local.session_data("s", "a", decode)
+    first["changed"] = True  # a copy: what the view does to it is not kept
+    assert local.session_data("s", "a", decode) == {"stored": "a"}
+    assert local.session_data("s", "b", decode) == {"stored": "b"}
+    assert decoded == ["a", "b"]
+    local.forget_sessions(["s"])
+    local.session_data("s", "b", decode)
+    assert decoded == ["a", "b", "b"]
