@@ -15,6 +15,7 @@ eight rows, and each round trip to the database was a wait of its own.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -415,27 +416,33 @@ def value(text: str, params: list[Any], *, later: bool = False) -> Any:
 
 # --- Statements prepared once per connection ------------------------------------------------------
 
-# The names prepared on each open PostgreSQL connection (the driver's object: a new connection
-# prepares again).
-_prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+# Per open PostgreSQL connection (the driver's object: a new connection prepares again), the
+# statements known to be prepared on it: {name asked for: the name it was prepared under}.
+_prepared: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+# Each preparation under a name of its own: one whose outcome is unknown (its round trip raised)
+# is never executed by name nor prepared again under the same name.
+_preparations = itertools.count(1)
 
 
 def execute_prepared(cursor: Any, name: str, sql: str, params: Sequence[Any]) -> None:
-    """``cursor.execute(sql, params)``, ``sql`` prepared under ``name`` on its connection the
-    first time (in the same round trip as its first execution) and executed by name after, on
-    PostgreSQL: planning a join of three tables cost it three times what running it did. As it
-    is elsewhere, or with ``DATABASE_PREPARED_STATEMENTS`` off. ``sql`` holds ``%s``
-    placeholders only (no other ``%``), each a parameter in order."""
+    """``cursor.execute(sql, params)``, ``sql`` prepared on its connection the first time (in
+    the same round trip as its first execution) and executed by name after, on PostgreSQL:
+    planning a join of three tables cost it three times what running it did. As it is
+    elsewhere, or with ``DATABASE_PREPARED_STATEMENTS`` off. ``sql`` holds a ``%s`` placeholder
+    per parameter, in order (and ``%%`` for a ``%``)."""
     if connection.vendor != "postgresql" or not settings.DATABASE_PREPARED_STATEMENTS:
         cursor.execute(sql, params)
         return
     arguments = ", ".join(["%s"] * len(params))
     raw = connection.connection
-    names = _prepared.get(raw)
-    if names is not None and name in names:
-        cursor.execute(f"EXECUTE {name}({arguments})", params)
+    known = _prepared.get(raw, {}).get(name)
+    if known is not None:
+        cursor.execute(f"EXECUTE {known}({arguments})", params)
         return
-    numbered = sql % tuple(f"${i}" for i in range(1, len(params) + 1))
-    cursor.execute(f"PREPARE {name} AS {numbered}; EXECUTE {name}({arguments})", params)
+    # A statement prepared stays prepared whatever becomes of its transaction, even when the
+    # EXECUTE after it fails: it is only known once the round trip has come back.
+    prepared = f"{name}_{next(_preparations)}"
+    numbered = (sql % tuple(f"${i}" for i in range(1, len(params) + 1))).replace("%", "%%")
+    cursor.execute(f"PREPARE {prepared} AS {numbered}; EXECUTE {prepared}({arguments})", params)
     cursor.nextset()  # the EXECUTE's rows
-    _prepared.setdefault(raw, set()).add(name)
+    _prepared.setdefault(raw, {})[name] = prepared

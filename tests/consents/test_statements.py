@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
 
@@ -247,8 +248,22 @@ def test_a_prepared_statement_is_prepared_once_per_connection_and_gives_the_same
     assert [rows for rows, _ in sent] == [[("prep@example.fr",)]] * 3
     assert run("nobody")[0] == []
     if connection.vendor == "postgresql":
-        assert sent[0][1].startswith("PREPARE assent_test_prep AS")
-        assert sent[1][1].startswith("EXECUTE assent_test_prep(")
+        prepared = re.match(r"PREPARE (assent_test_prep_\d+) AS", sent[0][1])
+        assert prepared
+        assert sent[1][1].startswith(f"EXECUTE {prepared.group(1)}(")
     settings.DATABASE_PREPARED_STATEMENTS = False
     rows, sql_sent = run("prep-1")
     assert rows == [("prep@example.fr",)] and sql_sent.startswith("SELECT")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_preparation_whose_execution_failed_is_prepared_again_under_another_name():
+    sql = "SELECT 1 / %s"
+    with connection.cursor() as cursor:
+        with pytest.raises(DataError), transaction.atomic():
+            statements.execute_prepared(cursor, "assent_test_divide", sql, [0])
+        statements.execute_prepared(cursor, "assent_test_divide", sql, [1])
+        assert cursor.fetchall() == [(1,)]
+        statements.execute_prepared(cursor, "assent_test_divide", sql, [1])
+        assert cursor.fetchall() == [(1,)]
