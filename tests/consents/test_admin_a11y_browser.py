@@ -114,6 +114,9 @@ class Audit:
         self.found: list[str] = []
 
     def check(self, name: str, language: str | None = None) -> None:
+        # After a click that posts a form, the page that comes back once loaded, not while it
+        # is parsed (a summary without its text yet, on a busy machine).
+        self.page.wait_for_load_state("load")
         expected = language or self.language
         lang = self.page.get_attribute("html", "lang")
         assert lang == expected, f"{name}: <html lang={lang!r}>, expected {expected}"
