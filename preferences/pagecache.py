@@ -154,20 +154,27 @@ def contact_for_page(public_id: str) -> Contact | None:
 @functools.cache
 def _contact_reader() -> tuple[str, list[str], list[tuple[int, Any, list[Any]]]]:
     """The join's SQL, the contact's field names in its order, and the converters per column."""
+    columns, facts = _contact_join()
     qn = connection.ops.quote_name
-    fields = Contact._meta.concrete_fields
-    contact_table = qn(Contact._meta.db_table)
-    facts_table = qn(ContactFacts._meta.db_table)
-    contact_pk = qn(Contact._meta.pk.column)
-    facts_fk = qn(ContactFacts._meta.get_field("contact").column)
-    columns = ", ".join(f"c.{qn(f.column)}" for f in fields)
     sql = (
-        f"SELECT {columns}, f.{qn('last_seq')} FROM {contact_table} c "
-        f"LEFT JOIN {facts_table} f ON f.{facts_fk} = c.{contact_pk} "
+        f"SELECT {columns} FROM {qn(Contact._meta.db_table)} c {facts} "
         f"WHERE c.{qn('public_id')} = %s"
     )
+    fields = Contact._meta.concrete_fields
     converters = statements.converters_for([f.get_col(Contact._meta.db_table) for f in fields])
     return sql, [f.attname for f in fields], converters
+
+
+def _contact_join() -> tuple[str, str]:
+    """The contact's columns then its ledger position (``c`` and ``f``), and the facts' join."""
+    qn = connection.ops.quote_name
+    columns = ", ".join(f"c.{qn(f.column)}" for f in Contact._meta.concrete_fields)
+    facts_fk = qn(ContactFacts._meta.get_field("contact").column)
+    join = (
+        f"LEFT JOIN {qn(ContactFacts._meta.db_table)} f "
+        f"ON f.{facts_fk} = c.{qn(Contact._meta.pk.column)}"
+    )
+    return f"{columns}, f.{qn('last_seq')}", join
 
 
 def _rules_version() -> str:
@@ -211,16 +218,12 @@ def _session_reader(
     """``_contact_reader``'s join from the session's row (its data last): the contact's columns
     are NULL when the contact is gone, and there is no row when the session is."""
     _sql, attnames, converters = _contact_reader()
+    columns, facts = _contact_join()
     qn = connection.ops.quote_name
-    fields = Contact._meta.concrete_fields
-    facts_fk = qn(ContactFacts._meta.get_field("contact").column)
-    columns = ", ".join(f"c.{qn(f.column)}" for f in fields)
     sql = (
-        f"SELECT {columns}, f.{qn('last_seq')}, s.{qn('session_data')} "
+        f"SELECT {columns}, s.{qn('session_data')} "
         f"FROM {qn(session_model._meta.db_table)} s "
-        f"LEFT JOIN {qn(Contact._meta.db_table)} c ON c.{qn('public_id')} = %s "
-        f"LEFT JOIN {qn(ContactFacts._meta.db_table)} f "
-        f"ON f.{facts_fk} = c.{qn(Contact._meta.pk.column)} "
+        f"LEFT JOIN {qn(Contact._meta.db_table)} c ON c.{qn('public_id')} = %s {facts} "
         f"WHERE s.{qn('session_key')} = %s AND s.{qn('expire_date')} > %s"
     )
     return sql, attnames, converters
