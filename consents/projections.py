@@ -574,6 +574,11 @@ def _us(at: datetime) -> int:
     return (at - _EPOCH) // _US
 
 
+def micros(at: datetime) -> int:
+    """An instant as the fold's keys hold it: microseconds since the epoch."""
+    return _us(at)
+
+
 def _at(us: int) -> datetime:
     return _EPOCH + us * _US
 
@@ -866,6 +871,13 @@ class Fold:
                 self.topic_out.get(topic + _SEP + ANY),
             ]
         return _latest(*keys)
+
+    def pair(self, topic: str, channel: str) -> tuple[list | None, dict[str, Any]]:
+        """``rules.pair_state`` of (``topic``, ``channel``) in keys: the covering opt-out that
+        decides, if opted out; else what came since the last cover, by name: ``cons`` (the
+        latest valid opt-in), ``auto`` (the same, automated), ``oi`` (the latest opt-in:
+        ``[us, seq, pending, clean, confirmed in time]``)."""
+        return self._pair_state(topic, channel)
 
     def _pair_state(self, topic: str, channel: str) -> tuple[list | None, dict[str, Any]]:
         """(the deciding opt-out, if opted out; else the pair's state since the last cover)."""

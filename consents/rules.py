@@ -582,8 +582,13 @@ class Decider:
         settings: RuleSettings | None = None,
         retired_topics: frozenset[str] = frozenset(),
         in_order: bool = False,
+        pauses: bool = True,
     ) -> None:
         self.person, self.now = person, now
+        # ``pauses=False``: the answer outside any pause (step 7 left out; a pause still counts
+        # as the person's own act for the retention), as the preference page shows each box
+        # beside the pause it shows on its own.
+        self.pauses = pauses
         self.s = settings or RuleSettings()
         self.catalog = catalog or {}
         self.retired_topics = retired_topics
@@ -697,13 +702,13 @@ class Decider:
                 return deny(Reason.OPTED_OUT, "6")
             facts["callback_seq"] = callback.seq
             until = once(("pause", channel), lambda: pause_until(h, channel))
-            if until is not None and until > now:
+            if until is not None and until > now and self.pauses:
                 facts["pause_until"] = until
                 return deny(Reason.PAUSED, "7")
             return allow(Reason.CALLBACK_REQUESTED, "6")
 
         # 7. Paused: the latest pause on the channel or on every channel.
-        until = once(("pause", channel), lambda: pause_until(h, channel))
+        until = once(("pause", channel), lambda: pause_until(h, channel)) if self.pauses else None
         if until is not None and until > now:
             facts["pause_until"] = until
             return deny(Reason.PAUSED, "7")

@@ -65,7 +65,7 @@ def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
         built = _INSERTS[key] = (text, fields, returning)
     text, fields, returning = built
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    queue = _queue()
+    queue = _writable(_queue())
     if queue is not None:
         queue.append(_Queued(text, params, obj if returning else None))
         obj._state.adding, obj._state.db = False, connection.alias
@@ -104,7 +104,7 @@ def update(model: type[Model], where: Mapping[str, Any], **values: Any) -> int |
         f.get_db_prep_save(value, connection)
         for f, value in zip(fields, [*values.values(), *where.values()], strict=True)
     ]
-    queue = _queue()
+    queue = _writable(_queue())
     if queue is not None:
         queue.append(_Queued(text, params))
         return None
@@ -132,6 +132,7 @@ def delete(model: type[Model], where: Mapping[str, Any]) -> None:
         f.get_db_prep_save(value, connection)
         for f, value in zip(fields, where.values(), strict=True)
     ]
+    _writable(_queue())
     _queued(text, params)
 
 
@@ -206,6 +207,34 @@ def _queue() -> list[_Queued] | None:
     return getattr(connections[DEFAULT_DB_ALIAS], _QUEUE, None)
 
 
+class _Reads(list):  # type: ignore[type-arg]
+    """The queue of ``reads_together``: reads only."""
+
+
+def _writable(queue: list[_Queued] | None) -> list[_Queued] | None:
+    if isinstance(queue, _Reads):
+        raise RuntimeError("only reads are sent together outside a transaction")
+    return queue
+
+
+@contextlib.contextmanager
+def reads_together() -> Iterator[None]:
+    """``together()`` for reads outside a transaction (a page that only reads): its reads are
+    sent in one round trip, when one of their answers is asked for or the block ends; a write
+    queued there raises. Inside ``together()`` the outer block sends. Each statement of the
+    round trip sees what was committed when it starts, as it would have on its own."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    if conn.vendor != "postgresql" or getattr(conn, _QUEUE, None) is not None:
+        yield
+        return
+    if conn.in_atomic_block:
+        with together():
+            yield
+        return
+    with _sending(conn, _Reads()):
+        yield
+
+
 @contextlib.contextmanager
 def together() -> Iterator[None]:
     """Within the block, statements are queued and sent in one round trip when an answer is
@@ -225,7 +254,13 @@ def together() -> Iterator[None]:
         return
     if not conn.in_atomic_block:
         raise RuntimeError("statements sent together belong to a transaction")
-    setattr(conn, _QUEUE, [])
+    with _sending(conn, []):
+        yield
+
+
+@contextlib.contextmanager
+def _sending(conn: Any, queue: list[_Queued]) -> Iterator[None]:
+    setattr(conn, _QUEUE, queue)
     try:
         with conn.execute_wrapper(_send_first):
             try:
@@ -293,6 +328,7 @@ def _queued(sql: str, params: Sequence[Any], convert: Any = None) -> Pending:
 
 def run(sql: str, params: Sequence[Any]) -> None:
     """A statement whose answer nobody reads (a lock): queued inside ``together()``."""
+    _writable(_queue())
     _queued(sql, params)
 
 

@@ -175,6 +175,38 @@ def test_queued_reads_come_back_with_their_own_answers(
 
 
 @pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_reads_outside_a_transaction_go_in_one_round_trip_and_writes_are_refused(
+    make_contact: Callable[..., Contact],
+) -> None:
+    one = make_contact(email="one@example.fr")
+    assert not connection.in_atomic_block
+    with CaptureQueriesContext(connection) as ctx, statements.reads_together():
+        count = statements.value("SELECT COUNT(*) FROM consents_contact", [], later=True)
+        found = statements.select(Contact, "id = %s", [one.pk], later=True)
+        assert ctx.captured_queries == []
+        assert count.result == 1 and [c.pk for c in found.result] == [one.pk]
+        assert len(ctx.captured_queries) == 1
+        for write in (
+            lambda: statements.insert(_outbox(one), later=True),
+            lambda: statements.update(ContactFacts, {"contact": one.pk}, is_customer=True),
+            lambda: statements.delete(Outbox, {"contact": one.pk}),
+            lambda: statements.run("SELECT pg_advisory_lock(%s)", [42]),
+        ):
+            with pytest.raises(RuntimeError, match="only reads"):
+                write()
+        late = statements.value("SELECT email FROM consents_contact", [], later=True)
+    # The block's end sends what is left; nothing was written.
+    assert late.result == "one@example.fr" and len(ctx.captured_queries) == 2
+    assert not ContactFacts.objects.filter(contact=one, is_customer=True).exists()
+    assert not Outbox.objects.exists()
+    # Inside a transaction it is ``together()``, writes included.
+    with transaction.atomic(), statements.reads_together():
+        statements.update(ContactFacts, {"contact": one.pk}, is_customer=True)
+    assert ContactFacts.objects.filter(contact=one, is_customer=True).exists()
+
+
+@pytest.mark.postgres
 def test_a_savepoint_rolled_back_undoes_only_what_was_queued_inside_it(
     make_contact: Callable[..., Contact],
 ) -> None:

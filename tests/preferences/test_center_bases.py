@@ -3,12 +3,14 @@ each answer is the one the box gets when asked on its own, on random histories."
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consents import rules
+from consents import projections, rules
 from consents.models import Topic
 from consents.vocab import CHANNELS
 from preferences import center
@@ -40,3 +42,118 @@ def test_each_box_gets_the_answer_it_gets_alone(raw, person, days, rnd) -> None:
     for topic, channel in boxes:
         alone = center._Bases(person, h, now, s)._ask(topic, channel)
         assert shared.covered_by(topic, channel) == alone, (topic.slug, topic.purpose, channel)
+
+
+# The people the answers differ for: informed or not, consumer or professional (with a generic
+# address or not), with or without a postal address and a phone.
+PEOPLE = [
+    PERSON,
+    dataclasses.replace(PERSON, informed_at_collection=False),
+    dataclasses.replace(PERSON, postal_address="2 rue du Bac, Paris", phone=None),
+    PROFESSIONAL,
+    dataclasses.replace(PROFESSIONAL, email="info@example.com"),
+    dataclasses.replace(PROFESSIONAL, informed_at_collection=False),
+]
+
+
+def _stored_fold(facts: list[rules.Fact], s: rules.RuleSettings) -> projections.Fold:
+    """The fold state as the ledger leaves it: one event at a time, stored as JSON between."""
+    state = None
+    for fact in rules.ordered(facts):
+        fold = projections.Fold.load(state, s) if state is not None else projections.Fold(s)
+        assert fold is not None
+        fold.apply(fact)
+        state = json.loads(json.dumps(fold.dump()))
+    loaded = projections.Fold.load(state, s) if state is not None else projections.Fold(s)
+    assert loaded is not None
+    return loaded
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(raw_events(), max_size=30),
+    st.sampled_from(PEOPLE),
+    st.sampled_from([0, 1, 6, 20, 29, 31, 45, 400, 1090, 1100, 1200]),
+    st.sampled_from([-3, 0]),
+    st.sampled_from([1, 7]),
+)
+def test_the_fold_state_gives_the_answers_of_the_history(raw, person, days, before, ttl) -> None:
+    """``center._FoldBases`` (the stored state) against ``center._Bases`` (the history): the same
+    answer for every box, whenever the state may be used; and it may not be used with events
+    after ``now`` (``before``: the page asked before the last events took effect)."""
+    s = rules.RuleSettings(doi_ttl=timedelta(days=ttl))
+    facts = _facts(raw)
+    last = max((f.at for f in facts), default=START)
+    now = last + timedelta(days=days + before)
+    fold = _stored_fold(facts, s)
+    last_seq = max((f.seq for f in facts), default=0)
+    usable = center._FoldBases.usable(fold, last_seq, now)
+    assert usable == all(f.at <= now for f in facts)
+    assert not center._FoldBases.usable(fold, last_seq + 1, now)  # an event it has not folded
+    if not usable:
+        return
+    h = rules.ordered(facts)
+    from_history = center._Bases(person, h, now, s)
+    from_fold = center._FoldBases(person, fold, now, s)
+    for topic in TOPICS:
+        for channel in CHANNELS:
+            expected = from_history._ask(topic, channel)
+            found = from_fold.covered_by(topic, channel)
+            assert found == expected, (topic.slug, topic.purpose, channel, [f.type for f in h])
+
+
+def test_the_fold_state_gives_some_of_each_answer() -> None:
+    """The comparison above reaches the bases: a customer's soft opt-in, a callback asked for
+    after an opt-out, a contract in progress, a generic address, the post."""
+    s = rules.RuleSettings()
+    at = START
+
+    def fact(seq: int, type: str, **data: object) -> rules.Fact:
+        return projections.fact_from_row(
+            type=type,
+            occurred_at=at + timedelta(hours=seq),
+            seq=seq,
+            topic=str(data.pop("topic", "")),
+            channel=str(data.pop("channel", "")),
+            method="",
+            proof="",
+            data=data,
+        )
+
+    facts = [
+        fact(1, "purchase", category="books"),
+        fact(2, "opt_out", topic="promotions", channel="phone"),
+        fact(3, "callback_request", channel="phone"),
+        fact(4, "contract_start", contract="c1", category="fibre"),
+    ]
+    now = at + timedelta(days=1)
+    fold = _stored_fold(facts, s)
+    assert center._FoldBases.usable(fold, 4, now)
+    h = rules.ordered(facts)
+    for person, topic, channel, reason in [
+        (PERSON, TOPICS[0], "email", "SOFT_OPT_IN"),
+        (PERSON, TOPICS[0], "phone", "CALLBACK_REQUESTED"),
+        (PERSON, TOPICS[6], "phone", "CALLBACK_REQUESTED"),  # a topic never named
+        (dataclasses.replace(PERSON, informed_at_collection=False), TOPICS[0], "email", None),
+        (PROFESSIONAL, TOPICS[0], "postal", "LEGITIMATE_INTEREST"),
+        (dataclasses.replace(PROFESSIONAL, email="info@example.com"), TOPICS[1], "email",
+         "GENERIC_ADDRESS"),
+    ]:  # fmt: skip
+        answers = (
+            center._FoldBases(person, fold, now, s).covered_by(topic, channel),
+            center._Bases(person, h, now, s)._ask(topic, channel),
+        )
+        assert answers == (reason, reason), (topic.slug, channel, answers)
+    # The latest opt-in, pre-checked or waiting for its confirmation, stops the soft opt-in.
+    for data in ({"prechecked": True}, {"doi": "pending"}):
+        opt_in = fact(5, "opt_in", topic="promotions", channel="email", **data)
+        stopped = _stored_fold([*facts, opt_in], s)
+        h = rules.ordered([*facts, opt_in])
+        answers = (
+            center._FoldBases(PERSON, stopped, now, s).covered_by(TOPICS[0], "email"),
+            center._Bases(PERSON, h, now, s)._ask(TOPICS[0], "email"),
+        )
+        assert answers == (None, None), data
+    without_callback = _stored_fold(facts[:2] + facts[3:], s)
+    answer = center._FoldBases(PERSON, without_callback, now, s).covered_by(TOPICS[3], "phone")
+    assert answer == "CONTRACT_IN_PROGRESS"
