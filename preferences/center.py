@@ -225,6 +225,11 @@ class _Bases:
         return None
 
 
+# A drawing reads the fold state (``_FoldBases``) for a history this long or longer; a shorter
+# one costs less to walk than the state costs to read and decode. A save has the state already.
+FOLD_FROM_EVENTS = 64
+
+
 @functools.cache
 def _fold_sql() -> str:
     quote = connection.ops.quote_name
@@ -545,7 +550,8 @@ def center_state(
     """Everything the page shows, in a constant number of queries: one round trip (with the
     contact's row lock when ``locked`` is that read, queued: the state is then that contact's;
     and with the chain's end when ``chain_end`` is ``services.chain_end_later``'s read, whose
-    fold state is then not read again)."""
+    fold state then answers for the boxes, as it does for a long history this process holds:
+    ``_FoldBases``)."""
     now = clock.now()
     s = rules.RuleSettings.from_django()
     snapshot = catalogue.snapshot()
@@ -554,9 +560,10 @@ def center_state(
     kept = HISTORIES.get(contact.pk)
     with statements.reads_together():
         asked = _rows("states", contact.pk), _rows("history", contact.pk, kept.seq if kept else 0)
+        stored: statements.Pending | None = None
         if chain_end is not None:
             stored = statements.Pending.then(chain_end, lambda rows: rows[0][4] if rows else None)
-        else:
+        elif kept is not None and len(kept.facts) >= FOLD_FROM_EVENTS:
             stored = statements.value(_fold_sql(), [contact.pk], later=True)
         if locked is not None:
             found = locked.result
@@ -566,7 +573,7 @@ def center_state(
         # (status, since, frequency) per (topic, channel).
         states = {(row[0], row[1]): (row[2], _since(row[3]), row[4]) for row in asked[0].result}
         history = _history(contact.pk, asked[1], kept)
-        fold = _fold(stored.result, s)
+        fold = _fold(stored.result, s) if stored is not None else None
     events = history.events if history is not None else []
     notices = notices_for(active, language, snapshot)
     h = history.ordered if history is not None else []
