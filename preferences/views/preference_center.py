@@ -123,6 +123,7 @@ def _session_contact(
         return None  # signed out of all links since
     if not links.bound_to(contact.email, request.session.get(SESSION_ADDRESS)):
         return None  # the address changed since
+    pagecache.acting_for(request.session, public_id)
     return contact
 
 
@@ -139,8 +140,12 @@ def _center_request(request: HttpRequest) -> center.Request:
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def preferences(request: HttpRequest) -> HttpResponse:
-    # A read: the session and the page kept for it come in one round trip.
-    kept = pagecache.prefetch(request.session) if request.method != "POST" else None
+    # A read: the session and the page kept for it come in one round trip; else the session
+    # with the contact it acts for, when this process knows it.
+    if request.method != "POST" and pagecache.enabled():
+        kept = pagecache.prefetch(request.session)
+    else:
+        kept = pagecache.prefetch_contact(request.session)
     contact = _session_contact(request, kept)
     if contact is None:
         for key in (

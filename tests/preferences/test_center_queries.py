@@ -52,8 +52,8 @@ def test_a_drawing_reads_the_contact_its_states_and_its_history(
     """Drawn with the catalogue in memory (the page cache off): the contact with its ledger
     position, then the current states and the history with its wordings (in one round trip on
     PostgreSQL, ``statements.reads_together``), with the projections' fold state once the
-    history this process holds is long (``center.FOLD_FROM_EVENTS``); and the session, when it
-    is not read through the cache."""
+    history this process holds is long (``center.FOLD_FROM_EVENTS``). The session comes with
+    the contact: this process acted for it (``pagecache.prefetch_contact``)."""
     settings.PREFERENCE_PAGE_CACHE_SECONDS = 0
     client = Client()
     with django_capture_on_commit_callbacks(execute=True):  # the catalogue's changes committed
@@ -62,9 +62,8 @@ def test_a_drawing_reads_the_contact_its_states_and_its_history(
     with CaptureQueriesContext(connection) as captured:
         response = client.get("/preferences/")
     assert response.status_code == 200
-    session = 0 if settings.SESSION_ENGINE.endswith("cached_db") else 1
     reads = 2 if connection.vendor == "postgresql" else 3
-    assert len(captured) == reads + session, [q["sql"][:80] for q in captured]
+    assert len(captured) == reads, [q["sql"][:80] for q in captured]
     if connection.vendor == "postgresql":
         assert captured[-1]["sql"].count("SELECT") == 2
     assert "consents_contactfacts" not in captured[-1]["sql"]
@@ -76,7 +75,7 @@ def test_a_drawing_reads_the_contact_its_states_and_its_history(
     client.get("/preferences/")  # the process holds the history
     with CaptureQueriesContext(connection) as captured:
         assert client.get("/preferences/").status_code == 200
-    assert len(captured) == reads + (connection.vendor != "postgresql") + session
+    assert len(captured) == reads + (connection.vendor != "postgresql")
     assert "consents_contactfacts" in captured[-1]["sql"]
 
 
