@@ -351,7 +351,10 @@ def preferences_choice(data: Any, topics: dict[str, Topic]) -> PreferencesChoice
 
     Only a tampered or outdated form names one: the whole form is refused, nothing is recorded.
     """
-    shown_raw, wanted_raw = data.getlist("shown"), data.getlist("on")
+    # The boxes shown come in one field, separated by spaces (no slug or channel holds one); a
+    # page drawn before they did sent one field per box.
+    shown_raw = [v for field in data.getlist("shown")[:MAX_CELLS] for v in field.split()]
+    wanted_raw = data.getlist("on")
     if len(shown_raw) > MAX_CELLS or len(wanted_raw) > MAX_CELLS:
         raise ValidationError(_("This choice is not offered."))
     shown = [_pair(v, topics) for v in dict.fromkeys(shown_raw)]

@@ -490,6 +490,9 @@ def page_context(
         "state": state,
         "topics": [topic_context(view, words, paused, state.snapshot) for view in state.topics],
         "notices_signed": shown_signed({view.topic.slug: view.notice for view in state.topics}),
+        # The boxes the page shows (those with an address), in one field: a box shown and not
+        # ticked is a "no" (``forms.preferences_choice``).
+        "shown": " ".join(c.value for view in state.topics for c in view.cells if c.has_address),
         "history": history,
         "history_lines": [history_line(row, words) for row in history],
         "saved": flash_lines(flash, state.topic_names) if flash else None,

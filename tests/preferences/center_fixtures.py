@@ -20,7 +20,9 @@ def form_state(html: str) -> dict[str, Any]:
     """What the page's save form would post untouched: boxes shown and ticked, frequencies."""
     form = html[html.index('name="action" value="save"') :]
     form = form[: form.index("</form>")]
-    shown = re.findall(r'name="shown" value="([^"]+)"', form)
+    shown = [
+        v for field in re.findall(r'name="shown" value="([^"]*)"', form) for v in field.split()
+    ]
     boxes = re.findall(r'(<input type="checkbox" name="on" value="([^"]+)"[^>]*>)', form)
     on = [value for tag, value in boxes if " checked" in tag and " disabled" not in tag]
     data: dict[str, Any] = {"action": "save", "shown": shown, "on": on}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import timedelta
 from typing import Any
@@ -54,7 +55,8 @@ def test_page_shows_each_topic_its_channels_and_the_state_in_words(opened: Clien
     # No phone: SMS is shown, disabled, with its reason, and not part of the form.
     assert 'id="cell-promotions-sms" disabled' in html
     assert "Nous n’avons pas de numéro de mobile pour vous : ajoutez-en un" in html
-    assert 'name="shown" value="promotions:sms"' not in html
+    shown = re.search(r'name="shown" value="([^"]*)"', html).group(1).split()
+    assert "promotions:sms" not in shown and "promotions:email" in shown
     # The frequency choices of the topic, and the wording shown.
     assert 'name="frequency-promotions" value="monthly"' in html
     assert "J&#x27;accepte de recevoir Bons plans." in html
@@ -481,3 +483,38 @@ def test_a_postal_address_is_added_then_changed(opened: Client, marie: Contact) 
     post(opened, {"action": "postal", "postal_address": "2 rue de Rivoli\n75001 Paris"})
     assert [e.type for e in events(marie)[before:]] == ["address_changed"]
     assert post(opened, {"action": "postal", "postal_address": "x" * 600}).status_code == 400
+
+
+def test_the_boxes_shown_come_in_one_field_or_one_field_each(topics: Any) -> None:
+    """The page sends the boxes it shows in one field, separated by spaces; a page drawn before
+    it did sent one field per box. Both read the same; a box not offered in either is refused."""
+    from django.core.exceptions import ValidationError
+    from django.http import QueryDict
+
+    from consents import catalogue
+    from preferences.forms import MAX_CELLS, preferences_choice
+
+    offered = {t.slug: t for t in catalogue.snapshot().active}
+    one = QueryDict(mutable=True)
+    one.setlist("shown", ["newsletter:email promotions:email  promotions:sms"])
+    one.setlist("on", ["promotions:email"])
+    each = QueryDict(mutable=True)
+    each.setlist("shown", ["newsletter:email", "promotions:email", "promotions:sms"])
+    each.setlist("on", ["promotions:email"])
+    read = preferences_choice(one, offered)
+    assert read.shown == preferences_choice(each, offered).shown
+    assert read.shown == [
+        ("newsletter", "email"),
+        ("promotions", "email"),
+        ("promotions", "sms"),
+    ]
+    assert read.wanted == [("promotions", "email")]
+    for shown in ("newsletter:email nothing:email", "newsletter:fax"):
+        bad = QueryDict(mutable=True)
+        bad.setlist("shown", [shown])
+        with pytest.raises(ValidationError):
+            preferences_choice(bad, offered)
+    too_many = QueryDict(mutable=True)
+    too_many.setlist("shown", [" ".join(["newsletter:email"] * (MAX_CELLS + 1))])
+    with pytest.raises(ValidationError):
+        preferences_choice(too_many, offered)

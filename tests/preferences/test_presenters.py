@@ -23,8 +23,7 @@ from preferences.views import preference_center
 
 # What templates/jinja2/preferences/center.html wrote for a topic's boxes and its frequencies.
 BOX_TEMPLATE = (
-    '{% for c in cells %}<li class="cell">{% if c["shown"] %}<input type="hidden" name="shown" '
-    'value="{{ c["value"] }}">{% endif %}<div class="check"><input type="checkbox" name="on" '
+    '{% for c in cells %}<li class="cell"><div class="check"><input type="checkbox" name="on" '
     'value="{{ c["value"] }}" id="{{ c["id"] }}"{% if c["checked"] %} checked{% endif %}'
     '{% if not c["shown"] %} disabled{% endif %} aria-describedby="{{ c["id"] }}-state"><label '
     'for="{{ c["id"] }}">{{ c["label"] }}</label></div><p class="state state-{{ c["state"] }}" '
