@@ -157,3 +157,34 @@ def test_the_fold_state_gives_some_of_each_answer() -> None:
     without_callback = _stored_fold(facts[:2] + facts[3:], s)
     answer = center._FoldBases(PERSON, without_callback, now, s).covered_by(TOPICS[3], "phone")
     assert answer == "CONTRACT_IN_PROGRESS"
+
+
+def test_a_pause_keeps_the_persons_data_as_any_act_of_theirs() -> None:
+    """The boxes are asked about outside the pause (the page shows it on its own), but the pause
+    is the person's own act (RULES.md): it renews the retention, and a customer who bought 3
+    years and a half ago and paused since is still covered by the soft opt-in."""
+    s = rules.RuleSettings()
+    bought = START - timedelta(days=3 * 365 + 180)
+    facts = [
+        projections.fact_from_row(
+            type="purchase", occurred_at=bought, seq=1, topic="", channel="", method="",
+            proof="", data={"category": "books"},
+        ),
+        projections.fact_from_row(
+            type="pause", occurred_at=START - timedelta(days=30), seq=2, topic="", channel="*",
+            method="", proof="", data={"until": (START + timedelta(days=60)).isoformat()},
+        ),
+    ]  # fmt: skip
+    person = dataclasses.replace(PERSON, collected_at=bought)
+    h = rules.ordered(facts)
+    fold = _stored_fold(facts, s)
+    assert center._Bases(person, h, START, s)._ask(TOPICS[0], "email") == "SOFT_OPT_IN"
+    assert center._FoldBases(person, fold, START, s).covered_by(TOPICS[0], "email") == "SOFT_OPT_IN"
+    # Without the pause, the data has expired: nothing covers the box.
+    alone = [facts[0]]
+    assert center._Bases(person, alone, START, s)._ask(TOPICS[0], "email") is None
+    # And outside the page, the pause itself stops the message until it ends.
+    decision = rules.decide(
+        person, h, rules.Message(channel="email", purpose="promotion", topic="promotions"), START
+    )
+    assert not decision.allowed and decision.reason == "PAUSED"
