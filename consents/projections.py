@@ -568,15 +568,11 @@ class Unfoldable(ValueError):
     """A history the fold cannot hold (an instant without a time zone): recompute it whole."""
 
 
-def _us(at: datetime) -> int:
+def micros(at: datetime) -> int:
+    """An instant as the fold's keys hold it: microseconds since the epoch."""
     if at.tzinfo is None:
         raise Unfoldable("naive instant")
     return (at - _EPOCH) // _US
-
-
-def micros(at: datetime) -> int:
-    """An instant as the fold's keys hold it: microseconds since the epoch."""
-    return _us(at)
 
 
 def _at(us: int) -> datetime:
@@ -592,7 +588,7 @@ def _consent_row(
     *,
     callback_lifts: bool = False,
 ) -> dict[str, Any]:
-    """A pair's ``ConsentState`` row from its state (``Fold._pair_state``): the covering opt-out
+    """A pair's ``ConsentState`` row from its state (``Fold.pair``): the covering opt-out
     that decides, else the keys of what came since it."""
     automated = False
     if out is not None:
@@ -617,7 +613,7 @@ def _consent_row(
     }
 
 
-def _later(a: list | None, b: list | None) -> bool:
+def key_later(a: list | None, b: list | None) -> bool:
     """Is the key ``a`` (``[us, seq]``) later than ``b``? A missing key is earliest."""
     if a is None:
         return False
@@ -733,7 +729,7 @@ class Fold:
         rules' order?"""
         last = None if self.last is None else (self.last[0], self.last[1])
         for fact in facts:
-            key = (_us(fact.at), fact.seq)
+            key = (micros(fact.at), fact.seq)
             if last is not None and key <= last:
                 return False
             last = key
@@ -742,7 +738,7 @@ class Fold:
     # -- one event ------------------------------------------------------------------------------
 
     def apply(self, e: rules.Fact) -> None:
-        us = _us(e.at)
+        us = micros(e.at)
         key = [us, e.seq]
         self.last = key
         self.last_seq = max(self.last_seq, e.seq)
@@ -752,7 +748,7 @@ class Fold:
             self.initiated = _max_us(self.initiated, us)
             self.asked = False
         if e.warranty_until is not None:
-            self.warranty = _max_us(self.warranty, _us(e.warranty_until))
+            self.warranty = _max_us(self.warranty, micros(e.warranty_until))
         if t == EventType.PURCHASE:
             self.customer = True
             self.purchase = _max_us(self.purchase, us)
@@ -773,7 +769,7 @@ class Fold:
         elif t == EventType.CALLBACK_REQUEST:
             self.callback = key
         elif t == EventType.PAUSE:
-            self.pause[channel] = [us, e.seq, None if e.until is None else _us(e.until)]
+            self.pause[channel] = [us, e.seq, None if e.until is None else micros(e.until)]
         elif t == EventType.COMPLAINT:
             self.complaint[channel] = key
         elif t == EventType.OPT_OUT:
@@ -877,18 +873,14 @@ class Fold:
         decides, if opted out; else what came since the last cover, by name: ``cons`` (the
         latest valid opt-in), ``auto`` (the same, automated), ``oi`` (the latest opt-in:
         ``[us, seq, pending, clean, confirmed in time]``)."""
-        return self._pair_state(topic, channel)
-
-    def _pair_state(self, topic: str, channel: str) -> tuple[list | None, dict[str, Any]]:
-        """(the deciding opt-out, if opted out; else the pair's state since the last cover)."""
         cover = self._cover(topic, channel)
         pair = self.pairs.get(topic + _SEP + channel) or {}
-        if cover is not None and not _later(pair.get("pos"), cover):
+        if cover is not None and not key_later(pair.get("pos"), cover):
             return cover, {}
         since = {
             name: value
             for name in ("cons", "auto", "oi")
-            if (value := pair.get(name)) is not None and _later(value, cover)
+            if (value := pair.get(name)) is not None and key_later(value, cover)
         }
         return None, since
 
@@ -924,7 +916,7 @@ class Fold:
             topic, channel = name.split(_SEP)
             if channel in consent_on and consent_on[channel]:
                 continue
-            out, since = self._pair_state(topic, channel)
+            out, since = self.pair(topic, channel)
             consent_on[channel] = out is None and "cons" in since
         # A channel that nothing covers, pauses or consents to has an all-false state: no row.
         quiet = ANY not in self.wild and ANY not in self.pause
@@ -944,17 +936,17 @@ class Fold:
                 "opted_out": cover is not None,
                 "callback_lifts": channel == Channel.PHONE
                 and cover is not None
-                and _later(self.callback, cover),
+                and key_later(self.callback, cover),
                 "pause_until": None if pause is None or pause[2] is None else _at(pause[2]),
                 "repermission_opted_out": cover is not None
-                and _later(cover, self.valid_on.get(channel)),
+                and key_later(cover, self.valid_on.get(channel)),
                 "has_valid_consent": consent_on.get(channel, False),
             }
             if any(v for k, v in state.items() if k != "channel"):
                 projection.channel_states.append(state)
         for topic in sorted(self.topic_channels):
             for channel in sorted(self.topic_channels[topic]):
-                out, since = self._pair_state(topic, channel)
+                out, since = self.pair(topic, channel)
                 lifts = out is not None and channel == Channel.PHONE
                 projection.consent_states.append(
                     _consent_row(
@@ -963,7 +955,7 @@ class Fold:
                         out,
                         since,
                         self.frequencies.get(topic, ""),
-                        callback_lifts=lifts and _later(self.callback, out),
+                        callback_lifts=lifts and key_later(self.callback, out),
                     )
                 )
         contracts = {(c, k, False) for c, k in self.ended}
@@ -1171,19 +1163,19 @@ def fold_simple(
         "rules_fingerprint": fingerprint,
     }
 
-    # Fold.projection: the pair's state (Fold._pair_state), its channel's row if it consents or
+    # Fold.projection: the pair's state (Fold.pair), its channel's row if it consents or
     # is opted out of, and the pair's consent row.
     wildcard = wild.get(channel)
     cover = _latest(wildcard, topic_out.get(name))
     out = None
     since: dict[str, Any] = {}
-    if cover is not None and not _later(pair["pos"], cover):
+    if cover is not None and not key_later(pair["pos"], cover):
         out = cover
     else:
         since = {
             n: value
             for n in ("cons", "auto", "oi")
-            if (value := pair[n]) is not None and _later(value, cover)
+            if (value := pair[n]) is not None and key_later(value, cover)
         }
     projection = Projection(facts=facts)
     consents = out is None and "cons" in since
@@ -1195,7 +1187,7 @@ def fold_simple(
                 "callback_lifts": False,  # no callback request
                 "pause_until": None,
                 "repermission_opted_out": wildcard is not None
-                and _later(wildcard, valid_on.get(channel)),
+                and key_later(wildcard, valid_on.get(channel)),
                 "has_valid_consent": consents,
             }
         )

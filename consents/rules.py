@@ -701,8 +701,10 @@ class Decider:
             ):
                 return deny(Reason.OPTED_OUT, "6")
             facts["callback_seq"] = callback.seq
-            until = once(("pause", channel), lambda: pause_until(h, channel))
-            if until is not None and until > now and self.pauses:
+            until = (
+                once(("pause", channel), lambda: pause_until(h, channel)) if self.pauses else None
+            )
+            if until is not None and until > now:
                 facts["pause_until"] = until
                 return deny(Reason.PAUSED, "7")
             return allow(Reason.CALLBACK_REQUESTED, "6")

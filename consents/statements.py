@@ -65,7 +65,7 @@ def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
         built = _INSERTS[key] = (text, fields, returning)
     text, fields, returning = built
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    queue = _writable(_queue())
+    queue = _queue(write=True)
     if queue is not None:
         queue.append(_Queued(text, params, obj if returning else None))
         obj._state.adding, obj._state.db = False, connection.alias
@@ -104,7 +104,7 @@ def update(model: type[Model], where: Mapping[str, Any], **values: Any) -> int |
         f.get_db_prep_save(value, connection)
         for f, value in zip(fields, [*values.values(), *where.values()], strict=True)
     ]
-    queue = _writable(_queue())
+    queue = _queue(write=True)
     if queue is not None:
         queue.append(_Queued(text, params))
         return None
@@ -132,8 +132,7 @@ def delete(model: type[Model], where: Mapping[str, Any]) -> None:
         f.get_db_prep_save(value, connection)
         for f, value in zip(fields, where.values(), strict=True)
     ]
-    _writable(_queue())
-    _queued(text, params)
+    _queued(text, params, write=True)
 
 
 _DELETES: dict[tuple[str, type[Model], tuple[str, ...]], tuple[str, list[Any]]] = {}
@@ -203,16 +202,14 @@ class _Queued:
 _QUEUE = "_assent_statements_queue"
 
 
-def _queue() -> list[_Queued] | None:
-    return getattr(connections[DEFAULT_DB_ALIAS], _QUEUE, None)
-
-
 class _Reads(list):  # type: ignore[type-arg]
     """The queue of ``reads_together``: reads only."""
 
 
-def _writable(queue: list[_Queued] | None) -> list[_Queued] | None:
-    if isinstance(queue, _Reads):
+def _queue(*, write: bool = False) -> list[_Queued] | None:
+    """The queue of the block being sent together, if any; a write refuses ``reads_together``'s."""
+    queue = getattr(connections[DEFAULT_DB_ALIAS], _QUEUE, None)
+    if write and isinstance(queue, _Reads):
         raise RuntimeError("only reads are sent together outside a transaction")
     return queue
 
@@ -224,15 +221,14 @@ def reads_together() -> Iterator[None]:
     queued there raises. Inside ``together()`` the outer block sends. Each statement of the
     round trip sees what was committed when it starts, as it would have on its own."""
     conn = connections[DEFAULT_DB_ALIAS]
-    if conn.vendor != "postgresql" or getattr(conn, _QUEUE, None) is not None:
-        yield
-        return
     if conn.in_atomic_block:
         with together():
             yield
-        return
-    with _sending(conn, _Reads()):
+    elif conn.vendor != "postgresql" or getattr(conn, _QUEUE, None) is not None:
         yield
+    else:
+        with _sending(conn, _Reads()):
+            yield
 
 
 @contextlib.contextmanager
@@ -314,9 +310,11 @@ def flush() -> None:
                 item.answer._set(cursor.fetchall() if cursor.description is not None else [])
 
 
-def _queued(sql: str, params: Sequence[Any], convert: Any = None) -> Pending:
+def _queued(
+    sql: str, params: Sequence[Any], convert: Any = None, *, write: bool = False
+) -> Pending:
     answer = Pending(convert)
-    queue = _queue()
+    queue = _queue(write=write)
     if queue is not None:
         queue.append(_Queued(sql, list(params), answer=answer))
         return answer
@@ -328,8 +326,7 @@ def _queued(sql: str, params: Sequence[Any], convert: Any = None) -> Pending:
 
 def run(sql: str, params: Sequence[Any]) -> None:
     """A statement whose answer nobody reads (a lock): queued inside ``together()``."""
-    _writable(_queue())
-    _queued(sql, params)
+    _queued(sql, params, write=True)
 
 
 def read(sql: str, params: Sequence[Any]) -> Pending:

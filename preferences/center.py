@@ -17,7 +17,6 @@ import collections
 import enum
 import functools
 import itertools
-import json
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from consents.projections import (
     Fold,
     fact_from_event,
     fact_from_row,
+    key_later,
     micros,
     person_from_contact,
 )
@@ -230,23 +230,11 @@ class _Bases:
 FOLD_FROM_EVENTS = 64
 
 
-@functools.cache
-def _fold_sql() -> str:
-    quote = connection.ops.quote_name
-    return (
-        f"SELECT {quote('fold')} FROM {quote(ContactFacts._meta.db_table)} "
-        f"WHERE {quote('contact_id')} = %s"
-    )
-
-
 def _fold(stored: Any, s: rules.RuleSettings) -> Fold | None:
-    """The fold state as read (the database's JSON text, or decoded already), if this code and
-    these settings wrote it."""
-    if isinstance(stored, str | bytes):
-        try:
-            stored = json.loads(stored)
-        except ValueError:
-            return None
+    """The fold state as read (the database's JSON text, decoded here as the ORM decodes it, or
+    decoded already), if this code and these settings wrote it."""
+    if isinstance(stored, str):
+        stored = ContactFacts._meta.get_field("fold").from_db_value(stored, None, connection)
     return Fold.load(stored, s)
 
 
@@ -312,7 +300,7 @@ class _FoldBases:
                 channel == Channel.PHONE
                 and promotion
                 and callback is not None
-                and (callback[0], callback[1]) > (out[0], out[1])
+                and key_later(callback, out)
                 and self.callback_valid
             )
             return Reason.CALLBACK_REQUESTED if lifted else None
@@ -404,6 +392,8 @@ _QUERIES: dict[str, Callable[[], QuerySet[Any]]] = {
         .annotate(since_text=_SinceText("since"))
         .values_list("topic", "channel", "status", "since_text", "frequency")
     ),
+    # The projections' fold state (``_FoldBases``), decoded by the field's converter.
+    "fold": lambda: ContactFacts.objects.filter(contact_id=0).values_list("fold"),
     # From one event on (``seq >=``): the history this process already holds is not read again.
     "history": lambda: (
         Event.objects.filter(contact_id=0, seq__gte=0)
@@ -564,7 +554,9 @@ def center_state(
         if chain_end is not None:
             stored = statements.Pending.then(chain_end, lambda rows: rows[0][4] if rows else None)
         elif kept is not None and len(kept.facts) >= FOLD_FROM_EVENTS:
-            stored = statements.value(_fold_sql(), [contact.pk], later=True)
+            stored = statements.Pending.then(
+                _rows("fold", contact.pk), lambda rows: rows[0][0] if rows else None
+            )
         if locked is not None:
             found = locked.result
             if not found:

@@ -327,8 +327,7 @@ def prefetch_contact(session: SessionBase) -> Prefetched | None:
     key = session.session_key
     if not key or hasattr(session, "_session_cache") or not isinstance(session, db.SessionStore):
         return None
-    with _local.lock:
-        public_id = _local.acting.get(key)
+    public_id = _local.acting_for(key)
     if public_id is None:
         return None
     read = _session_and_contact(session, public_id)
@@ -424,6 +423,10 @@ class _Local:
                 self._drop(key)
             for key in gone:
                 self.entries.pop(key, None)
+
+    def acting_for(self, session_key: str) -> str | None:
+        with self.lock:
+            return self.acting.get(session_key)
 
     def act(self, session_key: str, public_id: str) -> None:
         with self.lock:

@@ -30,6 +30,12 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("pages")]
 SERVED = 1
 # Served by another process: the contact only, and the session when it lives in the database.
 SERVED_ELSEWHERE = 1 if settings.SESSION_ENGINE.endswith("cached_db") else 2
+# The session engines that keep the session's row in the database (the page reads it with the
+# contact), each test run with both.
+DATABASE_SESSIONS = pytest.mark.parametrize(
+    "engine",
+    ["django.contrib.sessions.backends.cached_db", "django.contrib.sessions.backends.db"],
+)
 PROOF = services.Proof(method="web_form", actor="person", ip_address="203.0.113.9")
 
 
@@ -237,10 +243,7 @@ def page_trips(trips: list[list[str]]) -> list[list[str]]:
     return [t for t in found if t != [catalogue.CATALOG_KEY]]  # read at most once a second
 
 
-@pytest.mark.parametrize(
-    "engine",
-    ["django.contrib.sessions.backends.cached_db", "django.contrib.sessions.backends.db"],
-)
+@DATABASE_SESSIONS
 def test_a_page_this_process_served_is_served_again_on_one_query_and_no_cache_trip(
     person: Contact,
     client: Client,
@@ -425,10 +428,7 @@ def _session_with_contact(sql: str) -> bool:
     return "django_session" in sql and "consents_contact" in sql
 
 
-@pytest.mark.parametrize(
-    "engine",
-    ["django.contrib.sessions.backends.cached_db", "django.contrib.sessions.backends.db"],
-)
+@DATABASE_SESSIONS
 def test_a_save_reads_its_session_with_the_contact_it_acts_for_in_one_query(
     person: Contact,
     client: Client,
