@@ -124,9 +124,9 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'assent.sqlite3'}"),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
-# The reads of the hottest pages are prepared once per connection on PostgreSQL (planning their
-# joins cost more than running them). Off behind a pooler that hands a session's statements to
-# other connections (PgBouncer in transaction mode).
+# The reads of the hottest pages and the ledger's own writes are prepared once per connection on
+# PostgreSQL (parsing and planning them cost it about as much as running them). Off behind a
+# pooler that hands a session's statements to other connections (PgBouncer in transaction mode).
 DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
     queue = _queue(write=True)
     if queue is not None:
-        queue.append(_Queued(text, params, obj if returning else None))
+        queue.append(_Queued(text, params, obj if returning else None, name=_name(text)))
         obj._state.adding, obj._state.db = False, connection.alias
         if returning and not later:
             flush()
@@ -106,7 +107,7 @@ def update(model: type[Model], where: Mapping[str, Any], **values: Any) -> int |
     ]
     queue = _queue(write=True)
     if queue is not None:
-        queue.append(_Queued(text, params))
+        queue.append(_Queued(text, params, name=_name(text)))
         return None
     with connection.cursor() as cursor:
         cursor.execute(text, params)
@@ -197,6 +198,7 @@ class _Queued:
     params: list[Any]
     returning: Model | None = None  # the object whose generated id the statement returns
     answer: Pending | None = None  # a read: its rows
+    name: str | None = None  # a statement of this module's own: executed prepared
 
 
 _QUEUE = "_assent_statements_queue"
@@ -297,12 +299,41 @@ def flush() -> None:
     with connection.cursor() as cursor:
         # Each statement's values bound as psycopg binds them (its own text, short, parsed once
         # per process), then the whole sent as it is: a long text with many values would be
-        # parsed again at every call.
+        # parsed again at every call. This module's own writes are executed prepared (their
+        # parsing and planning was a third of PostgreSQL's work on a sign-up), prepared in the
+        # round trip of their first execution on the connection.
         bind = cursor.cursor.mogrify
-        cursor.execute(";\n".join(bind(item.sql, item.params) for item in items))
-        for i, item in enumerate(items):
+        known = (
+            _executes.setdefault(connection.connection, {})
+            if settings.DATABASE_PREPARED_STATEMENTS
+            else None
+        )
+        texts: list[str] = []
+        answers: list[_Queued | None] = []  # per statement sent: its item, None for a PREPARE
+        fresh: dict[str, str] = {}
+        for item in items:
+            if item.name is not None and known is not None:
+                execute = known.get(item.name) or fresh.get(item.name)
+                if execute is None:
+                    prepared = f"{item.name}_{next(_preparations)}"
+                    count = len(item.params)
+                    numbered = item.sql % tuple(f"${i}" for i in range(1, count + 1))
+                    texts.append(f"PREPARE {prepared} AS {numbered}")
+                    answers.append(None)
+                    arguments = f"({', '.join(['%s'] * count)})" if count else ""
+                    execute = fresh[item.name] = f"EXECUTE {prepared}{arguments}"
+                texts.append(bind(execute, item.params))
+            else:
+                texts.append(bind(item.sql, item.params))
+            answers.append(item)
+        cursor.execute(";\n".join(texts))
+        if fresh:
+            known.update(fresh)  # type: ignore[union-attr]
+        for i, item in enumerate(answers):
             if i:
                 cursor.nextset()
+            if item is None:
+                continue
             if item.returning is not None:
                 row = cursor.fetchone()
                 item.returning.pk = row[0] if row else None
@@ -310,13 +341,55 @@ def flush() -> None:
                 item.answer._set(cursor.fetchall() if cursor.description is not None else [])
 
 
+# Per open PostgreSQL connection, this module's writes prepared on it: {name: its EXECUTE}.
+_executes: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+_NAMES: dict[str, str] = {}
+
+
+def _name(text: str) -> str:
+    """The name this process prepares a statement of its own under (per text)."""
+    name = _NAMES.get(text)
+    if name is None:
+        name = _NAMES[text] = f"assent_w{len(_NAMES) + 1}"
+    return name
+
+
+def spelt_out(sql: str) -> str:
+    """A round trip as captured, read as the statements it ran: each execution of this module's
+    prepared statements (``EXECUTE assent_w<n>_<m>(values)``) given the statement's own text
+    before its values, and their preparations (``PREPARE ... AS``) left out. For reading logs
+    and for tests; the statements are split where ``flush`` joined them."""
+    texts = {name: text for text, name in _NAMES.items()}
+    spelt = []
+    for statement in sql.split(";\n"):
+        if re.match(r"PREPARE assent_w\d+_\d+ AS ", statement):
+            continue
+        named = re.match(r"EXECUTE (assent_w\d+)_\d+", statement)
+        if named and named.group(1) in texts:
+            statement = f"{texts[named.group(1)]} /* {statement[named.end() :]} */"
+        spelt.append(statement)
+    return ";\n".join(spelt)
+
+
 def _queued(
-    sql: str, params: Sequence[Any], convert: Any = None, *, write: bool = False
+    sql: str,
+    params: Sequence[Any],
+    convert: Any = None,
+    *,
+    write: bool = False,
+    prepare: bool = False,
 ) -> Pending:
+    """``prepare``: a statement whose every parameter's type PostgreSQL can infer from where it
+    stands (a column it is compared with or written to, a function's argument), executed
+    prepared when it is sent with a queue (``flush``)."""
     answer = Pending(convert)
     queue = _queue(write=write)
     if queue is not None:
-        queue.append(_Queued(sql, list(params), answer=answer))
+        queue.append(
+            _Queued(sql, list(params), answer=answer, name=_name(sql) if prepare else None)
+        )
         return answer
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -324,19 +397,19 @@ def _queued(
     return answer
 
 
-def run(sql: str, params: Sequence[Any]) -> None:
+def run(sql: str, params: Sequence[Any], *, prepare: bool = False) -> None:
     """A statement whose answer nobody reads (a lock): queued inside ``together()``."""
-    _queued(sql, params, write=True)
+    _queued(sql, params, write=True, prepare=prepare)
 
 
-def read(sql: str, params: Sequence[Any]) -> Pending:
+def read(sql: str, params: Sequence[Any], *, prepare: bool = False) -> Pending:
     """A read's rows (``.result``); inside ``together()`` queued until they are asked for."""
-    return _queued(sql, params)
+    return _queued(sql, params, prepare=prepare)
 
 
-def fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+def fetch(sql: str, params: Sequence[Any], *, prepare: bool = False) -> list[tuple[Any, ...]]:
     """The rows of a read; inside ``together()`` sent in the same round trip as the queue."""
-    return read(sql, params).result
+    return read(sql, params, prepare=prepare).result
 
 
 # (column index, column expression, converter functions): what the ORM applies to a row it reads.
@@ -388,10 +461,12 @@ def spelt(queryset: Any) -> Read:
     )
 
 
-def rows(read: Read, params: list[Any], *, later: bool = False) -> Any:
+def rows(read: Read, params: list[Any], *, later: bool = False, prepare: bool = False) -> Any:
     """The rows of a spelt read with these parameters, converted as the ORM converts them (a
-    ``Pending`` of them, ``later``: queued inside ``together()``)."""
-    answer = _queued(read.sql, params, lambda found: converted(found, read.converters))
+    ``Pending`` of them, ``later``: queued inside ``together()``; ``prepare`` as ``_queued``)."""
+    answer = _queued(
+        read.sql, params, lambda found: converted(found, read.converters), prepare=prepare
+    )
     return answer if later else answer.result
 
 
@@ -437,13 +512,13 @@ def select(
         alias = connection.alias
         return [model.from_db(alias, names, values) for values in converted(rows, converters)]
 
-    answer = _queued(text, params, objects)
+    answer = _queued(text, params, objects, prepare=True)
     return answer if later else answer.result
 
 
-def value(text: str, params: list[Any], *, later: bool = False) -> Any:
+def value(text: str, params: list[Any], *, later: bool = False, prepare: bool = False) -> Any:
     """The first column of the first row of a read, or None (a ``Pending`` of it, ``later``)."""
-    answer = _queued(text, params, lambda rows: rows[0][0] if rows else None)
+    answer = _queued(text, params, lambda rows: rows[0][0] if rows else None, prepare=prepare)
     return answer if later else answer.result
 
 

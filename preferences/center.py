@@ -426,7 +426,7 @@ def _spelt(name: str) -> statements.Read:
 def _rows(name: str, *params: int) -> statements.Pending:
     """The rows of one of ``_QUERIES`` for a contact, converted as the ORM converts them, asked
     for with what else is queued (``statements.together``)."""
-    return statements.rows(_spelt(name), list(params), later=True)
+    return statements.rows(_spelt(name), list(params), later=True, prepare=True)
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,7 @@ def _recent_emails(address: str) -> statements.Pending:
             created_at.get_db_prep_value(since, connection),
         ],
         later=True,
+        prepare=True,
     )
 
 

@@ -89,7 +89,9 @@ def address_lock(address: str) -> None:
     # Inside ``statements.together()`` sent with the reads that follow it (each statement of a
     # round trip has its own snapshot: those reads see what the lock waited for).
     statements.run(
-        "SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)]
+        "SELECT pg_advisory_xact_lock(%s)",
+        [int.from_bytes(digest[:8], "big", signed=True)],
+        prepare=True,
     )
 
 

@@ -377,7 +377,9 @@ def reserve_event_id() -> statements.Pending:
         return statements.Pending.done([(None,)])
     table = Event._meta.db_table
     return statements.read(
-        f"SELECT nextval(pg_get_serial_sequence('{table}', '{Event._meta.pk.column}'))", []
+        f"SELECT nextval(pg_get_serial_sequence('{table}', '{Event._meta.pk.column}'))",
+        [],
+        prepare=True,
     )
 
 
@@ -403,7 +405,7 @@ def chain_end_later(contact_id: int) -> statements.Pending:
     that appends nothing after all reserved an event id for nothing: a gap in the ids, which
     number nothing (the chain is numbered by ``seq``)."""
     sql, _reserves = _chain_end_sql()
-    return statements.read(sql, [contact_id] * 5)
+    return statements.read(sql, [contact_id] * 5, prepare=True)
 
 
 def chain_end_asked(contact: Contact, asked: statements.Pending) -> None:
@@ -426,7 +428,7 @@ def _lock_with_chain_end(contact: Contact, *, lock: bool = True) -> Contact:
         locked, row = contact, asked.result[0]
     else:
         locked = Contact.objects.select_for_update().get(pk=contact_id) if lock else contact
-        row = statements.fetch(sql, [contact_id] * 5)[0]
+        row = statements.fetch(sql, [contact_id] * 5, prepare=True)[0]
     head_seq, head_hash, last_seq, last_hash, fold = row[:5]
     locked._head_seq, locked._head_hash = head_seq, head_hash
     locked._last_seq, locked._last_hash = last_seq, last_hash

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from django.db import DataError, IntegrityError, connection, transaction
@@ -145,8 +146,123 @@ def test_writes_go_in_one_round_trip_and_every_later_read_sees_them(
         # The block's end sends what is left.
         assert len(ctx.captured_queries) == 4
         assert Outbox.objects.get(pk=row.pk).to == "c@example.fr"
-    first = _sent(ctx)[0]
+    first = statements.spelt_out(_sent(ctx)[0])
     assert first.count("UPDATE") == 1 and first.count("INSERT INTO") == 2
+
+
+def _fresh_connection() -> None:
+    """As on a connection just opened: this module's statements not yet prepared on it."""
+    statements._executes.pop(connection.connection, None)
+
+
+@pytest.mark.postgres
+def test_the_writes_are_prepared_in_their_first_round_trip_and_executed_by_name_after(
+    make_contact: Callable[..., Contact], settings: Any
+) -> None:
+    contact = make_contact()
+    connection.ensure_connection()
+    _fresh_connection()
+
+    def round_trip(to: str) -> tuple[list[Outbox], str]:
+        with (
+            transaction.atomic(),
+            CaptureQueriesContext(connection) as ctx,
+            statements.together(),
+        ):
+            rows = [
+                statements.insert(_outbox(contact, to), later=True),
+                statements.insert(_outbox(contact, to.upper()), later=True),
+            ]
+            statements.update(ContactFacts, {"contact": contact.pk}, is_customer=True)
+        [sent] = [q for q in _sent(ctx) if q not in ("BEGIN", "COMMIT")]
+        return rows, sent
+
+    rows, first = round_trip("a@example.fr")
+    prepared = re.findall(r"PREPARE (assent_w\d+_\d+) AS (INSERT|UPDATE)", first)
+    assert sorted(kind for _, kind in prepared) == ["INSERT", "UPDATE"]  # one per text
+    assert first.count("EXECUTE ") == 3
+    again, second = round_trip("b@example.fr")
+    assert "PREPARE" not in second and "INSERT" not in second
+    assert {name for name, _ in prepared} == set(re.findall(r"EXECUTE (assent_w\d+_\d+)", second))
+    # Each execution wrote its own row, its id returned as the ORM's insert returns it.
+    written = [Outbox.objects.get(pk=row.pk) for row in [*rows, *again]]
+    assert [row.to for row in written] == [
+        "a@example.fr", "A@EXAMPLE.FR", "b@example.fr", "B@EXAMPLE.FR",
+    ]  # fmt: skip
+    later = {"to": "b@example.fr", "created_at": ANY, "next_attempt_at": ANY}
+    assert _row(Outbox, again[0].pk) == {**_row(Outbox, rows[0].pk), **later}
+    assert ContactFacts.objects.get(contact=contact).is_customer is True
+
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    plain, third = round_trip("c@example.fr")
+    assert "EXECUTE" not in third and third.count("INSERT INTO") == 2
+    assert Outbox.objects.get(pk=plain[1].pk).to == "C@EXAMPLE.FR"
+
+
+@pytest.mark.postgres
+def test_a_write_prepared_in_a_round_trip_that_failed_is_prepared_again_under_another_name(
+    make_contact: Callable[..., Contact],
+) -> None:
+    contact = make_contact()  # with its facts' row
+    connection.ensure_connection()
+    _fresh_connection()
+    outbox = r"PREPARE (assent_w\d+_\d+) AS INSERT INTO \S*consents_outbox"
+    with (
+        CaptureQueriesContext(connection) as failing,
+        pytest.raises(IntegrityError),
+        transaction.atomic(),
+        statements.together(),
+    ):
+        statements.insert(_outbox(contact), later=True)
+        statements.insert(ContactFacts(contact=contact, fold={}))  # the same key: refused
+    with CaptureQueriesContext(connection) as after, transaction.atomic(), statements.together():
+        row = statements.insert(_outbox(contact, "after@example.fr"), later=True)
+    failed = [name for sql in _sent(failing) for name in re.findall(outbox, sql)]
+    again = [name for sql in _sent(after) for name in re.findall(outbox, sql)]
+    assert len(failed) == len(again) == 1 and failed != again
+    assert Outbox.objects.get().pk == row.pk
+
+
+@pytest.mark.postgres
+def test_reads_asked_prepared_give_the_rows_they_give_unprepared(
+    make_contact: Callable[..., Contact], settings: Any
+) -> None:
+    one = make_contact(email="one@example.fr")
+    connection.ensure_connection()
+    _fresh_connection()
+    by_id = statements.spelt(Contact.objects.filter(id=0).values_list("email", "created_at"))
+
+    def asked() -> tuple[list[Any], str]:
+        with (
+            transaction.atomic(),
+            CaptureQueriesContext(connection) as ctx,
+            statements.together(),
+        ):
+            statements.run("SELECT pg_advisory_xact_lock(%s)", [42], prepare=True)
+            answers = [
+                statements.select(Contact, "UPPER(email) = UPPER(%s)", ["ONE@example.fr"],
+                                  later=True),
+                statements.rows(by_id, [one.pk], later=True, prepare=True),
+                statements.value("SELECT COUNT(*) FROM consents_contact WHERE id > %s",
+                                 [0], later=True, prepare=True),
+                statements.read("SELECT 7", [], prepare=True),
+            ]  # fmt: skip
+            results = [answer.result for answer in answers]
+        [sent] = _sent(ctx)
+        return results, sent
+
+    runs = [asked() for _ in range(3)]
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    unprepared, plain = asked()
+    assert "PREPARE" in runs[0][1] and "PREPARE" not in runs[1][1]
+    assert runs[1][1].count("EXECUTE ") == 5 and "SELECT" not in runs[1][1]
+    assert re.search(r"EXECUTE assent_w\d+_\d+$", runs[1][1])  # no parameter: no brackets
+    assert "EXECUTE" not in plain
+    for results, _ in [*runs, (unprepared, plain)]:
+        [found], rows, count, seven = results
+        assert found.pk == one.pk and isinstance(found, Contact)
+        assert [tuple(row) for row in rows] == [("one@example.fr", one.created_at)]
+        assert count == 1 and seven == [(7,)]
 
 
 @pytest.mark.postgres
