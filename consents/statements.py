@@ -198,7 +198,7 @@ class _Queued:
     params: list[Any]
     returning: Model | None = None  # the object whose generated id the statement returns
     answer: Pending | None = None  # a read: its rows
-    name: str | None = None  # a statement of this module's own: executed prepared
+    name: str | None = None  # executed prepared under this name (``_name``)
 
 
 _QUEUE = "_assent_statements_queue"
@@ -299,36 +299,30 @@ def flush() -> None:
     with connection.cursor() as cursor:
         # Each statement's values bound as psycopg binds them (its own text, short, parsed once
         # per process), then the whole sent as it is: a long text with many values would be
-        # parsed again at every call. This module's own writes are executed prepared (their
-        # parsing and planning was a third of PostgreSQL's work on a sign-up), prepared in the
-        # round trip of their first execution on the connection.
+        # parsed again at every call. This module's own writes, and the reads asked with
+        # ``prepare``, are executed prepared (their parsing and planning were a third of
+        # PostgreSQL's work on a sign-up), prepared in the round trip of their first execution
+        # on the connection and known as prepared once it has come back.
         bind = cursor.cursor.mogrify
-        known = (
-            _executes.setdefault(connection.connection, {})
-            if settings.DATABASE_PREPARED_STATEMENTS
-            else None
-        )
+        known = _known_prepared()
         texts: list[str] = []
         answers: list[_Queued | None] = []  # per statement sent: its item, None for a PREPARE
         fresh: dict[str, str] = {}
         for item in items:
-            if item.name is not None and known is not None:
+            if item.name is None or known is None:
+                texts.append(bind(item.sql, item.params))
+            else:
                 execute = known.get(item.name) or fresh.get(item.name)
                 if execute is None:
-                    prepared = f"{item.name}_{next(_preparations)}"
-                    count = len(item.params)
-                    numbered = item.sql % tuple(f"${i}" for i in range(1, count + 1))
-                    texts.append(f"PREPARE {prepared} AS {numbered}")
+                    prepare, execute = _preparation(item.name, item.sql, len(item.params))
+                    fresh[item.name] = execute
+                    texts.append(prepare)
                     answers.append(None)
-                    arguments = f"({', '.join(['%s'] * count)})" if count else ""
-                    execute = fresh[item.name] = f"EXECUTE {prepared}{arguments}"
                 texts.append(bind(execute, item.params))
-            else:
-                texts.append(bind(item.sql, item.params))
             answers.append(item)
         cursor.execute(";\n".join(texts))
-        if fresh:
-            known.update(fresh)  # type: ignore[union-attr]
+        if known is not None:
+            known.update(fresh)
         for i, item in enumerate(answers):
             if i:
                 cursor.nextset()
@@ -339,10 +333,6 @@ def flush() -> None:
                 item.returning.pk = row[0] if row else None
             elif item.answer is not None:
                 item.answer._set(cursor.fetchall() if cursor.description is not None else [])
-
-
-# Per open PostgreSQL connection, this module's writes prepared on it: {name: its EXECUTE}.
-_executes: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
 _NAMES: dict[str, str] = {}
@@ -488,7 +478,8 @@ def select(
     """``model``'s rows matching ``where`` (SQL on its columns, ``%s`` for ``params``), as the ORM
     builds them: every concrete field, converted as the ORM converts it. For the few reads on the
     busiest paths (the sign-up's), where building the query costs more than running it. With
-    ``later``, a ``Pending`` whose ``result`` is that list (queued inside ``together()``);
+    ``later``, a ``Pending`` whose ``result`` is that list (queued inside ``together()``, and
+    executed prepared: ``where`` compares columns with its values, whose types PostgreSQL infers);
     ``for_update``: the rows locked (``SELECT ... FOR UPDATE`` where the database has it)."""
     for_update = for_update and connection.features.has_select_for_update
     key = (connection.vendor, model, where, order_by, limit, for_update)
@@ -525,11 +516,29 @@ def value(text: str, params: list[Any], *, later: bool = False, prepare: bool = 
 # --- Statements prepared once per connection ------------------------------------------------------
 
 # Per open PostgreSQL connection (the driver's object: a new connection prepares again), the
-# statements known to be prepared on it: {name asked for: the name it was prepared under}.
+# statements known to be prepared on it: {name asked for: its ``EXECUTE``, a ``%s`` per value}.
 _prepared: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
 # Each preparation under a name of its own: one whose outcome is unknown (its round trip raised)
 # is never executed by name nor prepared again under the same name.
 _preparations = itertools.count(1)
+
+
+def _known_prepared() -> dict[str, str] | None:
+    """The statements prepared on this connection (``_prepared``), or None where statements are
+    not prepared (another database, or ``DATABASE_PREPARED_STATEMENTS`` off)."""
+    if connection.vendor != "postgresql" or not settings.DATABASE_PREPARED_STATEMENTS:
+        return None
+    return _prepared.setdefault(connection.connection, {})
+
+
+def _preparation(name: str, sql: str, count: int) -> tuple[str, str]:
+    """``sql`` (a ``%s`` per value, ``%%`` for a ``%``) under a name of its own: its
+    ``PREPARE ... AS`` (the values numbered, ready to send as it is) and its ``EXECUTE`` (a
+    ``%s`` per value, to bind)."""
+    prepared = f"{name}_{next(_preparations)}"
+    numbered = sql % tuple(f"${i}" for i in range(1, count + 1))
+    arguments = f"({', '.join(['%s'] * count)})" if count else ""
+    return f"PREPARE {prepared} AS {numbered}", f"EXECUTE {prepared}{arguments}"
 
 
 def execute_prepared(cursor: Any, name: str, sql: str, params: Sequence[Any]) -> None:
@@ -538,19 +547,17 @@ def execute_prepared(cursor: Any, name: str, sql: str, params: Sequence[Any]) ->
     planning a join of three tables cost it three times what running it did. As it is
     elsewhere, or with ``DATABASE_PREPARED_STATEMENTS`` off. ``sql`` holds a ``%s`` placeholder
     per parameter, in order (and ``%%`` for a ``%``)."""
-    if connection.vendor != "postgresql" or not settings.DATABASE_PREPARED_STATEMENTS:
+    known = _known_prepared()
+    if known is None:
         cursor.execute(sql, params)
         return
-    arguments = ", ".join(["%s"] * len(params))
-    raw = connection.connection
-    known = _prepared.get(raw, {}).get(name)
-    if known is not None:
-        cursor.execute(f"EXECUTE {known}({arguments})", params)
+    execute = known.get(name)
+    if execute is not None:
+        cursor.execute(execute, params)
         return
     # A statement prepared stays prepared whatever becomes of its transaction, even when the
     # EXECUTE after it fails: it is only known once the round trip has come back.
-    prepared = f"{name}_{next(_preparations)}"
-    numbered = (sql % tuple(f"${i}" for i in range(1, len(params) + 1))).replace("%", "%%")
-    cursor.execute(f"PREPARE {prepared} AS {numbered}; EXECUTE {prepared}({arguments})", params)
+    prepare, execute = _preparation(name, sql, len(params))
+    cursor.execute(f"{prepare.replace('%', '%%')}; {execute}", params)
     cursor.nextset()  # the EXECUTE's rows
-    _prepared.setdefault(raw, {})[name] = prepared
+    known[name] = execute

@@ -152,7 +152,7 @@ def test_writes_go_in_one_round_trip_and_every_later_read_sees_them(
 
 def _fresh_connection() -> None:
     """As on a connection just opened: this module's statements not yet prepared on it."""
-    statements._executes.pop(connection.connection, None)
+    statements._prepared.pop(connection.connection, None)
 
 
 @pytest.mark.postgres
