@@ -68,7 +68,10 @@ def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
     queue = _queue(write=True)
     if queue is not None:
-        queue.append(_Queued(text, params, obj if returning else None, name=_name(text)))
+        item = _Queued(text, params, obj if returning else None, name=_name(text))
+        if not unless_taken and obj.pk is not None:
+            item.row = (model, obj.pk, fields)  # an update of it may still join it (``_joined``)
+        queue.append(item)
         obj._state.adding, obj._state.db = False, connection.alias
         if returning and not later:
             flush()
@@ -107,11 +110,40 @@ def update(model: type[Model], where: Mapping[str, Any], **values: Any) -> int |
     ]
     queue = _queue(write=True)
     if queue is not None:
-        queue.append(_Queued(text, params, name=_name(text)))
+        if not _joined(queue, model, where, values):
+            queue.append(_Queued(text, params, name=_name(text), table=model))
         return None
     with connection.cursor() as cursor:
         cursor.execute(text, params)
         return cursor.rowcount
+
+
+def _joined(
+    queue: list[_Queued], model: type[Model], where: Mapping[str, Any], values: Mapping[str, Any]
+) -> bool:
+    """An update of one row, by its primary key, whose insert is still queued with nothing
+    after it that reads (a read, a lock) or writes that table: the insert takes the new values,
+    and the update is not sent (a new contact's facts, written at its creation and again at its
+    first event, one statement instead of two). Nothing can tell the two apart: no statement
+    sees the row between them."""
+    if len(where) != 1:
+        return False
+    meta = model._meta
+    ((key, pk),) = where.items()
+    if key not in (meta.pk.name, meta.pk.attname):
+        return False
+    for item in reversed(queue):
+        if item.answer is not None:
+            return False  # a read, a lock or a delete after the insert: it saw the row inserted
+        if item.row is not None and item.row[0] is model and item.row[1] == pk:
+            fields = item.row[2]
+            for name, value in values.items():
+                field = meta.get_field(name)
+                item.params[fields.index(field)] = field.get_db_prep_save(value, connection)
+            return True
+        if item.table is model or (item.row is not None and item.row[0] is model):
+            return False  # another write of the table after it: kept in order
+    return False
 
 
 def delete(model: type[Model], where: Mapping[str, Any]) -> None:
@@ -199,6 +231,8 @@ class _Queued:
     returning: Model | None = None  # the object whose generated id the statement returns
     answer: Pending | None = None  # a read: its rows
     name: str | None = None  # executed prepared under this name (``_name``)
+    table: type[Model] | None = None  # an update's model
+    row: tuple[type[Model], Any, list[Any]] | None = None  # an insert's model, key and fields
 
 
 _QUEUE = "_assent_statements_queue"

@@ -150,6 +150,64 @@ def test_writes_go_in_one_round_trip_and_every_later_read_sees_them(
     assert first.count("UPDATE") == 1 and first.count("INSERT INTO") == 2
 
 
+def _bare_contact(email: str) -> Contact:
+    """A contact row without its facts (``make_contact`` writes them)."""
+    return Contact.objects.create(email=email, collected_at=clock.now())
+
+
+@pytest.mark.postgres
+def test_an_update_of_a_row_whose_insert_is_still_queued_is_sent_as_part_of_the_insert(
+    db: Any,
+) -> None:
+    contact = _bare_contact("joined@example.fr")
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx, statements.together():
+        statements.insert(ContactFacts(contact=contact, fold={"v": 1}))
+        statements.update(ContactFacts, {"contact": contact.pk}, is_customer=True)
+        statements.update(ContactFacts, {"contact": contact.pk}, fold={"v": 2})
+    sent = statements.spelt_out(_sent(ctx)[0])
+    assert sent.count('INSERT INTO "consents_contactfacts"') == 1
+    assert "UPDATE" not in sent
+    facts = ContactFacts.objects.get(contact=contact)
+    assert facts.is_customer is True and facts.fold == {"v": 2}
+
+
+@pytest.mark.postgres
+def test_an_update_is_sent_on_its_own_when_something_between_saw_the_row(db: Any) -> None:
+    contact, other = _bare_contact("seen@example.fr"), _bare_contact("other@example.fr")
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx, statements.together():
+        # A read after the insert sees the row as inserted, before the update.
+        statements.insert(ContactFacts(contact=contact, fold={"v": 1}))
+        seen = statements.read(
+            "SELECT is_customer FROM consents_contactfacts WHERE contact_id = %s",
+            [contact.pk],
+        )
+        statements.update(ContactFacts, {"contact": contact.pk}, is_customer=True)
+        # Another write of the table after the insert: the writes stay in their order.
+        statements.insert(ContactFacts(contact=other, fold={"v": 1}))
+        statements.update(ContactFacts, {"contact": other.pk}, generic_email=True)
+        statements.update(ContactFacts, {"contact": contact.pk}, fold={"v": 3})
+        # Not by its primary key: sent as it is.
+        statements.update(ContactFacts, {"is_customer": True}, undeliverable_email=True)
+    assert seen.result == [(False,)]
+    sent = statements.spelt_out(_sent(ctx)[0])
+    assert sent.count('UPDATE "consents_contactfacts"') == 3
+    facts = ContactFacts.objects.get(contact=contact)
+    assert (facts.is_customer, facts.undeliverable_email, facts.fold) == (True, True, {"v": 3})
+    assert ContactFacts.objects.get(contact=other).generic_email is True
+
+
+@pytest.mark.postgres
+def test_an_update_after_an_insert_unless_taken_is_sent_on_its_own(db: Any) -> None:
+    """The insert may have written nothing: the update is for the row already there."""
+    contact = _bare_contact("taken-facts@example.fr")
+    ContactFacts.objects.create(contact=contact, fold={"v": 0})
+    with transaction.atomic(), statements.together():
+        statements.insert(ContactFacts(contact=contact, fold={"v": 1}), unless_taken=True)
+        statements.update(ContactFacts, {"contact": contact.pk}, is_customer=True)
+    facts = ContactFacts.objects.get(contact=contact)
+    assert facts.is_customer is True and facts.fold == {"v": 0}
+
+
 def _fresh_connection() -> None:
     """As on a connection just opened: this module's statements not yet prepared on it."""
     statements._prepared.pop(connection.connection, None)

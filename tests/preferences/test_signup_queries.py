@@ -50,6 +50,9 @@ def test_a_sign_up_with_one_choice_runs_at_most_14_queries(client: Client) -> No
         assert len(sql) <= 3, "\n\n".join(sql)
         assert sum(statement.count("INSERT INTO") for statement in sql) >= 7
         assert not any('FROM "consents_chainhead"' in statement for statement in sql)
+        # The new contact's facts are written once, with its first event already applied.
+        facts = [s for s in "\n".join(sql).split(";\n") if '"consents_contactfacts"' in s]
+        assert len(facts) == 1 and facts[0].startswith("INSERT INTO"), facts
     # The sign-up's transaction (a savepoint here: the test runs in a transaction). The contact
     # is created without one (a concurrent creation of the same address makes it write nothing)
     # and the services nested in the sign-up take none of their own (two round trips each).
