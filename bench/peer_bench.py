@@ -2,8 +2,11 @@
 
 Needs PostgreSQL, Redis and ``wrk``. Each side runs under gunicorn (``--workers`` sync workers,
 default 2), production settings (``DEBUG`` off), PostgreSQL on 127.0.0.1 with ``CONN_MAX_AGE``
-60, and is measured with wrk (2 threads, 4 connections, ``--seconds`` each, default 8), back to
-back:
+60, and is measured with wrk (2 threads, 4 connections, ``--seconds`` each, default 8). Both servers
+are started and warmed up (``--warmup`` seconds of each page, not counted), then measured in
+``--rounds`` rounds (default 3): in each, a page on one side right after the same page on the
+other, the side that goes first alternating. Each round gives a ratio of two runs seconds apart;
+the figure is the median of the rounds, and every round is printed:
 
 - **django-newsletter 1.2.1**, installed from PyPI into a throwaway virtualenv (``--peer-venv``,
   default ``/tmp/assent-peer-venv``; never committed) with Django 5.2 and gunicorn, in a tiny
@@ -19,7 +22,9 @@ back:
 - **The preference page**: ``bench/preferences_bench.py`` in the same run (drawn, served again,
   a save), with the same wrk settings.
 
-Prints a table with the ratios and writes ``<out>/peer.json``.
+Prints a table with the median ratios and each round's, and writes ``<out>/peer.json``. The
+preference page (its own rounds, after these): each of its saves against the median of the
+peer's POST runs.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ import os
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -173,7 +180,7 @@ def peer_setup(args: argparse.Namespace) -> tuple[Path, Path, dict[str, str]]:
     return python, project, env
 
 
-def measure_peer(args: argparse.Namespace, scripts: Path) -> dict[str, Any]:
+def start_peer(args: argparse.Namespace, scripts: Path) -> Side:
     python, project, env = peer_setup(args)
     server = harness.Server(
         "django-newsletter",
@@ -190,14 +197,10 @@ def measure_peer(args: argparse.Namespace, scripts: Path) -> dict[str, Any]:
         script.write_text(
             lua_post(path, cookie, body, "email_field").replace("{port}", str(server.port))
         )
-        results = {}
-        log("django-newsletter: subscribe GET")
-        results["signup_get"] = harness.wrk(server.port, path, seconds=args.seconds)
-        log("django-newsletter: subscribe POST")
-        results["signup_post"] = harness.wrk(server.port, path, seconds=args.seconds, script=script)
-    finally:
+    except BaseException:
         server.stop()
-    return results
+        raise
+    return Side("django-newsletter", server, path, script)
 
 
 # --- Assent -------------------------------------------------------------------------------------
@@ -242,7 +245,7 @@ def assent_env(args: argparse.Namespace) -> dict[str, str]:
     )
 
 
-def measure_assent(args: argparse.Namespace, scripts: Path) -> dict[str, Any]:
+def start_assent(args: argparse.Namespace, scripts: Path) -> Side:
     env = assent_env(args)
     harness.recreate_database(args.server_url, args.database)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT,
@@ -264,15 +267,53 @@ def measure_assent(args: argparse.Namespace, scripts: Path) -> dict[str, Any]:
                           ("website", ""), ("choice", "newsletter:email")])  # fmt: skip
         script = scripts / "assent-post.lua"
         script.write_text(lua_post(path, cookie, body, "email").replace("{port}", str(server.port)))
-        results = {}
-        log("Assent: sign-up GET")
-        results["signup_get"] = harness.wrk(server.port, path, seconds=args.seconds)
-        log("Assent: sign-up POST")
-        results["signup_post"] = harness.wrk(server.port, path, seconds=args.seconds, script=script)
-    finally:
+    except BaseException:
         server.stop()
-        purge_queue(args.redis_url)
-    return results
+        raise
+    return Side("Assent", server, path, script)
+
+
+@dataclass
+class Side:
+    """One side of the comparison: its server (started), the sign-up's path, the POST's script."""
+
+    name: str
+    server: harness.Server
+    path: str
+    script: Path
+
+    def measure(self, page: str, seconds: int) -> dict[str, Any]:
+        script = self.script if page == "signup_post" else None
+        return harness.wrk(self.server.port, self.path, seconds=seconds, script=script)
+
+
+PAGES = (("signup_get", "sign-up GET"), ("signup_post", "sign-up POST"))
+
+
+def measure_rounds(args: argparse.Namespace, sides: list[Side]) -> dict[str, Any]:
+    """Both sides warmed (a short run of each page, not counted), then ``args.rounds`` rounds:
+    each page on one side right after the other, the side that goes first alternating. Each
+    round's ratio compares two runs a few seconds apart; the median of the rounds is the
+    figure (a neighbour's burst on this shared host moves one run, not the median)."""
+    for side in sides:
+        for page, label in PAGES:
+            log(f"{side.name}: {label}, warming up ({args.warmup} s, not counted)")
+            side.measure(page, args.warmup)
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        s.name: {p: [] for p, _ in PAGES} for s in sides
+    }
+    for number in range(args.rounds):
+        harness.vacuum_between_runs(args.server_url, args.database, args.peer_database)
+        order = sides if number % 2 == 0 else sides[::-1]
+        for page, label in PAGES:
+            for side in order:
+                log(f"round {number + 1}/{args.rounds}, {side.name}: {label}")
+                runs[side.name][page].append(side.measure(page, args.seconds))
+    return runs
+
+
+def _each(ratios: list[float]) -> str:
+    return ", ".join(f"{r:.2f}" for r in ratios)
 
 
 def purge_queue(redis_url: str) -> None:
@@ -295,6 +336,8 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
     parser.add_argument("--peer-venv", type=Path, default=Path("/tmp/assent-peer-venv"))
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of both sides (median)")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds per page, not counted")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-preferences", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
@@ -307,43 +350,67 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     scripts = args.out / "peer-lua"
     scripts.mkdir(exist_ok=True)
-    peer = measure_peer(args, scripts)
-    assent = measure_assent(args, scripts)
+    sides: list[Side] = []
+    try:
+        sides.append(start_peer(args, scripts))
+        sides.append(start_assent(args, scripts))
+        runs = measure_rounds(args, sides)
+    finally:
+        for side in sides:
+            side.server.stop()
+        purge_queue(args.redis_url)
+    peer, assent = runs["django-newsletter"], runs["Assent"]
     prefs: dict[str, Any] = {}
     if not args.skip_preferences:
         log("the preference page (bench/preferences_bench.py)")
         subprocess.run(
             [sys.executable, "bench/preferences_bench.py", "--database", args.prefs_database,
              "--redis-url", args.redis_url, "--seconds", str(args.seconds), "--connections", "4",
-             "--out", str(args.out)],
+             "--rounds", str(args.rounds), "--warmup", str(args.warmup), "--out", str(args.out)],
             cwd=ROOT, check=True,
         )  # fmt: skip
         prefs = json.loads((args.out / "preferences.json").read_text())
+    # Per page: each round's ratio (two runs seconds apart), and their median.
     rows = [
         ("sign-up form, GET", assent["signup_get"], peer["signup_get"], TARGETS["signup_get"]),
         ("sign-up, POST (one topic)", assent["signup_post"], peer["signup_post"],
          TARGETS["signup_post"]),
     ]  # fmt: skip
     if prefs:
-        rows.append(("preference page, save", prefs["post"], peer["signup_post"], TARGETS["save"]))
+        # Its own rounds, after these: each against the median of the peer's POST runs.
+        peer_post = {"rps": statistics.median(r["rps"] for r in peer["signup_post"])}
+        saves = [{"rps": rps} for rps in prefs["post_rps_per_round"]]
+        rows.append(("preference page, save", saves, [peer_post] * len(saves), TARGETS["save"]))
+    ratios = {
+        name: [a["rps"] / p["rps"] for a, p in zip(ours, theirs, strict=True)]
+        for name, ours, theirs, _ in rows
+    }
     result = {
-        "peer": peer, "assent": assent, "preferences": prefs,
-        "ratios": {name: a["rps"] / p["rps"] for name, a, p, _ in rows},
+        "peer": peer, "assent": assent, "preferences": prefs, "rounds": args.rounds,
+        "ratios": {name: statistics.median(r) for name, r in ratios.items()},
+        "ratios_per_round": ratios,
         "cpus": os.cpu_count(), "load_average": os.getloadavg(),
     }  # fmt: skip
     (args.out / "peer.json").write_text(json.dumps(result, indent=2))
     print()
-    print("| page | Assent | django-newsletter 1.2.1 | ratio | target |")
-    print("|---|---:|---:|---:|---:|")
-    for name, a, p, target in rows:
+    print(f"Medians of {args.rounds} rounds (each round: both sides, one right after the other)")
+    print()
+    print("| page | Assent | django-newsletter 1.2.1 | ratio (median) | each round | target |")
+    print("|---|---:|---:|---:|---|---:|")
+    for name, ours, theirs, target in rows:
+        a = statistics.median(r["rps"] for r in ours)
+        p = statistics.median(r["rps"] for r in theirs)
+        each = ", ".join(f"{r:.2f}" for r in ratios[name])
         print(
-            f"| {name} | {a['rps']:.0f} req/s | {p['rps']:.0f} req/s "
-            f"| {a['rps'] / p['rps']:.2f} | {target} |"
+            f"| {name} | {a:.0f} req/s | {p:.0f} req/s "
+            f"| {statistics.median(ratios[name]):.2f} | {each} | {target} |"
         )
     if prefs:
         print(
             f"\npreference page drawn / its floor: {prefs['get_drawn_over_floor']:.2f} "
-            f"(target 0.25); served again / its floor: {prefs['get_over_floor']:.2f} (target 0.6)"
+            f"(target 0.25; rounds {_each(prefs['get_drawn_over_floor_per_round'])}); "
+            f"served again / its floor: {prefs['get_over_floor']:.2f} "
+            f"(target 0.6; rounds {_each(prefs['get_over_floor_per_round'])})"
         )
 
 

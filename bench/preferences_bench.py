@@ -15,6 +15,10 @@ Twice: as deployed (Redis cache, the page served again while nothing on it chang
 (``PREFERENCE_PAGE_CACHE_SECONDS=0``: every GET draws the page, the ``get_drawn`` row, against a
 floor of the queries of a drawing).
 
+``--rounds N`` measures each N times, the floor and the page one right after the other (the one
+that goes first alternating), after ``--warmup`` seconds of each not counted: each figure is then
+the median run, each ratio the median of the rounds' ratios (``make bench-peer`` runs 3 rounds).
+
 Target: GET >= 0.6 x floor. Prints a table and writes ``<out>/preferences.json``.
 """
 
@@ -27,6 +31,7 @@ import os
 import re
 import secrets
 import shutil
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -217,6 +222,8 @@ def main() -> None:
     parser.add_argument("--post-threads", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--conn-max-age", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of each measure (median)")
+    parser.add_argument("--warmup", type=int, default=0, help="seconds per measure, not counted")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--child-seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -253,6 +260,7 @@ def main() -> None:
     }
     scripts = args.out / "prefs-lua"
     scripts.mkdir(exist_ok=True)
+    runs: dict[str, list[dict[str, Any]]] = {}
     # As deployed, then with every GET drawing the page (the cold path: a first visit, a change).
     for cache_seconds, get_name, floor_name, queries in [
         ("600", "get", "floor", seeded["queries_kept"]),
@@ -282,19 +290,39 @@ def main() -> None:
                 posters = [open_session(args.port, t) for t in seeded["tokens"][1:]]
                 (scripts / "post.lua").write_text(lua_post(posters))
                 plan.append(("post", "/preferences/", scripts / "post.lua", len(posters)))
-            for name, path, script, threads in plan:
-                log(f"{name}: {args.seconds} s, {args.connections} connections")
-                results[name] = harness.wrk(
-                    args.port, path, seconds=args.seconds, threads=threads,
-                    connections=args.connections, script=script,
-                    figures=("rps", "p50", "non_2xx_3xx", "socket_errors", "raw"),
-                )  # fmt: skip
-                log(f"{name}: {results[name]['rps']:.1f} requests/s")
+            if args.warmup:
+                for name, path, script, threads in plan:
+                    log(f"{name}: warming up ({args.warmup} s, not counted)")
+                    harness.wrk(args.port, path, seconds=args.warmup, threads=threads,
+                                connections=args.connections, script=script)  # fmt: skip
+            for number in range(args.rounds):
+                harness.vacuum_between_runs(args.server_url, args.database)
+                # The floor and the page one right after the other, the first alternating.
+                for name, path, script, threads in plan if number % 2 == 0 else plan[::-1]:
+                    log(f"{name}: {args.seconds} s, {args.connections} connections")
+                    runs.setdefault(name, []).append(
+                        harness.wrk(
+                            args.port, path, seconds=args.seconds, threads=threads,
+                            connections=args.connections, script=script,
+                            figures=("rps", "p50", "non_2xx_3xx", "socket_errors", "raw"),
+                        )
+                    )  # fmt: skip
+                    log(f"{name}: {runs[name][-1]['rps']:.1f} requests/s")
         finally:
             server.stop()
-    results["get_over_floor"] = results["get"]["rps"] / results["floor"]["rps"]
-    results["get_drawn_over_floor"] = results["get_drawn"]["rps"] / results["floor_drawn"]["rps"]
-    results["post_over_floor"] = results["post"]["rps"] / results["floor"]["rps"]
+    # Each measure's median run; each ratio, the median of the rounds' (runs seconds apart).
+    for name, measured in runs.items():
+        results[name] = sorted(measured, key=lambda r: r["rps"])[len(measured) // 2]
+        results[f"{name}_rps_per_round"] = [r["rps"] for r in measured]
+    for ratio, page, floor in [
+        ("get_over_floor", "get", "floor"),
+        ("get_drawn_over_floor", "get_drawn", "floor_drawn"),
+        ("post_over_floor", "post", "floor"),
+    ]:
+        each = [a["rps"] / f["rps"] for a, f in zip(runs[page], runs[floor], strict=True)]
+        results[ratio] = statistics.median(each)
+        results[f"{ratio}_per_round"] = each
+    results["rounds"] = args.rounds
     results["target"] = TARGET
     results["load_average"] = os.getloadavg()
     (args.out / "preferences.json").write_text(json.dumps(results, indent=2))
@@ -313,8 +341,18 @@ def main() -> None:
         print(f"| {name} | {queries} | {r['rps']:.1f} | {r['p50']} | {r['non_2xx_3xx']} |")
     ratio = results["get_over_floor"]
     verdict = "meets" if ratio >= TARGET else "misses"
-    print(f"\nGET / floor = {ratio:.2f} ({verdict} the target {TARGET})")
-    print(f"GET drawn every time / its floor = {results['get_drawn_over_floor']:.2f}")
+    rounds = f" (median of {args.rounds} rounds: " if args.rounds > 1 else " ("
+
+    def each(name: str) -> str:
+        return ", ".join(f"{r:.2f}" for r in results[f"{name}_per_round"]) + "; "
+
+    print(
+        f"\nGET / floor = {ratio:.2f}{rounds}{each('get_over_floor')}{verdict} the target {TARGET})"
+    )
+    print(
+        f"GET drawn every time / its floor = {results['get_drawn_over_floor']:.2f}{rounds}"
+        f"{each('get_drawn_over_floor')}target 0.25)"
+    )
     print(f"load average after the run: {results['load_average']}")
 
 
