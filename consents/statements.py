@@ -20,6 +20,7 @@ import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -339,6 +340,7 @@ def flush() -> None:
         # on the connection and known as prepared once it has come back.
         bind = cursor.cursor.mogrify
         known = _known_prepared()
+        literal = _literals() if known is not None else None
         texts: list[str] = []
         answers: list[_Queued | None] = []  # per statement sent: its item, None for a PREPARE
         fresh: dict[str, str] = {}
@@ -352,7 +354,7 @@ def flush() -> None:
                     fresh[item.name] = execute
                     texts.append(prepare)
                     answers.append(None)
-                texts.append(bind(execute, item.params))
+                texts.append(_executed(execute, item.params, literal))
             answers.append(item)
         cursor.execute(";\n".join(texts))
         if known is not None:
@@ -563,6 +565,38 @@ def _known_prepared() -> dict[str, str] | None:
     if connection.vendor != "postgresql" or not settings.DATABASE_PREPARED_STATEMENTS:
         return None
     return _prepared.setdefault(connection.connection, {})
+
+
+def _literals() -> Callable[[Any], str]:
+    """A value spelt as an SQL literal exactly as psycopg spells it when it binds a statement
+    (``mogrify``), by one adaptation context kept for the connection: the dumper of each type
+    looked up once per connection rather than once per round trip, and no statement text parsed
+    around the values (half of what binding an ``EXECUTE`` cost)."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    raw = conn.connection
+    kept = getattr(conn, "_assent_literals", None)
+    if kept is None or kept[0] is not raw:
+        from psycopg.adapt import Transformer
+
+        as_literal, encoding = Transformer(raw).as_literal, raw.info.encoding
+
+        def spelt(value: Any) -> str:
+            if value is None:
+                return "NULL"
+            if isinstance(value, Enum) and isinstance(value, (str, int)):
+                value = value.value  # a model's choice: the text psycopg spells for it anyway
+            return as_literal(value).decode(encoding)
+
+        kept = (raw, spelt)
+        conn._assent_literals = kept
+    return kept[1]
+
+
+def _executed(execute: str, params: Sequence[Any], literal: Callable[[Any], str] | None) -> str:
+    """``EXECUTE name(%s, ...)`` with its values spelt in (``_literals``)."""
+    if not params or literal is None:
+        return execute
+    return f"{execute[: execute.index('(')]}({', '.join([literal(p) for p in params])})"
 
 
 def _preparation(name: str, sql: str, count: int) -> tuple[str, str]:

@@ -208,6 +208,34 @@ def test_an_update_after_an_insert_unless_taken_is_sent_on_its_own(db: Any) -> N
     assert facts.is_customer is True and facts.fold == {"v": 0}
 
 
+@pytest.mark.postgres
+def test_values_are_spelt_in_an_execute_as_psycopg_binds_them(db: Any) -> None:
+    import datetime
+    import decimal
+    import ipaddress
+    import uuid
+
+    from django.db.models import IntegerChoices
+    from psycopg.types.json import Jsonb
+
+    from consents.models import EventType
+
+    class Level(IntegerChoices):
+        HIGH = 3
+
+    values = [
+        "plain", "", "it's", "back\\slash", "per%cent %s", "é ü 日本", None, 0, -7, 2**40, True,
+        False, 1.5, decimal.Decimal("12.30"), at("2026-11-30T10:00"), datetime.date(2026, 11, 30),
+        ipaddress.ip_address("203.0.113.7"), ipaddress.ip_address("2001:db8::1"),
+        uuid.UUID(int=5), Jsonb({"a": ["x'y", 1, None]}), EventType.OPT_IN, Level.HIGH,
+    ]  # fmt: skip
+    execute = f"EXECUTE some_name({', '.join(['%s'] * len(values))})"
+    with connection.cursor() as cursor:
+        bound = cursor.cursor.mogrify(execute, values)
+    assert statements._executed(execute, values, statements._literals()) == bound
+    assert statements._executed("EXECUTE other", [], statements._literals()) == "EXECUTE other"
+
+
 def _fresh_connection() -> None:
     """As on a connection just opened: this module's statements not yet prepared on it."""
     statements._prepared.pop(connection.connection, None)
