@@ -408,18 +408,29 @@ def rows_update(model: Any, objs: list[Any], names: list[str], chunk: int = 1000
     key = q(pk.column)
     sets = ", ".join(f"{q(f.column)} = v.{q(f.column)}::{f.db_type(connection)}" for f in fields)
     columns = ", ".join([key, *(q(f.column) for f in fields)])
-    row = "(" + ", ".join(["%s"] * (len(fields) + 1)) + ")"
+    # The values spelt in by psycopg's own literals (``statements.literals``): a statement of
+    # thousands of placeholders was parsed again at each call (a sixth of a tracking drain).
+    literal = statements.literals()
+    prepare = [f.get_db_prep_save for f in fields]
     with connection.cursor() as cursor:
         for start in range(0, len(objs), chunk):
-            part = objs[start : start + chunk]
-            params: list[Any] = []
-            for obj in part:
-                params.append(obj.pk)
-                params += [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+            rows = [
+                "("
+                + ", ".join(
+                    [
+                        literal(obj.pk),
+                        *(
+                            literal(p(getattr(obj, f.attname), connection))
+                            for p, f in zip(prepare, fields, strict=True)
+                        ),
+                    ]
+                )
+                + ")"
+                for obj in objs[start : start + chunk]
+            ]
             cursor.execute(
-                f"UPDATE {table} SET {sets} FROM (VALUES {', '.join([row] * len(part))})"
-                f" AS v({columns}) WHERE {table}.{key} = v.{key}::{pk.db_type(connection)}",
-                params,
+                f"UPDATE {table} SET {sets} FROM (VALUES {', '.join(rows)})"
+                f" AS v({columns}) WHERE {table}.{key} = v.{key}::{pk.db_type(connection)}"
             )
 
 

@@ -340,7 +340,7 @@ def flush() -> None:
         # on the connection and known as prepared once it has come back.
         bind = cursor.cursor.mogrify
         known = _known_prepared()
-        literal = _literals() if known is not None else None
+        literal = literals() if known is not None else None
         texts: list[str] = []
         answers: list[_Queued | None] = []  # per statement sent: its item, None for a PREPARE
         fresh: dict[str, str] = {}
@@ -567,11 +567,13 @@ def _known_prepared() -> dict[str, str] | None:
     return _prepared.setdefault(connection.connection, {})
 
 
-def _literals() -> Callable[[Any], str]:
+def literals() -> Callable[[Any], str]:
     """A value spelt as an SQL literal exactly as psycopg spells it when it binds a statement
     (``mogrify``), by one adaptation context kept for the connection: the dumper of each type
     looked up once per connection rather than once per round trip, and no statement text parsed
-    around the values (half of what binding an ``EXECUTE`` cost)."""
+    around the values (half of what binding an ``EXECUTE`` cost; most of what binding a
+    statement of thousands of values costs). PostgreSQL only. A text built with it is executed
+    without parameters (its ``%`` characters are then its own)."""
     conn = connections[DEFAULT_DB_ALIAS]
     raw = conn.connection
     kept = getattr(conn, "_assent_literals", None)
@@ -593,7 +595,7 @@ def _literals() -> Callable[[Any], str]:
 
 
 def _executed(execute: str, params: Sequence[Any], literal: Callable[[Any], str] | None) -> str:
-    """``EXECUTE name(%s, ...)`` with its values spelt in (``_literals``)."""
+    """``EXECUTE name(%s, ...)`` with its values spelt in (``literals``)."""
     if not params or literal is None:
         return execute
     return f"{execute[: execute.index('(')]}({', '.join([literal(p) for p in params])})"

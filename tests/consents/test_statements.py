@@ -232,8 +232,8 @@ def test_values_are_spelt_in_an_execute_as_psycopg_binds_them(db: Any) -> None:
     execute = f"EXECUTE some_name({', '.join(['%s'] * len(values))})"
     with connection.cursor() as cursor:
         bound = cursor.cursor.mogrify(execute, values)
-    assert statements._executed(execute, values, statements._literals()) == bound
-    assert statements._executed("EXECUTE other", [], statements._literals()) == "EXECUTE other"
+    assert statements._executed(execute, values, statements.literals()) == bound
+    assert statements._executed("EXECUTE other", [], statements.literals()) == "EXECUTE other"
 
 
 def _fresh_connection() -> None:
