@@ -78,7 +78,7 @@ def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
             flush()
         return obj
     with connection.cursor() as cursor:
-        cursor.execute(text, params)
+        execute_prepared(cursor, _name(text), text, params)
         if meta.auto_field is not None and not given:
             if returning:
                 row = cursor.fetchone()

@@ -30,7 +30,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F
 
-from consents import services
+from consents import services, statements
 from consents.locks import lock_key
 from consents.models import Contact, Event
 from consents.vocab import ANY, Channel, EventType, InteractionKind, Method
@@ -215,15 +215,19 @@ def received(
         # NUL is no character of these texts, and PostgreSQL refuses it in text.
         return (value or "").replace("\x00", "")[:limit]
 
-    TrackingInbox.objects.create(
-        received_at=timezone.now(),
-        esp=text(esp, 32),
-        event_type=text(event_type, 16),
-        fact=fact,
-        recipient=text(recipient, 254),
-        reference=text(reference, 500),
-        occurred_at=occurred_at,
-        hard=hard,
-        message=text(message, 200),
-        raw=raw,
+    # Built once per process and prepared on the connection (``statements.insert``): the ORM's
+    # ``create`` was a third of the webhook's CPU. No signal receiver watches the inbox.
+    statements.insert(
+        TrackingInbox(
+            received_at=timezone.now(),
+            esp=text(esp, 32),
+            event_type=text(event_type, 16),
+            fact=fact,
+            recipient=text(recipient, 254),
+            reference=text(reference, 500),
+            occurred_at=occurred_at,
+            hard=hard,
+            message=text(message, 200),
+            raw=raw,
+        )
     )
