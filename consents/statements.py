@@ -623,7 +623,7 @@ def execute_prepared(cursor: Any, name: str, sql: str, params: Sequence[Any]) ->
         return
     execute = known.get(name)
     if execute is not None:
-        cursor.execute(execute, params)
+        cursor.execute(_executed(execute, params, literals()))
         return
     # A statement prepared stays prepared whatever becomes of its transaction, even when the
     # EXECUTE after it fails: it is only known once the round trip has come back.
