@@ -400,10 +400,9 @@ def main() -> None:
     for name, ours, theirs, target in rows:
         a = statistics.median(r["rps"] for r in ours)
         p = statistics.median(r["rps"] for r in theirs)
-        each = ", ".join(f"{r:.2f}" for r in ratios[name])
         print(
             f"| {name} | {a:.0f} req/s | {p:.0f} req/s "
-            f"| {statistics.median(ratios[name]):.2f} | {each} | {target} |"
+            f"| {statistics.median(ratios[name]):.2f} | {_each(ratios[name])} | {target} |"
         )
     if prefs:
         print(

@@ -411,21 +411,16 @@ def rows_update(model: Any, objs: list[Any], names: list[str], chunk: int = 1000
     # The values spelt in by psycopg's own literals (``statements.literals``): a statement of
     # thousands of placeholders was parsed again at each call (a sixth of a tracking drain).
     literal = statements.literals()
-    prepare = [f.get_db_prep_save for f in fields]
     with connection.cursor() as cursor:
         for start in range(0, len(objs), chunk):
             rows = [
-                "("
-                + ", ".join(
+                statements.spelt_values(
                     [
-                        literal(obj.pk),
-                        *(
-                            literal(p(getattr(obj, f.attname), connection))
-                            for p, f in zip(prepare, fields, strict=True)
-                        ),
-                    ]
+                        obj.pk,
+                        *(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields),
+                    ],
+                    literal,
                 )
-                + ")"
                 for obj in objs[start : start + chunk]
             ]
             cursor.execute(

@@ -70,8 +70,9 @@ def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
     queue = _queue(write=True)
     if queue is not None:
         item = _Queued(text, params, obj if returning else None, name=_name(text))
+        item.table = model
         if not unless_taken and obj.pk is not None:
-            item.row = (model, obj.pk, fields)  # an update of it may still join it (``_joined``)
+            item.row = (obj.pk, fields)  # an update of it may still join it (``_joined``)
         queue.append(item)
         obj._state.adding, obj._state.db = False, connection.alias
         if returning and not later:
@@ -136,14 +137,15 @@ def _joined(
     for item in reversed(queue):
         if item.answer is not None:
             return False  # a read, a lock or a delete after the insert: it saw the row inserted
-        if item.row is not None and item.row[0] is model and item.row[1] == pk:
-            fields = item.row[2]
-            for name, value in values.items():
-                field = meta.get_field(name)
-                item.params[fields.index(field)] = field.get_db_prep_save(value, connection)
-            return True
-        if item.table is model or (item.row is not None and item.row[0] is model):
+        if item.table is not model:
+            continue
+        if item.row is None or item.row[0] != pk:
             return False  # another write of the table after it: kept in order
+        fields = item.row[1]
+        for name, value in values.items():
+            field = meta.get_field(name)
+            item.params[fields.index(field)] = field.get_db_prep_save(value, connection)
+        return True
     return False
 
 
@@ -232,8 +234,8 @@ class _Queued:
     returning: Model | None = None  # the object whose generated id the statement returns
     answer: Pending | None = None  # a read: its rows
     name: str | None = None  # executed prepared under this name (``_name``)
-    table: type[Model] | None = None  # an update's model
-    row: tuple[type[Model], Any, list[Any]] | None = None  # an insert's model, key and fields
+    table: type[Model] | None = None  # the model an insert or update of this module writes
+    row: tuple[Any, list[Any]] | None = None  # an insert's primary key and fields
 
 
 _QUEUE = "_assent_statements_queue"
@@ -340,7 +342,7 @@ def flush() -> None:
         # on the connection and known as prepared once it has come back.
         bind = cursor.cursor.mogrify
         known = _known_prepared()
-        literal = literals() if known is not None else None
+        literal = literals() if known is not None else None  # a speller, found once
         texts: list[str] = []
         answers: list[_Queued | None] = []  # per statement sent: its item, None for a PREPARE
         fresh: dict[str, str] = {}
@@ -589,16 +591,24 @@ def literals() -> Callable[[Any], str]:
                 value = value.value  # a model's choice: the text psycopg spells for it anyway
             return as_literal(value).decode(encoding)
 
+        # On the connection's wrapper, with the driver's connection it serves: a registry keyed
+        # by the driver's connection (as ``_prepared``) would keep it alive through the speller.
         kept = (raw, spelt)
         conn._assent_literals = kept
     return kept[1]
 
 
+def spelt_values(params: Iterable[Any], literal: Callable[[Any], str] | None = None) -> str:
+    """``(v1, v2, ...)``, each value spelt by ``literal`` (``literals()`` when not given)."""
+    spell = literal or literals()
+    return f"({', '.join([spell(p) for p in params])})"
+
+
 def _executed(execute: str, params: Sequence[Any], literal: Callable[[Any], str] | None) -> str:
-    """``EXECUTE name(%s, ...)`` with its values spelt in (``literals``)."""
-    if not params or literal is None:
+    """``EXECUTE name(%s, ...)`` (``_preparation``'s) with its values spelt in."""
+    if not params:
         return execute
-    return f"{execute[: execute.index('(')]}({', '.join([literal(p) for p in params])})"
+    return execute[: execute.index("(")] + spelt_values(params, literal)
 
 
 def _preparation(name: str, sql: str, count: int) -> tuple[str, str]:
@@ -623,7 +633,7 @@ def execute_prepared(cursor: Any, name: str, sql: str, params: Sequence[Any]) ->
         return
     execute = known.get(name)
     if execute is not None:
-        cursor.execute(_executed(execute, params, literals()))
+        cursor.execute(_executed(execute, params, None))
         return
     # A statement prepared stays prepared whatever becomes of its transaction, even when the
     # EXECUTE after it fails: it is only known once the round trip has come back.
