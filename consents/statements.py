@@ -24,15 +24,65 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.models import Model
 
 M = TypeVar("M", bound=Model)
 
-_INSERTS: dict[tuple[str, type[Model], bool, bool], tuple[str, list[Any], bool]] = {}
+_INSERTS: dict[
+    tuple[str, type[Model], bool, bool], tuple[str, list[Any], bool, list[type | None]]
+] = {}
 _UPDATES: dict[
     tuple[str, type[Model], tuple[str, ...], tuple[str, ...]], tuple[str, list[Any]]
 ] = {}
+
+
+# Fields whose value of exactly this type the ORM sends as it is (``get_db_prep_save`` returns
+# it unchanged, and so does ``pre_save``: no default computed at save time); a foreign key is
+# its target's. A value of another type (a lazy text, a choice, a number in a text field) goes
+# through the field as the ORM would send it.
+_PLAIN_KINDS: dict[type, type] = {
+    **dict.fromkeys((models.CharField, models.TextField, models.SlugField, models.EmailField), str),
+    **dict.fromkeys(
+        (
+            models.AutoField,
+            models.BigAutoField,
+            models.IntegerField,
+            models.BigIntegerField,
+            models.SmallIntegerField,
+            models.PositiveIntegerField,
+            models.PositiveBigIntegerField,
+            models.PositiveSmallIntegerField,
+        ),
+        int,
+    ),
+    models.BooleanField: bool,
+}
+
+
+def _plain_kinds(fields: list[Any]) -> list[type | None]:
+    """Per field, the type of the values ``insert`` sends without asking the field (the ORM's
+    preparation of a row was a tenth of a sign-up's Python), or None (always through it)."""
+    kinds: list[type | None] = []
+    for f in fields:
+        target = f.target_field if isinstance(f, models.ForeignKey) else f
+        kinds.append(_PLAIN_KINDS.get(type(target)))
+    return kinds
+
+
+def _values(obj: Model, fields: list[Any], kinds: list[type | None], conn: Any) -> list[Any]:
+    """``obj``'s values of ``fields`` as the ORM sends them (``get_db_prep_save`` after
+    ``pre_save``), the plain ones (``_plain_kinds``) as they are."""
+    values = []
+    for f, kind in zip(fields, kinds, strict=True):
+        if kind is None:
+            values.append(f.get_db_prep_save(f.pre_save(obj, True), conn))
+            continue
+        value = getattr(obj, f.attname)
+        values.append(
+            value if value is None or type(value) is kind else f.get_db_prep_save(value, conn)
+        )
+    return values
 
 
 def _quote(name: str) -> str:
@@ -47,15 +97,16 @@ def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
     ends, when the queue is sent and the id set. ``unless_taken``: nothing is written when the
     row would break a unique constraint (PostgreSQL's ``ON CONFLICT DO NOTHING``; a generated
     id is then left None), where a savepoint would have cost two more round trips."""
+    conn = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: each look through the proxy costs
     model = type(obj)
     meta = model._meta
     given = meta.auto_field is not None and obj.pk is not None
-    key = (connection.vendor, model, given, unless_taken)
+    key = (conn.vendor, model, given, unless_taken)
     built = _INSERTS.get(key)
     if built is None:
         generated = meta.pk if meta.auto_field is not None and not given else None
         fields = [f for f in meta.concrete_fields if f is not generated]
-        returning = generated is not None and connection.features.can_return_columns_from_insert
+        returning = generated is not None and conn.features.can_return_columns_from_insert
         text = (
             f"INSERT INTO {_quote(meta.db_table)} ({', '.join(_quote(f.column) for f in fields)})"
             f" VALUES ({', '.join(['%s'] * len(fields))})"
@@ -64,17 +115,17 @@ def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
             text += " ON CONFLICT DO NOTHING"
         if returning:
             text += f" RETURNING {_quote(generated.column)}"
-        built = _INSERTS[key] = (text, fields, returning)
-    text, fields, returning = built
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    queue = _queue(write=True)
+        built = _INSERTS[key] = (text, fields, returning, _plain_kinds(fields))
+    text, fields, returning, kinds = built
+    params = _values(obj, fields, kinds, conn)
+    queue = _queue(write=True, conn=conn)
     if queue is not None:
         item = _Queued(text, params, obj if returning else None, name=_name(text))
         item.table = model
         if not unless_taken and obj.pk is not None:
             item.row = (obj.pk, fields)  # an update of it may still join it (``_joined``)
         queue.append(item)
-        obj._state.adding, obj._state.db = False, connection.alias
+        obj._state.adding, obj._state.db = False, conn.alias
         if returning and not later:
             flush()
         return obj
@@ -94,8 +145,9 @@ def update(model: type[Model], where: Mapping[str, Any], **values: Any) -> int |
     """``model.objects.filter(**where).update(**values)`` for plain values (no expressions; a
     foreign key by its id), for a model no signal receiver watches; the number of rows changed,
     or None inside ``together()`` (the statement is queued)."""
+    conn = connections[DEFAULT_DB_ALIAS]
     names, keys = tuple(values), tuple(where)
-    cache_key = (connection.vendor, model, names, keys)
+    cache_key = (conn.vendor, model, names, keys)
     built = _UPDATES.get(cache_key)
     if built is None:
         meta = model._meta
@@ -107,10 +159,10 @@ def update(model: type[Model], where: Mapping[str, Any], **values: Any) -> int |
         built = _UPDATES[cache_key] = (text, [*fields, *targets])
     text, fields = built
     params = [
-        f.get_db_prep_save(value, connection)
+        f.get_db_prep_save(value, conn)
         for f, value in zip(fields, [*values.values(), *where.values()], strict=True)
     ]
-    queue = _queue(write=True)
+    queue = _queue(write=True, conn=conn)
     if queue is not None:
         if not _joined(queue, model, where, values):
             queue.append(_Queued(text, params, name=_name(text), table=model))
@@ -245,12 +297,19 @@ class _Reads(list):  # type: ignore[type-arg]
     """The queue of ``reads_together``: reads only."""
 
 
-def _queue(*, write: bool = False) -> list[_Queued] | None:
-    """The queue of the block being sent together, if any; a write refuses ``reads_together``'s."""
-    queue = getattr(connections[DEFAULT_DB_ALIAS], _QUEUE, None)
+def _queue(*, write: bool = False, conn: Any = None) -> list[_Queued] | None:
+    """The queue of the block being sent together, if any; a write refuses ``reads_together``'s.
+    ``conn``: the default connection's wrapper, when the caller holds it already."""
+    queue = getattr(conn or connections[DEFAULT_DB_ALIAS], _QUEUE, None)
     if write and isinstance(queue, _Reads):
         raise RuntimeError("only reads are sent together outside a transaction")
     return queue
+
+
+def sending_together() -> bool:
+    """Is a ``together()`` block open on the connection (what is queued now goes when that
+    block sends it, which may be after the caller has returned)?"""
+    return _queue() is not None
 
 
 @contextlib.contextmanager
@@ -358,19 +417,72 @@ def flush() -> None:
                     answers.append(None)
                 texts.append(_executed(execute, item.params, literal))
             answers.append(item)
-        cursor.execute(";\n".join(texts))
+        begin = _begin_due(cursor)
+        if begin is not None:
+            texts.insert(0, begin)
+            answers.insert(0, None)
+        with _begun_here(cursor, begin is not None):
+            cursor.execute(";\n".join(texts))
         if known is not None:
             known.update(fresh)
+        # The answers read from the driver's cursor: the statements have run (an error would
+        # have been raised above, as Django's), and Django's wrapping of each call was a tenth
+        # of the round trip's cost.
+        raw = cursor.cursor
         for i, item in enumerate(answers):
             if i:
-                cursor.nextset()
+                raw.nextset()
             if item is None:
                 continue
             if item.returning is not None:
-                row = cursor.fetchone()
+                row = raw.fetchone()
                 item.returning.pk = row[0] if row else None
             elif item.answer is not None:
-                item.answer._set(cursor.fetchall() if cursor.description is not None else [])
+                item.answer._set(raw.fetchall() if _has_rows(raw) else [])
+
+
+def _has_rows(raw: Any) -> bool:
+    """Did the driver cursor's current statement return rows (``description`` is not None),
+    without building its columns' descriptions?"""
+    from psycopg.pq import ExecStatus
+
+    result = raw.pgresult
+    return result is not None and (bool(result.nfields) or result.status == ExecStatus.TUPLES_OK)
+
+
+def _begin_due(cursor: Any) -> str | None:
+    """The ``BEGIN`` psycopg is about to send in a round trip of its own before this cursor's
+    next statement (the first of a transaction: psycopg opens it then, not when Django's
+    ``atomic`` starts), to send with the statement instead; None when no transaction is to
+    begin (one is open, or the connection commits each statement), on another database, or
+    with a psycopg that does not say."""
+    raw = getattr(cursor.cursor, "connection", None)
+    start = getattr(raw, "_get_tx_start_command", None)
+    if start is None or getattr(raw, "_autocommit", True):
+        return None
+    from psycopg.pq import TransactionStatus
+
+    if raw.pgconn.transaction_status != TransactionStatus.IDLE:
+        return None
+    return start().decode()
+
+
+@contextlib.contextmanager
+def _begun_here(cursor: Any, begun: bool) -> Iterator[None]:
+    """While the round trip that carries its own ``BEGIN`` (``_begin_due``) is sent: psycopg
+    told not to open a transaction before it (as it would not on a connection that commits each
+    statement). Whatever the round trip's fate, the connection is then as psycopg left it: in
+    the transaction begun (or failed) there, or, if nothing ran, with none, opened as usual by
+    the next statement."""
+    if not begun:
+        yield
+        return
+    raw = cursor.cursor.connection
+    raw._autocommit = True
+    try:
+        yield
+    finally:
+        raw._autocommit = False
 
 
 _NAMES: dict[str, str] = {}

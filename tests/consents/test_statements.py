@@ -8,12 +8,12 @@ from typing import Any
 from unittest.mock import ANY
 
 import pytest
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, ProgrammingError, connection, transaction
 from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
 
 from consents import clock, statements
-from consents.models import ChainHead, Contact, ContactFacts, Outbox
+from consents.models import ChainHead, ConsentState, Contact, ContactFacts, Outbox
 from tests.conftest import at
 
 pytestmark = pytest.mark.django_db
@@ -408,6 +408,92 @@ def test_reads_outside_a_transaction_go_in_one_round_trip_and_writes_are_refused
     assert ContactFacts.objects.filter(contact=one, is_customer=True).exists()
 
 
+def _own_commands(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The commands psycopg sends in round trips of their own (``BEGIN``, ``COMMIT``, ...)."""
+    from psycopg import _connection_base
+
+    sent: list[bytes] = []
+    original = _connection_base.BaseConnection._exec_command
+
+    def recorded(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(command if isinstance(command, bytes) else command.as_bytes(self))
+        return original(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(_connection_base.BaseConnection, "_exec_command", recorded)
+    return sent
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_begins_in_the_round_trip_of_its_first_statements(
+    make_contact: Callable[..., Contact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from psycopg.pq import TransactionStatus
+
+    contact = make_contact()
+    own = _own_commands(monkeypatch)
+    raw = connection.connection
+    with CaptureQueriesContext(connection) as ctx, transaction.atomic(), statements.together():
+        row = statements.insert(_outbox(contact), later=True)
+        facts = statements.fetch(
+            "SELECT is_customer FROM consents_contactfacts WHERE contact_id = %s", [contact.pk]
+        )
+        assert facts == [(False,)]
+        assert raw.pgconn.transaction_status == TransactionStatus.INTRANS
+        assert raw.autocommit is False  # psycopg's own setting, as Django's atomic left it
+        statements.insert(_outbox(contact, "b@example.fr"), later=True)
+    assert own == [b"COMMIT"]  # no BEGIN in a round trip of its own
+    # (Django logs its atomic's BEGIN and COMMIT as captured queries: not round trips.)
+    first, second = [sql for sql in _sent(ctx) if sql not in ("BEGIN", "COMMIT")]
+    assert first.startswith("BEGIN;") and "BEGIN" not in second
+    assert Outbox.objects.filter(pk=row.pk).exists() and Outbox.objects.count() == 2
+    # A transaction whose first statement is not sent together begins as psycopg begins it.
+    own.clear()
+    with transaction.atomic():
+        Outbox.objects.filter(pk=row.pk).update(to="c@example.fr")
+    assert own == [b"BEGIN", b"COMMIT"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_what_was_sent_with_the_begin_is_undone_with_its_transaction(
+    make_contact: Callable[..., Contact],
+) -> None:
+    contact = make_contact()
+    with pytest.raises(RuntimeError), transaction.atomic(), statements.together():
+        row = statements.insert(_outbox(contact), later=True)
+        statements.flush()
+        assert Outbox.objects.filter(pk=row.pk).exists()
+        raise RuntimeError("undo")
+    assert not Outbox.objects.exists()  # inside the transaction, not committed on its own
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_first_round_trip_that_fails_leaves_the_connection_as_it_was(
+    make_contact: Callable[..., Contact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contact = make_contact()
+    # A statement refused (the transaction begun, then failed), and one that cannot be read
+    # (nothing of the round trip runs, the BEGIN included).
+    for failing, error in (
+        (lambda: statements.insert(ContactFacts(contact=contact, fold={})), IntegrityError),
+        (lambda: statements.run("SELECT pg_advisory_xact_lock(", []), ProgrammingError),
+    ):
+        with pytest.raises(error), transaction.atomic(), statements.together():
+            statements.insert(_outbox(contact), later=True)
+            failing()
+        assert not Outbox.objects.exists()
+        assert connection.connection.autocommit is True  # as Django left it after the block
+        own = _own_commands(monkeypatch)
+        with transaction.atomic(), statements.together():
+            statements.insert(_outbox(contact, "next@example.fr"), later=True)
+        assert own == [b"COMMIT"]
+        assert list(Outbox.objects.values_list("to", flat=True)) == ["next@example.fr"]
+        Outbox.objects.all().delete()
+        monkeypatch.undo()
+
+
 @pytest.mark.postgres
 def test_a_savepoint_rolled_back_undoes_only_what_was_queued_inside_it(
     make_contact: Callable[..., Contact],
@@ -501,3 +587,55 @@ def test_a_preparation_whose_execution_failed_is_prepared_again_under_another_na
         assert cursor.fetchall() == [(1,)]
         statements.execute_prepared(cursor, "assent_test_divide", sql, [1])
         assert cursor.fetchall() == [(1,)]
+
+
+def _comparable(values: list[Any]) -> list[Any]:
+    """Values with psycopg's JSON wrappers (which compare by identity) unwrapped."""
+    return [getattr(v, "obj", v) for v in values]
+
+
+def test_the_values_sent_as_they_are_are_those_the_orm_would_send(
+    make_contact: Callable[..., Contact], make_topic: Callable[..., Any]
+) -> None:
+    """The plain values an insert sends without asking their field (``_plain_kinds``), for every
+    model written by this module in a sign-up, and values of other types (a lazy text, a
+    choice, a number given as text) that must still go through the field."""
+    from django.apps import apps
+    from django.utils.functional import lazy
+
+    from consents.vocab import Channel
+    from preferences.services import signup_submit
+
+    contact = make_contact(email="marie@example.fr")
+    make_topic("promotions")
+    signup_submit(email="paul@example.fr", choices=[("promotions", "email")])
+    models = ["Contact", "ContactFacts", "Event", "ChainHead", "Evidence", "ConsentState", "Outbox"]
+    checked = 0
+    for model in [apps.get_model("consents", name) for name in models] + [
+        apps.get_model("preferences", "PendingSignup")
+    ]:
+        # (An instant the field sets at save time differs from one call to the next.)
+        fields = [f for f in model._meta.concrete_fields if not getattr(f, "auto_now_add", 0)]
+        kinds = statements._plain_kinds(fields)
+        for obj in model.objects.all():
+            orm = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+            assert _comparable(statements._values(obj, fields, kinds, connection)) == (
+                _comparable(orm)
+            ), model
+            checked += 1
+    assert checked >= 8
+    lazy_text = lazy(lambda: "lazy@example.fr", str)()
+    odd = Outbox(contact=contact, template="signup-confirm", to=lazy_text, language="fr",
+                 context={}, links={}, created_at=clock.now(), next_attempt_at=clock.now(),
+                 attempts="2", is_service=1)  # fmt: skip
+    fields = list(Outbox._meta.concrete_fields)
+    values = statements._values(odd, fields, statements._plain_kinds(fields), connection)
+    orm = [f.get_db_prep_save(f.pre_save(odd, True), connection) for f in fields]
+    assert _comparable(values) == _comparable(orm)
+    by_name = dict(zip([f.name for f in fields], values, strict=True))
+    assert type(by_name["to"]) is str and by_name["attempts"] == 2 and by_name["is_service"] is True
+    state = ConsentState(contact=contact, topic="t", channel=Channel.EMAIL, status="pending")
+    fields = list(ConsentState._meta.concrete_fields)
+    assert statements._values(state, fields, statements._plain_kinds(fields), connection) == [
+        f.get_db_prep_save(f.pre_save(state, True), connection) for f in fields
+    ]
