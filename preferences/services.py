@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from consents import catalogue, clock, links, rules, services, statements
 from consents.models import (
@@ -123,9 +123,26 @@ def _recent_emails(address: str) -> statements.Pending:
     )
 
 
+def signup_submit(**kwargs: Any) -> SignupOutcome:
+    """Record a sign-up (``_signup_submit``, whose keywords these are): in one transaction, tried
+    once more when another transaction created the address's contact after this one found none
+    (a path that does not take the address's lock: the API, a store, an import), whose second
+    try then finds it."""
+    if statements.sending_together():
+        # Inside another block sent together, the contact's row would only go with that
+        # block's queue, out of reach of the second try: written in a round trip of its own.
+        return _signup_submit(**kwargs, reserve_ids=False)
+    try:
+        return _signup_submit(**kwargs, reserve_ids=True)
+    except IntegrityError as exc:
+        if not services.address_taken(exc):
+            raise
+    return _signup_submit(**kwargs, reserve_ids=True)
+
+
 @transaction.atomic
 @statements.together()
-def signup_submit(
+def _signup_submit(
     *,
     email: str,
     choices: Sequence[tuple[str, str]],
@@ -143,6 +160,7 @@ def signup_submit(
     store: Store | None = None,
     details: Mapping[str, Any] | None = None,
     elsewhere: Sequence[Mapping[str, Any]] = (),
+    reserve_ids: bool = False,
 ) -> SignupOutcome:
     """Record a sign-up: pending opt-ins in the ledger and a confirmation email in the outbox.
 
@@ -156,8 +174,11 @@ def signup_submit(
     ``[{"topic", "channel", "event", "contact"}]``; the email lists them and its confirmation
     confirms them on that contact.
 
-    Its statements are sent together (``statements.together``): the address lock and the reads
-    on the address in one round trip, then the contact, then the rest in one or two more.
+    Its statements are sent together (``statements.together``): the address lock, the reads on
+    the address (and, with ``reserve_ids``, the ids of a new contact and of its first event:
+    ``services.contact_ids_reserved``) in one round trip; then, for a new contact, everything
+    else in one more (without ``reserve_ids``, the contact's row first, in a round trip of its
+    own); for a known one, its chain's end first.
     """
     address = services.normalize_email(email)
     phone = services.normalize_phone(phone) if phone else ""
@@ -168,10 +189,14 @@ def signup_submit(
     services.address_lock(address)
     recent = _recent_emails(address)
     found = services.contact_with_email(address, later=True)
+    listed = services.suppression_listed(email=address)
+    reserved = services.contact_ids_reserved() if reserve_ids else None
     if recent.result >= settings.SIGNUP_MAX_EMAILS_PER_ADDRESS:
         return SignupOutcome.RATE_LIMITED
 
-    contact, created = services.contact_get_or_create(email=address, locale=language, found=found)
+    contact, created = services.contact_get_or_create(
+        email=address, locale=language, found=found, listed=listed, reserved=reserved
+    )
     # A number on file is never replaced by one typed on a form: the choices that use the typed
     # number go to the contact that owns it (created if new), confirmed by the same email.
     by_phone = _phone_owner(contact, phone, language)

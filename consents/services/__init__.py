@@ -52,10 +52,12 @@ from consents.services.consents import (
 )
 from consents.services.contacts import (
     POSTAL_ADDRESS_MAX_LENGTH,
+    address_taken,
     contact_create,
     contact_email_change,
     contact_find,
     contact_get_or_create,
+    contact_ids_reserved,
     contact_phone_change,
     contact_postal_address_set,
     contact_revoke_links,
@@ -115,6 +117,8 @@ __all__ = [
     "contact_erase",
     "contact_find",
     "contact_get_or_create",
+    "contact_ids_reserved",
+    "address_taken",
     "contact_with_email",
     "contact_phone_change",
     "contact_postal_address_set",

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models.signals import post_save, pre_save
 from django.utils.translation import gettext
 
@@ -63,20 +63,35 @@ _TAKEN = "A contact with this email already exists."
 
 
 def _contact_new(
-    *, listed: statements.Pending | None = None, first_event: bool = False, **fields: Any
+    *,
+    listed: statements.Pending | None = None,
+    first_event: bool = False,
+    reserved: statements.Pending | None = None,
+    **fields: Any,
 ) -> Contact | None:
     """A new contact from checked and normalised ``fields`` (``Contact``'s), with its
     projections, in the caller's transaction; None when a concurrent transaction took the
     address first (the unique index decides). ``listed``: the suppression list's entries for its
     addresses, read already (``suppression_listed``). ``first_event``: an event follows (a
     sign-up's): its chain's start is known now (``writing.chain_start``), its id reserved with
-    the contact's row."""
+    the contact's row. ``reserved``: ``contact_ids_reserved``'s, asked for already: the contact
+    is written under that id, queued with what follows instead of in a round trip of its own,
+    and an address taken meanwhile is then the unique index's ``IntegrityError``
+    (``address_taken``), failing the transaction, instead of None."""
     if listed is None:
         listed = suppression_listed(email=fields.get("email"), phone=fields.get("phone"))
-    first_id = writing.reserve_event_id() if first_event else None
-    contact = _contact_insert(Contact(**fields))
-    if contact is None:
-        return None
+    ids = reserved.result[0] if reserved is not None else (None, None)
+    first_id: statements.Pending | None
+    if ids[0] is not None:
+        contact = Contact(pk=ids[0], **fields)
+        _contact_insert(contact, unless_taken=False)
+        first_id = statements.Pending.done([(ids[1],)])
+    else:
+        first_id = writing.reserve_event_id() if first_event else None
+        inserted = _contact_insert(Contact(**fields))
+        if inserted is None:
+            return None
+        contact = inserted
     projection_start(contact)
     if first_id is not None:
         writing.chain_start(contact, first_id)
@@ -85,13 +100,44 @@ def _contact_new(
     return contact
 
 
-def _contact_insert(contact: Contact) -> Contact | None:
+def contact_ids_reserved() -> statements.Pending:
+    """A new contact's id and its first event's, asked for with what is queued
+    (``statements.together``) before it is known whether the contact is new: with them
+    (``contact_get_or_create``'s ``reserved``) the contact's row goes with its first event's
+    instead of in a round trip of its own. Unused when the contact exists: a gap in the ids,
+    which number nothing. PostgreSQL only (elsewhere None: the database numbers them)."""
+    if connection.vendor != "postgresql":
+        return statements.Pending.done([(None, None)])
+    return statements.read(
+        "SELECT "
+        + ", ".join(
+            f"nextval(pg_get_serial_sequence('{model._meta.db_table}', '{model._meta.pk.column}'))"
+            for model in (Contact, Event)
+        ),
+        [],
+        prepare=True,
+    )
+
+
+CONTACT_EMAIL_UNIQUE = "contact_email_unique_ci"
+
+
+def address_taken(exc: IntegrityError) -> bool:
+    """Is ``exc`` the unique index of the contacts' addresses refusing a contact written under
+    ``contact_ids_reserved``'s id, because another transaction created the address meanwhile?"""
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) == CONTACT_EMAIL_UNIQUE
+
+
+def _contact_insert(contact: Contact, *, unless_taken: bool = True) -> Contact | None:
     """``contact`` written, unless its address (or another unique value) is taken by then: no
     savepoint (a concurrent creation of the same address makes this one write nothing), and
-    the model's save signals sent as ``save()`` sends them."""
+    the model's save signals sent as ``save()`` sends them. ``unless_taken=False``: a contact
+    whose id is given, queued (``statements.together``): a taken address then fails the
+    transaction where the queue is sent."""
     using = connection.alias
     pre_save.send(sender=Contact, instance=contact, raw=False, using=using, update_fields=None)
-    statements.insert(contact, unless_taken=True)
+    statements.insert(contact, unless_taken=unless_taken)
     if contact.pk is None:
         return None
     post_save.send(
@@ -101,10 +147,19 @@ def _contact_insert(contact: Contact) -> Contact | None:
 
 
 def contact_get_or_create(
-    *, email: str, locale: str = "fr", found: statements.Pending | None = None
+    *,
+    email: str,
+    locale: str = "fr",
+    found: statements.Pending | None = None,
+    listed: statements.Pending | None = None,
+    reserved: statements.Pending | None = None,
 ) -> tuple[Contact, bool]:
     """The contact with this address, created if new; safe against a concurrent creation.
-    ``found``: ``contact_with_email(address, later=True)``, asked for already."""
+    ``found``: ``contact_with_email(address, later=True)``, asked for already, and ``listed``
+    the suppression list's entries for the address (``suppression_listed``) with it.
+    ``reserved``: ``contact_ids_reserved()``, asked for with them, by a caller whose
+    transaction is undone and tried again when the address is taken meanwhile
+    (``address_taken``): the new contact's row is then queued with its first event's."""
     address = normalize_email(email)
     collected_at = clock.now()
     validation.contact(kind=ContactKind.CONSUMER, locale=locale, collected_at=collected_at)
@@ -114,14 +169,13 @@ def contact_get_or_create(
         if found is None:
             found = contact_with_email(address, later=True)
             listed = suppression_listed(email=address)  # sent with it: one round trip
-        else:
-            listed = None
         existing = _first(found.result)
         if existing is not None:
             return existing, False
         contact = _contact_new(
             listed=listed,
             first_event=True,
+            reserved=reserved,
             email=address,
             kind=ContactKind.CONSUMER,
             locale=locale,
