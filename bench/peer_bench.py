@@ -23,8 +23,8 @@ the figure is the median of the rounds, and every round is printed:
   a save), with the same wrk settings.
 
 Prints a table with the median ratios and each round's, and writes ``<out>/peer.json``. The
-preference page (its own rounds, after these): each of its saves against the median of the
-peer's POST runs.
+preference page (its own rounds, after these, the peer's server kept running): each of its
+saves against the peer's POST measured right beside it (``preferences_bench --pair-port``).
 """
 
 from __future__ import annotations
@@ -351,25 +351,31 @@ def main() -> None:
     scripts = args.out / "peer-lua"
     scripts.mkdir(exist_ok=True)
     sides: list[Side] = []
+    prefs: dict[str, Any] = {}
     try:
         sides.append(start_peer(args, scripts))
         sides.append(start_assent(args, scripts))
         runs = measure_rounds(args, sides)
+        sides.pop().server.stop()  # Assent's sign-up; the peer stays for the saves' rounds
+        purge_queue(args.redis_url)
+        if not args.skip_preferences:
+            log("the preference page (bench/preferences_bench.py), the peer's POST by each save")
+            peer_side = sides[0]
+            subprocess.run(
+                [sys.executable, "bench/preferences_bench.py", "--database", args.prefs_database,
+                 "--redis-url", args.redis_url, "--seconds", str(args.seconds),
+                 "--connections", "4", "--rounds", str(args.rounds), "--warmup",
+                 str(args.warmup), "--out", str(args.out),
+                 "--pair-port", str(peer_side.server.port), "--pair-path", peer_side.path,
+                 "--pair-script", str(peer_side.script)],
+                cwd=ROOT, check=True,
+            )  # fmt: skip
+            prefs = json.loads((args.out / "preferences.json").read_text())
     finally:
         for side in sides:
             side.server.stop()
         purge_queue(args.redis_url)
     peer, assent = runs["django-newsletter"], runs["Assent"]
-    prefs: dict[str, Any] = {}
-    if not args.skip_preferences:
-        log("the preference page (bench/preferences_bench.py)")
-        subprocess.run(
-            [sys.executable, "bench/preferences_bench.py", "--database", args.prefs_database,
-             "--redis-url", args.redis_url, "--seconds", str(args.seconds), "--connections", "4",
-             "--rounds", str(args.rounds), "--warmup", str(args.warmup), "--out", str(args.out)],
-            cwd=ROOT, check=True,
-        )  # fmt: skip
-        prefs = json.loads((args.out / "preferences.json").read_text())
     # Per page: each round's ratio (two runs seconds apart), and their median.
     rows = [
         ("sign-up form, GET", assent["signup_get"], peer["signup_get"], TARGETS["signup_get"]),
@@ -377,10 +383,10 @@ def main() -> None:
          TARGETS["signup_post"]),
     ]  # fmt: skip
     if prefs:
-        # Its own rounds, after these: each against the median of the peer's POST runs.
-        peer_post = {"rps": statistics.median(r["rps"] for r in peer["signup_post"])}
+        # Its own rounds, after these: each save against the peer's POST measured beside it.
         saves = [{"rps": rps} for rps in prefs["post_rps_per_round"]]
-        rows.append(("preference page, save", saves, [peer_post] * len(saves), TARGETS["save"]))
+        beside = [{"rps": rps} for rps in prefs["peer_post_rps_per_round"]]
+        rows.append(("preference page, save", saves, beside, TARGETS["save"]))
     ratios = {
         name: [a["rps"] / p["rps"] for a, p in zip(ours, theirs, strict=True)]
         for name, ours, theirs, _ in rows

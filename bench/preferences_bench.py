@@ -225,6 +225,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="rounds of each measure (median)")
     parser.add_argument("--warmup", type=int, default=0, help="seconds per measure, not counted")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    parser.add_argument(
+        "--pair-port", type=int, default=0,
+        help="a server already running (bench/peer_bench.py's peer) whose POST is measured "
+        "right beside each save (``peer_post``)",
+    )  # fmt: skip
+    parser.add_argument("--pair-path", default="", help="that POST's path")
+    parser.add_argument("--pair-script", type=Path, help="that POST's wrk script")
     parser.add_argument("--child-seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_seed:
@@ -280,29 +287,35 @@ def main() -> None:
             assert request(args.port, "GET", "/preferences/", get_cookie).status == 200
             assert request(args.port, "GET", f"/bench/floor/?n={queries}").status == 200
             (scripts / "get.lua").write_text(lua_get(get_cookie))
+            # (measure, port, path, wrk script, wrk threads)
             plan = [
-                (floor_name, f"/bench/floor/?n={queries}", None, 2),
-                (get_name, "/preferences/", scripts / "get.lua", 2),
+                (floor_name, args.port, f"/bench/floor/?n={queries}", None, 2),
+                (get_name, args.port, "/preferences/", scripts / "get.lua", 2),
             ]
             if cache_seconds != "0":
                 # Served again, the page makes the floor's round trips: its one query brings
                 # the session with the contact, and Redis is not asked (pagecache.prefetch).
                 posters = [open_session(args.port, t) for t in seeded["tokens"][1:]]
                 (scripts / "post.lua").write_text(lua_post(posters))
-                plan.append(("post", "/preferences/", scripts / "post.lua", len(posters)))
+                post = ("post", args.port, "/preferences/", scripts / "post.lua", len(posters))
+                plan.append(post)
+                if args.pair_port:
+                    # The peer's POST right beside each save (before it, then after it): each
+                    # round's ratio compares two runs seconds apart, as the sign-up's do.
+                    plan.append(("peer_post", args.pair_port, args.pair_path, args.pair_script, 2))
             if args.warmup:
-                for name, path, script, threads in plan:
+                for name, port, path, script, threads in plan:
                     log(f"{name}: warming up ({args.warmup} s, not counted)")
-                    harness.wrk(args.port, path, seconds=args.warmup, threads=threads,
+                    harness.wrk(port, path, seconds=args.warmup, threads=threads,
                                 connections=args.connections, script=script)  # fmt: skip
             for number in range(args.rounds):
                 harness.vacuum_between_runs(args.server_url, args.database)
                 # The floor and the page one right after the other, the first alternating.
-                for name, path, script, threads in plan if number % 2 == 0 else plan[::-1]:
+                for name, port, path, script, threads in plan if number % 2 == 0 else plan[::-1]:
                     log(f"{name}: {args.seconds} s, {args.connections} connections")
                     runs.setdefault(name, []).append(
                         harness.wrk(
-                            args.port, path, seconds=args.seconds, threads=threads,
+                            port, path, seconds=args.seconds, threads=threads,
                             connections=args.connections, script=script,
                             figures=("rps", "p50", "non_2xx_3xx", "socket_errors", "raw"),
                         )
