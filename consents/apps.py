@@ -24,6 +24,11 @@ class ConsentsConfig(AppConfig):
                     sender=model,
                     dispatch_uid=f"consents.catalogue.{model.__name__}.{signal is post_save}",
                 )
+        from django.db.backends.signals import connection_created
+
+        from consents import instants
+
+        connection_created.connect(instants.install, dispatch_uid="consents.instants.install")
         post_migrate.connect(roles.ensure_roles, dispatch_uid="consents.roles.ensure_roles")
         post_migrate.connect(
             projections.rebuild_stale_after_migrate,
