@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.models import Model
+from psycopg.pq import ExecStatus, TransactionStatus
 
 M = TypeVar("M", bound=Model)
 
@@ -444,8 +445,6 @@ def flush() -> None:
 def _has_rows(raw: Any) -> bool:
     """Did the driver cursor's current statement return rows (``description`` is not None),
     without building its columns' descriptions?"""
-    from psycopg.pq import ExecStatus
-
     result = raw.pgresult
     return result is not None and (bool(result.nfields) or result.status == ExecStatus.TUPLES_OK)
 
@@ -460,8 +459,6 @@ def _begin_due(cursor: Any) -> str | None:
     start = getattr(raw, "_get_tx_start_command", None)
     if start is None or getattr(raw, "_autocommit", True):
         return None
-    from psycopg.pq import TransactionStatus
-
     if raw.pgconn.transaction_status != TransactionStatus.IDLE:
         return None
     return start().decode()
