@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,18 @@ from django.utils.http import http_date
 
 # What Django's ``never_cache`` writes on a response that has no Cache-Control yet.
 NEVER_CACHE = "max-age=0, no-cache, no-store, must-revalidate, private"
+
+
+_DATE: list[Any] = [None, ""]  # [the second, Django's http_date() of it]
+
+
+def _now_http_date() -> str:
+    """``http_date()``: the current second's date, spelt once per second."""
+    second = int(time.time())
+    if _DATE[0] != second:
+        _DATE[1] = http_date(second)
+        _DATE[0] = second
+    return _DATE[1]
 
 
 def never_cache(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -26,7 +39,7 @@ def never_cache(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
         if "Cache-Control" in headers or "Expires" in headers:
             add_never_cache_headers(response)
         else:
-            headers["Expires"] = http_date()
+            headers["Expires"] = _now_http_date()
             headers["Cache-Control"] = NEVER_CACHE
         return response
 

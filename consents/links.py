@@ -28,6 +28,7 @@ not a contact, so it has no version or address; the store checks the device's se
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -175,7 +176,15 @@ def _check_params(name: str, spec: Scope, params: dict[str, Any]) -> None:
 
 def binding(address: str, *, secret: str | None = None) -> str:
     """The address as a token carries it: a short keyed hash, case-insensitive."""
-    value = (address or "").strip().lower()
+    return _binding(
+        (address or "").strip().lower(), settings.SECRET_KEY if secret is None else secret
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _binding(value: str, secret: str) -> str:
+    """``binding`` of a normalised address under one key, remembered: every read of a person's
+    page checks the session's binding against the address (a key derived and a keyed hash)."""
     return salted_hmac(BINDING_SALT, value, secret=secret, algorithm="sha256").hexdigest()[
         :BINDING_LENGTH
     ]

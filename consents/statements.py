@@ -393,7 +393,7 @@ def flush() -> None:
         return
     items = list(queue)
     queue.clear()
-    with connection.cursor() as cursor:
+    with _round_trip_cursor() as cursor:
         # Each statement's values bound as psycopg binds them (its own text, short, parsed once
         # per process), then the whole sent as it is: a long text with many values would be
         # parsed again at every call. This module's own writes, and the reads asked with
@@ -440,6 +440,43 @@ def flush() -> None:
                 item.returning.pk = row[0] if row else None
             elif item.answer is not None:
                 item.answer._set(raw.fetchall() if _has_rows(raw) else [])
+
+
+@contextlib.contextmanager
+def _round_trip_cursor() -> Iterator[Any]:
+    """A Django cursor for ``flush``'s round trip; or, while nothing watches the connection's
+    queries (no query log; no execute wrapper but ``together``'s own, whose queue ``flush``
+    has just taken), the driver cursor kept for the connection behind the checks and error
+    wrapping a Django cursor applies (``_Direct``): creating a Django cursor per round trip
+    cost more than sending the round trip did."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    if (
+        conn.queries_logged
+        or any(wrapper is not _send_first for wrapper in conn.execute_wrappers)
+        or conn.vendor != "postgresql"
+    ):
+        with conn.cursor() as cursor:
+            yield cursor
+        return
+    conn.close_if_health_check_failed()
+    conn.ensure_connection()
+    conn.validate_thread_sharing()
+    yield _Direct(conn, _kept_cursor(conn))
+
+
+class _Direct:
+    """What ``flush`` asks of a Django cursor (``execute`` of a text without parameters, the
+    driver's cursor as ``cursor``), done on the driver's cursor as Django's cursor does it."""
+
+    __slots__ = ("conn", "cursor")
+
+    def __init__(self, conn: Any, cursor: Any) -> None:
+        self.conn, self.cursor = conn, cursor
+
+    def execute(self, sql: str) -> None:
+        self.conn.validate_no_broken_transaction()
+        with self.conn.wrap_database_errors:
+            self.cursor.execute(sql)
 
 
 def _has_rows(raw: Any) -> bool:
@@ -750,3 +787,42 @@ def execute_prepared(cursor: Any, name: str, sql: str, params: Sequence[Any]) ->
     cursor.execute(f"{prepare.replace('%', '%%')}; {execute}", params)
     cursor.nextset()  # the EXECUTE's rows
     known[name] = execute
+
+
+def rows_prepared(name: str, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``execute_prepared(cursor, name, sql, params)``.
+
+    Once the statement is prepared on the connection, and while nothing watches the connection's
+    queries (no query log, as under ``DEBUG`` or a test's count; no ``execute_wrapper``, as
+    inside ``together()``), it runs on a driver cursor kept for the connection, with Django's
+    checks and error wrapping but not its cursor: creating and wrapping a cursor cost more than
+    a served page's one query did (``pagecache``). Otherwise through a Django cursor."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    if not (conn.queries_logged or conn.execute_wrappers) and conn.vendor == "postgresql":
+        conn.close_if_health_check_failed()
+        conn.ensure_connection()
+        known = _known_prepared()
+        execute = known.get(name) if known is not None else None
+        if execute is not None:
+            conn.validate_thread_sharing()
+            conn.validate_no_broken_transaction()
+            with conn.wrap_database_errors:
+                cursor = _kept_cursor(conn)
+                cursor.execute(_executed(execute, params, None))
+                return cursor.fetchall()
+    with conn.cursor() as cursor:
+        execute_prepared(cursor, name, sql, params)
+        return cursor.fetchall()
+
+
+def _kept_cursor(conn: Any) -> Any:
+    """A driver cursor kept on the connection's wrapper for ``rows_prepared`` and ``flush``,
+    made as Django makes its cursors' (its time zone), with the driver's connection it belongs
+    to: a new connection gets a new cursor."""
+    raw = conn.connection
+    kept = getattr(conn, "_assent_cursor", None)
+    if kept is None or kept[0] is not raw or kept[1].closed:
+        with conn.wrap_database_errors:
+            kept = (raw, conn.create_cursor())
+        conn._assent_cursor = kept
+    return kept[1]

@@ -140,9 +140,9 @@ def contact_for_page(public_id: str) -> Contact | None:
     through the fields' own converters (as the ORM's would), spelt once per process.
     """
     sql, attnames, converters = _contact_reader()
-    with connection.cursor() as cursor:
-        statements.execute_prepared(cursor, "assent_page_contact", sql, [public_id])
-        found = statements.converted(cursor.fetchall(), converters)
+    found = statements.converted(
+        statements.rows_prepared("assent_page_contact", sql, [public_id]), converters
+    )
     if not found:
         return None
     values = found[0]
@@ -236,10 +236,8 @@ def _session_and_contact(
     and the contact with its ledger position, in one query; None when the session has ended or
     expired."""
     sql, attnames, converters = _session_reader(session.model)  # type: ignore[attr-defined]
-    with connection.cursor() as cursor:
-        params = [public_id, session.session_key, clock.now()]
-        statements.execute_prepared(cursor, "assent_page_session", sql, params)
-        rows = cursor.fetchall()
+    params = [public_id, session.session_key, clock.now()]
+    rows = statements.rows_prepared("assent_page_session", sql, params)
     if not rows:
         return None
     *values, last_seq, session_data = rows[0]

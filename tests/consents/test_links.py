@@ -288,3 +288,16 @@ def test_an_old_keep_or_new_address_link_says_why_it_no_longer_works(
         assert response.status_code == 400
         assert "ce lien a expiré" in response.content.decode()
     assert not marie.events.exists()
+
+
+def test_the_address_binding_follows_the_key(settings) -> None:
+    """Remembered per address and key: another key gives another binding, and a binding made
+    under a key that became a fallback still names the address."""
+    settings.SECRET_KEY = "k1" * 25
+    before = links.binding("Marie@Example.fr ")
+    assert before == links.binding("marie@example.fr")
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "k2" * 25, ["k1" * 25]
+    assert links.binding("marie@example.fr") != before
+    assert links.bound_to("marie@example.fr", before)
+    settings.SECRET_KEY_FALLBACKS = []
+    assert not links.bound_to("marie@example.fr", before)

@@ -639,3 +639,97 @@ def test_the_values_sent_as_they_are_are_those_the_orm_would_send(
     assert statements._values(state, fields, statements._plain_kinds(fields), connection) == [
         f.get_db_prep_save(f.pre_save(state, True), connection) for f in fields
     ]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_rows_of_a_prepared_statement_come_without_a_django_cursor_once_it_is_prepared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``rows_prepared``: the rows a Django cursor gives, from the driver cursor kept for the
+    connection once the statement is known there, with values converted by the connection's
+    loaders as the Django cursor's are."""
+    Contact.objects.create(email="kept@example.fr", public_id="kept-1", collected_at=clock.now())
+    sql = 'SELECT "email", "collected_at" FROM "consents_contact" WHERE "public_id" = %s'
+    first = statements.rows_prepared("assent_test_kept", sql, ["kept-1"])  # prepares it
+    with connection.cursor() as cursor:
+        statements.execute_prepared(cursor, "assent_test_kept", sql, ["kept-1"])
+        by_django = cursor.fetchall()
+    assert first == by_django and first[0][0] == "kept@example.fr"
+    assert first[0][1].utcoffset() is not None
+
+    def no_cursor(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a Django cursor was created")
+
+    monkeypatch.setattr(connection, "cursor", no_cursor)
+    assert statements.rows_prepared("assent_test_kept", sql, ["kept-1"]) == by_django
+    assert statements.rows_prepared("assent_test_kept", sql, ["nobody"]) == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_rows_of_a_prepared_statement_are_seen_by_query_logs_and_execute_wrappers() -> None:
+    sql = "SELECT %s::int + 1"
+    assert statements.rows_prepared("assent_test_seen", sql, [1]) == [(2,)]
+    with CaptureQueriesContext(connection) as captured:
+        assert statements.rows_prepared("assent_test_seen", sql, [2]) == [(3,)]
+    assert len(captured) == 1 and captured[0]["sql"].startswith("EXECUTE assent_test_seen_")
+    seen: list[str] = []
+
+    def watch(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        assert statements.rows_prepared("assent_test_seen", sql, [3]) == [(4,)]
+    assert len(seen) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_rows_of_a_prepared_statement_fail_as_django_fails_and_survive_a_new_connection() -> None:
+    sql = "SELECT 10 / %s"
+    assert statements.rows_prepared("assent_test_kept_divide", sql, [5]) == [(2,)]
+    with pytest.raises(DataError):  # Django's error, not the driver's
+        statements.rows_prepared("assent_test_kept_divide", sql, [0])
+    assert statements.rows_prepared("assent_test_kept_divide", sql, [2]) == [(5,)]
+    with transaction.atomic():
+        with pytest.raises(DataError), transaction.atomic(savepoint=False):
+            statements.rows_prepared("assent_test_kept_divide", sql, [0])
+        with pytest.raises(transaction.TransactionManagementError):  # as a Django cursor's
+            statements.rows_prepared("assent_test_kept_divide", sql, [1])
+    connection.close()  # a new connection: prepared again, on a cursor of its own
+    assert statements.rows_prepared("assent_test_kept_divide", sql, [10]) == [(1,)]
+    assert statements.rows_prepared("assent_test_kept_divide", sql, [1]) == [(10,)]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # no test transaction: no savepoint's cursor
+def test_a_round_trip_nobody_watches_goes_on_the_kept_driver_cursor(
+    make_contact: Callable[..., Contact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``flush`` without a Django cursor while no query log or other execute wrapper watches:
+    the same rows written and read, Django's errors raised; watched, through Django's cursor."""
+    contact = make_contact()
+    made: list[Any] = []
+    real = connection.cursor
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        made.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "cursor", counted)
+    with transaction.atomic(), statements.together():
+        statements.insert(_outbox(contact), later=True)
+        rows = statements.fetch(
+            'SELECT count(*) FROM "consents_outbox" WHERE "contact_id" = %s', [contact.pk]
+        )
+        assert rows == [(1,)]
+    assert made == []
+    with pytest.raises(IntegrityError), transaction.atomic(), statements.together():
+        statements.insert(ContactFacts(contact=contact, fold={}))  # the same key: refused
+    assert made == []
+    with CaptureQueriesContext(connection) as captured, transaction.atomic(), statements.together():
+        statements.insert(_outbox(contact), later=True)
+    assert made and any("INSERT" in statements.spelt_out(q["sql"]) for q in captured)
+    assert Outbox.objects.filter(contact=contact).count() == 2
