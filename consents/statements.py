@@ -444,29 +444,40 @@ def flush() -> None:
 
 @contextlib.contextmanager
 def _round_trip_cursor() -> Iterator[Any]:
-    """A Django cursor for ``flush``'s round trip; or, while nothing watches the connection's
-    queries (no query log; no execute wrapper but ``together``'s own, whose queue ``flush``
-    has just taken), the driver cursor kept for the connection behind the checks and error
-    wrapping a Django cursor applies (``_Direct``): creating a Django cursor per round trip
-    cost more than sending the round trip did."""
+    """A cursor for ``flush``'s round trip: the kept driver cursor (``_unwatched``; the queue
+    ``together``'s execute wrapper would send is the one ``flush`` has just taken), else a
+    Django cursor."""
     conn = connections[DEFAULT_DB_ALIAS]
-    if (
-        conn.queries_logged
-        or any(wrapper is not _send_first for wrapper in conn.execute_wrappers)
-        or conn.vendor != "postgresql"
-    ):
-        with conn.cursor() as cursor:
-            yield cursor
+    direct = _unwatched(conn, own_wrapper=_send_first)
+    if direct is not None:
+        yield direct
         return
+    with conn.cursor() as cursor:
+        yield cursor
+
+
+def _unwatched(conn: Any, *, own_wrapper: Any = None) -> _Direct | None:
+    """The driver cursor kept for the connection (``_kept_cursor``), behind the checks and the
+    error wrapping of a Django cursor, while nothing watches the connection's queries: no query
+    log (as under ``DEBUG`` or a test's count) and no execute wrapper but ``own_wrapper``; None
+    otherwise, or on another database. Creating and wrapping a Django cursor per statement cost
+    more than a page served again's one query did."""
+    if (
+        conn.vendor != "postgresql"
+        or conn.queries_logged
+        or any(wrapper is not own_wrapper for wrapper in conn.execute_wrappers)
+    ):
+        return None
     conn.close_if_health_check_failed()
     conn.ensure_connection()
     conn.validate_thread_sharing()
-    yield _Direct(conn, _kept_cursor(conn))
+    return _Direct(conn, _kept_cursor(conn))
 
 
 class _Direct:
-    """What ``flush`` asks of a Django cursor (``execute`` of a text without parameters, the
-    driver's cursor as ``cursor``), done on the driver's cursor as Django's cursor does it."""
+    """What ``flush`` and ``rows_prepared`` ask of a Django cursor (``execute`` of a text
+    without parameters, ``fetchall``, the driver's cursor as ``cursor``), done on the driver's
+    cursor as Django's cursor does it."""
 
     __slots__ = ("conn", "cursor")
 
@@ -477,6 +488,10 @@ class _Direct:
         self.conn.validate_no_broken_transaction()
         with self.conn.wrap_database_errors:
             self.cursor.execute(sql)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        with self.conn.wrap_database_errors:
+            return self.cursor.fetchall()
 
 
 def _has_rows(raw: Any) -> bool:
@@ -794,22 +809,16 @@ def rows_prepared(name: str, sql: str, params: Sequence[Any]) -> list[tuple[Any,
 
     Once the statement is prepared on the connection, and while nothing watches the connection's
     queries (no query log, as under ``DEBUG`` or a test's count; no ``execute_wrapper``, as
-    inside ``together()``), it runs on a driver cursor kept for the connection, with Django's
+    inside ``together()``), it runs on the driver cursor ``_unwatched`` gives, with Django's
     checks and error wrapping but not its cursor: creating and wrapping a cursor cost more than
     a served page's one query did (``pagecache``). Otherwise through a Django cursor."""
     conn = connections[DEFAULT_DB_ALIAS]
-    if not (conn.queries_logged or conn.execute_wrappers) and conn.vendor == "postgresql":
-        conn.close_if_health_check_failed()
-        conn.ensure_connection()
-        known = _known_prepared()
-        execute = known.get(name) if known is not None else None
-        if execute is not None:
-            conn.validate_thread_sharing()
-            conn.validate_no_broken_transaction()
-            with conn.wrap_database_errors:
-                cursor = _kept_cursor(conn)
-                cursor.execute(_executed(execute, params, None))
-                return cursor.fetchall()
+    direct = _unwatched(conn)
+    known = _known_prepared() if direct is not None else None
+    execute = known.get(name) if known is not None else None
+    if direct is not None and execute is not None:
+        direct.execute(_executed(execute, params, None))
+        return direct.fetchall()
     with conn.cursor() as cursor:
         execute_prepared(cursor, name, sql, params)
         return cursor.fetchall()
