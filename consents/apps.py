@@ -14,7 +14,13 @@ class ConsentsConfig(AppConfig):
         translate_names(self)  # model and field names in the officer's language
         from django.db.models.signals import post_delete, post_migrate, post_save
 
-        from consents import catalogue, checks, projections, roles  # noqa: F401  (checks: deploy checks)
+        from consents import (  # noqa: F401  (checks: deploy checks; lookups: ``__any_of``)
+            catalogue,
+            checks,
+            lookups,
+            projections,
+            roles,
+        )
         from consents.models import Notice, Topic, WebhookEndpoint
 
         for model in (Topic, Notice, WebhookEndpoint):

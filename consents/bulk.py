@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import ipaddress
 import itertools
 import multiprocessing
@@ -54,6 +53,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from consents import clock, copying, ledger, projections, rules, validation
+from consents.collector import collecting_less
 from consents.models import (
     CatalogFact,
     ChainHead,
@@ -737,30 +737,6 @@ class LoadStats:
     first_contact_id: int | None = None
     last_contact_id: int | None = None
     contact_ids: list[int] = field(default_factory=list)
-
-
-# Python's cyclic garbage collector makes a pass over the young objects every 700 containers
-# (dicts, lists, tuples...) allocated and not freed, and now and then one over every object alive.
-# An import allocates millions of containers, none in a cycle, and keeps a batch of them alive at a
-# time: those passes free nothing and took a sixth of the CPU of a Mailchimp import (90 against
-# 111 us a row). While an import runs, a young pass every COLLECT_EVERY containers instead.
-COLLECT_EVERY = 100_000
-
-
-@contextlib.contextmanager
-def collecting_less(every: int = COLLECT_EVERY) -> Iterator[None]:
-    """The cyclic collector's young pass every ``every`` containers allocated while the block
-    runs (an outer block's setting, or a larger one, is kept, and so is a threshold of 0, which
-    turned the automatic passes off); the threshold restored after."""
-    before = gc.get_threshold()
-    if before[0] == 0 or before[0] >= every:
-        yield
-        return
-    gc.set_threshold(every, *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

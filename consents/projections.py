@@ -437,7 +437,7 @@ def projections_refresh_many(contacts: list[Contact], s: rules.RuleSettings | No
     s = s or rules.RuleSettings.from_django()
     ids = [c.pk for c in contacts]
     histories: dict[int, list[rules.Fact]] = {i: [] for i in ids}
-    rows = Event.objects.filter(contact_id__in=ids).values_list(
+    rows = Event.objects.filter(contact_id__any_of=ids).values_list(
         "contact_id", "type", "occurred_at", "seq", "topic", "channel", "method", "proof", "data"
     )
     for contact_id, type_, at, seq, topic, channel, method, proof, data in rows:
@@ -460,12 +460,12 @@ def projections_refresh_many(contacts: list[Contact], s: rules.RuleSettings | No
         for name, model in _ROWS:
             new_rows[name] += [model(contact=contact, **row) for row in getattr(projection, name)]
     existing = set(
-        ContactFacts.objects.filter(contact_id__in=ids).values_list("contact_id", flat=True)
+        ContactFacts.objects.filter(contact_id__any_of=ids).values_list("contact_id", flat=True)
     )
     ContactFacts.objects.bulk_create([f for f in facts if f.contact_id not in existing])
     rows_update(ContactFacts, [f for f in facts if f.contact_id in existing], FACT_FIELDS)
     for name, model in _ROWS:
-        model.objects.filter(contact_id__in=ids).delete()
+        model.objects.filter(contact_id__any_of=ids).delete()
         model.objects.bulk_create(new_rows[name])
 
 

@@ -12,7 +12,8 @@ the ledger, oldest first, a batch per transaction:
   that delivers an event twice, or a drain that stopped before its commit, records it once;
 - the facts are appended with ``services.append_batch`` (chained, projections updated from their
   state, webhook deliveries written), and the rows deleted, in the same transaction: a drain
-  killed mid-batch leaves every row of the batch in the inbox, and nothing of it in the ledger.
+  killed mid-batch leaves every row of the batch in the inbox, and nothing of it in the ledger;
+- the cyclic garbage collector runs less often while a batch is built (``consents.collector``).
 
 Opens are counted per message and day (``OpenCount``) unless ``TRACKING_OPENS_PER_PERSON``.
 """
@@ -31,6 +32,7 @@ from django.db import connection, transaction
 from django.db.models import F
 
 from consents import services, statements
+from consents.collector import collecting_less
 from consents.locks import lock_key
 from consents.models import Contact, Event
 from consents.vocab import ANY, Channel, EventType, InteractionKind, Method
@@ -81,7 +83,7 @@ def _contacts(recipients: set[str]) -> dict[str, int]:
         except ValidationError:
             continue
     exact = dict(
-        Contact.objects.filter(email__in=set(normalised.values())).values_list("email", "pk")
+        Contact.objects.filter(email__any_of=set(normalised.values())).values_list("email", "pk")
     )
     for recipient, email in normalised.items():
         if email in exact:
@@ -120,7 +122,8 @@ def drain(
     kills a drain mid-batch).
     """
     batch_size = batch_size or settings.TRACKING_DRAIN_BATCH
-    with transaction.atomic():
+    # A batch's thousands of events, states and rows hold no cycle (``collecting_less``).
+    with collecting_less(), transaction.atomic():
         _lock()
         inbox = TrackingInbox.objects.select_for_update().order_by("id")
         rows = list(inbox.values_list(*_READ, named=True)[:batch_size])
@@ -135,7 +138,7 @@ def drain(
         references = {row.reference for row in facts if row.reference}
         # A set: without the model's ordering, PostgreSQL need not sort (nor gather the sorts of
         # parallel workers).
-        found = Event.objects.filter(contact_id__in=ids, proof__in=references).order_by()
+        found = Event.objects.filter(contact_id__any_of=ids, proof__any_of=references).order_by()
         seen = set(
             found.values_list("contact_id", "type", "actor", "proof") if ids and references else ()
         )
@@ -159,7 +162,7 @@ def drain(
             if stall is not None and len(items) == stall_after:
                 stall()
         _append(items)
-        TrackingInbox.objects.filter(pk__in=[row.pk for row in rows]).delete()
+        TrackingInbox.objects.filter(pk__any_of=[row.pk for row in rows]).delete()
     return len(rows)
 
 

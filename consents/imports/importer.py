@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Upper
 
 from consents import bulk, clock, copying, services, webhooks_out
+from consents.collector import collecting_less
 from consents.imports import shares
 from consents.imports.presets import (
     MAPPERS,
@@ -171,8 +172,8 @@ def run(
     importer = _Importer(
         ctx, summary, dry_run=dry_run, webhooks=webhooks, on_row=on_row, workers=workers
     )
-    # Millions of short-lived dicts and lists, none in a cycle (``bulk.collecting_less``).
-    with bulk.collecting_less():
+    # Millions of short-lived dicts and lists, none in a cycle (``collecting_less``).
+    with collecting_less():
         try:
             if _run_in_shares(importer, path, dry_run, workers, batch_rows, progress, lines):
                 rows: Iterable[dict[str, str]] = ()

@@ -199,13 +199,13 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
     recorded_at = clock.now()
     ids = sorted({item.contact_id for item in items})
     contacts = {
-        c.pk: c for c in Contact.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+        c.pk: c for c in Contact.objects.select_for_update().filter(pk__any_of=ids).order_by("pk")
     }
     # The recorded heads, and below the facts' rows, as plain rows for ``rows_update`` (no model
     # instance: thousands per batch).
     heads: dict[int, Any] = {
         contact_id: SimpleNamespace(pk=contact_id, seq=seq, hash=hash_, recorded_at=None)
-        for contact_id, seq, hash_ in ChainHead.objects.filter(contact_id__in=ids).values_list(
+        for contact_id, seq, hash_ in ChainHead.objects.filter(contact_id__any_of=ids).values_list(
             "contact_id", "seq", "hash"
         )
     }
@@ -214,7 +214,7 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
         # A contact with no event yet starts its chain here; one with events but no recorded
         # head (a ledger from before heads were kept) goes through _append.
         legacy = set(
-            Event.objects.filter(contact_id__in=headless).values_list("contact_id", flat=True)
+            Event.objects.filter(contact_id__any_of=headless).values_list("contact_id", flat=True)
         )
         new_heads = {
             i: ChainHead(contact_id=i, seq=0, hash=ledger.GENESIS)
@@ -227,7 +227,7 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
     # Each contact's state and stored facts: only the facts a batch changes are written back.
     stored = {
         row[0]: row[1:]
-        for row in ContactFacts.objects.filter(contact_id__in=ids).values_list(
+        for row in ContactFacts.objects.filter(contact_id__any_of=ids).values_list(
             "contact_id", "fold", *_FACT_COLUMNS
         )
     }
@@ -323,7 +323,7 @@ def append_batch(items: list[BatchItem]) -> list[Event]:
     for name, model in projections._ROWS:
         changed = rewrites[name]
         if changed:
-            model.objects.filter(contact_id__in=list(changed)).delete()
+            model.objects.filter(contact_id__any_of=list(changed)).delete()
             model.objects.bulk_create(
                 [model(contact_id=c, **row) for c, rows in changed.items() for row in rows]
             )

@@ -657,27 +657,6 @@ def test_bulk_projections_equal_the_reference_projections():
         assert prepared.projection == reference_derive(person, history, settings), i
 
 
-def test_an_import_runs_the_cycle_collector_less_often_and_restores_it():
-    import gc
-
-    before = gc.get_threshold()
-    with bulk.collecting_less():
-        assert gc.get_threshold() == (bulk.COLLECT_EVERY, *before[1:])
-        with bulk.collecting_less(every=1000):  # an outer, larger setting is kept
-            assert gc.get_threshold()[0] == bulk.COLLECT_EVERY
-        assert gc.get_threshold()[0] == bulk.COLLECT_EVERY
-    assert gc.get_threshold() == before
-    with pytest.raises(ValueError), bulk.collecting_less():
-        raise ValueError
-    assert gc.get_threshold() == before
-    gc.set_threshold(0, *before[1:])  # automatic passes turned off: left off
-    try:
-        with bulk.collecting_less():
-            assert gc.get_threshold()[0] == 0
-    finally:
-        gc.set_threshold(*before)
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_ids_are_reserved_from_the_table_sequence_in_order_and_once() -> None:

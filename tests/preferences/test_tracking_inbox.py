@@ -153,6 +153,32 @@ def test_a_batch_is_chained_in_order_projected_and_told_in_a_few_queries(
     assert ledger.verify_chains(0, 10**9).problems == []
 
 
+@pytest.mark.django_db
+def test_a_batch_is_built_with_the_cycle_collector_relaxed_and_restored_after(
+    make_contact: Callable[..., Contact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from consents import services
+    from consents.collector import COLLECT_EVERY
+
+    make_contact(email="alice@example.fr")
+    tracking.received(**click("alice@example.fr", 1))
+    seen: list[int] = []
+    append_batch = services.append_batch
+
+    def watched(items: list[services.BatchItem]) -> list[Event]:
+        seen.append(gc.get_threshold()[0])
+        return append_batch(items)
+
+    monkeypatch.setattr(services, "append_batch", watched)
+    before = gc.get_threshold()
+    assert tracking.drain() == 1
+    assert seen == [COLLECT_EVERY]
+    assert gc.get_threshold() == before
+    assert Event.objects.filter(actor="esp:Mailgun").count() == 1
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_drain_killed_mid_batch_loses_nothing(make_contact: Callable[..., Contact]) -> None:
