@@ -733,3 +733,38 @@ def test_a_round_trip_nobody_watches_goes_on_the_kept_driver_cursor(
         statements.insert(_outbox(contact), later=True)
     assert made and any("INSERT" in statements.spelt_out(q["sql"]) for q in captured)
     assert Outbox.objects.filter(contact=contact).count() == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # autocommit, as a webhook's one insert
+def test_an_insert_alone_goes_on_the_kept_driver_cursor_once_prepared(
+    make_contact: Callable[..., Contact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``insert`` outside ``together()``: prepared through a Django cursor the first time, then
+    on the kept driver cursor while nothing watches, its id read back; a refused row raises
+    Django's error; watched (a query log), through Django's cursor again."""
+    contact = make_contact()
+    first = statements.insert(_outbox(contact))  # prepares it
+    made: list[Any] = []
+    real = connection.cursor
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        made.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "cursor", counted)
+    second = statements.insert(_outbox(contact, to="b@example.fr"))
+    assert made == []
+    assert second.pk is not None and second.pk > first.pk
+    assert Outbox.objects.get(pk=second.pk).to == "b@example.fr"
+    made.clear()
+    facts = ContactFacts(contact=contact, fold={})
+    with pytest.raises(IntegrityError):  # the contact has its facts already: the same key
+        statements.insert(facts)
+    statements.insert(_outbox(contact, to="c@example.fr"))  # the connection is still usable
+    assert made == []  # prepared when the contact was made: both on the driver cursor
+    made.clear()
+    with CaptureQueriesContext(connection) as captured:
+        third = statements.insert(_outbox(contact, to="d@example.fr"))
+    assert made and len(captured) == 1 and captured[0]["sql"].startswith("EXECUTE ")
+    assert Outbox.objects.filter(contact=contact).order_by("pk").last().pk == third.pk
