@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.utils.dateparse import parse_datetime
 
 from consents import rules, statements
@@ -396,7 +396,8 @@ def rows_update(model: Any, objs: list[Any], names: list[str], chunk: int = 1000
     if not objs:
         return
     fields = [model._meta.get_field(name) for name in names]
-    if connection.vendor != "postgresql":
+    conn = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: each look through the proxy costs
+    if conn.vendor != "postgresql":
         for obj in objs:
             model.objects.filter(pk=obj.pk).update(
                 **{f.name: getattr(obj, f.attname) for f in fields}
@@ -411,15 +412,12 @@ def rows_update(model: Any, objs: list[Any], names: list[str], chunk: int = 1000
     # The values spelt in by psycopg's own literals (``statements.literals``): a statement of
     # thousands of placeholders was parsed again at each call (a sixth of a tracking drain).
     literal = statements.literals()
-    with connection.cursor() as cursor:
+    kinds = statements.plain_kinds(fields)
+    with conn.cursor() as cursor:
         for start in range(0, len(objs), chunk):
             rows = [
                 statements.spelt_values(
-                    [
-                        obj.pk,
-                        *(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields),
-                    ],
-                    literal,
+                    [obj.pk, *statements.plain_values(obj, fields, kinds, conn)], literal
                 )
                 for obj in objs[start : start + chunk]
             ]

@@ -61,7 +61,7 @@ _PLAIN_KINDS: dict[type, type] = {
 }
 
 
-def _plain_kinds(fields: list[Any]) -> list[type | None]:
+def plain_kinds(fields: list[Any]) -> list[type | None]:
     """Per field, the type of the values ``insert`` sends without asking the field (the ORM's
     preparation of a row was a tenth of a sign-up's Python), or None (always through it)."""
     kinds: list[type | None] = []
@@ -73,12 +73,24 @@ def _plain_kinds(fields: list[Any]) -> list[type | None]:
 
 def _values(obj: Model, fields: list[Any], kinds: list[type | None], conn: Any) -> list[Any]:
     """``obj``'s values of ``fields`` as the ORM sends them (``get_db_prep_save`` after
-    ``pre_save``), the plain ones (``_plain_kinds``) as they are."""
+    ``pre_save``), the plain ones (``plain_kinds``) as they are."""
     values = []
     for f, kind in zip(fields, kinds, strict=True):
         if kind is None:
             values.append(f.get_db_prep_save(f.pre_save(obj, True), conn))
             continue
+        value = getattr(obj, f.attname)
+        values.append(
+            value if value is None or type(value) is kind else f.get_db_prep_save(value, conn)
+        )
+    return values
+
+
+def plain_values(obj: Any, fields: list[Any], kinds: list[type | None], conn: Any) -> list[Any]:
+    """``obj``'s values of ``fields`` as an ``UPDATE`` sends them (``get_db_prep_save``, with no
+    ``pre_save``: nothing computed at save time), the plain ones (``plain_kinds``) as they are."""
+    values = []
+    for f, kind in zip(fields, kinds, strict=True):
         value = getattr(obj, f.attname)
         values.append(
             value if value is None or type(value) is kind else f.get_db_prep_save(value, conn)
@@ -116,7 +128,7 @@ def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
             text += " ON CONFLICT DO NOTHING"
         if returning:
             text += f" RETURNING {_quote(generated.column)}"
-        built = _INSERTS[key] = (text, fields, returning, _plain_kinds(fields))
+        built = _INSERTS[key] = (text, fields, returning, plain_kinds(fields))
     text, fields, returning, kinds = built
     params = _values(obj, fields, kinds, conn)
     queue = _queue(write=True, conn=conn)
@@ -760,6 +772,12 @@ def literals() -> Callable[[Any], str]:
         def spelt(value: Any) -> str:
             if value is None:
                 return "NULL"
+            kind = type(value)
+            # The two spelt most (ids, sequence numbers, flags), as psycopg spells them.
+            if kind is int and value >= 0:
+                return str(value)
+            if kind is bool:
+                return "true" if value else "false"
             if isinstance(value, Enum) and isinstance(value, (str, int)):
                 value = value.value  # a model's choice: the text psycopg spells for it anyway
             return as_literal(value).decode(encoding)

@@ -597,7 +597,7 @@ def _comparable(values: list[Any]) -> list[Any]:
 def test_the_values_sent_as_they_are_are_those_the_orm_would_send(
     make_contact: Callable[..., Contact], make_topic: Callable[..., Any]
 ) -> None:
-    """The plain values an insert sends without asking their field (``_plain_kinds``), for every
+    """The plain values an insert sends without asking their field (``plain_kinds``), for every
     model written by this module in a sign-up, and values of other types (a lazy text, a
     choice, a number given as text) that must still go through the field."""
     from django.apps import apps
@@ -616,7 +616,7 @@ def test_the_values_sent_as_they_are_are_those_the_orm_would_send(
     ]:
         # (An instant the field sets at save time differs from one call to the next.)
         fields = [f for f in model._meta.concrete_fields if not getattr(f, "auto_now_add", 0)]
-        kinds = statements._plain_kinds(fields)
+        kinds = statements.plain_kinds(fields)
         for obj in model.objects.all():
             orm = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
             assert _comparable(statements._values(obj, fields, kinds, connection)) == (
@@ -629,16 +629,51 @@ def test_the_values_sent_as_they_are_are_those_the_orm_would_send(
                  context={}, links={}, created_at=clock.now(), next_attempt_at=clock.now(),
                  attempts="2", is_service=1)  # fmt: skip
     fields = list(Outbox._meta.concrete_fields)
-    values = statements._values(odd, fields, statements._plain_kinds(fields), connection)
+    values = statements._values(odd, fields, statements.plain_kinds(fields), connection)
     orm = [f.get_db_prep_save(f.pre_save(odd, True), connection) for f in fields]
     assert _comparable(values) == _comparable(orm)
     by_name = dict(zip([f.name for f in fields], values, strict=True))
     assert type(by_name["to"]) is str and by_name["attempts"] == 2 and by_name["is_service"] is True
     state = ConsentState(contact=contact, topic="t", channel=Channel.EMAIL, status="pending")
     fields = list(ConsentState._meta.concrete_fields)
-    assert statements._values(state, fields, statements._plain_kinds(fields), connection) == [
+    assert statements._values(state, fields, statements.plain_kinds(fields), connection) == [
         f.get_db_prep_save(f.pre_save(state, True), connection) for f in fields
     ]
+    # What an update sends (``plain_values``, ``projections.rows_update``): the same values.
+    for model in (ContactFacts, ChainHead, Outbox):
+        fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+        kinds = statements.plain_kinds(fields)
+        for obj in [*model.objects.all(), odd]:
+            if not isinstance(obj, model):
+                continue
+            orm = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+            assert _comparable(statements.plain_values(obj, fields, kinds, connection)) == (
+                _comparable(orm)
+            ), model
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_literal_is_spelt_as_psycopg_spells_it() -> None:
+    """``literals``: its own spelling of the commonest values (non-negative integers,
+    booleans) is psycopg's, and so is that of every other value it hands to psycopg."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from psycopg.adapt import Transformer
+
+    from consents.vocab import Channel
+
+    spelt = statements.literals()
+    connection.ensure_connection()
+    raw = connection.connection
+    theirs = Transformer(raw).as_literal
+    values = [0, 1, 7, 2**31, 2**63 - 1, -1, -(2**40), True, False, "l'été", 1.5, Decimal("2.50"),
+              datetime(2026, 12, 2, 1, 2, 3, tzinfo=UTC)]  # fmt: skip
+    for value in values:
+        assert spelt(value) == theirs(value).decode(), value
+    assert spelt(None) == "NULL"
+    assert spelt(Channel.EMAIL) == theirs("email").decode()
 
 
 @pytest.mark.postgres
