@@ -445,7 +445,7 @@ class _Importer:
             digests[services.suppression_digest("email", m.email)] = m.email.upper()
             if m.contact.get("phone"):
                 digests[services.suppression_digest("phone", m.contact["phone"])] = m.email.upper()
-        listed = Suppression.objects.filter(digest__in=digests).values_list("digest", flat=True)
+        listed = Suppression.objects.filter(digest__any_of=digests).values_list("digest", flat=True)
         return {digests[d] for d in listed}
 
     # --- Writing ---
@@ -581,40 +581,22 @@ class _Importer:
             raise ImportError_(f"rows {min(plans)} to {max(plans)}: {exc}") from exc
 
 
-# The look-ups of a batch name thousands of values: on PostgreSQL one array parameter
-# (``= ANY(%s)``) rather than one placeholder each, which Django and psycopg spell and parse at a
-# cost that shows on a million rows. The same rows either way.
+# The look-ups of a batch name thousands of values: ``__any_of`` (``consents.lookups``), one array
+# parameter on PostgreSQL rather than one placeholder each.
 
 
 def _known_rows(source: str, digests: set[str]) -> dict[str, str]:
     """key digest -> content digest of the rows of ``source`` imported before, among these."""
-    if connection.vendor != "postgresql":
-        return dict(
-            ImportedRow.objects.filter(source=source, key_digest__in=digests).values_list(
-                "key_digest", "content_digest"
-            )
+    return dict(
+        ImportedRow.objects.filter(source=source, key_digest__any_of=digests).values_list(
+            "key_digest", "content_digest"
         )
-    table = connection.ops.quote_name(ImportedRow._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT key_digest, content_digest FROM {table}"
-            " WHERE source = %s AND key_digest = ANY(%s::text[])",
-            [source, list(digests)],
-        )
-        return dict(cursor.fetchall())
+    )
 
 
 def _contacts_by_upper(uppers: set[str]) -> list[Contact]:
     """The contacts whose address, upper-cased by the database, is one of these."""
-    if connection.vendor != "postgresql":
-        return list(Contact.objects.annotate(u=Upper("email")).filter(u__in=uppers))
-    table = connection.ops.quote_name(Contact._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id FROM {table} WHERE UPPER(email) = ANY(%s::text[])", [list(uppers)]
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-    return list(Contact.objects.filter(pk__in=ids)) if ids else []
+    return list(Contact.objects.annotate(u=Upper("email")).filter(u__any_of=uppers))
 
 
 def _written(
@@ -687,6 +669,6 @@ def _copy_imported_rows(rows: list[tuple[Any, ...]]) -> None:
 def _replay_webhooks(contact_ids: list[int]) -> None:
     from consents.models import Event
 
-    contacts = {c.pk: c for c in Contact.objects.filter(pk__in=contact_ids)}
-    events = Event.objects.filter(contact_id__in=contact_ids).order_by("contact_id", "seq")
+    contacts = {c.pk: c for c in Contact.objects.filter(pk__any_of=contact_ids)}
+    events = Event.objects.filter(contact_id__any_of=contact_ids).order_by("contact_id", "seq")
     webhooks_out.events_recorded((e, contacts[e.contact_id]) for e in events.iterator())
