@@ -738,15 +738,10 @@ def test_rows_of_a_prepared_statement_fail_as_django_fails_and_survive_a_new_con
     assert statements.rows_prepared("assent_test_kept_divide", sql, [1]) == [(10,)]
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)  # no test transaction: no savepoint's cursor
-def test_a_round_trip_nobody_watches_goes_on_the_kept_driver_cursor(
-    make_contact: Callable[..., Contact], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``flush`` without a Django cursor while no query log or other execute wrapper watches:
-    the same rows written and read, Django's errors raised; watched, through Django's cursor."""
-    contact = make_contact()
-    made: list[Any] = []
+@pytest.fixture
+def django_cursors_made(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A 1 for each Django cursor the connection makes from now on."""
+    made: list[int] = []
     real = connection.cursor
 
     def counted(*args: Any, **kwargs: Any) -> Any:
@@ -754,6 +749,19 @@ def test_a_round_trip_nobody_watches_goes_on_the_kept_driver_cursor(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(connection, "cursor", counted)
+    return made
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # no test transaction: no savepoint's cursor
+def test_a_round_trip_nobody_watches_goes_on_the_kept_driver_cursor(
+    make_contact: Callable[..., Contact], django_cursors_made: list[int]
+) -> None:
+    """``flush`` without a Django cursor while no query log or other execute wrapper watches:
+    the same rows written and read, Django's errors raised; watched, through Django's cursor."""
+    contact = make_contact()
+    made = django_cursors_made
+    made.clear()
     with transaction.atomic(), statements.together():
         statements.insert(_outbox(contact), later=True)
         rows = statements.fetch(
@@ -773,21 +781,15 @@ def test_a_round_trip_nobody_watches_goes_on_the_kept_driver_cursor(
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)  # autocommit, as a webhook's one insert
 def test_an_insert_alone_goes_on_the_kept_driver_cursor_once_prepared(
-    make_contact: Callable[..., Contact], monkeypatch: pytest.MonkeyPatch
+    make_contact: Callable[..., Contact], django_cursors_made: list[int]
 ) -> None:
     """``insert`` outside ``together()``: prepared through a Django cursor the first time, then
     on the kept driver cursor while nothing watches, its id read back; a refused row raises
     Django's error; watched (a query log), through Django's cursor again."""
     contact = make_contact()
     first = statements.insert(_outbox(contact))  # prepares it
-    made: list[Any] = []
-    real = connection.cursor
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        made.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(connection, "cursor", counted)
+    made = django_cursors_made
+    made.clear()
     second = statements.insert(_outbox(contact, to="b@example.fr"))
     assert made == []
     assert second.pk is not None and second.pk > first.pk
