@@ -5,8 +5,15 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from config.handlers import MachineHandler, by_path
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_wsgi_application()
+# Every page through settings.MIDDLEWARE; the email service's webhooks through the few a
+# machine's request needs (config.handlers).
+people = get_wsgi_application()
+
+machines = MachineHandler()
+application = by_path(people, machines)
 
 # What is loaded by now (Django, the apps, their modules and settings) lives as long as the
 # process: moved out of the cycle collector's reach, whose full passes walked it all again (a

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, connection
 
 from consents import services
 from consents.models import Contact, Topic
@@ -240,3 +241,17 @@ def accessible(page: Any) -> None:
     """axe-core finds nothing on the page; otherwise the rules and elements that fail."""
     violations = axe_violations(page)
     assert violations == [], [(v["id"], [n["target"] for n in v["nodes"]]) for v in violations]
+
+
+@pytest.fixture
+def connection_kept() -> Iterator[None]:
+    """For requests made through the WSGI application itself, as Django's test client does: the
+    test's connection (and its transaction) outlives each request, instead of being closed when
+    the request finishes."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)

@@ -8,13 +8,10 @@ run, e.g. ``ASSENT_CONTRACT_EXAMPLES=200``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
@@ -26,16 +23,8 @@ EXAMPLES = int(os.environ.get("ASSENT_CONTRACT_EXAMPLES", "8"))
 
 
 @pytest.fixture
-def api_schema(db: Any) -> Iterator[Any]:
-    # As Django's test client does: the test's connection (and its transaction) outlives each
-    # request, instead of being closed when the request finishes.
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        yield schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
+def api_schema(db: Any, connection_kept: None) -> Any:
+    return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
 
 
 @pytest.fixture
