@@ -5,8 +5,9 @@ A webhook is an email service posting an event (``/webhooks/anymail/``): it carr
 no language, no user and no messages, needs no CSRF token (anymail's views are exempt and check
 the service's own credentials) and asks for no static file. In a campaign it is the most frequent
 request of all, one per message delivered, opened or clicked: the middleware it had no use for
-took a quarter of its instructions (bench/README.md, 2 December). Its response keeps the
-security headers and the policy, and a body that is not UTF-8 still gets its clear 400.
+took a quarter of its instructions (bench/README.md, 2 December). Its host is still checked, its
+response keeps the security headers and the policy, and a request no page can read still gets
+its clear 400.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ MACHINE_MIDDLEWARE = frozenset(
         "django.middleware.security.SecurityMiddleware",
         "config.middleware.ContentSecurityPolicyMiddleware",
         "config.middleware.UnreadableRequestMiddleware",
+        # The host checked against ALLOWED_HOSTS (400 otherwise), as for every other request.
+        "django.middleware.common.CommonMiddleware",
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
     }
 )

@@ -39,6 +39,7 @@ def test_the_machines_handler_leaves_out_what_a_machine_has_no_use_for() -> None
         "django.middleware.security.SecurityMiddleware",
         "config.middleware.ContentSecurityPolicyMiddleware",
         "config.middleware.UnreadableRequestMiddleware",
+        "django.middleware.common.CommonMiddleware",
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
     ]
 
@@ -99,6 +100,12 @@ def test_a_webhook_goes_through_the_machines_stack_a_page_through_the_whole(
     )  # fmt: skip
     assert status == 400 and headers["content-type"] == ["text/html; charset=utf-8"]
     assert b"<!doctype html>" in content
+    # A host the site does not serve: refused, as any other request.
+    status, _, _ = call(
+        "POST", "/webhooks/anymail/mailgun/tracking/", body, HTTP_HOST="evil.example",
+        CONTENT_TYPE="application/json", **AUTH,
+    )  # fmt: skip
+    assert status == 400 and TrackingInbox.objects.count() == 1
     # Wrong credentials: refused by anymail, as through the whole stack.
     status, _, _ = call(
         "POST", "/webhooks/anymail/mailgun/tracking/", body,
