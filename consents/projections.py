@@ -417,7 +417,7 @@ def rows_update(model: Any, objs: list[Any], names: list[str], chunk: int = 1000
         for start in range(0, len(objs), chunk):
             rows = [
                 statements.spelt_values(
-                    [obj.pk, *statements.plain_values(obj, fields, kinds, conn)], literal
+                    [obj.pk, *statements.values_of(obj, fields, kinds, conn, adding=False)], literal
                 )
                 for obj in objs[start : start + chunk]
             ]

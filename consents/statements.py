@@ -71,26 +71,18 @@ def plain_kinds(fields: list[Any]) -> list[type | None]:
     return kinds
 
 
-def _values(obj: Model, fields: list[Any], kinds: list[type | None], conn: Any) -> list[Any]:
-    """``obj``'s values of ``fields`` as the ORM sends them (``get_db_prep_save`` after
-    ``pre_save``), the plain ones (``plain_kinds``) as they are."""
+def values_of(
+    obj: Any, fields: list[Any], kinds: list[type | None], conn: Any, *, adding: bool = True
+) -> list[Any]:
+    """``obj``'s values of ``fields`` as the ORM sends them (``get_db_prep_save``, after
+    ``pre_save`` for a row being added: ``insert``; as they are for an ``UPDATE``:
+    ``projections.rows_update``), the plain ones (``plain_kinds``) as they are."""
     values = []
     for f, kind in zip(fields, kinds, strict=True):
         if kind is None:
-            values.append(f.get_db_prep_save(f.pre_save(obj, True), conn))
+            value = f.pre_save(obj, True) if adding else getattr(obj, f.attname)
+            values.append(f.get_db_prep_save(value, conn))
             continue
-        value = getattr(obj, f.attname)
-        values.append(
-            value if value is None or type(value) is kind else f.get_db_prep_save(value, conn)
-        )
-    return values
-
-
-def plain_values(obj: Any, fields: list[Any], kinds: list[type | None], conn: Any) -> list[Any]:
-    """``obj``'s values of ``fields`` as an ``UPDATE`` sends them (``get_db_prep_save``, with no
-    ``pre_save``: nothing computed at save time), the plain ones (``plain_kinds``) as they are."""
-    values = []
-    for f, kind in zip(fields, kinds, strict=True):
         value = getattr(obj, f.attname)
         values.append(
             value if value is None or type(value) is kind else f.get_db_prep_save(value, conn)
@@ -130,7 +122,7 @@ def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
             text += f" RETURNING {_quote(generated.column)}"
         built = _INSERTS[key] = (text, fields, returning, plain_kinds(fields))
     text, fields, returning, kinds = built
-    params = _values(obj, fields, kinds, conn)
+    params = values_of(obj, fields, kinds, conn)
     queue = _queue(write=True, conn=conn)
     if queue is not None:
         item = _Queued(text, params, obj if returning else None, name=_name(text))
@@ -143,13 +135,10 @@ def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
             flush()
         return obj
     wanted = meta.auto_field is not None and not given  # the id the database gives
-    direct = _unwatched(conn)
-    known = _known_prepared() if direct is not None else None
-    execute = known.get(_name(text)) if known is not None else None
-    if direct is not None and execute is not None:
-        # Prepared on this connection, nothing watching: on the kept driver cursor, as
-        # ``rows_prepared`` (a webhook's one insert cost more in Django's cursor than in itself).
-        direct.execute(_executed(execute, params, None))
+    # Prepared on this connection, nothing watching: on the kept driver cursor, as
+    # ``rows_prepared`` (a webhook's one insert cost more in Django's cursor than in itself).
+    direct = _prepared_unwatched(conn, _name(text), params)
+    if direct is not None:
         if wanted:
             rows = direct.fetchall()
             obj.pk = rows[0][0] if rows else None
@@ -843,15 +832,25 @@ def rows_prepared(name: str, sql: str, params: Sequence[Any]) -> list[tuple[Any,
     checks and error wrapping but not its cursor: creating and wrapping a cursor cost more than
     a served page's one query did (``pagecache``). Otherwise through a Django cursor."""
     conn = connections[DEFAULT_DB_ALIAS]
-    direct = _unwatched(conn)
-    known = _known_prepared() if direct is not None else None
-    execute = known.get(name) if known is not None else None
-    if direct is not None and execute is not None:
-        direct.execute(_executed(execute, params, None))
+    direct = _prepared_unwatched(conn, name, params)
+    if direct is not None:
         return direct.fetchall()
     with conn.cursor() as cursor:
         execute_prepared(cursor, name, sql, params)
         return cursor.fetchall()
+
+
+def _prepared_unwatched(conn: Any, name: str, params: Sequence[Any]) -> _Direct | None:
+    """The statement ``name``, prepared on this connection, executed with ``params`` on the
+    kept driver cursor while nothing watches (``_unwatched``); that cursor, for its rows. None,
+    and nothing run, when the statement is not prepared here yet or something watches."""
+    direct = _unwatched(conn)
+    known = _known_prepared() if direct is not None else None
+    execute = known.get(name) if known is not None else None
+    if direct is None or execute is None:
+        return None
+    direct.execute(_executed(execute, params, None))
+    return direct
 
 
 def _kept_cursor(conn: Any) -> Any:
