@@ -396,7 +396,8 @@ def rows_update(model: Any, objs: list[Any], names: list[str], chunk: int = 1000
     if not objs:
         return
     fields = [model._meta.get_field(name) for name in names]
-    conn = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: each look through the proxy costs
+    # The wrapper itself: each look through the ``connection`` proxy is a thread-local look-up.
+    conn = connections[DEFAULT_DB_ALIAS]
     if conn.vendor != "postgresql":
         for obj in objs:
             model.objects.filter(pk=obj.pk).update(

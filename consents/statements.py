@@ -102,7 +102,8 @@ def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
     ends, when the queue is sent and the id set. ``unless_taken``: nothing is written when the
     row would break a unique constraint (PostgreSQL's ``ON CONFLICT DO NOTHING``; a generated
     id is then left None), where a savepoint would have cost two more round trips."""
-    conn = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: each look through the proxy costs
+    # The wrapper itself: each look through the ``connection`` proxy is a thread-local look-up.
+    conn = connections[DEFAULT_DB_ALIAS]
     model = type(obj)
     meta = model._meta
     given = meta.auto_field is not None and obj.pk is not None
@@ -143,7 +144,7 @@ def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
             rows = direct.fetchall()
             obj.pk = rows[0][0] if rows else None
     else:
-        with connection.cursor() as cursor:
+        with conn.cursor() as cursor:
             execute_prepared(cursor, _name(text), text, params)
             if wanted:
                 if returning:
@@ -151,7 +152,7 @@ def insert(obj: M, *, later: bool = False, unless_taken: bool = False) -> M:
                     obj.pk = row[0] if row else None
                 else:
                     obj.pk = cursor.lastrowid
-    obj._state.adding, obj._state.db = False, connection.alias
+    obj._state.adding, obj._state.db = False, conn.alias
     return obj
 
 
